@@ -1,0 +1,76 @@
+/* Tokenizers built from GGUF metadata (tokenizer.ggml.*), reproducing
+ * llama.cpp's llama-vocab behaviour:
+ *   - "llama": SentencePiece (score-driven merges, add_space_prefix, byte
+ *     fallback <0xXX>);
+ *   - "gpt2": byte-level BPE with the pre-tokenizers gpt-2, llama3
+ *     (llama-bpe), qwen2, smollm and starcoder, selected by
+ *     tokenizer.ggml.pre.
+ * Special / control tokens are matched in the text when parse_special is set.
+ * A loaded tokenizer is immutable and safe to share between threads. */
+#ifndef VEIL_TOKENIZER_H
+#define VEIL_TOKENIZER_H
+
+#include "veil/base.h"
+#include "veil/gguf.h"
+
+/* Token attributes from tokenizer.ggml.token_type (llama.cpp's numbering). */
+enum veil_tok_type {
+	VEIL_TOK_UNDEFINED = 0,
+	VEIL_TOK_NORMAL = 1,
+	VEIL_TOK_UNKNOWN = 2,
+	VEIL_TOK_CONTROL = 3,
+	VEIL_TOK_USER_DEFINED = 4,
+	VEIL_TOK_UNUSED = 5,
+	VEIL_TOK_BYTE = 6,
+};
+
+enum veil_tok_kind {
+	VEIL_TOK_SPM = 1,   /* tokenizer.ggml.model = "llama" */
+	VEIL_TOK_BPE = 2,   /* tokenizer.ggml.model = "gpt2" */
+};
+
+#define VEIL_TOK_MAX_TEXT (16u << 20)  /* bytes of input text accepted */
+
+struct veil_tok;
+
+/* Builds the tokenizer from g's metadata.  The tokenizer copies what it
+ * needs, so g may be closed afterwards.  VEIL_ENOTSUP for an unknown model
+ * or pre-tokenizer (detail names it). */
+int veil_tok_load(const struct veil_gguf *g, struct veil_tok **out);
+void veil_tok_free(struct veil_tok *t);
+
+/* Tokenizes len bytes of text (UTF-8; invalid bytes are handled as llama.cpp
+ * does).  add_special: prepend BOS (and append EOS) as the model's
+ * add_bos_token / add_eos_token say.  parse_special: recognise control and
+ * user-defined token texts in the input.  Writes at most cap ids; if more
+ * are needed returns VEIL_ERANGE and sets *n_out to the count required. */
+int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
+		    bool add_special, bool parse_special, int32_t *ids,
+		    size_t cap, size_t *n_out);
+
+/* The text bytes of one token as llama.cpp's token_to_piece renders it
+ * (SentencePiece '\u2581' -> ' ', byte tokens -> the byte, byte-level BPE
+ * unmapped to raw bytes).  Control tokens render as "" unless `special`.
+ * Returns the piece length, or a negative code; writes at most cap bytes
+ * (VEIL_ERANGE if more are needed).  The piece may be a partial UTF-8
+ * sequence. */
+int veil_tok_piece(const struct veil_tok *t, int32_t id, bool special,
+		   char *buf, size_t cap);
+
+enum veil_tok_kind veil_tok_kind(const struct veil_tok *t);
+const char *veil_tok_pre_name(const struct veil_tok *t); /* "default" for SPM */
+int32_t veil_tok_n_vocab(const struct veil_tok *t);
+int32_t veil_tok_bos(const struct veil_tok *t);   /* -1 when none */
+int32_t veil_tok_eos(const struct veil_tok *t);   /* -1 when none */
+int32_t veil_tok_eot(const struct veil_tok *t);   /* e.g. <|eot_id|>, -1 */
+bool veil_tok_add_bos(const struct veil_tok *t);
+/* True for EOS, EOT and other end-of-generation tokens. */
+bool veil_tok_is_eog(const struct veil_tok *t, int32_t id);
+enum veil_tok_type veil_tok_type(const struct veil_tok *t, int32_t id);
+/* The raw vocabulary string of a token (as stored in the GGUF) and its
+ * length; NULL for an id out of range. */
+const char *veil_tok_text(const struct veil_tok *t, int32_t id, size_t *len);
+/* Id of an exact vocabulary string, -1 when absent. */
+int32_t veil_tok_find(const struct veil_tok *t, const char *s, size_t len);
+
+#endif

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages veil needs to build and test (idempotent).
+# Runs as root or through sudo; does nothing when everything is present.
+set -euo pipefail
+
+PKGS=(
+	build-essential pkg-config git ca-certificates python3
+	libssl-dev          # TLS, X.509, ECDSA, Ed25519, X25519, AES-GCM, HKDF, SHA-2/3
+	libevent-dev        # event loop, HTTP server (later issues)
+	libcurl4-openssl-dev # outbound HTTP (later issues)
+	libjansson-dev      # JSON
+	libsqlite3-dev      # usage / key store (later issues)
+	libcmocka-dev       # unit tests
+	clang-14 libclang-rt-14-dev libfuzzer-14-dev  # fuzz harnesses, sanitizers
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps: installing ${missing[*]}"
+	SUDO=""
+	if [ "$(id -u)" -ne 0 ]; then
+		if command -v sudo >/dev/null; then SUDO="sudo"; else
+			echo "deps: need root (or sudo) to install: ${missing[*]}" >&2
+			exit 1
+		fi
+	fi
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -qq
+	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# clang-14 ships as clang-14; the Makefile calls `clang`.
+if ! command -v clang >/dev/null && command -v clang-14 >/dev/null; then
+	FUZZ_CC_HINT="clang-14"
+	echo "deps: note: 'clang' not on PATH; use FUZZ_CC=$FUZZ_CC_HINT" >&2
+fi
+exit 0

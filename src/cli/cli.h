@@ -1,0 +1,30 @@
+/* The veil command-line tool: shared declarations of its subcommands.
+ * Each subcommand is `int fn(int argc, char **argv)` with argv[0] being the
+ * subcommand's own name; it returns the process exit status (0 ok, 1 the
+ * operation failed, 2 usage error) and prints its own --help. */
+#ifndef VEIL_CLI_H
+#define VEIL_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* veil model ... */
+int veil_cli_model_info(int argc, char **argv);
+int veil_cli_model_run(int argc, char **argv);
+int veil_cli_model_tokenize(int argc, char **argv);
+int veil_cli_model_synth(int argc, char **argv);
+int veil_cli_model_quantize(int argc, char **argv);
+int veil_cli_model_bench(int argc, char **argv);
+
+/* Resolves the model to use: `arg` if given, else $VEIL_MODEL, else
+ * ./models/stories260K.gguf, else ../shared/models/stories260K.gguf.  On
+ * failure prints where it looked and where to get the model, returns -1. */
+int veil_cli_find_model(const char *arg, char *out, size_t cap);
+
+/* Prints "veil: <what>: <veil_strerror(rc)>[: <detail>]" to stderr. */
+void veil_cli_error(const char *what, int rc);
+
+/* True if argv has -h or --help. */
+bool veil_cli_wants_help(int argc, char **argv);
+
+#endif
