@@ -2,6 +2,9 @@
 # Installs the Debian 12 packages veil needs to build and test (idempotent).
 # Runs as root or through sudo; does nothing when everything is present.
 set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 
 PKGS=(
 	build-essential pkg-config git ca-certificates python3
@@ -23,16 +26,28 @@ done
 
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "deps: installing ${missing[*]}"
-	SUDO=""
-	if [ "$(id -u)" -ne 0 ]; then
-		if command -v sudo >/dev/null; then SUDO="sudo"; else
-			echo "deps: need root (or sudo) to install: ${missing[*]}" >&2
-			exit 1
-		fi
+	if [ "$(id -u)" -ne 0 ] && [ -z "$SUDO" ]; then
+		echo "deps: need root (or sudo) to install: ${missing[*]}" >&2
+		exit 1
 	fi
 	export DEBIAN_FRONTEND=noninteractive
 	$SUDO apt-get update -qq
 	$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Test peers written by others (hpke-js, ethers, ...) come from npm, pinned
+# by tests/js/package-lock.json.
+if [ -f tests/js/package-lock.json ]; then
+	if ! command -v npm >/dev/null; then
+		echo "deps: installing nodejs npm"
+		${SUDO:-} apt-get update -qq
+		${SUDO:-} apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+	fi
+	if [ ! -d tests/js/node_modules ] ||
+	   [ tests/js/package-lock.json -nt tests/js/node_modules/.package-lock.json ]; then
+		echo "deps: npm ci in tests/js"
+		(cd tests/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	fi
 fi
 
 # clang-14 ships as clang-14; the Makefile calls `clang`.

@@ -26,9 +26,10 @@ done
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+case "$BUILD" in /*) ABS_BUILD="$BUILD" ;; *) ABS_BUILD="$ROOT/$BUILD" ;; esac
 export VEIL_SHARED="${VEIL_SHARED:-$ROOT/../shared}"
-export VEIL_CACHE="${VEIL_CACHE:-$ROOT/$BUILD/cache}"
-export VEIL_BIN="${VEIL_BIN:-$ROOT/$BUILD/bin}"
+export VEIL_CACHE="${VEIL_CACHE:-$ABS_BUILD/cache}"
+export VEIL_BIN="${VEIL_BIN:-$ABS_BUILD/bin}"
 LOGS="$BUILD/test-logs"
 mkdir -p "$LOGS" "$VEIL_CACHE"
 if [ ! -d "$VEIL_SHARED" ]; then

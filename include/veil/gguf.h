@@ -80,7 +80,9 @@ struct veil_gguf_kv {
 	enum veil_gguf_vtype type;
 	/* Scalars are decoded; strings point into the file; arrays give the
 	 * element type, count and a pointer to the raw (little-endian) data.
-	 * For arrays of strings, use veil_gguf_arr_str(). */
+	 * For arrays of strings, use veil_gguf_arr_str(); their arr.data
+	 * is the reader's index (n struct veil_gguf_str), not file bytes.
+	 * Scalar array data is not necessarily aligned: memcpy from it. */
 	union {
 		uint64_t u64;
 		int64_t i64;
@@ -155,6 +157,10 @@ const struct veil_gguf_tensor *veil_gguf_tensor_at(const struct veil_gguf *g,
 const struct veil_gguf_tensor *veil_gguf_tensor(const struct veil_gguf *g,
 						const char *name);
 
+/* SHA-256 of a whole file (streamed, not mapped), for `model info` and
+ * manifests.  VEIL_ENOENT / VEIL_EIO with the path in the detail. */
+int veil_gguf_sha256_file(const char *path, uint8_t out[32]);
+
 /* ---- writer ------------------------------------------------------------ */
 
 /* Builds a GGUF v3 file: metadata first, then tensor infos, then data, in the
@@ -163,6 +169,9 @@ const struct veil_gguf_tensor *veil_gguf_tensor(const struct veil_gguf *g,
  * then write header, then write each tensor's bytes in the same order. */
 struct veil_gguf_writer;
 
+/* alignment 0 means the default 32; another power of two is recorded as
+ * general.alignment (appended after the caller's keys unless the caller
+ * added it, with the same value, itself). */
 int veil_gguf_writer_new(struct veil_gguf_writer **out, uint32_t alignment);
 void veil_gguf_writer_free(struct veil_gguf_writer *w);
 int veil_gguf_w_u32(struct veil_gguf_writer *w, const char *key, uint32_t v);

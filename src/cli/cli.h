@@ -16,6 +16,10 @@ int veil_cli_model_synth(int argc, char **argv);
 int veil_cli_model_quantize(int argc, char **argv);
 int veil_cli_model_bench(int argc, char **argv);
 
+/* veil hpke keygen|seal|open, veil sign keygen|sign|verify */
+int veil_cli_hpke(int argc, char **argv);
+int veil_cli_sign(int argc, char **argv);
+
 /* Resolves the model to use: `arg` if given, else $VEIL_MODEL, else
  * ./models/stories260K.gguf, else ../shared/models/stories260K.gguf.  On
  * failure prints where it looked and where to get the model, returns -1. */

@@ -30,6 +30,8 @@ static void usage(FILE *f)
 		"usage: veil [--version] [--help] <command> [args]\n"
 		"\n"
 		"veil is a confidential LLM inference stack.  Commands:\n"
+		"  hpke <sub>    HPKE (RFC 9180): keygen, seal, open\n"
+		"  sign <sub>    signatures (Ed25519, secp256k1 EIP-191): keygen, sign, verify\n"
 		"  model <sub>   work with GGUF models:\n");
 	for (size_t i = 0; i < VEIL_ARRAY_LEN(model_cmds); i++)
 		fprintf(f, "    %-10s  %s\n", model_cmds[i].name, model_cmds[i].summary);
@@ -93,6 +95,10 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
+	if (!strcmp(argv[1], "hpke"))
+		return veil_cli_hpke(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "sign"))
+		return veil_cli_sign(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "model"))
 		return run_sub(model_cmds, VEIL_ARRAY_LEN(model_cmds), argc - 1,
 			       argv + 1, model_usage);
