@@ -1,0 +1,682 @@
+/* Unit tests of the tokenizer against llama.cpp's own expectations:
+ * the vocab test cases of llama.cpp (models/ggml-vocab-*.gguf.inp/.out),
+ * the SmolLM2 reference ids and the stories260K prompts, all read from
+ * ../shared (env VEIL_SHARED); a test whose files are absent is skipped. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "veil/gguf.h"
+#include "veil/tokenizer.h"
+
+#define MAX_IDS 4096
+
+static const char *shared_dir(void)
+{
+	const char *s = getenv("VEIL_SHARED");
+
+	return s && *s ? s : "../shared";
+}
+
+static void shared_path(char *out, size_t cap, const char *rel)
+{
+	snprintf(out, cap, "%s/%s", shared_dir(), rel);
+}
+
+static bool have_file(const char *path)
+{
+	return access(path, R_OK) == 0;
+}
+
+/* Loads the tokenizer of a GGUF and closes the file (the tokenizer must
+ * not keep pointers into it). */
+static struct veil_tok *load_tok(const char *path)
+{
+	struct veil_gguf *g = NULL;
+	struct veil_tok *t = NULL;
+	int rc;
+
+	rc = veil_gguf_open(path, &g);
+	if (rc < 0)
+		fail_msg("%s: %s: %s", path, veil_strerror(rc), veil_err_detail());
+	rc = veil_tok_load(g, &t);
+	if (rc < 0)
+		fail_msg("%s: tokenizer: %s: %s", path, veil_strerror(rc),
+			 veil_err_detail());
+	veil_gguf_close(g);
+	return t;
+}
+
+static char *read_all(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *p = NULL;
+	long n;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	assert_true(n >= 0);
+	rewind(f);
+	p = malloc((size_t)n + 1);
+	assert_non_null(p);
+	assert_int_equal(fread(p, 1, (size_t)n, f), (size_t)n);
+	p[n] = 0;
+	fclose(f);
+	*len = (size_t)n;
+	return p;
+}
+
+/* Prints text with C escapes so a failing case can be read. */
+static void print_escaped(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '\n')
+			fputs("\\n", stderr);
+		else if (c == '\t')
+			fputs("\\t", stderr);
+		else if (c == '\\' || c == '"')
+			fprintf(stderr, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(stderr, "\\x%02x", c);
+		else
+			fputc(c, stderr);
+	}
+}
+
+static void print_ids(const char *label, const int32_t *ids, size_t n)
+{
+	fprintf(stderr, "  %s (%zu):", label, n);
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, " %d", ids[i]);
+	fputc('\n', stderr);
+}
+
+/* Concatenated pieces of ids. */
+static size_t detokenize(const struct veil_tok *t, const int32_t *ids, size_t n,
+			 bool special, char *out, size_t cap)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		int r = veil_tok_piece(t, ids[i], special, out + len, cap - len);
+
+		assert_true(r >= 0);
+		len += (size_t)r;
+	}
+	return len;
+}
+
+struct tally {
+	int cases, matched, roundtrip_ok;
+};
+
+/* Tokenizes one case and compares with the expected ids; on a mismatch
+ * prints the text and both id lists.  `prefix` is what detokenizing adds
+ * in front of the text (" " for SentencePiece's space prefix). */
+static void check_case(const struct veil_tok *t, const char *text, size_t len,
+		       bool add_special, bool parse_special, const int32_t *want,
+		       size_t nwant, const char *prefix, struct tally *ty)
+{
+	static int32_t got[MAX_IDS];
+	static char back[1 << 16];
+	size_t n = 0, blen, plen = strlen(prefix);
+	int rc;
+
+	ty->cases++;
+	rc = veil_tok_encode(t, text, len, add_special, parse_special, got,
+			     MAX_IDS, &n);
+	if (rc < 0) {
+		fprintf(stderr, "case \"");
+		print_escaped(text, len);
+		fprintf(stderr, "\": encode failed: %s: %s\n", veil_strerror(rc),
+			veil_err_detail());
+		return;
+	}
+	if (n != nwant || memcmp(got, want, n * sizeof(*got))) {
+		fprintf(stderr, "MISMATCH \"");
+		print_escaped(text, len);
+		fprintf(stderr, "\"\n");
+		print_ids("want", want, nwant);
+		print_ids("got ", got, n);
+		return;
+	}
+	ty->matched++;
+	blen = detokenize(t, got, n, parse_special, back, sizeof(back));
+	if (len == 0)
+		plen = 0;
+	if (blen == plen + len && !memcmp(back, prefix, plen) &&
+	    !memcmp(back + plen, text, len)) {
+		ty->roundtrip_ok++;
+	} else {
+		fprintf(stderr, "ROUNDTRIP \"");
+		print_escaped(text, len);
+		fprintf(stderr, "\" came back as \"");
+		print_escaped(back, blen);
+		fprintf(stderr, "\"\n");
+	}
+}
+
+static size_t parse_id_line(const char *s, size_t n, int32_t *ids)
+{
+	size_t k = 0, i = 0;
+
+	while (i < n) {
+		char *end;
+		long v;
+
+		while (i < n && s[i] == ' ')
+			i++;
+		if (i >= n)
+			break;
+		v = strtol(s + i, &end, 10);
+		assert_true(end > s + i);
+		assert_true(k < MAX_IDS);
+		ids[k++] = (int32_t)v;
+		i = (size_t)(end - s);
+	}
+	return k;
+}
+
+/* llama.cpp tests/test-tokenizer-0: strings separated (and terminated) by
+ * "\n__ggml_vocab_test__\n"; one line of ids per string. */
+static void run_vocab_file(const char *name, const char *prefix)
+{
+	static const char sep[] = "\n__ggml_vocab_test__\n";
+	static int32_t want[MAX_IDS];
+	char rel[256], gguf[1024], inp[1100], outp[1100];
+	struct veil_tok *t;
+	struct tally ty = {0};
+	char *in, *out, *ip, *op;
+	size_t inlen, outlen;
+
+	snprintf(rel, sizeof(rel), "models/vocab/%s", name);
+	shared_path(gguf, sizeof(gguf), rel);
+	snprintf(inp, sizeof(inp), "%s.inp", gguf);
+	snprintf(outp, sizeof(outp), "%s.out", gguf);
+	if (!have_file(gguf) || !have_file(inp) || !have_file(outp)) {
+		fprintf(stderr, "skip: %s (or .inp/.out) not found under %s "
+			"(set VEIL_SHARED)\n", name, shared_dir());
+		skip();
+	}
+	t = load_tok(gguf);
+	in = read_all(inp, &inlen);
+	out = read_all(outp, &outlen);
+	ip = in;
+	op = out;
+	for (;;) {
+		char *s = memmem(ip, inlen - (size_t)(ip - in), sep, sizeof(sep) - 1);
+		char *nl;
+		size_t nw;
+
+		if (!s)
+			break;
+		nl = memchr(op, '\n', outlen - (size_t)(op - out));
+		assert_non_null(nl);
+		nw = parse_id_line(op, (size_t)(nl - op), want);
+		check_case(t, ip, (size_t)(s - ip), false, false, want, nw, prefix, &ty);
+		ip = s + sizeof(sep) - 1;
+		op = nl + 1;
+	}
+	fprintf(stderr, "%s: %d/%d cases match, %d round-trip\n", name,
+		ty.matched, ty.cases, ty.roundtrip_ok);
+	assert_int_equal((size_t)(ip - in), inlen);   /* ended on a separator */
+	assert_int_equal((size_t)(op - out), outlen); /* one line per string */
+	assert_true(ty.cases > 0);
+	assert_int_equal(ty.matched, ty.cases);
+	assert_int_equal(ty.roundtrip_ok, ty.cases);
+	free(in);
+	free(out);
+	veil_tok_free(t);
+}
+
+static void test_vocab_llama_spm_matches_llamacpp(void **state)
+{
+	(void)state;
+	run_vocab_file("ggml-vocab-llama-spm.gguf", " ");
+}
+
+static void test_vocab_phi3_matches_llamacpp(void **state)
+{
+	(void)state;
+	run_vocab_file("ggml-vocab-phi-3.gguf", " ");
+}
+
+static void test_vocab_gpt2_matches_llamacpp(void **state)
+{
+	(void)state;
+	run_vocab_file("ggml-vocab-gpt-2.gguf", "");
+}
+
+static void test_vocab_starcoder_matches_llamacpp(void **state)
+{
+	(void)state;
+	run_vocab_file("ggml-vocab-starcoder.gguf", "");
+}
+
+static size_t json_ids(json_t *arr, int32_t *ids)
+{
+	size_t i;
+	json_t *v;
+
+	assert_true(json_is_array(arr));
+	assert_true(json_array_size(arr) <= MAX_IDS);
+	json_array_foreach(arr, i, v) {
+		assert_true(json_is_integer(v));
+		ids[i] = (int32_t)json_integer_value(v);
+	}
+	return json_array_size(arr);
+}
+
+static json_t *load_json(const char *rel)
+{
+	char path[1024];
+	json_error_t err;
+	json_t *j;
+
+	shared_path(path, sizeof(path), rel);
+	if (!have_file(path)) {
+		fprintf(stderr, "skip: %s not found (set VEIL_SHARED)\n", path);
+		return NULL;
+	}
+	j = json_load_file(path, 0, &err);
+	if (!j)
+		fail_msg("%s:%d: %s", path, err.line, err.text);
+	return j;
+}
+
+static void test_smollm2_reference_ids_match(void **state)
+{
+	static int32_t want[MAX_IDS];
+	char gguf[1024];
+	struct veil_tok *t;
+	struct tally ty = {0};
+	json_t *j, *cases, *c;
+	size_t i;
+
+	(void)state;
+	shared_path(gguf, sizeof(gguf), "models/tiny-synth-f16.gguf");
+	j = load_json("reference/smollm2-tokenizer-llamacpp.json");
+	if (!j || !have_file(gguf)) {
+		json_decref(j);
+		fprintf(stderr, "skip: SmolLM2 reference or %s absent\n", gguf);
+		skip();
+	}
+	t = load_tok(gguf);
+	assert_int_equal(veil_tok_kind(t), VEIL_TOK_BPE);
+	assert_string_equal(veil_tok_pre_name(t), "smollm");
+	assert_false(veil_tok_add_bos(t));
+	cases = json_object_get(j, "cases");
+	assert_true(json_is_array(cases));
+	json_array_foreach(cases, i, c) {
+		json_t *text = json_object_get(c, "text");
+		size_t nw = json_ids(json_object_get(c, "ids"), want);
+
+		assert_true(json_is_string(text));
+		check_case(t, json_string_value(text), json_string_length(text), false,
+			   json_is_true(json_object_get(c, "parse_special")), want, nw,
+			   "", &ty);
+	}
+	fprintf(stderr, "smollm2: %d/%d cases match, %d round-trip\n", ty.matched,
+		ty.cases, ty.roundtrip_ok);
+	assert_true(ty.cases > 0);
+	assert_int_equal(ty.matched, ty.cases);
+	assert_int_equal(ty.roundtrip_ok, ty.cases);
+	veil_tok_free(t);
+	json_decref(j);
+}
+
+static void test_stories260k_prompts_and_pieces_match(void **state)
+{
+	static int32_t want[MAX_IDS], got[MAX_IDS];
+	static char text[1 << 16];
+	char gguf[1024];
+	struct veil_tok *t;
+	struct tally ty = {0};
+	json_t *j, *cases, *c;
+	size_t i;
+
+	(void)state;
+	shared_path(gguf, sizeof(gguf), "models/stories260K.gguf");
+	j = load_json("reference/stories260K-greedy.json");
+	if (!j || !have_file(gguf)) {
+		json_decref(j);
+		fprintf(stderr, "skip: stories260K reference or %s absent\n", gguf);
+		skip();
+	}
+	t = load_tok(gguf);
+	assert_int_equal(veil_tok_kind(t), VEIL_TOK_SPM);
+	assert_true(veil_tok_add_bos(t));
+	assert_int_equal(veil_tok_bos(t), 1);
+	assert_int_equal(veil_tok_eos(t), 2);
+	assert_true(veil_tok_is_eog(t, 2));
+	cases = json_object_get(j, "cases");
+	assert_true(json_is_array(cases));
+	json_array_foreach(cases, i, c) {
+		json_t *prompt = json_object_get(c, "prompt");
+		json_t *pieces = json_object_get(c, "prompt_pieces");
+		json_t *gen_text = json_object_get(c, "generated_text");
+		size_t nw = json_ids(json_object_get(c, "prompt_ids"), want), n = 0;
+		int matched = ty.matched;
+
+		assert_true(json_is_string(prompt));
+		/* BOS renders as "" without special, so the text comes back
+		 * with the space prefix. */
+		check_case(t, json_string_value(prompt), json_string_length(prompt),
+			   true, false, want, nw, " ", &ty);
+		if (ty.matched == matched)
+			continue;
+		if (json_is_array(pieces)) {
+			assert_int_equal(json_array_size(pieces), nw);
+			for (size_t k = 0; k < nw; k++) {
+				json_t *p = json_array_get(pieces, k);
+				int r = veil_tok_piece(t, want[k], true, text, sizeof(text));
+
+				assert_true(r >= 0);
+				assert_int_equal((size_t)r, json_string_length(p));
+				assert_memory_equal(text, json_string_value(p), (size_t)r);
+			}
+		}
+		if (json_is_string(gen_text)) {
+			n = json_ids(json_object_get(c, "generated_ids"), got);
+			size_t len = detokenize(t, got, n, false, text, sizeof(text));
+
+			assert_int_equal(len, json_string_length(gen_text));
+			assert_memory_equal(text, json_string_value(gen_text), len);
+		}
+	}
+	fprintf(stderr, "stories260K: %d/%d prompts match, %d round-trip\n",
+		ty.matched, ty.cases, ty.roundtrip_ok);
+	assert_true(ty.cases > 0);
+	assert_int_equal(ty.matched, ty.cases);
+	assert_int_equal(ty.roundtrip_ok, ty.cases);
+	veil_tok_free(t);
+	json_decref(j);
+}
+
+/* ---- behaviours on the small vocabularies -------------------------------- */
+
+static struct veil_tok *load_shared(const char *rel)
+{
+	char path[1024];
+
+	shared_path(path, sizeof(path), rel);
+	if (!have_file(path)) {
+		fprintf(stderr, "skip: %s not found (set VEIL_SHARED)\n", path);
+		return NULL;
+	}
+	return load_tok(path);
+}
+
+static void test_encode_reports_needed_capacity(void **state)
+{
+	struct veil_tok *t = load_shared("models/stories260K.gguf");
+	int32_t ids[2];
+	size_t n = 0;
+
+	(void)state;
+	if (!t)
+		skip();
+	assert_int_equal(veil_tok_encode(t, "Once upon a time", 16, true, false,
+					 ids, 2, &n), VEIL_ERANGE);
+	assert_int_equal(n, 5);
+	assert_int_equal(veil_tok_encode(t, "", 0, true, false, ids, 2, &n), 0);
+	assert_int_equal(n, 1); /* empty prompt: just BOS */
+	assert_int_equal(ids[0], 1);
+	assert_int_equal(veil_tok_encode(t, "", 0, false, false, ids, 2, &n), 0);
+	assert_int_equal(n, 0);
+	veil_tok_free(t);
+}
+
+static void test_spm_special_tokens_only_with_parse_special(void **state)
+{
+	struct veil_tok *t = load_shared("models/stories260K.gguf");
+	int32_t ids[64];
+	size_t n = 0, k;
+	bool seen = false;
+
+	(void)state;
+	if (!t)
+		skip();
+	assert_int_equal(veil_tok_encode(t, "a</s>b", 6, false, true, ids, 64, &n), 0);
+	for (k = 0; k < n; k++)
+		seen |= ids[k] == 2;
+	assert_true(seen);
+	seen = false;
+	assert_int_equal(veil_tok_encode(t, "a</s>b", 6, false, false, ids, 64, &n), 0);
+	for (k = 0; k < n; k++)
+		seen |= ids[k] == 2;
+	assert_false(seen);
+	veil_tok_free(t);
+}
+
+static void test_piece_hides_control_tokens_unless_special(void **state)
+{
+	struct veil_tok *t = load_shared("models/stories260K.gguf");
+	char buf[16];
+	int32_t nl;
+
+	(void)state;
+	if (!t)
+		skip();
+	assert_int_equal(veil_tok_type(t, 1), VEIL_TOK_CONTROL);
+	assert_int_equal(veil_tok_piece(t, 1, false, buf, sizeof(buf)), 0);
+	assert_int_equal(veil_tok_piece(t, 1, true, buf, sizeof(buf)), 3);
+	assert_memory_equal(buf, "<s>", 3);
+	nl = veil_tok_find(t, "<0x0A>", 6);
+	assert_true(nl >= 0);
+	assert_int_equal(veil_tok_type(t, nl), VEIL_TOK_BYTE);
+	assert_int_equal(veil_tok_piece(t, nl, false, buf, sizeof(buf)), 1);
+	assert_int_equal(buf[0], '\n');
+	assert_int_equal(veil_tok_piece(t, 1, true, buf, 2), VEIL_ERANGE);
+	assert_int_equal(veil_tok_piece(t, 100000, true, buf, sizeof(buf)), VEIL_EINVAL);
+	veil_tok_free(t);
+}
+
+static void test_bpe_invalid_utf8_becomes_replacement_char(void **state)
+{
+	struct veil_tok *t = load_shared("models/vocab/ggml-vocab-gpt-2.gguf");
+	int32_t ids[64];
+	char back[64];
+	size_t n = 0, len;
+
+	(void)state;
+	if (!t)
+		skip();
+	/* llama.cpp decodes an invalid byte as U+FFFD before byte-level BPE. */
+	assert_int_equal(veil_tok_encode(t, "a\xff", 2, false, false, ids, 64, &n), 0);
+	len = detokenize(t, ids, n, false, back, sizeof(back));
+	assert_int_equal(len, 4);
+	assert_memory_equal(back, "a\xef\xbf\xbd", 4);
+	veil_tok_free(t);
+}
+
+static void test_smollm2_eog_and_chat_tokens(void **state)
+{
+	struct veil_tok *t = load_shared("models/tiny-synth-f16.gguf");
+	int32_t ids[64];
+	size_t n = 0;
+
+	(void)state;
+	if (!t)
+		skip();
+	assert_int_equal(veil_tok_find(t, "<|im_end|>", 10), 2);
+	assert_true(veil_tok_is_eog(t, 2));
+	assert_true(veil_tok_is_eog(t, 0)); /* <|endoftext|> */
+	assert_false(veil_tok_is_eog(t, 1));
+	assert_int_equal(veil_tok_encode(t, "<|im_start|>", 12, false, true, ids,
+					 64, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], 1);
+	veil_tok_free(t);
+}
+
+/* A tiny byte-level BPE vocabulary (all its characters are printable ASCII,
+ * which the GPT-2 byte mapping leaves as they are) under a given
+ * pre-tokenizer, parsed from memory. */
+static struct veil_tok *tiny_bpe(const char *pre)
+{
+	static const char *const vocab[] = {"1", "2", "3", "4", "12", "123",
+					    "1234", "'", "S", "'S", "a", "b",
+					    "ab"};
+	static const char *const merge_lines[] = {"1 2", "12 3", "123 4", "' S"};
+	struct veil_gguf_str toks[VEIL_ARRAY_LEN(vocab)];
+	struct veil_gguf_str merges[VEIL_ARRAY_LEN(merge_lines)];
+	struct veil_gguf_writer *w = NULL;
+	struct veil_gguf *g = NULL;
+	struct veil_tok *t = NULL;
+	char *mem = NULL;
+	size_t memlen = 0;
+	FILE *f;
+
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(vocab); i++)
+		toks[i] = (struct veil_gguf_str){vocab[i], strlen(vocab[i])};
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(merge_lines); i++)
+		merges[i] = (struct veil_gguf_str){merge_lines[i], strlen(merge_lines[i])};
+	assert_int_equal(veil_gguf_writer_new(&w, 32), 0);
+	assert_int_equal(veil_gguf_w_str(w, "tokenizer.ggml.model", "gpt2", 4), 0);
+	if (pre)
+		assert_int_equal(veil_gguf_w_str(w, "tokenizer.ggml.pre", pre,
+						 strlen(pre)), 0);
+	assert_int_equal(veil_gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks,
+					     VEIL_ARRAY_LEN(toks)), 0);
+	assert_int_equal(veil_gguf_w_arr_str(w, "tokenizer.ggml.merges", merges,
+					     VEIL_ARRAY_LEN(merges)), 0);
+	f = open_memstream(&mem, &memlen);
+	assert_non_null(f);
+	assert_int_equal(veil_gguf_w_header(w, f), 0);
+	fclose(f);
+	veil_gguf_writer_free(w);
+	assert_int_equal(veil_gguf_parse((const uint8_t *)mem, memlen, &g), 0);
+	assert_int_equal(veil_tok_load(g, &t), 0);
+	veil_gguf_close(g);
+	free(mem);
+	return t;
+}
+
+/* Encodes text and compares with the vocabulary strings expected. */
+static void expect_words(const struct veil_tok *t, const char *text,
+			 const char *const *want, size_t nwant)
+{
+	int32_t ids[32];
+	size_t n = 0;
+
+	assert_int_equal(veil_tok_encode(t, text, strlen(text), false, false, ids,
+					 32, &n), 0);
+	if (n != nwant)
+		print_ids("got", ids, n);
+	assert_int_equal(n, nwant);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(ids[i], veil_tok_find(t, want[i], strlen(want[i])));
+}
+
+static void test_pretokenizers_split_digits_as_their_regex_says(void **state)
+{
+	static const char *const whole[] = {"1234"};
+	static const char *const three[] = {"123", "4"};
+	static const char *const single[] = {"1", "2", "3", "4"};
+	static const struct {
+		const char *pre;
+		const char *const *want;
+		size_t n;
+	} cases[] = {
+		{"gpt-2", whole, 1},       /* ?\p{N}+ */
+		{"llama-bpe", three, 2},   /* \p{N}{1,3} */
+		{"qwen2", single, 4},      /* \p{N} */
+		{"smollm", single, 4},     /* \p{N} first */
+		{"starcoder", single, 4},
+		{NULL, three, 2},          /* default: \p{N}+ then [0-9]{3} */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(cases); i++) {
+		struct veil_tok *t = tiny_bpe(cases[i].pre);
+
+		expect_words(t, "1234", cases[i].want, cases[i].n);
+		veil_tok_free(t);
+	}
+}
+
+static void test_llama3_contractions_ignore_case_and_merges(void **state)
+{
+	static const char *const one[] = {"'S"};
+	static const char *const two[] = {"'", "S"};
+	static const char *const ab[] = {"ab"};
+	static const char *const a_b[] = {"a", "b"};
+	struct veil_tok *l3 = tiny_bpe("llama3"), *g2 = tiny_bpe("gpt-2");
+
+	(void)state;
+	expect_words(l3, "'S", one, 1);  /* (?i:'s) */
+	expect_words(g2, "'S", two, 2);  /* 's is case-sensitive */
+	/* llama3 sets ignore_merges: a word that is a token is taken whole
+	 * even when no merge builds it. */
+	expect_words(l3, "ab", ab, 1);
+	expect_words(g2, "ab", a_b, 2);
+	assert_true(veil_tok_add_bos(l3));
+	assert_false(veil_tok_add_bos(g2));
+	veil_tok_free(l3);
+	veil_tok_free(g2);
+}
+
+/* A tokenizer with a pre-tokenizer we do not implement is refused by name. */
+static void test_load_refuses_unknown_pretokenizer(void **state)
+{
+	struct veil_gguf_writer *w = NULL;
+	struct veil_gguf *g = NULL;
+	struct veil_tok *t = NULL;
+	struct veil_gguf_str toks[2] = {{"a", 1}, {"b", 1}};
+	struct veil_gguf_str merges[1] = {{"a b", 3}};
+	char *mem = NULL;
+	size_t memlen = 0;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(veil_gguf_writer_new(&w, 32), 0);
+	assert_int_equal(veil_gguf_w_str(w, "tokenizer.ggml.model", "gpt2", 4), 0);
+	assert_int_equal(veil_gguf_w_str(w, "tokenizer.ggml.pre", "tekken", 6), 0);
+	assert_int_equal(veil_gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, 2), 0);
+	assert_int_equal(veil_gguf_w_arr_str(w, "tokenizer.ggml.merges", merges, 1), 0);
+	f = open_memstream(&mem, &memlen);
+	assert_non_null(f);
+	assert_int_equal(veil_gguf_w_header(w, f), 0);
+	fclose(f);
+	veil_gguf_writer_free(w);
+	assert_int_equal(veil_gguf_parse((const uint8_t *)mem, memlen, &g), 0);
+	assert_int_equal(veil_tok_load(g, &t), VEIL_ENOTSUP);
+	assert_null(t);
+	assert_non_null(strstr(veil_err_detail(), "tekken"));
+	veil_gguf_close(g);
+	free(mem);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_vocab_llama_spm_matches_llamacpp),
+		cmocka_unit_test(test_vocab_phi3_matches_llamacpp),
+		cmocka_unit_test(test_vocab_gpt2_matches_llamacpp),
+		cmocka_unit_test(test_vocab_starcoder_matches_llamacpp),
+		cmocka_unit_test(test_smollm2_reference_ids_match),
+		cmocka_unit_test(test_stories260k_prompts_and_pieces_match),
+		cmocka_unit_test(test_encode_reports_needed_capacity),
+		cmocka_unit_test(test_spm_special_tokens_only_with_parse_special),
+		cmocka_unit_test(test_piece_hides_control_tokens_unless_special),
+		cmocka_unit_test(test_bpe_invalid_utf8_becomes_replacement_char),
+		cmocka_unit_test(test_smollm2_eog_and_chat_tokens),
+		cmocka_unit_test(test_pretokenizers_split_digits_as_their_regex_says),
+		cmocka_unit_test(test_llama3_contractions_ignore_case_and_merges),
+		cmocka_unit_test(test_load_refuses_unknown_pretokenizer),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
