@@ -82,6 +82,37 @@ run_bench smol "$SMOL" -t "$THREADS" -p 512 -n 128
 run_bench l1b "$L1B" -t "$THREADS" -p 512 -n 128
 run_bench smol-par8 "$SMOL" -t "$THREADS" -p 512 -n 128 --parallel 8
 
+# ---- 3b. crypto and attestation (BENCH| lines from tests/bench/*) ----------
+# Each helper prints BENCH|figure|ours|unit|reference|ratio with its own
+# reference measured in the same process; the DCAP figure gets the JS
+# oracle (@phala/dcap-qvl) timed here on the same quote.
+OTHER="$OUT/other.txt"
+: >"$OTHER"
+VEC="$SHARED/vectors"
+for b in hpke_bench sign_bench; do
+	if [ -x "$BUILD/bench/$b" ]; then
+		say "$b"
+		"$BUILD/bench/$b" 2>/dev/null | grep '^BENCH|' >>"$OTHER"
+	fi
+done
+Q="$VEC/attest/tdx/dcap-qvl/tdx_quote"
+C="$VEC/attest/tdx/dcap-qvl/tdx_quote_collateral.json"
+if [ -x "$BUILD/bench/tdx_verify" ] && [ -f "$Q" ]; then
+	ref=""
+	if command -v node >/dev/null && [ -d tests/js/node_modules/@phala/dcap-qvl ]; then
+		say "dcap-qvl (JS oracle) timing"
+		ref="$(node tests/js/dcap_oracle.mjs "$Q" "$C" 2025-07-01T00:00:00Z --bench 200 2>/dev/null |
+			python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["bench_us"])' 2>/dev/null)"
+	fi
+	say "tdx_verify"
+	"$BUILD/bench/tdx_verify" "$Q" "$C" 2025-07-01T00:00:00Z --bench 500 ${ref:+--ref-us "$ref"} 2>/dev/null |
+		grep '^BENCH|' | sed 's/|\([0-9.]*\)|\([0-9.]*\)$/|dcap-qvl JS \1 us (same run)|\2/' >>"$OTHER"
+fi
+if [ -x "$BUILD/bench/attest_bench" ]; then
+	say "attest_bench"
+	VEIL_SHARED="$SHARED" "$BUILD/bench/attest_bench" 2>/dev/null | grep '^BENCH|' >>"$OTHER"
+fi
+
 # ---- 4. the table ----------------------------------------------------------------
 python3 - "$OUT" "$SMOL" "$L1B" "$THREADS" <<'PY' || say "could not print the table"
 import json, os, re, sys
@@ -175,6 +206,15 @@ row("parallel 8 vs 1 aggregate decode (smollm2 q8_0)",
 row("memory read bandwidth, 1 thread", fmt(bw1), "GB/s", "measured in this run", "")
 row("memory read bandwidth, %s threads" % threads, fmt(bwn), "GB/s", "measured in this run", "")
 
+try:
+    with open(os.path.join(out, "other.txt")) as f:
+        for ln in f:
+            p = ln.rstrip("\n").split("|")
+            if len(p) == 6:
+                rows.append((p[1], p[2], p[3], p[4], p[5]))
+except OSError:
+    pass
+
 hdr = ("figure", "ours", "unit", "reference", "ratio")
 w = [max(len(str(r[i])) for r in rows + [hdr]) for i in range(5)]
 line = lambda r: " | ".join(str(r[i]).ljust(w[i]) for i in range(5)).rstrip()
@@ -183,6 +223,7 @@ print(line(hdr))
 print("-+-".join("-" * x for x in w))
 for r in rows:
     print(line(r))
+
 print()
 print("ratio: ours / reference (higher is better for speed; rss ratio <= 1 is within budget).")
 print("llama.cpp figures are QUOTED from the project issue, not measured in this run.")
