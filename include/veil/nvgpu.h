@@ -169,6 +169,10 @@ struct veil_nvgpu_opts {
 	const uint8_t *expected_nonce;     /* 32 bytes, or NULL: not checked */
 	const struct veil_nvgpu_rim *rim_driver;  /* optional golden values */
 	const struct veil_nvgpu_rim *rim_vbios;
+	/* Trust anchor (DER) replacing the pinned NVIDIA Device Identity CA,
+	 * for simulated device chains; NULL = the pinned root. */
+	const uint8_t *root_der;
+	size_t root_der_len;
 };
 
 /* Per-block outcome of a RIM comparison. */

@@ -20,6 +20,10 @@ int veil_cli_model_bench(int argc, char **argv);
 int veil_cli_hpke(int argc, char **argv);
 int veil_cli_sign(int argc, char **argv);
 
+/* veil verify FILE [...], veil attest sim-report [...] */
+int veil_cli_verify(int argc, char **argv);
+int veil_cli_attest(int argc, char **argv);
+
 /* Resolves the model to use: `arg` if given, else $VEIL_MODEL, else
  * ./models/stories260K.gguf, else ../shared/models/stories260K.gguf.  On
  * failure prints where it looked and where to get the model, returns -1. */

@@ -32,6 +32,9 @@ static void usage(FILE *f)
 		"veil is a confidential LLM inference stack.  Commands:\n"
 		"  hpke <sub>    HPKE (RFC 9180): keygen, seal, open\n"
 		"  sign <sub>    signatures (Ed25519, secp256k1 EIP-191): keygen, sign, verify\n"
+		"  verify FILE   verify attestation evidence offline (TDX/SGX quote, SEV-SNP,\n"
+		"                NVIDIA GPU, veil report, NEAR AI report); JSON verdict\n"
+		"  attest <sub>  evidence generators: sim-report (simulated TEE report)\n"
 		"  model <sub>   work with GGUF models:\n");
 	for (size_t i = 0; i < VEIL_ARRAY_LEN(model_cmds); i++)
 		fprintf(f, "    %-10s  %s\n", model_cmds[i].name, model_cmds[i].summary);
@@ -99,6 +102,10 @@ int main(int argc, char **argv)
 		return veil_cli_hpke(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "sign"))
 		return veil_cli_sign(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "verify"))
+		return veil_cli_verify(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "attest"))
+		return veil_cli_attest(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "model"))
 		return run_sub(model_cmds, VEIL_ARRAY_LEN(model_cmds), argc - 1,
 			       argv + 1, model_usage);

@@ -181,10 +181,11 @@ static int check_fwid(struct veil_nvgpu_result *res, X509 *leaf)
 
 /* ---- chain ------------------------------------------------------------- */
 
-static int verify_chain(struct veil_nvgpu_result *res, X509 **certs, size_t n, int64_t now)
+static int verify_chain(struct veil_nvgpu_result *res, X509 **certs, size_t n, int64_t now,
+			const uint8_t *root_der, size_t root_der_len)
 {
-	const uint8_t *rp = nvgpu_device_root_der;
-	X509 *root = d2i_X509(NULL, &rp, (long)nvgpu_device_root_der_len);
+	const uint8_t *rp = root_der;
+	X509 *root = d2i_X509(NULL, &rp, (long)root_der_len);
 	X509_STORE *store = X509_STORE_new();
 	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
 	STACK_OF(X509) *untrusted = sk_X509_new_null();
@@ -203,8 +204,7 @@ static int verify_chain(struct veil_nvgpu_result *res, X509 **certs, size_t n, i
 		goto out;
 	}
 	top_len = i2d_X509(certs[n - 1], &top);
-	top_is_root = top_len == (int)nvgpu_device_root_der_len &&
-		      memcmp(top, nvgpu_device_root_der, nvgpu_device_root_der_len) == 0;
+	top_is_root = top_len == (int)root_der_len && memcmp(top, root_der, root_der_len) == 0;
 	for (size_t i = 1; i < n; i++)
 		if (!sk_X509_push(untrusted, certs[i])) {
 			rc = VEIL_ENOMEM;
@@ -431,7 +431,9 @@ int veil_nvgpu_verify(const uint8_t *ev, size_t ev_len, const char *pem, size_t 
 		goto out;
 	}
 	leaf_identity(res, certs[0]);
-	if ((rc = verify_chain(res, certs, n, now)) < 0)
+	if ((rc = verify_chain(res, certs, n, now,
+			       o->root_der ? o->root_der : nvgpu_device_root_der,
+			       o->root_der ? o->root_der_len : nvgpu_device_root_der_len)) < 0)
 		goto out;
 	if ((rc = check_fwid(res, certs[0])) < 0)
 		goto out;

@@ -1,0 +1,491 @@
+/* veil verify: offline verification of attestation evidence.
+ *
+ *   veil verify FILE [--kind auto|tdx|sgx|snp|nvgpu|report|nearai]
+ *                    [--collateral F] [--at RFC3339|UNIX] [--nonce HEX]
+ *                    [--policy F] [--allow-sim] [--vcek F] [--certs F]
+ *                    [--rim F]...
+ *
+ * FILE may be binary or hex text.  Prints one JSON object as its last line
+ * (ok, kind, status, advisories, error and the measured fields).  Exit 0
+ * verified, 1 not verified, 2 usage or I/O error. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli.h"
+#include "veil/base.h"
+#include "veil/nvgpu.h"
+#include "veil/report.h"
+#include "veil/snp.h"
+#include "veil/tdx.h"
+#include "veil/x509.h"
+
+#define INPUT_MAX (16u << 20)
+
+struct vopts {
+	const char *file, *kind, *collateral, *at, *nonce_hex, *policy, *vcek, *certs;
+	const char *rim[2];
+	int n_rim;
+	bool allow_sim;
+	int64_t now;
+	uint8_t nonce[32];
+	bool has_nonce;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: veil verify FILE [--kind auto|tdx|sgx|snp|nvgpu|report|nearai]\n"
+		"                        [--collateral F] [--at RFC3339|UNIX] [--nonce HEX]\n"
+		"                        [--policy F] [--allow-sim] [--vcek F] [--certs F] [--rim F]\n"
+		"\n"
+		"Verifies attestation evidence offline and prints a JSON verdict as the last line\n"
+		"(ok, kind, status, advisories, error, measured fields).  FILE may be binary or hex.\n"
+		"  --kind K        what FILE is; auto (default) looks at the content:\n"
+		"                  tdx/sgx  Intel DCAP quote (needs --collateral, dcap-qvl JSON)\n"
+		"                  snp      AMD SEV-SNP report (needs --vcek; --certs = ASK/ASVK)\n"
+		"                  nvgpu    NVIDIA SPDM evidence (needs --certs PEM chain) or an\n"
+		"                           NRAS-style JSON evidence list\n"
+		"                  report   veil attestation report (veil-report/1)\n"
+		"                  nearai   NEAR AI attestation report\n"
+		"  --at T          verification time (RFC 3339 UTC or unix seconds; default now)\n"
+		"  --nonce HEX     expected 32-byte nonce (report: required for freshness)\n"
+		"  --policy F      JSON: node_binary/node_config/model (SHA-384 hex), tcb_status[]\n"
+		"  --allow-sim     accept SIMULATED TEE evidence (tests and demos only)\n"
+		"  --rim F         NVIDIA RIM (first: driver, second: VBIOS)\n"
+		"Exit status: 0 verified, 1 not verified, 2 usage or I/O error.\n");
+}
+
+static int read_file(const char *path, struct veil_buf *b)
+{
+	int rc = veil_buf_read_file(b, path);
+
+	if (rc < 0)
+		veil_cli_error(path, rc);
+	return rc;
+}
+
+static int parse_time(const char *s, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	if (*s >= '0' && *s <= '9' && !strchr(s, '-')) {
+		errno = 0;
+		v = strtoll(s, &end, 10);
+		if (errno || *end)
+			return VEIL_EFORMAT;
+		*out = v;
+		return 0;
+	}
+	return veil_x509_iso8601_parse(s, strlen(s), out);
+}
+
+/* Hex text (optional 0x, whitespace) -> bytes into out; false if not hex. */
+static bool hex_text(const uint8_t *p, size_t n, struct veil_buf *out)
+{
+	size_t i = 0, digits = 0;
+	char *d;
+	size_t got;
+	bool ok;
+
+	while (i < n && isspace(p[i]))
+		i++;
+	if (n - i >= 2 && p[i] == '0' && (p[i + 1] == 'x' || p[i + 1] == 'X'))
+		i += 2;
+	for (size_t j = i; j < n; j++) {
+		if (isxdigit(p[j]))
+			digits++;
+		else if (!isspace(p[j]))
+			return false;
+	}
+	if (digits == 0 || digits % 2)
+		return false;
+	d = malloc(digits);
+	if (!d)
+		return false;
+	digits = 0;
+	for (size_t j = i; j < n; j++)
+		if (isxdigit(p[j]))
+			d[digits++] = (char)p[j];
+	ok = veil_buf_reserve(out, digits / 2) == 0 &&
+	     veil_hex_decode(d, digits, out->data, digits / 2, &got) == 0;
+	if (ok)
+		out->len = got;
+	free(d);
+	return ok;
+}
+
+static uint16_t le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | p[1] << 8);
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static const char *detect(const uint8_t *raw, size_t rn, const uint8_t *b, size_t n)
+{
+	size_t i = 0;
+
+	while (i < rn && isspace(raw[i]))
+		i++;
+	if (i < rn && (raw[i] == '{' || raw[i] == '[')) {
+		if (veil_report_sniff(raw, rn))
+			return "report";
+		if (veil_nearai_sniff(raw, rn))
+			return "nearai";
+		return "nvgpu";
+	}
+	if (n >= 2 && b[0] == 0x11 && b[1] == 0xe0)
+		return "nvgpu";
+	if (n >= VEIL_TDX_HEADER_LEN && le16(b + 2) == 2 &&
+	    ((le16(b) == 3 && le32(b + 4) == VEIL_TDX_TEE_SGX) ||
+	     ((le16(b) == 4 || le16(b) == 5) &&
+	      (le32(b + 4) == VEIL_TDX_TEE_TDX || le32(b + 4) == VEIL_TDX_TEE_SGX))))
+		return le32(b + 4) == VEIL_TDX_TEE_TDX ? "tdx" : "sgx";
+	if (n >= VEIL_SNP_REPORT_LEN && le32(b) >= 2 && le32(b) <= 5)
+		return "snp";
+	return NULL;
+}
+
+/* Prints the verdict as the last line; returns the exit status. */
+static int emit(json_t *v, int usage_err)
+{
+	char *s;
+	bool ok;
+
+	if (!v) {
+		fprintf(stderr, "veil verify: out of memory\n");
+		return 2;
+	}
+	if (!json_object_get(v, "advisories"))
+		json_object_set_new(v, "advisories", json_array());
+	if (!json_object_get(v, "status"))
+		json_object_set_new(v, "status", json_null());
+	ok = json_is_true(json_object_get(v, "ok"));
+	s = json_dumps(v, JSON_COMPACT);
+	if (s)
+		printf("%s\n", s);
+	free(s);
+	json_decref(v);
+	return usage_err ? 2 : ok ? 0 : 1;
+}
+
+static json_t *failure(const char *kind, const char *fmt, const char *arg)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), fmt, arg);
+	return json_pack("{s:b, s:s, s:n, s:[], s:s}", "ok", 0, "kind", kind, "status",
+			 "advisories", "error", msg);
+}
+
+static int do_quote(const struct vopts *o, const char *kind, const uint8_t *q, size_t n)
+{
+	struct veil_tdx_collateral *c = NULL;
+	struct veil_tdx_verdict *v;
+	json_t *j = NULL;
+	int rc;
+
+	if (!o->collateral)
+		return emit(failure(kind, "no collateral: pass --collateral F (dcap-qvl JSON layout)%s",
+				    ""), 1);
+	if ((rc = veil_tdx_collateral_load(o->collateral, &c)) < 0) {
+		veil_cli_error(o->collateral, rc);
+		return emit(failure(kind, "collateral: %s", veil_err_detail()), 1);
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		veil_tdx_collateral_free(c);
+		return 2;
+	}
+	rc = veil_tdx_verify(q, n, c, o->now, NULL, 0, v);
+	if (veil_tdx_verdict_json(v, &j) == 0 && rc == 0 && o->has_nonce &&
+	    memcmp(v->report_data + 32, o->nonce, 32) != 0) {
+		json_object_set_new(j, "ok", json_false());
+		json_object_set_new(j, "error", json_string("report_data[32:64] differs from --nonce"));
+	}
+	free(v);
+	veil_tdx_collateral_free(c);
+	return emit(j, 0);
+}
+
+static int do_snp(const struct vopts *o, const uint8_t *r, size_t n)
+{
+	struct veil_buf cert = VEIL_BUF_INIT(1u << 20), ica = VEIL_BUF_INIT(1u << 20);
+	struct veil_snp_result *res;
+	struct veil_snp_opts so;
+	json_t *j;
+	int rc;
+
+	if (!o->vcek)
+		return emit(failure("snp", "no VCEK/VLEK: pass --vcek F%s", ""), 1);
+	if (read_file(o->vcek, &cert) < 0 || (o->certs && read_file(o->certs, &ica) < 0)) {
+		veil_buf_free(&cert);
+		veil_buf_free(&ica);
+		return 2;
+	}
+	res = calloc(1, sizeof(*res));
+	if (!res)
+		return 2;
+	memset(&so, 0, sizeof(so));
+	so.now = o->now;
+	if (ica.len) {
+		so.intermediate = ica.data;
+		so.intermediate_len = ica.len;
+	}
+	rc = veil_snp_verify(r, n, cert.data, cert.len, &so, res);
+	j = veil_snp_verdict_json(res, rc);
+	if (j && rc == 0 && o->has_nonce && memcmp(res->report.report_data + 32, o->nonce, 32)) {
+		json_object_set_new(j, "ok", json_false());
+		json_object_set_new(j, "error", json_string("report_data[32:64] differs from --nonce"));
+	}
+	free(res);
+	veil_buf_free(&cert);
+	veil_buf_free(&ica);
+	return emit(j, 0);
+}
+
+static int do_nvgpu(const struct vopts *o, const uint8_t *raw, size_t rn, const uint8_t *b,
+		    size_t n)
+{
+	struct veil_nvgpu_rim *rims = NULL;
+	struct veil_nvgpu_opts no;
+	struct veil_nvgpu_result *res = NULL;
+	struct veil_buf pem = VEIL_BUF_INIT(1u << 20);
+	size_t i = 0, count = 0;
+	json_t *j = NULL;
+	int rc, status = 2;
+
+	memset(&no, 0, sizeof(no));
+	no.now = o->now;
+	no.expected_nonce = o->has_nonce ? o->nonce : NULL;
+	if (o->n_rim) {
+		rims = calloc(2, sizeof(*rims));
+		if (!rims)
+			goto out;
+		for (int k = 0; k < o->n_rim; k++) {
+			struct veil_buf x = VEIL_BUF_INIT(4u << 20);
+
+			if (read_file(o->rim[k], &x) < 0)
+				goto out;
+			rc = veil_nvgpu_rim_parse((const char *)x.data, x.len, &rims[k]);
+			veil_buf_free(&x);
+			if (rc < 0) {
+				veil_cli_error(o->rim[k], rc);
+				goto out;
+			}
+		}
+		no.rim_driver = &rims[0];
+		no.rim_vbios = o->n_rim > 1 ? &rims[1] : NULL;
+	}
+	while (i < rn && isspace(raw[i]))
+		i++;
+	if (i < rn && (raw[i] == '{' || raw[i] == '[')) {
+		json_t *arr = json_array();
+
+		rc = veil_nvgpu_verify_list((const char *)raw, rn, &no, &res, &count);
+		for (size_t k = 0; arr && res && k < count; k++)
+			json_array_append_new(arr, veil_nvgpu_verdict_json(&res[k], res[k].error[0] ? VEIL_EBADMSG : 0));
+		j = json_pack("{s:b, s:s, s:o*, s:[], s:o}", "ok", rc == 0, "kind", "nvgpu", "status",
+			      rc == 0 ? json_string("verified") : NULL, "advisories", "gpus", arr);
+		if (j)
+			json_object_set_new(j, "error", rc == 0 ? json_null()
+							       : json_string(veil_err_detail()));
+		status = emit(j, 0);
+		goto out;
+	}
+	if (!o->certs) {
+		status = emit(failure("nvgpu", "no certificate chain: pass --certs F (PEM)%s", ""), 1);
+		goto out;
+	}
+	if (read_file(o->certs, &pem) < 0)
+		goto out;
+	res = calloc(1, sizeof(*res));
+	if (!res)
+		goto out;
+	rc = veil_nvgpu_verify(b, n, (const char *)pem.data, pem.len, &no, res);
+	status = emit(veil_nvgpu_verdict_json(res, rc), 0);
+out:
+	free(res);
+	free(rims);
+	veil_buf_free(&pem);
+	return status;
+}
+
+static int do_report(const struct vopts *o, bool nearai, const uint8_t *raw, size_t rn)
+{
+	struct veil_report_opts ro;
+	struct veil_report_verdict v;
+	struct veil_report_policy *pol = NULL;
+	struct veil_tdx_collateral *c = NULL;
+	json_t *j;
+	int rc;
+
+	memset(&ro, 0, sizeof(ro));
+	ro.now = o->now;
+	ro.allow_sim = o->allow_sim;
+	ro.nonce = o->has_nonce ? o->nonce : NULL;
+	ro.skip_nonce = !o->has_nonce;
+	if (o->collateral && (rc = veil_tdx_collateral_load(o->collateral, &c)) < 0) {
+		veil_cli_error(o->collateral, rc);
+		return 2;
+	}
+	ro.collateral = c;
+	if (o->policy) {
+		struct veil_buf b = VEIL_BUF_INIT(1u << 20);
+
+		if (read_file(o->policy, &b) < 0) {
+			veil_tdx_collateral_free(c);
+			return 2;
+		}
+		rc = veil_report_policy_load(b.data, b.len, &pol);
+		veil_buf_free(&b);
+		if (rc < 0) {
+			veil_cli_error(o->policy, rc);
+			veil_tdx_collateral_free(c);
+			return 2;
+		}
+		ro.policy = pol;
+	}
+	if (nearai)
+		veil_nearai_verify(raw, rn, &ro, &v);
+	else
+		veil_report_verify(raw, rn, &ro, &v);
+	j = v.json;
+	v.json = NULL;
+	if (j && !nearai && !o->has_nonce) {
+		json_t *w = json_object_get(j, "warnings");
+
+		if (!w) {
+			w = json_array();
+			json_object_set_new(j, "warnings", w);
+		}
+		json_array_append_new(w, json_string("freshness not checked: no --nonce given"));
+	}
+	veil_report_verdict_free(&v);
+	veil_report_policy_free(pol);
+	veil_tdx_collateral_free(c);
+	return emit(j, 0);
+}
+
+int veil_cli_verify(int argc, char **argv)
+{
+	struct vopts o;
+	struct veil_buf raw = VEIL_BUF_INIT(INPUT_MAX), bin = VEIL_BUF_INIT(INPUT_MAX);
+	const uint8_t *b;
+	size_t n, got;
+	const char *kind;
+	int status = 2;
+
+	memset(&o, 0, sizeof(o));
+	o.kind = "auto";
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char **slot = NULL;
+
+		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+			usage(stdout);
+			return 0;
+		}
+		if (!strcmp(a, "--allow-sim")) {
+			o.allow_sim = true;
+			continue;
+		}
+		if (a[0] != '-' || !a[1]) {
+			if (o.file) {
+				fprintf(stderr, "veil verify: more than one FILE\n");
+				return 2;
+			}
+			o.file = a;
+			continue;
+		}
+		if (!strcmp(a, "--kind"))
+			slot = &o.kind;
+		else if (!strcmp(a, "--collateral"))
+			slot = &o.collateral;
+		else if (!strcmp(a, "--at"))
+			slot = &o.at;
+		else if (!strcmp(a, "--nonce"))
+			slot = &o.nonce_hex;
+		else if (!strcmp(a, "--policy"))
+			slot = &o.policy;
+		else if (!strcmp(a, "--vcek"))
+			slot = &o.vcek;
+		else if (!strcmp(a, "--certs"))
+			slot = &o.certs;
+		else if (!strcmp(a, "--rim")) {
+			if (o.n_rim == 2) {
+				fprintf(stderr, "veil verify: at most two --rim\n");
+				return 2;
+			}
+			slot = &o.rim[o.n_rim++];
+		} else {
+			fprintf(stderr, "veil verify: unknown option %s\n", a);
+			usage(stderr);
+			return 2;
+		}
+		if (i + 1 >= argc) {
+			fprintf(stderr, "veil verify: %s needs a value\n", a);
+			return 2;
+		}
+		*slot = argv[++i];
+	}
+	if (!o.file) {
+		usage(stderr);
+		return 2;
+	}
+	if (strcmp(o.kind, "auto") && strcmp(o.kind, "tdx") && strcmp(o.kind, "sgx") &&
+	    strcmp(o.kind, "snp") && strcmp(o.kind, "nvgpu") && strcmp(o.kind, "report") &&
+	    strcmp(o.kind, "nearai")) {
+		fprintf(stderr, "veil verify: unknown --kind %s\n", o.kind);
+		return 2;
+	}
+	o.now = (int64_t)time(NULL);
+	if (o.at && parse_time(o.at, &o.now) < 0) {
+		fprintf(stderr, "veil verify: --at %s is neither RFC 3339 UTC nor unix seconds\n", o.at);
+		return 2;
+	}
+	if (o.nonce_hex) {
+		if (strlen(o.nonce_hex) != 64 || veil_hex_decode(o.nonce_hex, 64, o.nonce, 32, &got) < 0) {
+			fprintf(stderr, "veil verify: --nonce must be 64 hex characters\n");
+			return 2;
+		}
+		o.has_nonce = true;
+	}
+	if (read_file(o.file, &raw) < 0)
+		goto out;
+	if (hex_text(raw.data, raw.len, &bin)) {
+		b = bin.data;
+		n = bin.len;
+	} else {
+		b = raw.data;
+		n = raw.len;
+	}
+	kind = strcmp(o.kind, "auto") ? o.kind : detect(raw.data, raw.len, b, n);
+	if (!kind) {
+		fprintf(stderr, "veil verify: %s: cannot tell what this is; pass --kind\n", o.file);
+		status = emit(failure("unknown", "unrecognised evidence format%s", ""), 1);
+		goto out;
+	}
+	if (!strcmp(kind, "tdx") || !strcmp(kind, "sgx"))
+		status = do_quote(&o, kind, b, n);
+	else if (!strcmp(kind, "snp"))
+		status = do_snp(&o, b, n);
+	else if (!strcmp(kind, "nvgpu"))
+		status = do_nvgpu(&o, raw.data, raw.len, b, n);
+	else
+		status = do_report(&o, !strcmp(kind, "nearai"), raw.data, raw.len);
+out:
+	veil_buf_free(&raw);
+	veil_buf_free(&bin);
+	return status;
+}

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# veil verify / veil attest as a user runs them: every DCAP case of
+# $VEIL_SHARED/vectors/oracle/expected_verdicts.json (exit code, ok, status,
+# advisories, error), SEV-SNP with --vcek, NVIDIA with --certs, the NEAR AI
+# samples, and the simulated-TEE report round trip with and without
+# --allow-sim.  The verdict is the last line of stdout.
+set -uo pipefail
+VEIL="${VEIL_BIN:-build/bin}/veil"
+VEC="${VEIL_SHARED:-../shared}/vectors"
+fails=0
+ok() { echo "ok - $1"; }
+notok() { echo "not ok - $1${2:+ ($2)}"; fails=$((fails + 1)); }
+skip() { echo "ok - $1 # SKIP $2"; }
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+if ! command -v python3 >/dev/null 2>&1; then skip "veil verify" "python3 is not installed"; exit 0; fi
+
+# field FIELD < verdict line  (JSON value; strings bare, lists comma-joined)
+field() {
+	python3 -c '
+import json, sys
+o = json.loads(sys.stdin.read().strip().splitlines()[-1])
+v = o
+for k in sys.argv[1].split("."):
+    v = v.get(k) if isinstance(v, dict) else None
+if isinstance(v, bool): print("true" if v else "false")
+elif isinstance(v, list): print(",".join(str(x) for x in v))
+elif v is None: print("null")
+else: print(v)' "$1"
+}
+
+# run NAME WANT_RC ARGS... : runs veil verify, keeps stdout in $out
+run() {
+	local name="$1" want="$2"
+	shift 2
+	out="$("$VEIL" verify "$@" 2>"$tmp/err")"
+	rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		notok "$name" "exit $rc, want $want: $(tail -c 300 <<<"$out") $(head -c 200 "$tmp/err")"
+		return 1
+	fi
+	return 0
+}
+
+# ---- usage ------------------------------------------------------------------
+"$VEIL" verify --help | grep -q "usage: veil verify" && ok "verify --help" || notok "verify --help"
+"$VEIL" verify >/dev/null 2>&1; [ $? -eq 2 ] && ok "verify without FILE exits 2" || notok "verify without FILE exits 2"
+"$VEIL" verify /nonexistent/file >/dev/null 2>&1; [ $? -eq 2 ] && ok "verify of a missing file exits 2" || notok "verify of a missing file exits 2"
+"$VEIL" verify x --kind frob >/dev/null 2>&1; [ $? -eq 2 ] && ok "unknown --kind exits 2" || notok "unknown --kind exits 2"
+"$VEIL" attest sim-report >/dev/null 2>&1; [ $? -eq 2 ] && ok "sim-report without --nonce exits 2" || notok "sim-report without --nonce exits 2"
+
+# ---- simulated TEE round trip (needs nothing from ../shared) ---------------------
+N=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+if "$VEIL" attest sim-report --nonce "$N" --state-dir "$tmp/sim" --gpus 2 >"$tmp/sim.json" 2>"$tmp/err"; then
+	ok "attest sim-report writes a report"
+else
+	notok "attest sim-report writes a report" "$(cat "$tmp/err")"
+fi
+if run "sim report verifies with --allow-sim" 0 "$tmp/sim.json" --nonce "$N" --allow-sim; then
+	if [ "$(field ok <<<"$out")|$(field kind <<<"$out")|$(field status <<<"$out")|$(field sim <<<"$out")" = "true|report|UpToDate|true" ] &&
+		[ "$(field checks.gpus <<<"$out")" = true ] && field warning <<<"$out" | grep -q SIMULATED; then
+		ok "sim report verifies with --allow-sim (UpToDate, GPUs, loud warning)"
+	else
+		notok "sim report verdict fields" "$out"
+	fi
+fi
+if run "sim report refused without --allow-sim" 1 "$tmp/sim.json" --nonce "$N"; then
+	field error <<<"$out" | grep -q "simulated TEE evidence refused" &&
+		ok "sim report refused without --allow-sim, with the reason" || notok "sim refusal reason" "$out"
+fi
+M=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+run "sim report with another nonce exits 1" 1 "$tmp/sim.json" --nonce "$M" --allow-sim && ok "sim report with another nonce exits 1"
+run "sim report auto-detected as --kind report" 0 "$tmp/sim.json" --kind report --nonce "$N" --allow-sim &&
+	ok "sim report with --kind report"
+# the same state dir keeps the same chain: two reports, same sim root
+"$VEIL" attest sim-report --nonce "$N" --state-dir "$tmp/sim" >"$tmp/sim2.json" 2>/dev/null
+if python3 - "$tmp/sim.json" "$tmp/sim2.json" <<'EOF'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+root = lambda r: json.loads(json.dumps(r["collateral"]))["tcb_info_issuer_chain"].split("-----BEGIN CERTIFICATE-----")[-1]
+sys.exit(0 if root(a) == root(b) else 1)
+EOF
+then ok "sim --state-dir keeps the simulated root"; else notok "sim --state-dir keeps the simulated root"; fi
+# a policy with the right and a wrong config measurement
+python3 - "$tmp/sim.json" "$tmp" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+m = r["measurements"]
+json.dump({"node_config": m["node_config"], "tcb_status": ["UpToDate"]}, open(sys.argv[2] + "/pol-ok.json", "w"))
+json.dump({"node_config": "00" * 48}, open(sys.argv[2] + "/pol-bad.json", "w"))
+EOF
+run "policy match" 0 "$tmp/sim.json" --nonce "$N" --allow-sim --policy "$tmp/pol-ok.json" && ok "policy with the measured config verifies"
+if run "policy mismatch" 1 "$tmp/sim.json" --nonce "$N" --allow-sim --policy "$tmp/pol-bad.json"; then
+	field error <<<"$out" | grep -q "policy" && ok "policy with another config is refused" || notok "policy mismatch reason" "$out"
+fi
+
+if [ ! -d "$VEC" ]; then
+	skip "veil verify on the shared vectors" "$VEC absent (set VEIL_SHARED)"
+	[ "$fails" -eq 0 ]
+	exit $?
+fi
+
+# ---- DCAP: every oracle case -------------------------------------------------------
+python3 - "$VEC/oracle/expected_verdicts.json" >"$tmp/cases" <<'EOF'
+import json, sys
+for c in json.load(open(sys.argv[1]))["cases"]:
+    want = ("accept|%s|%s" % (c["status"], ",".join(c["advisory_ids"]))) if "status" in c else "reject|" + c["error"]
+    print("\t".join([c["id"], c["quote"], c["collateral"], c["time"], want]))
+EOF
+while IFS=$'\t' read -r id quote col time want; do
+	case "$want" in accept*) wrc=0 ;; *) wrc=1 ;; esac
+	name="dcap $id: $want"
+	run "$name" "$wrc" "$VEC/$quote" --collateral "$VEC/$col" --at "$time" || continue
+	if [ "$wrc" -eq 0 ]; then
+		got="accept|$(field status <<<"$out")|$(field advisories <<<"$out")"
+	else
+		got="reject|$(field error <<<"$out")"
+	fi
+	kind=$(field kind <<<"$out")
+	if [ "$got" = "$want" ] && { [ "$kind" = tdx ] || [ "$kind" = sgx ]; }; then ok "$name"; else notok "$name" "got $got kind $kind"; fi
+done <"$tmp/cases"
+run "tdx quote without collateral exits 2" 2 "$VEC/attest/tdx/dcap-qvl/tdx_quote" && ok "tdx quote without --collateral exits 2"
+
+# ---- SEV-SNP ---------------------------------------------------------------------------
+G="$VEC/attest/sev-snp/go-sev-guest"
+T="$VEC/attest/sev-snp/trustee"
+if run "snp with --vcek" 0 "$T/test-report.bin" --vcek "$T/test-vcek.der" --at 2025-07-01T00:00:00Z; then
+	[ "$(field kind <<<"$out")|$(field ok <<<"$out")" = "snp|true" ] && ok "snp report verifies with --vcek" || notok "snp kind" "$out"
+fi
+run "snp without --vcek" 2 "$T/test-report.bin" && ok "snp report without --vcek exits 2"
+run "snp with another VCEK" 1 "$T/test-report.bin" --vcek "$G/vcek.testcer" --at 2025-07-01T00:00:00Z &&
+	ok "snp report with another chip's VCEK exits 1"
+if run "snp debug guest" 1 "$G/attestation.bin" --vcek "$G/vcek.testcer" --at 2025-07-01T00:00:00Z; then
+	field error <<<"$out" | grep -q DEBUG && ok "snp report of a DEBUG guest exits 1 with the reason" || notok "snp debug reason" "$out"
+fi
+
+# ---- NVIDIA ----------------------------------------------------------------------------
+NV="$VEC/attest/nvidia/nvtrust"
+if run "nvgpu with --certs" 0 "$NV/hopperAttestationReport.txt" --certs "$NV/hopperCertChain.txt"; then
+	[ "$(field kind <<<"$out")|$(field arch <<<"$out")" = "nvgpu|hopper" ] && ok "nvgpu hex evidence verifies with --certs" || notok "nvgpu fields" "$out"
+fi
+run "nvgpu wrong nonce" 1 "$NV/hopperAttestationReport.txt" --certs "$NV/hopperCertChain.txt" --nonce "$M" &&
+	ok "nvgpu evidence with another --nonce exits 1"
+run "nvgpu root-only chain" 1 "$NV/hopperAttestationReport.txt" --certs "$VEC/attest/nvidia/trustee/hopper_cert_chain_case2.txt" &&
+	ok "nvgpu evidence with a root-only chain exits 1"
+
+# ---- NEAR AI ---------------------------------------------------------------------------
+NA="$VEC/nearai"
+if run "nearai private-ml-sdk report" 0 "$NA/private-ml-sdk-report.json" --at 2026-03-01T00:00:00Z; then
+	[ "$(field kind <<<"$out")|$(field status <<<"$out")|$(field checks.gpus <<<"$out")" = "nearai|unknown|true" ] &&
+		ok "nearai report: signatures, chain and GPU verify; TCB status unknown" || notok "nearai fields" "$out"
+fi
+if run "nearai with collateral" 0 "$NA/private-ml-sdk-report.json" --at 2026-03-01T00:00:00Z \
+	--collateral "$VEC/attest/tdx/dcap-qvl/tdx_quote_outdated_collateral.json"; then
+	[ "$(field status <<<"$out")|$(field advisories <<<"$out")" = "OutOfDate|INTEL-SA-01036,INTEL-SA-01079,INTEL-SA-01099,INTEL-SA-01103,INTEL-SA-01111" ] &&
+		ok "nearai report with collateral: OutOfDate and its advisories" || notok "nearai collateral fields" "$out"
+fi
+python3 - "$NA" "$tmp" <<'EOF'
+import json, sys
+d, t = sys.argv[1], sys.argv[2]
+r = {"intel_quote": open(d + "/quote.hex").read().strip(),
+     "event_log": open(d + "/event_log.json").read(),
+     "info": json.load(open(d + "/info.json"))}
+json.dump(r, open(t + "/dstack.json", "w"))
+r["signing_address"] = "0x" + "ab" * 20
+json.dump(r, open(t + "/dstack-addr.json", "w"))
+EOF
+if run "nearai dstack quote + event log + app_compose" 0 "$tmp/dstack.json" --kind nearai; then
+	[ "$(field checks.event_log <<<"$out")|$(field checks.mr_config_id <<<"$out")" = "true|true" ] &&
+		ok "nearai dstack report: RTMR replay and mr_config_id = 01||sha256(app_compose)" || notok "dstack fields" "$out"
+fi
+run "nearai unbound signing address" 1 "$tmp/dstack-addr.json" && ok "nearai report with a signing address the quote does not bind exits 1"
+
+[ "$fails" -eq 0 ]
