@@ -19,6 +19,7 @@
 #     *_avx512.c               compiled with AVX-512 F/BW/VL/DQ (+FMA, F16C)
 #     *_avx512vnni.c           as above plus AVX512-VNNI
 #   src/cli/*.c                -> build/bin/veil
+#   src/node/*.c               -> build/bin/veil-node
 #   tests/unit/test_*.c        -> one cmocka binary each
 #   tests/integration/test_*.sh
 #   tests/fuzz/fuzz_*.c        -> libFuzzer harnesses (corpus in
@@ -65,6 +66,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 
 LIB_SRC := $(sort $(wildcard src/lib/*/*.c src/lib/*/*/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
+NODE_SRC := $(sort $(wildcard src/node/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_HELPERS := $(sort $(wildcard tests/unit/helpers/*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -75,10 +77,12 @@ isa_flags = $(if $(filter %_avx512vnni.c,$1),$(ISA_avx512vnni),$(if $(filter %_a
 
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+NODE_OBJ := $(NODE_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_OBJ := $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o)
 LIBVEIL := $(BUILD)/lib/libveil.a
 VEIL := $(BUILD)/bin/veil
+VEIL_NODE := $(BUILD)/bin/veil-node
 
 ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/obj/%.o)
 ASAN_HELPER_OBJ := $(UNIT_HELPERS:%.c=$(BUILD)/asan/obj/%.o)
@@ -91,7 +95,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 .PHONY: all deps test run bench fuzz asan repro clean unit-bins asan-bins fuzz-bins bench-bins
 .DELETE_ON_ERROR:
 
-all: $(VEIL)
+all: $(VEIL) $(VEIL_NODE)
 
 deps:
 	@bash scripts/deps.sh
@@ -110,6 +114,10 @@ $(LIBVEIL): $(LIB_OBJ)
 $(VEIL): $(CLI_OBJ) $(LIBVEIL)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $(CLI_OBJ) $(LIBVEIL) $(LDLIBS_ALL)
+
+$(VEIL_NODE): $(NODE_OBJ) $(LIBVEIL)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $(NODE_OBJ) $(LIBVEIL) $(LDLIBS_ALL)
 
 $(BUILD)/tests/%: tests/unit/%.c $(HELPER_OBJ) $(LIBVEIL)
 	@mkdir -p $(dir $@)
@@ -165,7 +173,7 @@ fuzz: fuzz-bins
 # ---- the two commands of the README ---------------------------------------
 
 test: deps
-	@$(MAKE) --no-print-directory -j$(NPROC) all unit-bins asan-bins fuzz-bins
+	@$(MAKE) --no-print-directory -j$(NPROC) all unit-bins asan-bins fuzz-bins bench-bins
 	@bash scripts/run-tests.sh --build $(BUILD)
 
 run: deps

@@ -1,0 +1,1507 @@
+/* The OpenAI-compatible API of veil-node: /v1/models, /v1/chat/completions,
+ * /v1/completions, plain or sealed (veil-seal/1), streamed or not, answered
+ * by the built-in engine or relayed from an upstream engine; every answer
+ * carries a signed receipt (receipt.c).
+ *
+ * A completion is a `struct job`.  The engine thread only appends to the
+ * job's mutex-guarded inbox and, when the job is not already queued, posts
+ * the job to the channel; so the channel holds each job at most once and
+ * never fills (its capacity exceeds the most jobs that can exist).  The loop
+ * drains the inbox and writes to the client.  A job is freed on the loop
+ * once its final event was drained (engine) or its call ended (upstream);
+ * a client that leaves first cancels the engine sequence at once. */
+#include <ctype.h>
+#include <strings.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "veil/chat.h"
+#include "veil/seal.h"
+
+#include "node.h"
+
+#define SEALED_TYPE "application/veil-sealed"
+#define MAX_MESSAGES 256
+#define MAX_PROMPT_TOKENS 65536
+
+struct tokrec {
+	struct veil_logprob chosen;
+	int n_top;
+	struct veil_logprob top[VEIL_ENGINE_MAX_LOGPROBS];
+};
+
+struct inbox {
+	struct veil_buf text;           /* secret: generated text */
+	struct tokrec *toks;
+	size_t ntoks, captoks;
+	bool final;
+	enum veil_finish finish;
+	int error;
+	struct veil_engine_usage usage;
+	uint64_t t_first_ns;            /* engine time of the first token */
+	uint64_t gap_sum_ns;
+	uint64_t gap_n;
+};
+
+struct job {
+	struct node *n;
+	struct job *prev, *next;        /* n->jobs */
+	struct veil_http_req *req;      /* NULL once completed */
+	bool chat, stream, include_usage, sealed;
+	bool logprobs;                  /* report logprobs at all */
+	int top_logprobs;
+	char id[48];
+	int64_t created;
+	uint64_t t_start_ns;
+	uint64_t last_tok_ns;           /* engine thread only */
+
+	/* engine */
+	uint64_t eng_id;
+	bool submitted;
+	int32_t prompt_tokens;
+
+	/* engine thread -> loop */
+	pthread_mutex_t mu;
+	bool posted;
+	struct inbox in;
+
+	/* loop side */
+	bool started;                   /* stream head sent */
+	bool ttft_done;
+	struct veil_buf full;           /* secret: non-streamed text */
+	json_t *lp_content;             /* chat logprobs.content */
+	json_t *lp_cmpl;                /* completions logprobs object */
+	size_t text_off;
+	EVP_MD_CTX *resp_md;            /* SHA-256 of the response as sent */
+	uint8_t req_sha[32];
+	struct veil_seal *seal;
+
+	/* upstream */
+	struct veil_http_call *call;
+	struct veil_http_sse_parser sse;
+	int up_status;
+	int64_t up_prompt, up_completion;
+	bool up_done;
+};
+
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	if (j->prev)
+		j->prev->next = j->next;
+	else if (j->n->jobs == j)
+		j->n->jobs = j->next;
+	if (j->next)
+		j->next->prev = j->prev;
+	pthread_mutex_destroy(&j->mu);
+	veil_buf_free(&j->in.text);
+	free(j->in.toks);
+	veil_buf_free(&j->full);
+	json_decref(j->lp_content);
+	json_decref(j->lp_cmpl);
+	EVP_MD_CTX_free(j->resp_md);
+	veil_seal_free(j->seal);
+	if (j->call)
+		veil_http_call_cancel(j->call);
+	veil_http_sse_free(&j->sse);
+	if (j->n->m.jobs_active)
+		j->n->m.jobs_active--;
+	veil_wipe(j, sizeof(*j));
+	free(j);
+}
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static bool utf8_valid(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char c = (unsigned char)s[i];
+		size_t k;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			k = 1;
+		else if (c >= 0xe0 && c <= 0xef)
+			k = 2;
+		else if (c >= 0xf0 && c <= 0xf4)
+			k = 3;
+		else
+			return false;
+		if (i + k >= n)
+			return false;
+		for (size_t m = 1; m <= k; m++)
+			if (((unsigned char)s[i + m] & 0xc0) != 0x80)
+				return false;
+		i += k + 1;
+	}
+	return true;
+}
+
+/* The token's text as a JSON string, and its bytes. */
+static json_t *tok_json(const struct veil_tok *t, int32_t id, json_t **bytes)
+{
+	char buf[256];
+	int len = veil_tok_piece(t, id, false, buf, sizeof(buf));
+	json_t *b = json_array();
+
+	if (len < 0)
+		len = 0;
+	for (int i = 0; i < len; i++)
+		json_array_append_new(b, json_integer((unsigned char)buf[i]));
+	if (bytes)
+		*bytes = b;
+	else
+		json_decref(b);
+	if (utf8_valid(buf, (size_t)len))
+		return json_stringn(buf, (size_t)len);
+	{
+		/* A piece that is a part of a UTF-8 sequence: OpenAI's
+		 * "bytes:\xNN" notation. */
+		char o[6 + 4 * 256 + 1];
+		size_t w = (size_t)snprintf(o, sizeof(o), "bytes:");
+
+		for (int i = 0; i < len && w + 5 < sizeof(o); i++)
+			w += (size_t)snprintf(o + w, sizeof(o) - w, "\\x%02x",
+					      (unsigned char)buf[i]);
+		return json_string(o);
+	}
+}
+
+static void hash_update(struct job *j, const void *p, size_t n)
+{
+	if (j->resp_md)
+		EVP_DigestUpdate(j->resp_md, p, n);
+}
+
+static void hash_final(struct job *j, uint8_t out[32])
+{
+	unsigned len = 32;
+
+	memset(out, 0, 32);
+	if (j->resp_md)
+		EVP_DigestFinal_ex(j->resp_md, out, &len);
+}
+
+static void sha256(const void *p, size_t n, uint8_t out[32])
+{
+	unsigned len = 32;
+
+	EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
+}
+
+static int reply_err(struct node *n, struct veil_http_req *req, int status,
+		     const char *type, const char *code, const char *msg)
+{
+	node_metrics_status(n, status);
+	return veil_http_reply_error(req, status, type, code, "%s", msg);
+}
+
+/* ---- streaming output --------------------------------------------------- */
+
+/* Writes raw bytes of the response body and hashes them. */
+static int out_raw(struct job *j, const void *p, size_t n)
+{
+	int rc;
+
+	if (!j->req)
+		return VEIL_ECANCELED;
+	if ((rc = veil_http_stream_write(j->req, p, n)) < 0)
+		return rc;
+	hash_update(j, p, n);
+	return 0;
+}
+
+static int stream_begin(struct job *j)
+{
+	int rc;
+
+	if (j->started)
+		return 0;
+	if ((rc = veil_http_sse_start(j->req)) < 0)
+		return rc;
+	j->started = true;
+	node_metrics_status(j->n, 200);
+	return 0;
+}
+
+/* One SSE event of the answer: plaintext, or sealed as one response chunk
+ * whose plaintext is the whole event's bytes. */
+static int out_event(struct job *j, const char *event, const char *data,
+		     size_t len, bool final)
+{
+	struct veil_buf ev = VEIL_BUF_SECRET_INIT(VEIL_SEAL_MAX_CHUNK);
+	uint8_t *ct = NULL;
+	char *b64 = NULL;
+	int rc;
+
+	if ((rc = stream_begin(j)) < 0)
+		return rc;
+	if (event && (rc = veil_buf_appendf(&ev, "event: %s\n", event)) < 0)
+		goto out;
+	if ((rc = veil_buf_append_str(&ev, "data: ")) < 0 ||
+	    (rc = veil_buf_append(&ev, data, len)) < 0 ||
+	    (rc = veil_buf_append_str(&ev, "\n\n")) < 0)
+		goto out;
+	if (!j->seal) {
+		rc = out_raw(j, ev.data, ev.len);
+	} else {
+		size_t cap = ev.len + VEIL_SEAL_CHUNK_OVERHEAD, clen, blen;
+		struct veil_buf w = VEIL_BUF_INIT(4 * cap + 64);
+
+		rc = VEIL_ENOMEM;
+		if (!(ct = malloc(cap)))
+			goto out;
+		if ((rc = veil_seal_chunk(j->seal, ev.data, ev.len, final, ct, cap,
+					  &clen)) < 0)
+			goto out;
+		blen = veil_b64_encoded_len(clen, 0);
+		rc = VEIL_ENOMEM;
+		if (!(b64 = malloc(blen + 1)))
+			goto out;
+		veil_b64_encode(ct, clen, 0, b64, blen + 1);
+		if ((rc = veil_buf_appendf(&w, "data: %s\n\n", b64)) == 0)
+			rc = out_raw(j, w.data, w.len);
+		veil_buf_free(&w);
+	}
+out:
+	free(ct);
+	free(b64);
+	veil_buf_free(&ev);
+	return rc;
+}
+
+static int out_json_event(struct job *j, json_t *obj, bool final)
+{
+	char *s = json_dumps(obj, JSON_COMPACT);
+	int rc;
+
+	json_decref(obj);
+	if (!s)
+		return VEIL_ENOMEM;
+	rc = out_event(j, NULL, s, strlen(s), final);
+	veil_wipe(s, strlen(s));
+	free(s);
+	return rc;
+}
+
+static void job_complete_stream(struct job *j)
+{
+	if (j->req) {
+		veil_http_stream_end(j->req);
+		j->req = NULL;
+	}
+}
+
+/* Ends a stream that cannot finish with an explicit error event (never a
+ * silent [DONE]). */
+static void stream_fail(struct job *j, const char *code, const char *msg)
+{
+	json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "message", msg,
+			      "type", "server_error", "code", code);
+	char *s = json_dumps(e, JSON_COMPACT);
+
+	json_decref(e);
+	if (s && j->req)
+		out_event(j, "error", s, strlen(s), true);
+	free(s);
+	VEIL_WARN(NODE_MOD, "%s: stream ended with error %s", j->id, code);
+	job_complete_stream(j);
+}
+
+static json_t *usage_json(int64_t p, int64_t c)
+{
+	return json_pack("{s:I, s:I, s:I}", "prompt_tokens", (json_int_t)p,
+			 "completion_tokens", (json_int_t)c, "total_tokens",
+			 (json_int_t)(p + c));
+}
+
+static json_t *chunk_base(struct job *j)
+{
+	json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:n}", "id", j->id, "object",
+			      j->chat ? "chat.completion.chunk" : "text_completion",
+			      "created", (json_int_t)j->created, "model",
+			      j->n->o.model_name, "system_fingerprint");
+
+	if (j->include_usage)
+		json_object_set_new(o, "usage", json_null());
+	return o;
+}
+
+/* Receipt event, then [DONE]; completes the request. */
+static void stream_finish(struct job *j, int64_t p, int64_t c)
+{
+	uint8_t rs[32];
+	char *rj = NULL;
+	struct node_receipt_in ri;
+
+	if (j->seal) {
+		static const char done[] = "[DONE]";
+
+		if (out_event(j, NULL, done, sizeof(done) - 1, true) < 0)
+			goto fail;
+	}
+	hash_final(j, rs);
+	ri = (struct node_receipt_in){j->id, j->req_sha, rs, p, c, j->created};
+	if (node_receipt_make(j->n, &ri, &rj) < 0)
+		goto fail;
+	{
+		struct veil_buf b = VEIL_BUF_INIT(1 << 16);
+
+		/* Sealed streams go to veil-aware clients: a named event outside
+		 * the sealed body.  Plaintext streams reach any OpenAI client,
+		 * which passes named events up as if they were chunks: there the
+		 * receipt is a chunk with no choices (like the usage chunk). */
+		if (j->seal)
+			veil_buf_appendf(&b, "event: veil.receipt\ndata: %s\n\ndata: [DONE]\n\n", rj);
+		else {
+			json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", j->id,
+					      "object", "veil.receipt", "created",
+					      (json_int_t)j->created, "model",
+					      j->n->o.model_name, "choices", "veil_receipt",
+					      json_loads(rj, 0, NULL));
+			char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+			json_decref(o);
+			if (!t)
+				goto fail;
+			veil_buf_appendf(&b, "data: %s\n\ndata: [DONE]\n\n", t);
+			free(t);
+		}
+		if (j->req)
+			veil_http_stream_write(j->req, b.data, b.len);
+		veil_buf_free(&b);
+	}
+	free(rj);
+	job_complete_stream(j);
+	return;
+fail:
+	free(rj);
+	stream_fail(j, "receipt_failed", "the answer could not be completed");
+}
+
+/* ---- non-streamed replies ------------------------------------------------ */
+
+static void reply_final(struct job *j, json_t *resp, int64_t p, int64_t c)
+{
+	char *body = json_dumps(resp, JSON_COMPACT);
+	struct veil_buf sealed = VEIL_BUF_INIT(64u << 20);
+	const uint8_t *out;
+	size_t outlen;
+	uint8_t rs[32];
+	char *rj = NULL, *hdr = NULL;
+	struct node_receipt_in ri;
+
+	json_decref(resp);
+	if (!body) {
+		reply_err(j->n, j->req, 500, NULL, "internal", "out of memory");
+		j->req = NULL;
+		return;
+	}
+	out = (const uint8_t *)body;
+	outlen = strlen(body);
+	if (j->seal) {
+		if (veil_seal_body(j->seal, out, outlen, &sealed) < 0) {
+			reply_err(j->n, j->req, 500, NULL, "seal_failed",
+				  "the answer could not be sealed");
+			j->req = NULL;
+			goto out;
+		}
+		out = sealed.data;
+		outlen = sealed.len;
+	}
+	sha256(out, outlen, rs);
+	ri = (struct node_receipt_in){j->id, j->req_sha, rs, p, c, j->created};
+	if (node_receipt_make(j->n, &ri, &rj) == 0 &&
+	    (hdr = node_b64url(rj, strlen(rj))))
+		veil_http_add_header(j->req, "X-Veil-Receipt", hdr);
+	veil_http_add_header(j->req, "X-Veil-Receipt-Id", j->id);
+	node_metrics_status(j->n, 200);
+	veil_http_reply(j->req, 200, j->seal ? SEALED_TYPE : "application/json",
+			out, outlen);
+	j->req = NULL;
+out:
+	veil_wipe(body, strlen(body));
+	free(body);
+	free(rj);
+	free(hdr);
+	veil_buf_free(&sealed);
+}
+
+/* ---- engine events ------------------------------------------------------- */
+
+static void engine_cb(const struct veil_engine_event *ev, void *user)
+{
+	struct job *j = user;
+	bool post = false;
+	uint64_t now = veil_now_ns();
+
+	pthread_mutex_lock(&j->mu);
+	if (ev->text_len && veil_buf_append(&j->in.text, ev->text, ev->text_len) < 0)
+		j->in.error = VEIL_ENOMEM;
+	if (ev->token >= 0) {
+		if (!j->in.t_first_ns && !j->last_tok_ns)
+			j->in.t_first_ns = now;
+		else if (j->last_tok_ns) {
+			j->in.gap_sum_ns += now - j->last_tok_ns;
+			j->in.gap_n++;
+		}
+		j->last_tok_ns = now;
+		if (j->logprobs) {
+			if (j->in.ntoks == j->in.captoks) {
+				size_t nc = j->in.captoks ? 2 * j->in.captoks : 16;
+				struct tokrec *t = realloc(j->in.toks, nc * sizeof(*t));
+
+				if (t) {
+					j->in.toks = t;
+					j->in.captoks = nc;
+				}
+			}
+			if (j->in.ntoks < j->in.captoks) {
+				struct tokrec *t = &j->in.toks[j->in.ntoks++];
+
+				t->chosen = ev->chosen;
+				t->n_top = VEIL_MIN(ev->n_top, VEIL_ENGINE_MAX_LOGPROBS);
+				for (int i = 0; i < t->n_top; i++)
+					t->top[i] = ev->top[i];
+			}
+		}
+	}
+	if (ev->finish != VEIL_FINISH_NONE) {
+		j->in.final = true;
+		j->in.finish = ev->finish;
+		if (ev->finish == VEIL_FINISH_ERROR)
+			j->in.error = ev->error;
+	}
+	j->in.usage = ev->usage;
+	if (!j->posted) {
+		j->posted = true;
+		post = true;
+	}
+	pthread_mutex_unlock(&j->mu);
+	if (post && veil_http_chan_post(j->n->chan, j) < 0)
+		VEIL_ERROR(NODE_MOD, "%s: channel full (a bug: capacity too small)", j->id);
+}
+
+static json_t *logprob_entry(const struct veil_tok *t, const struct veil_logprob *lp)
+{
+	json_t *bytes = NULL;
+	json_t *tok = tok_json(t, lp->id, &bytes);
+
+	return json_pack("{s:o, s:f, s:o}", "token", tok, "logprob",
+			 (double)lp->logprob, "bytes", bytes);
+}
+
+/* Logprobs of a batch of tokens, for chat (content entries) and completions
+ * (OpenAI's legacy object). */
+static void add_logprobs(struct job *j, const struct tokrec *toks, size_t n,
+			 json_t *content, json_t *cmpl)
+{
+	const struct veil_tok *t = j->n->tok;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct tokrec *r = &toks[i];
+
+		if (content) {
+			json_t *e = logprob_entry(t, &r->chosen);
+			json_t *top = json_array();
+
+			for (int k = 0; k < r->n_top && k < j->top_logprobs; k++)
+				json_array_append_new(top, logprob_entry(t, &r->top[k]));
+			json_object_set_new(e, "top_logprobs", top);
+			json_array_append_new(content, e);
+		}
+		if (cmpl) {
+			json_t *tj = tok_json(t, r->chosen.id, NULL);
+			json_t *topo = json_object();
+
+			for (int k = 0; k < r->n_top && k < j->top_logprobs; k++) {
+				json_t *s = tok_json(t, r->top[k].id, NULL);
+
+				json_object_set_new(topo, json_string_value(s),
+						    json_real(r->top[k].logprob));
+				json_decref(s);
+			}
+			json_array_append_new(json_object_get(cmpl, "text_offset"),
+					      json_integer((json_int_t)j->text_off));
+			j->text_off += json_string_length(tj);
+			json_array_append_new(json_object_get(cmpl, "tokens"), tj);
+			json_array_append_new(json_object_get(cmpl, "token_logprobs"),
+					      json_real(r->chosen.logprob));
+			json_array_append_new(json_object_get(cmpl, "top_logprobs"),
+					      j->top_logprobs ? topo : json_null());
+			if (!j->top_logprobs)
+				json_decref(topo);
+		}
+	}
+}
+
+static json_t *new_cmpl_logprobs(void)
+{
+	return json_pack("{s:[], s:[], s:[], s:[]}", "tokens", "token_logprobs",
+			 "top_logprobs", "text_offset");
+}
+
+static const char *finish_reason(enum veil_finish f)
+{
+	return f == VEIL_FINISH_LENGTH ? "length" : "stop";
+}
+
+static void job_on_msg(struct job *j)
+{
+	struct node *n = j->n;
+	struct inbox in;
+
+	pthread_mutex_lock(&j->mu);
+	in = j->in;
+	memset(&j->in, 0, sizeof(j->in));
+	j->in.text = (struct veil_buf)VEIL_BUF_SECRET_INIT(in.text.max);
+	j->posted = false;
+	pthread_mutex_unlock(&j->mu);
+
+	if (in.t_first_ns && !j->ttft_done) {
+		j->ttft_done = true;
+		node_hist_add(&n->m.ttft, (double)(in.t_first_ns - j->t_start_ns) / 1e9);
+	}
+	for (uint64_t i = 0; i < in.gap_n; i++)
+		node_hist_add(&n->m.tpot, (double)in.gap_sum_ns / (double)in.gap_n / 1e9);
+
+	if (j->req && !in.error && (in.text.len || in.ntoks)) {
+		if (j->stream) {
+			json_t *c = chunk_base(j), *ch;
+			int rc;
+
+			if (j->chat)
+				ch = json_pack("{s:i, s:{s:s%}, s:n, s:n}", "index", 0, "delta",
+					       "content", in.text.len ? (char *)in.text.data : "",
+					       in.text.len, "logprobs", "finish_reason");
+			else
+				ch = json_pack("{s:s%, s:i, s:n, s:n}", "text",
+					       in.text.len ? (char *)in.text.data : "",
+					       in.text.len, "index", 0, "logprobs",
+					       "finish_reason");
+			if (j->logprobs && in.ntoks) {
+				if (j->chat) {
+					json_t *content = json_array();
+
+					add_logprobs(j, in.toks, in.ntoks, content, NULL);
+					json_object_set_new(ch, "logprobs",
+							    json_pack("{s:o, s:n}", "content",
+								      content, "refusal"));
+				} else {
+					json_t *lp = new_cmpl_logprobs();
+
+					add_logprobs(j, in.toks, in.ntoks, NULL, lp);
+					json_object_set_new(ch, "logprobs", lp);
+				}
+			}
+			json_object_set_new(c, "choices", json_pack("[o]", ch));
+			if ((rc = out_json_event(j, c, false)) < 0) {
+				/* The client reads too slowly or left. */
+				if (j->submitted && !in.final)
+					veil_engine_cancel(n->engine, j->eng_id);
+				n->m.cancelled++;
+				stream_fail(j, "client_too_slow", "the client did not read the stream");
+			}
+		} else {
+			veil_buf_append(&j->full, in.text.data, in.text.len);
+			if (j->logprobs)
+				add_logprobs(j, in.toks, in.ntoks, j->lp_content, j->lp_cmpl);
+		}
+	}
+	if (in.final) {
+		int64_t p = in.usage.prompt_tokens, c = in.usage.completion_tokens;
+
+		n->m.tokens_in += (uint64_t)p;
+		n->m.tokens_out += (uint64_t)c;
+		VEIL_INFO(NODE_MOD, "%s: %lld prompt tokens, %lld generated, finish %s%s",
+			  j->id, (long long)p, (long long)c,
+			  veil_finish_name(in.finish) ? veil_finish_name(in.finish) : "?",
+			  j->req ? "" : " (client gone)");
+		if (!j->req) {
+			/* nothing to send */
+		} else if (in.error || in.finish == VEIL_FINISH_ERROR ||
+			   in.finish == VEIL_FINISH_CANCELLED) {
+			if (j->stream)
+				stream_fail(j, in.finish == VEIL_FINISH_CANCELLED
+					       ? "cancelled" : "engine_error",
+					    "generation stopped before the answer was complete");
+			else {
+				reply_err(n, j->req, in.finish == VEIL_FINISH_CANCELLED ? 503 : 500,
+					  NULL, in.finish == VEIL_FINISH_CANCELLED
+						    ? "cancelled" : "engine_error",
+					  "generation stopped before the answer was complete");
+				j->req = NULL;
+			}
+		} else if (j->stream) {
+			json_t *ck = chunk_base(j);
+			int rc;
+
+			if (j->chat)
+				json_object_set_new(ck, "choices",
+						    json_pack("[{s:i, s:{}, s:n, s:s}]", "index", 0,
+							      "delta", "logprobs", "finish_reason",
+							      finish_reason(in.finish)));
+			else
+				json_object_set_new(ck, "choices",
+						    json_pack("[{s:s, s:i, s:n, s:s}]", "text", "",
+							      "index", 0, "logprobs", "finish_reason",
+							      finish_reason(in.finish)));
+			rc = out_json_event(j, ck, false);
+			if (rc == 0 && j->include_usage) {
+				ck = chunk_base(j);
+				json_object_set_new(ck, "choices", json_array());
+				json_object_set_new(ck, "usage", usage_json(p, c));
+				rc = out_json_event(j, ck, false);
+			}
+			if (rc < 0)
+				stream_fail(j, "write_failed", "the stream could not be written");
+			else
+				stream_finish(j, p, c);
+		} else {
+			json_t *resp, *lp = json_null();
+
+			if (j->logprobs)
+				lp = j->chat ? json_pack("{s:O, s:n}", "content", j->lp_content,
+							 "refusal")
+					     : json_incref(j->lp_cmpl);
+			if (j->chat)
+				resp = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s%, s:n}, s:o, s:s}], s:o, s:n}",
+						 "id", j->id, "object", "chat.completion",
+						 "created", (json_int_t)j->created, "model",
+						 n->o.model_name, "choices", "index", 0, "message",
+						 "role", "assistant", "content",
+						 j->full.len ? (char *)j->full.data : "", j->full.len,
+						 "refusal", "logprobs", lp, "finish_reason",
+						 finish_reason(in.finish), "usage",
+						 usage_json(p, c), "system_fingerprint");
+			else
+				resp = json_pack("{s:s, s:s, s:I, s:s, s:[{s:s%, s:i, s:o, s:s}], s:o, s:n}",
+						 "id", j->id, "object", "text_completion",
+						 "created", (json_int_t)j->created, "model",
+						 n->o.model_name, "choices", "text",
+						 j->full.len ? (char *)j->full.data : "", j->full.len,
+						 "index", 0, "logprobs", lp, "finish_reason",
+						 finish_reason(in.finish), "usage",
+						 usage_json(p, c), "system_fingerprint");
+			reply_final(j, resp, p, c);
+		}
+	}
+	veil_buf_free(&in.text);
+	free(in.toks);
+	if (in.final)
+		job_free(j);
+}
+
+static void chan_cb(void *msg, void *arg)
+{
+	(void)arg;
+	job_on_msg(msg);
+}
+
+static void chan_drop(void *msg, void *arg)
+{
+	struct job *j = msg;
+
+	(void)arg;
+	if (j->in.final)
+		job_free(j);
+}
+
+/* ---- the client went away ------------------------------------------------ */
+
+static void on_close(struct veil_http_req *req, void *arg)
+{
+	struct job *j = arg;
+	struct node *n = j->n;
+
+	if (j->req != req)
+		return;
+	n->m.cancelled++;
+	VEIL_INFO(NODE_MOD, "%s: client went away, cancelling", j->id);
+	if (j->started)
+		veil_http_stream_end(req);
+	else
+		veil_http_reply(req, 499, "text/plain", "", 0);
+	j->req = NULL;
+	if (j->call) {
+		/* upstream: nothing else refers to the job */
+		job_free(j);
+		return;
+	}
+	if (j->submitted)
+		veil_engine_cancel(n->engine, j->eng_id);
+}
+
+/* ---- request parsing ----------------------------------------------------- */
+
+struct params {
+	bool stream, include_usage, logprobs;
+	int top_logprobs;
+	int32_t max_tokens;
+	struct veil_sampler_params sp;
+	const char *stops[VEIL_STOP_MAX];
+	size_t n_stops;
+};
+
+static int num_field(json_t *body, const char *name, double lo, double hi,
+		     double *out, char *err, size_t errcap)
+{
+	json_t *v = json_object_get(body, name);
+
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_number(v)) {
+		snprintf(err, errcap, "'%s' must be a number", name);
+		return -1;
+	}
+	*out = json_number_value(v);
+	if (!(*out >= lo && *out <= hi)) {
+		snprintf(err, errcap, "'%s' must be between %g and %g", name, lo, hi);
+		return -1;
+	}
+	return 1;
+}
+
+static int parse_params(struct node *n, json_t *b, bool chat, struct params *p,
+			char *err, size_t errcap)
+{
+	json_t *v;
+	double d;
+	int r;
+
+	memset(p, 0, sizeof(*p));
+	veil_sampler_params_default(&p->sp);
+	p->sp.repeat_last_n = 64;
+	if ((v = json_object_get(b, "stream")) && !json_is_null(v)) {
+		if (!json_is_boolean(v)) {
+			snprintf(err, errcap, "'stream' must be a boolean");
+			return -1;
+		}
+		p->stream = json_is_true(v);
+	}
+	if ((v = json_object_get(b, "stream_options")) && !json_is_null(v)) {
+		json_t *u = json_object_get(v, "include_usage");
+
+		if (!json_is_object(v) || (u && !json_is_boolean(u))) {
+			snprintf(err, errcap, "'stream_options' must be an object with a boolean 'include_usage'");
+			return -1;
+		}
+		if (!p->stream) {
+			snprintf(err, errcap, "'stream_options' is only allowed when 'stream' is true");
+			return -1;
+		}
+		p->include_usage = u && json_is_true(u);
+	}
+	p->max_tokens = 0;
+	if ((r = num_field(b, "max_tokens", 1, 1e9, &d, err, errcap)) < 0)
+		return -1;
+	if (r)
+		p->max_tokens = (int32_t)VEIL_MIN(d, 1e8);
+	if ((r = num_field(b, "max_completion_tokens", 1, 1e9, &d, err, errcap)) < 0)
+		return -1;
+	if (r)
+		p->max_tokens = (int32_t)VEIL_MIN(d, 1e8);
+	if ((r = num_field(b, "temperature", 0, 2, &d, err, errcap)) < 0)
+		return -1;
+	if (r)
+		p->sp.temperature = (float)d;
+	if ((r = num_field(b, "top_p", 0, 1, &d, err, errcap)) < 0)
+		return -1;
+	if (r)
+		p->sp.top_p = (float)d;
+	if ((r = num_field(b, "presence_penalty", -2, 2, &d, err, errcap)) < 0)
+		return -1;
+	if (r)
+		p->sp.presence_penalty = (float)d;
+	if ((r = num_field(b, "frequency_penalty", -2, 2, &d, err, errcap)) < 0)
+		return -1;
+	if (r)
+		p->sp.frequency_penalty = (float)d;
+	if ((v = json_object_get(b, "seed")) && !json_is_null(v)) {
+		if (!json_is_integer(v)) {
+			snprintf(err, errcap, "'seed' must be an integer");
+			return -1;
+		}
+		p->sp.seed = (uint64_t)json_integer_value(v);
+	} else {
+		veil_random(&p->sp.seed, sizeof(p->sp.seed));
+	}
+	if ((v = json_object_get(b, "n")) && !json_is_null(v) &&
+	    !(json_is_integer(v) && json_integer_value(v) == 1)) {
+		snprintf(err, errcap, "'n' must be 1");
+		return -1;
+	}
+	if ((v = json_object_get(b, "user")) && !json_is_null(v) && !json_is_string(v)) {
+		snprintf(err, errcap, "'user' must be a string");
+		return -1;
+	}
+	if ((v = json_object_get(b, "stop")) && !json_is_null(v)) {
+		if (json_is_string(v)) {
+			p->stops[p->n_stops++] = json_string_value(v);
+		} else if (json_is_array(v) && json_array_size(v) <= VEIL_STOP_MAX) {
+			size_t i;
+			json_t *s;
+
+			json_array_foreach(v, i, s) {
+				if (!json_is_string(s)) {
+					snprintf(err, errcap, "'stop' entries must be strings");
+					return -1;
+				}
+				p->stops[p->n_stops++] = json_string_value(s);
+			}
+		} else {
+			snprintf(err, errcap, "'stop' must be a string or an array of up to 4 strings");
+			return -1;
+		}
+		for (size_t i = 0; i < p->n_stops; i++)
+			if (!*p->stops[i] || strlen(p->stops[i]) > VEIL_STOP_MAX_LEN) {
+				snprintf(err, errcap, "'stop' strings must be 1 to %d bytes",
+					 VEIL_STOP_MAX_LEN);
+				return -1;
+			}
+	}
+	if (chat) {
+		if ((v = json_object_get(b, "logprobs")) && !json_is_null(v)) {
+			if (!json_is_boolean(v)) {
+				snprintf(err, errcap, "'logprobs' must be a boolean");
+				return -1;
+			}
+			p->logprobs = json_is_true(v);
+		}
+		if ((r = num_field(b, "top_logprobs", 0, VEIL_ENGINE_MAX_LOGPROBS, &d,
+				   err, errcap)) < 0)
+			return -1;
+		if (r) {
+			if (!p->logprobs) {
+				snprintf(err, errcap, "'top_logprobs' needs 'logprobs' set to true");
+				return -1;
+			}
+			p->top_logprobs = (int)d;
+		}
+	} else {
+		if ((r = num_field(b, "logprobs", 0, 5, &d, err, errcap)) < 0)
+			return -1;
+		if (r) {
+			p->logprobs = true;
+			p->top_logprobs = (int)d;
+		}
+	}
+	(void)n;
+	return 0;
+}
+
+/* Appends ids of text[0:len] to ids. */
+static int tok_append(const struct veil_tok *t, const char *text, size_t len,
+		      bool parse_special, int32_t *ids, size_t cap, size_t *n)
+{
+	size_t got = 0;
+	int rc;
+
+	if (!len)
+		return 0;
+	rc = veil_tok_encode(t, text, len, false, parse_special, ids + *n, cap - *n, &got);
+	if (rc < 0)
+		return rc;
+	*n += got;
+	return 0;
+}
+
+/* Chat: rendered with the model's template; message contents are tokenized
+ * with parse_special = false so a user cannot inject control tokens. */
+static int chat_tokens(struct node *n, json_t *msgs, int32_t *ids, size_t cap,
+		       size_t *n_ids, char *err, size_t errcap)
+{
+	struct veil_chat_msg m[MAX_MESSAGES];
+	struct veil_chat_span spans[MAX_MESSAGES];
+	struct veil_buf text = VEIL_BUF_SECRET_INIT(VEIL_TOK_MAX_TEXT);
+	struct veil_buf parts = VEIL_BUF_SECRET_INIT(VEIL_TOK_MAX_TEXT);
+	char *owned[MAX_MESSAGES] = {0};
+	size_t nm, ns = 0, i, cnt = 0, pos = 0;
+	json_t *msg;
+	int rc = VEIL_EINVAL;
+
+	if (!json_is_array(msgs) || !(nm = json_array_size(msgs))) {
+		snprintf(err, errcap, "'messages' must be a non-empty array");
+		return VEIL_EINVAL;
+	}
+	if (nm > MAX_MESSAGES) {
+		snprintf(err, errcap, "'messages' has more than %d entries", MAX_MESSAGES);
+		return VEIL_EINVAL;
+	}
+	json_array_foreach(msgs, i, msg) {
+		json_t *role = json_object_get(msg, "role");
+		json_t *content = json_object_get(msg, "content");
+		const char *r;
+
+		if (!json_is_object(msg) || !json_is_string(role)) {
+			snprintf(err, errcap, "messages[%zu]: 'role' must be a string", i);
+			goto out;
+		}
+		r = json_string_value(role);
+		if (!strcmp(r, "developer"))
+			r = "system";
+		if (strlen(r) < 1 || strlen(r) > 32 || strspn(r, "abcdefghijklmnopqrstuvwxyz_") != strlen(r)) {
+			snprintf(err, errcap, "messages[%zu]: unknown role", i);
+			goto out;
+		}
+		m[i].role = r;
+		if (!content || json_is_null(content)) {
+			m[i].content = "";
+		} else if (json_is_string(content)) {
+			if (memchr(json_string_value(content), 0, json_string_length(content))) {
+				snprintf(err, errcap, "messages[%zu]: content holds a NUL", i);
+				goto out;
+			}
+			m[i].content = json_string_value(content);
+		} else if (json_is_array(content)) {
+			/* [{type:"text", text}...] joined with "\n" */
+			size_t k;
+			json_t *part;
+
+			veil_buf_reset(&parts);
+			json_array_foreach(content, k, part) {
+				json_t *ty = json_object_get(part, "type");
+				json_t *tx = json_object_get(part, "text");
+
+				if (!json_is_string(ty) || strcmp(json_string_value(ty), "text") ||
+				    !json_is_string(tx)) {
+					snprintf(err, errcap, "messages[%zu]: only text content parts are supported", i);
+					goto out;
+				}
+				if (k)
+					veil_buf_append_str(&parts, "\n");
+				veil_buf_append(&parts, json_string_value(tx), json_string_length(tx));
+			}
+			if (!(owned[i] = strndup(parts.data ? (char *)parts.data : "", parts.len))) {
+				rc = VEIL_ENOMEM;
+				goto out;
+			}
+			m[i].content = owned[i];
+		} else {
+			snprintf(err, errcap, "messages[%zu]: 'content' must be a string or an array", i);
+			goto out;
+		}
+	}
+	if ((rc = veil_chat_apply_spans((enum veil_chat_tmpl)n->chat_tmpl, m, nm, true,
+					&text, spans, MAX_MESSAGES, &ns)) < 0) {
+		snprintf(err, errcap, "messages could not be rendered: %s", veil_err_detail());
+		goto out;
+	}
+	if (veil_tok_add_bos(n->tok) && veil_tok_bos(n->tok) >= 0)
+		ids[cnt++] = veil_tok_bos(n->tok);
+	if (n->chat_tmpl == VEIL_CHAT_PLAIN) {
+		/* No control tokens in the template: one pass, none parsed. */
+		rc = tok_append(n->tok, (char *)text.data, text.len, false, ids, cap, &cnt);
+	} else {
+		for (i = 0; i < ns && rc >= 0; i++) {
+			rc = tok_append(n->tok, (char *)text.data + pos, spans[i].off - pos,
+					true, ids, cap, &cnt);
+			if (rc >= 0)
+				rc = tok_append(n->tok, (char *)text.data + spans[i].off,
+						spans[i].len, false, ids, cap, &cnt);
+			pos = spans[i].off + spans[i].len;
+		}
+		if (rc >= 0)
+			rc = tok_append(n->tok, (char *)text.data + pos, text.len - pos, true,
+					ids, cap, &cnt);
+	}
+	if (rc < 0) {
+		snprintf(err, errcap, "the prompt could not be tokenized (too long?)");
+		goto out;
+	}
+	*n_ids = cnt;
+out:
+	for (i = 0; i < MAX_MESSAGES; i++)
+		if (owned[i]) {
+			veil_wipe(owned[i], strlen(owned[i]));
+			free(owned[i]);
+		}
+	veil_buf_free(&text);
+	veil_buf_free(&parts);
+	return rc;
+}
+
+static int prompt_tokens(struct node *n, json_t *prompt, int32_t *ids, size_t cap,
+			 size_t *n_ids, char *err, size_t errcap)
+{
+	size_t cnt = 0;
+
+	if (json_is_array(prompt) && json_array_size(prompt) == 1)
+		prompt = json_array_get(prompt, 0);
+	if (!json_is_string(prompt)) {
+		snprintf(err, errcap, "'prompt' must be a string");
+		return VEIL_EINVAL;
+	}
+	if (veil_tok_add_bos(n->tok) && veil_tok_bos(n->tok) >= 0)
+		ids[cnt++] = veil_tok_bos(n->tok);
+	if (tok_append(n->tok, json_string_value(prompt), json_string_length(prompt),
+		       false, ids, cap, &cnt) < 0) {
+		snprintf(err, errcap, "the prompt could not be tokenized (too long?)");
+		return VEIL_ERANGE;
+	}
+	*n_ids = cnt;
+	return 0;
+}
+
+/* ---- upstream relay ------------------------------------------------------ */
+
+static int up_sse_event(void *arg, const char *event, const char *data, size_t len,
+			const char *id)
+{
+	struct job *j = arg;
+	json_t *o;
+
+	(void)id;
+	if (strcmp(event, "message"))
+		return 0;
+	if (len == 6 && !memcmp(data, "[DONE]", 6)) {
+		j->up_done = true;
+		return 0;
+	}
+	if ((o = json_loadb(data, len, 0, NULL))) {
+		json_t *u = json_object_get(o, "usage");
+		const char *obj = json_string_value(json_object_get(o, "object"));
+		char *t;
+		int rc;
+
+		if (json_is_object(u)) {
+			j->up_prompt = json_integer_value(json_object_get(u, "prompt_tokens"));
+			j->up_completion = json_integer_value(json_object_get(u, "completion_tokens"));
+		}
+		if (obj && !strcmp(obj, "veil.receipt")) {
+			/* an upstream veil-node's own receipt: ours follows */
+			json_decref(o);
+			return 0;
+		}
+		if (!j->include_usage) {
+			/* Usage was asked upstream for the receipt only. */
+			json_t *ch = json_object_get(o, "choices");
+
+			if (json_is_array(ch) && !json_array_size(ch) && json_is_object(u)) {
+				json_decref(o);
+				return 0;
+			}
+			json_object_del(o, "usage");
+		}
+		/* Our id on every chunk: the receipt store knows that one. */
+		json_object_set_new(o, "id", json_string(j->id));
+		t = json_dumps(o, JSON_COMPACT);
+		json_decref(o);
+		if (!t)
+			return VEIL_ENOMEM;
+		rc = out_event(j, NULL, t, strlen(t), false);
+		veil_wipe(t, strlen(t));
+		free(t);
+		return rc < 0 ? VEIL_ECANCELED : 0;
+	}
+	if (out_event(j, NULL, data, len, false) < 0)
+		return VEIL_ECANCELED;
+	return 0;
+}
+
+static void up_head(void *arg, struct veil_http_call *call, int status)
+{
+	struct job *j = arg;
+
+	(void)call;
+	j->up_status = status;
+}
+
+static int up_data(void *arg, struct veil_http_call *call, const uint8_t *p, size_t n)
+{
+	struct job *j = arg;
+
+	(void)call;
+	if (!j->req)
+		return VEIL_ECANCELED;
+	if (j->up_status != 200)
+		return 0; /* an error body: buffered below? relay as error */
+	return veil_http_sse_feed(&j->sse, p, n) < 0 ? VEIL_ECANCELED : 0;
+}
+
+static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t len)
+{
+	struct job *j = arg;
+	struct node *n = j->n;
+
+	j->call = NULL;
+	if (!j->req) {
+		job_free(j);
+		return;
+	}
+	if (j->stream) {
+		if (rc == 0 && status == 200 && j->up_done) {
+			n->m.tokens_in += (uint64_t)j->up_prompt;
+			n->m.tokens_out += (uint64_t)j->up_completion;
+			stream_finish(j, j->up_prompt, j->up_completion);
+		} else if (!j->started) {
+			bool refused = status >= 400 && status < 500;
+
+			/* A 4xx is the request's fault: pass the status on. */
+			node_metrics_status(n, refused ? status : 502);
+			veil_http_reply_error(j->req, refused ? status : 502,
+					      refused ? NULL : "server_error", "upstream_error",
+					      "the upstream engine %s (status %d)",
+					      refused ? "refused the request" : "failed", status);
+			j->req = NULL;
+		} else {
+			stream_fail(j, "upstream_error", "the upstream stream broke");
+		}
+	} else if (rc == 0 && status == 200) {
+		json_t *o = json_loadb((const char *)body, len, 0, NULL);
+		json_t *u = json_object_get(o, "usage");
+		int64_t p = json_integer_value(json_object_get(u, "prompt_tokens"));
+		int64_t c = json_integer_value(json_object_get(u, "completion_tokens"));
+
+		if (!o) {
+			reply_err(n, j->req, 502, "server_error", "upstream_error",
+				  "the upstream engine sent malformed JSON");
+			j->req = NULL;
+		} else {
+			/* Our id, so the receipt store can find it. */
+			json_object_set_new(o, "id", json_string(j->id));
+			n->m.tokens_in += (uint64_t)p;
+			n->m.tokens_out += (uint64_t)c;
+			reply_final(j, o, p, c);
+			o = NULL;
+		}
+		json_decref(o);
+	} else {
+		reply_err(n, j->req, status >= 400 && status < 500 ? status : 502,
+			  status >= 400 && status < 500 ? NULL : "server_error",
+			  "upstream_error", "the upstream engine failed");
+		j->req = NULL;
+	}
+	job_free(j);
+}
+
+static int start_upstream(struct job *j, const char *path, json_t *body)
+{
+	struct node *n = j->n;
+	char url[1024];
+	char *b = NULL;
+	static const char *const hdrs[] = {"Content-Type: application/json",
+					   "Accept: text/event-stream, application/json",
+					   NULL};
+	struct veil_http_request rq = {0};
+	int rc;
+
+	snprintf(url, sizeof(url), "%s%s", n->o.upstream, path);
+	if (j->stream)
+		/* the receipt needs the usage */
+		json_object_set_new(body, "stream_options",
+				    json_pack("{s:b}", "include_usage", 1));
+	if (!(b = json_dumps(body, JSON_COMPACT)))
+		return VEIL_ENOMEM;
+	rq.method = "POST";
+	rq.url = url;
+	rq.headers = hdrs;
+	rq.body = b;
+	rq.body_len = strlen(b);
+	rq.timeout_ms = 600000;
+	rq.on_head = up_head;
+	rq.on_data = j->stream ? up_data : NULL;
+	rq.on_done = up_done;
+	rq.arg = j;
+	veil_http_sse_init(&j->sse, 0, 0, up_sse_event, j);
+	rc = veil_http_client_start(n->client, &rq, &j->call);
+	veil_wipe(b, strlen(b));
+	free(b);
+	return rc;
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+static bool is_sealed(struct veil_http_req *req)
+{
+	const char *ct = veil_http_req_header(req, "Content-Type");
+
+	return ct && !strncasecmp(ct, SEALED_TYPE, strlen(SEALED_TYPE));
+}
+
+static void h_completion(struct veil_http_req *req, void *arg, bool chat)
+{
+	struct node *n = arg;
+	size_t blen;
+	const uint8_t *body = veil_http_req_body(req, &blen);
+	struct veil_buf plain = VEIL_BUF_SECRET_INIT(n->o.max_body + 1);
+	struct veil_seal *seal = NULL;
+	json_t *b = NULL, *model;
+	json_error_t jerr;
+	struct params p;
+	char err[256];
+	struct job *j = NULL;
+	int32_t *ids = NULL;
+	size_t n_ids = 0;
+	int rc;
+
+	if (!n->ready || n->stopping) {
+		reply_err(n, req, 503, NULL, "not_ready", "the node is not ready");
+		return;
+	}
+	if (is_sealed(req)) {
+		if ((rc = veil_seal_node_new(&n->hpke, &seal)) < 0 ||
+		    (rc = veil_seal_open_body(seal, body, blen, &plain)) < 0) {
+			reply_err(n, req, 400, NULL,
+				  rc == VEIL_ENOENT ? "unknown_key_id" : "bad_sealed_body",
+				  rc == VEIL_ENOENT
+					  ? "the body is sealed to another node's key"
+					  : "the sealed body does not open");
+			goto out;
+		}
+	} else if (!n->o.allow_plaintext) {
+		reply_err(n, req, 403, NULL, "plaintext_refused",
+			  "this node accepts only sealed bodies (Content-Type: "
+			  SEALED_TYPE "); see docs/protocol.md");
+		goto out;
+	} else if (veil_buf_append(&plain, body, blen) < 0) {
+		reply_err(n, req, 413, NULL, "body_too_large", "request body too large");
+		goto out;
+	}
+	b = json_loadb(plain.data ? (char *)plain.data : "", plain.len,
+		       JSON_REJECT_DUPLICATES, &jerr);
+	if (!json_is_object(b)) {
+		reply_err(n, req, 400, NULL, "invalid_json",
+			  "the body is not a JSON object");
+		goto out;
+	}
+	model = json_object_get(b, "model");
+	if (!json_is_string(model)) {
+		reply_err(n, req, 400, NULL, "missing_model", "'model' must be a string");
+		goto out;
+	}
+	if (strcmp(json_string_value(model), n->o.model_name)) {
+		node_metrics_status(n, 404);
+		veil_http_reply_error(req, 404, "invalid_request_error", "model_not_found",
+				      "The model '%.100s' does not exist", json_string_value(model));
+		goto out;
+	}
+	if (parse_params(n, b, chat, &p, err, sizeof(err)) < 0) {
+		reply_err(n, req, 400, NULL, "invalid_parameter", err);
+		goto out;
+	}
+	if (!(j = calloc(1, sizeof(*j)))) {
+		reply_err(n, req, 500, NULL, "internal", "out of memory");
+		goto out;
+	}
+	n->m.jobs_active++;
+	pthread_mutex_init(&j->mu, NULL);
+	j->n = n;
+	j->next = n->jobs;
+	if (n->jobs)
+		n->jobs->prev = j;
+	n->jobs = j;
+	j->chat = chat;
+	j->stream = p.stream;
+	j->include_usage = p.include_usage;
+	j->logprobs = p.logprobs;
+	j->top_logprobs = p.top_logprobs;
+	j->created = (int64_t)(veil_wall_ms() / 1000);
+	j->t_start_ns = veil_now_ns();
+	j->in.text = (struct veil_buf)VEIL_BUF_SECRET_INIT(64u << 20);
+	j->full = (struct veil_buf)VEIL_BUF_SECRET_INIT(64u << 20);
+	j->resp_md = EVP_MD_CTX_new();
+	if (!j->resp_md || !EVP_DigestInit_ex(j->resp_md, EVP_sha256(), NULL)) {
+		reply_err(n, req, 500, NULL, "internal", "out of memory");
+		goto out;
+	}
+	{
+		uint8_t rnd[12];
+		char hex[25];
+
+		veil_random(rnd, sizeof(rnd));
+		veil_hex_encode(rnd, sizeof(rnd), hex, sizeof(hex));
+		snprintf(j->id, sizeof(j->id), "%s-%s", chat ? "chatcmpl" : "cmpl", hex);
+	}
+	sha256(body, blen, j->req_sha);
+	if (p.logprobs) {
+		j->lp_content = json_array();
+		j->lp_cmpl = new_cmpl_logprobs();
+	}
+	j->seal = seal;
+	seal = NULL;
+	j->sealed = j->seal != NULL;
+
+	if (n->o.upstream) {
+		j->req = req;
+		if (start_upstream(j, chat ? "/v1/chat/completions" : "/v1/completions", b) < 0) {
+			j->req = NULL;
+			reply_err(n, req, 502, "server_error", "upstream_error",
+				  "the upstream engine could not be reached");
+			goto out;
+		}
+		veil_http_req_on_close(req, on_close, j);
+		VEIL_INFO(NODE_MOD, "%s: request %llu relayed upstream%s%s", j->id,
+			  (unsigned long long)veil_http_req_id(req), j->sealed ? ", sealed" : "",
+			  j->stream ? ", streamed" : "");
+		j = NULL;
+		goto out;
+	}
+
+	if (!(ids = malloc(MAX_PROMPT_TOKENS * sizeof(*ids)))) {
+		reply_err(n, req, 500, NULL, "internal", "out of memory");
+		goto out;
+	}
+	rc = chat ? chat_tokens(n, json_object_get(b, "messages"), ids, MAX_PROMPT_TOKENS,
+				&n_ids, err, sizeof(err))
+		  : prompt_tokens(n, json_object_get(b, "prompt"), ids, MAX_PROMPT_TOKENS,
+				  &n_ids, err, sizeof(err));
+	if (rc < 0) {
+		reply_err(n, req, 400, NULL, "invalid_prompt", err);
+		goto out;
+	}
+	if (n_ids == 0 || n_ids >= (size_t)veil_engine_n_ctx(n->engine)) {
+		node_metrics_status(n, 400);
+		veil_http_reply_error(req, 400, NULL, "context_length_exceeded",
+				      "the prompt has %zu tokens; this model's context is %d",
+				      n_ids, (int)veil_engine_n_ctx(n->engine));
+		goto out;
+	}
+	{
+		struct veil_engine_request er = {0};
+
+		er.prompt = ids;
+		er.n_prompt = n_ids;
+		er.sampling = p.sp;
+		er.max_tokens = p.max_tokens;
+		er.stops = p.n_stops ? p.stops : NULL;
+		er.n_stops = p.n_stops;
+		er.n_logprobs = p.logprobs ? VEIL_MAX(p.top_logprobs, 1) : 0;
+		er.cb = engine_cb;
+		er.user = j;
+		j->prompt_tokens = (int32_t)n_ids;
+		j->req = req;
+		rc = veil_engine_submit(n->engine, &er, &j->eng_id);
+		if (rc < 0) {
+			j->req = NULL;
+			if (rc == VEIL_EBUSY) {
+				reply_err(n, req, 429, "rate_limit_error", "overloaded",
+					  "the node is busy; retry later");
+			} else {
+				node_metrics_status(n, 400);
+				veil_http_reply_error(req, 400, NULL, "invalid_parameter",
+						      "the request was refused: %s",
+						      veil_strerror(rc));
+			}
+			goto out;
+		}
+		j->submitted = true;
+	}
+	veil_http_req_on_close(req, on_close, j);
+	if (j->stream && j->chat) {
+		/* OpenAI's first chunk names the role. */
+		json_t *c = chunk_base(j);
+
+		json_object_set_new(c, "choices",
+				    json_pack("[{s:i, s:{s:s, s:s, s:n}, s:n, s:n}]", "index", 0,
+					      "delta", "role", "assistant", "content", "",
+					      "refusal", "logprobs", "finish_reason"));
+		out_json_event(j, c, false);
+	}
+	VEIL_INFO(NODE_MOD, "%s: request %llu, %zu prompt tokens%s%s", j->id,
+		  (unsigned long long)veil_http_req_id(req), n_ids,
+		  j->sealed ? ", sealed" : "", j->stream ? ", streamed" : "");
+	j = NULL;
+out:
+	if (j) {
+		j->req = NULL;
+		job_free(j);
+	}
+	free(ids);
+	json_decref(b);
+	veil_seal_free(seal);
+	veil_buf_free(&plain);
+}
+
+static void h_chat(struct veil_http_req *req, void *arg)
+{
+	h_completion(req, arg, true);
+}
+
+static void h_cmpl(struct veil_http_req *req, void *arg)
+{
+	h_completion(req, arg, false);
+}
+
+static void h_models(struct veil_http_req *req, void *arg)
+{
+	struct node *n = arg;
+
+	node_metrics_status(n, 200);
+	veil_http_reply_json(req, 200,
+			     json_pack("{s:s, s:[{s:s, s:s, s:I, s:s}]}", "object", "list",
+				       "data", "id", n->o.model_name, "object", "model",
+				       "created", (json_int_t)(n->started_ms / 1000),
+				       "owned_by", "veil"));
+}
+
+static void h_model_one(struct veil_http_req *req, void *arg)
+{
+	struct node *n = arg;
+	const char *id = veil_http_req_path(req) + strlen("/v1/models/");
+
+	if (strcmp(id, n->o.model_name)) {
+		reply_err(n, req, 404, "invalid_request_error", "model_not_found",
+			  "The model does not exist");
+		return;
+	}
+	node_metrics_status(n, 200);
+	veil_http_reply_json(req, 200,
+			     json_pack("{s:s, s:s, s:I, s:s}", "id", n->o.model_name,
+				       "object", "model", "created",
+				       (json_int_t)(n->started_ms / 1000), "owned_by", "veil"));
+}
+
+int node_api_init(struct node *n)
+{
+	/* Every job can be in the channel at most once: capacity above the most
+	 * jobs the engine accepts, plus jobs between submit and their end. */
+	size_t cap = (size_t)(n->o.max_batch + n->o.max_queue) * 2 + n->o.max_conns + 64;
+
+	return veil_http_chan_new(n->base, cap, chan_cb, chan_drop, n, &n->chan);
+}
+
+void node_api_routes(struct node *n)
+{
+	veil_http_route(n->srv, "GET", "/v1/models", false, h_models, n);
+	veil_http_route(n->srv, "GET", "/v1/models/", true, h_model_one, n);
+	veil_http_route(n->srv, "POST", "/v1/chat/completions", false, h_chat, n);
+	veil_http_route(n->srv, "POST", "/v1/completions", false, h_cmpl, n);
+}
+
+void node_api_abort_all(struct node *n, const char *why)
+{
+	struct job *j = n->jobs, *next;
+
+	for (; j; j = next) {
+		next = j->next;
+		if (!j->req)
+			continue;
+		if (j->stream && j->started) {
+			stream_fail(j, "shutting_down", why);
+		} else {
+			reply_err(n, j->req, 503, NULL, "shutting_down", why);
+			j->req = NULL;
+		}
+		if (j->call) {
+			job_free(j); /* cancels the upstream call */
+			continue;
+		}
+		if (j->submitted)
+			veil_engine_cancel(n->engine, j->eng_id);
+	}
+}
+
+void node_api_free(struct node *n)
+{
+	veil_http_chan_free(n->chan);
+	n->chan = NULL;
+}

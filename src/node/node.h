@@ -1,0 +1,145 @@
+/* veil-node internals: state shared by the files of src/node/.
+ *
+ * Everything here runs on the one event-loop thread, except the engine
+ * callback in api.c (engine thread), which touches only its job's mutex-
+ * guarded inbox and the channel. */
+#ifndef VEIL_NODE_H
+#define VEIL_NODE_H
+
+#include <pthread.h>
+
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "veil/base.h"
+#include "veil/engine.h"
+#include "veil/hpke.h"
+#include "veil/http.h"
+#include "veil/keyset.h"
+#include "veil/sign.h"
+
+#define NODE_MOD "node"
+
+struct node_opts {
+	const char *model;
+	char model_name[128];
+	const char *listen;       /* ADDR:PORT */
+	const char *tee;
+	const char *upstream;
+	bool plain_http;
+	bool allow_plaintext;
+	int max_batch;
+	int max_queue;
+	int ctx;
+	int threads;
+	size_t max_body;
+	size_t max_conns;
+	unsigned request_timeout_ms;
+	unsigned idle_timeout_ms;
+	size_t max_header_bytes;
+	char *config_json;        /* canonical JSON of the flags (measured) */
+};
+
+/* Latency histogram (Prometheus, seconds). */
+#define NODE_HIST_N 12
+struct node_hist {
+	uint64_t bucket[NODE_HIST_N]; /* cumulative counts per upper bound */
+	uint64_t count;
+	double sum;
+};
+
+struct node_metrics {
+	uint64_t requests[6];        /* by status class index, see metrics.c */
+	uint64_t by_status[600];
+	uint64_t tokens_in;
+	uint64_t tokens_out;
+	uint64_t cancelled;          /* sequences stopped because a client left */
+	uint64_t streams_active;
+	uint64_t jobs_active;
+	uint64_t receipts;
+	struct node_hist ttft;
+	struct node_hist tpot;
+	int32_t last_batch;
+};
+
+struct receipt_store;
+struct job;
+
+struct node {
+	struct node_opts o;
+	struct event_base *base;
+	struct veil_http_server *srv;
+	struct veil_http_chan *chan;
+	struct veil_http_client *client;   /* upstream mode */
+	struct veil_engine *engine;        /* NULL in upstream mode */
+	const struct veil_tok *tok;
+	int chat_tmpl;                     /* enum veil_chat_tmpl */
+	bool ready;
+	bool stopping;
+	uint64_t started_ms;
+
+	/* Keys born here, in memory only. */
+	struct veil_ed25519_key *ed;
+	struct veil_secp256k1_key *k1;
+	struct veil_hpke_keypair hpke;
+	uint8_t hpke_key_id[8];
+	EVP_PKEY *tls_key;
+	X509 *tls_cert;
+	struct veil_keyset keyset;
+	uint8_t keyset_enc[VEIL_KEYSET_MAX];
+	size_t keyset_len;
+	char eth_address[VEIL_ETH_ADDRESS_STR_LEN];
+	char ed_pub_hex[65];
+
+	bool have_model_hash;
+	uint8_t model_sha256[32];
+	char model_sha256_hex[65];
+
+	struct veil_buf event_log;         /* JSON array text of extensions */
+	void *attester;                    /* struct veil_attester *, attest.c */
+	json_t *cached_report;
+
+	struct receipt_store *receipts;
+	struct node_metrics m;
+	struct job *jobs;                  /* every live completion (api.c) */
+};
+
+/* api.c */
+int node_api_init(struct node *n);
+void node_api_routes(struct node *n);
+void node_api_free(struct node *n);
+/* Ends every answer still open: streams get an error event, others a 503;
+ * their work is cancelled.  For a shutdown that cannot wait any longer. */
+void node_api_abort_all(struct node *n, const char *why);
+
+/* metrics.c */
+void node_metrics_status(struct node *n, int status);
+void node_hist_add(struct node_hist *h, double seconds);
+void node_ops_routes(struct node *n);
+
+/* receipt.c */
+struct node_receipt_in {
+	const char *id;
+	const uint8_t *req_sha256;   /* 32 bytes */
+	const uint8_t *resp_sha256;  /* 32 bytes */
+	int64_t prompt_tokens;
+	int64_t completion_tokens;
+	int64_t created;
+};
+int receipt_store_new(size_t cap, uint64_t keep_ms, struct receipt_store **out);
+void receipt_store_free(struct receipt_store *s);
+/* Signs a receipt, stores it (for /v1/signature/{id}) and returns its JSON
+ * text (caller frees with free()). */
+int node_receipt_make(struct node *n, const struct node_receipt_in *in,
+		      char **json_text);
+/* base64url (no padding) of s, caller frees. */
+char *node_b64url(const char *s, size_t len);
+void node_receipt_routes(struct node *n);
+
+/* attest.c */
+int node_attest_init(struct node *n);
+void node_attest_routes(struct node *n);
+void node_attest_free(struct node *n);
+
+#endif

@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# veil-node end to end: real processes on 127.0.0.1 (port 0, the port read
+# from the node's log), the official openai npm client, receipts checked with
+# ethers / node:crypto / the veil CLI, sealed requests with hpke-js, the
+# attestation report with `veil verify`, cancellation, concurrency, limits,
+# upstream mode, graceful shutdown, and a canary that must never be logged.
+# Env: VEIL_BIN (dir with veil and veil-node), VEIL_SHARED (default ../shared).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+VEIL_BIN="${VEIL_BIN:-build/bin}"
+VEIL_SHARED="${VEIL_SHARED:-../shared}"
+VEIL="$VEIL_BIN/veil"
+NODE_BIN="$VEIL_BIN/veil-node"
+MODEL="$VEIL_SHARED/models/stories260K.gguf"
+JS=tests/js/node_client.mjs
+fails=0
+ok() { echo "ok - $1"; }
+notok() { echo "not ok - $1"; fails=$((fails + 1)); }
+skip() { echo "ok - $1 # SKIP $2"; }
+check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
+jqt() { jq -e "$@" >/dev/null 2>&1; }
+
+if [ ! -x "$NODE_BIN" ] || [ ! -x "$VEIL" ]; then
+	notok "veil-node: $NODE_BIN or $VEIL not built"
+	exit 1
+fi
+if [ ! -f "$MODEL" ]; then
+	skip "veil-node" "$MODEL missing (set VEIL_SHARED)"
+	exit 0
+fi
+have_js=1
+if ! command -v node >/dev/null 2>&1 || [ ! -d tests/js/node_modules/openai ] ||
+	[ ! -d tests/js/node_modules/ethers ] || [ ! -d tests/js/node_modules/hpke-js ]; then
+	have_js=0
+fi
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+CANARY="canary-$(openssl rand -hex 12)"
+
+# start_node NAME ARGS... : starts veil-node, waits until it listens and is
+# ready; sets PORT and PID.
+start_node() {
+	local name="$1"; shift
+	"$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 "$@" >"$tmp/$name.log" 2>&1 &
+	PID=$!
+	pids+=("$PID")
+	PORT=""
+	for _ in $(seq 1 200); do
+		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$tmp/$name.log" | tail -1 | sed 's/.*://')"
+		[ -n "$PORT" ] && break
+		kill -0 "$PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [ -z "$PORT" ]; then
+		echo "# $name did not start:"; sed 's/^/#   /' "$tmp/$name.log" | tail -5
+		return 1
+	fi
+	local scheme=http; grep -q 'listening on https' "$tmp/$name.log" && scheme=https
+	for _ in $(seq 1 100); do
+		[ "$(curl -sk -o /dev/null -w '%{http_code}' "$scheme://127.0.0.1:$PORT/readyz")" = 200 ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# js CMD BASE [ARG]: relays the client's ok/not ok lines and counts failures;
+# "ed25519 PUB SIG B64MSG" lines are checked with `veil sign verify`.
+js() {
+	local out line rc n=0 bad=0
+	out="$(node "$JS" "$@" 2>&1)"; rc=$?
+	while IFS= read -r line; do
+		case "$line" in
+		"ok - "*) echo "$line" ;;
+		"not ok - "*) echo "$line"; fails=$((fails + 1)) ;;
+		"ed25519 "*)
+			read -r _ pub sig msg <<<"$line"
+			n=$((n + 1))
+			printf '%s' "$msg" | base64 -d >"$tmp/msg"
+			"$VEIL" sign verify --algo ed25519 --public "$pub" --signature "$sig" <"$tmp/msg" >/dev/null || bad=$((bad + 1))
+			;;
+		*) echo "# $line" ;;
+		esac
+	done <<<"$out"
+	if [ "$n" -gt 0 ]; then
+		check "$1: $n Ed25519 signatures verify with veil sign verify" test "$bad" -eq 0
+	fi
+	[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || notok "$1: client exited $rc"
+}
+
+metric() { curl -s "$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
+
+# ---- command line -----------------------------------------------------------
+"$NODE_BIN" --help | grep -q "usage: veil-node"; check "veil-node --help prints usage" test $? -eq 0
+"$NODE_BIN" --listen 127.0.0.1:0 >/dev/null 2>&1; check "veil-node without --model exits 2" test $? -eq 2
+"$NODE_BIN" --model "$MODEL" --plain-http --listen 0.0.0.0:0 >/dev/null 2>&1
+check "--plain-http on a non-loopback address is refused (exit 2)" test $? -eq 2
+
+# ---- node A: plain HTTP, plaintext allowed ------------------------------------
+if ! start_node a --model "$MODEL" --plain-http --allow-plaintext --max-queue 256; then
+	notok "node A starts and becomes ready"
+	exit 1
+fi
+ok "node A starts and becomes ready"
+A="http://127.0.0.1:$PORT"
+PIDA=$PID
+check "node A logs that --plain-http is for tests" grep -q "NO TLS" "$tmp/a.log"
+check "node A logs its RTMR3 event log (binary, config, model)" \
+	bash -c 'grep "event log" "$0" | grep -q "veil-node-binary.*veil-node-config.*veil-model"' "$tmp/a.log"
+check "GET /healthz is 200" test "$(curl -s -o /dev/null -w '%{http_code}' "$A/healthz")" = 200
+code="$(curl -s -o "$tmp/bad.json" -w '%{http_code}' -H 'Content-Type: application/json' -d '{"model":' "$A/v1/chat/completions")"
+check "bad JSON is a 400 in OpenAI's error shape" bash -c '[ "$0" = 400 ] && jq -e ".error.message and .error.type == \"invalid_request_error\"" "$1" >/dev/null' "$code" "$tmp/bad.json"
+
+if [ "$have_js" = 1 ]; then
+	js openai "$A" stories260K
+	js receipts "$A" stories260K
+	js sealed "$A" stories260K
+	js concurrent "$A" stories260K 100
+	js canary "$A" stories260K "$CANARY"
+else
+	skip "openai / receipts / sealed / concurrency checks" "node or tests/js/node_modules missing (cd tests/js && npm install)"
+fi
+
+# ---- attestation ---------------------------------------------------------------
+nonce="$(openssl rand -hex 32)"
+curl -s "$A/v1/attestation/report?nonce=$nonce" >"$tmp/report.json"
+if "$VEIL" verify --help >/dev/null 2>&1; then
+	"$VEIL" verify "$tmp/report.json" --kind report --nonce "$nonce" --allow-sim >"$tmp/verify.out" 2>&1
+	check "veil verify --kind report passes with the nonce and --allow-sim" test $? -eq 0
+	"$VEIL" verify "$tmp/report.json" --kind report --nonce "$nonce" >/dev/null 2>&1
+	check "veil verify refuses the sim report without --allow-sim" test $? -eq 1
+	"$VEIL" verify "$tmp/report.json" --kind report --nonce "$(openssl rand -hex 32)" --allow-sim >/dev/null 2>&1
+	check "veil verify refuses the report under another nonce" test $? -eq 1
+else
+	skip "veil verify --kind report" "the verify CLI is not built"
+fi
+check "report measures binary, config and model" \
+	jqt '.measurements.node_binary and .measurements.node_config and .measurements.model' "$tmp/report.json"
+sha_model="$(sha256sum "$MODEL" | cut -d' ' -f1)"
+check "report names the model and its SHA-256" \
+	jqt --arg s "$sha_model" '.model.name == "stories260K" and .model.sha256 == $s' "$tmp/report.json"
+curl -s "$A/v1/attestation/report" >"$tmp/cached.json"
+check "report without a nonce is the cached one" jqt '.version == "veil-report/1"' "$tmp/cached.json"
+check "a malformed nonce is a 400" \
+	test "$(curl -s -o /dev/null -w '%{http_code}' "$A/v1/attestation/report?nonce=abc")" = 400
+body='{"model":"stories260K","messages":[{"role":"user","content":"hi"}],"max_tokens":4}'
+addr="$(curl -s -D - -o /dev/null -H 'Content-Type: application/json' -d "$body" "$A/v1/chat/completions" |
+	tr -d '\r' | awk -F': ' 'tolower($1) == "x-veil-receipt" { print $2 }' | tr '_-' '/+' | base64 -d 2>/dev/null |
+	jq -r '.payload | fromjson | .signing_address')"
+check "the receipt's signer is the address bound in the report" \
+	jqt --arg a "$addr" '.keys.eth_address | ascii_downcase == ($a | ascii_downcase)' "$tmp/report.json"
+
+# ---- a client that leaves mid-stream cancels its sequence ---------------------
+c0="$(metric "$A" veil_node_cancelled_total)"
+g0="$(metric "$A" veil_node_completion_tokens_total)"
+curl -sN -H 'Content-Type: application/json' \
+	-d '{"model":"stories260K","prompt":"Once upon a time","max_tokens":1900,"stream":true}' \
+	"$A/v1/completions" | head -c 300 >/dev/null
+sleep 0.5
+c1="$(metric "$A" veil_node_cancelled_total)"
+g1="$(metric "$A" veil_node_completion_tokens_total)"
+check "a client killed mid-stream cancels its sequence (metrics)" \
+	bash -c '[ "$0" -gt "$1" ] && [ $(( $2 - $3 )) -lt 1900 ]' "${c1:-0}" "${c0:-0}" "${g1:-0}" "${g0:-0}"
+check "after it nothing is left running" test "$(metric "$A" veil_node_active_requests)" = 0
+
+curl -s "$A/metrics" >"$tmp/metrics"
+check "metrics: requests by status, tokens, queue, batch, TTFT and token latency" bash -c '
+	for m in "veil_node_requests_total{status=\"200\"}" veil_node_prompt_tokens_total \
+		veil_node_completion_tokens_total veil_node_queue_depth veil_node_batch_size \
+		veil_node_ttft_seconds_count veil_node_token_latency_seconds_bucket; do
+		grep -qF "$m" "$0" || { echo "# missing $m"; exit 1; }
+	done' "$tmp/metrics"
+
+# ---- node B: TLS (the default), sealed bodies only ---------------------------
+if start_node b --model "$MODEL"; then
+	ok "node B (TLS, default) starts"
+	B="https://127.0.0.1:$PORT"
+	check "TLS: GET /healthz over https" test "$(curl -sk -o /dev/null -w '%{http_code}' "$B/healthz")" = 200
+	spki="$(openssl s_client -connect "127.0.0.1:$PORT" </dev/null 2>/dev/null | openssl x509 -pubkey -noout |
+		openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)"
+	check "TLS key's SPKI SHA-256 is the one bound in the report" \
+		bash -c 'curl -sk "$0/v1/attestation/report?nonce=$(openssl rand -hex 32)" | jq -e --arg s "$1" ".keys.tls_spki_sha256 == \$s" >/dev/null' "$B" "$spki"
+	code="$(curl -sk -o "$tmp/pt.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$body" "$B/v1/chat/completions")"
+	check "plaintext bodies are refused (403) without --allow-plaintext" \
+		bash -c '[ "$0" = 403 ] && jq -e ".error.code == \"plaintext_refused\"" "$1" >/dev/null' "$code" "$tmp/pt.json"
+	if [ "$have_js" = 1 ]; then
+		NODE_TLS_REJECT_UNAUTHORIZED=0 NODE_NO_WARNINGS=1 js sealed "$B" stories260K
+	fi
+else
+	notok "node B (TLS, default) starts"
+fi
+
+# ---- node C: limits -----------------------------------------------------------
+if start_node c --model "$MODEL" --plain-http --allow-plaintext --max-body 2048 \
+	--max-header-bytes 1024 --max-conns 6 --idle-timeout-ms 300 --request-timeout-ms 1000 --max-batch 1 --max-queue 1; then
+	C="http://127.0.0.1:$PORT"
+	big="$(head -c 4096 /dev/zero | tr '\0' 'a')"
+	check "a body over --max-body is a 413" \
+		test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "{\"x\":\"$big\"}" "$C/v1/completions")" = 413
+	check "a head over --max-header-bytes is a 431" \
+		test "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: ${big:0:2000}" "$C/healthz")" = 431
+	exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"mo' >&3
+	line="$(timeout 3 head -n1 <&3 | tr -d '\r')"
+	exec 3<&- 3>&-
+	check "a request that stalls past --idle-timeout-ms is a 408" bash -c '[[ "$0" == "HTTP/1.1 408"* ]]' "$line"
+	exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n' >&3
+	for _ in $(seq 1 12); do printf 'a' >&3 2>/dev/null; sleep 0.15; done
+	line="$(timeout 3 head -n1 <&3 | tr -d '\r')"
+	exec 3<&- 3>&-
+	check "a request dripping past --request-timeout-ms is a 408" bash -c '[[ "$0" == "HTTP/1.1 408"* ]]' "$line"
+	for fd in 4 5 6 7 8 9; do eval "exec $fd<>/dev/tcp/127.0.0.1/$PORT"; done
+	sleep 0.2
+	code="$(curl -s -o /dev/null -w '%{http_code}' "$C/healthz")"
+	for fd in 4 5 6 7 8 9; do eval "exec $fd<&- $fd>&-"; done
+	check "a connection over --max-conns is a 503" test "$code" = 503
+	sleep 0.5
+	cpids=()
+	for i in $(seq 1 8); do
+		curl -s -m 60 -o /dev/null -D "$tmp/h$i" -w '%{http_code}\n' -H 'Content-Type: application/json' \
+			-d '{"model":"stories260K","prompt":"Once","max_tokens":1500}' "$C/v1/completions" >"$tmp/code$i" &
+		cpids+=($!)
+	done
+	wait "${cpids[@]}"
+	n429="$(cat "$tmp"/code* | grep -c 429)"
+	n200="$(cat "$tmp"/code* | grep -c 200)"
+	check "a full engine queue answers 429 with Retry-After ($n429 of 8; $n200 served)" \
+		bash -c '[ "$0" -ge 1 ] && [ "$1" -ge 1 ] && grep -qi "^retry-after:" $(grep -l " 429" "$2"/h*)' "$n429" "$n200" "$tmp"
+else
+	notok "node C (limits) starts"
+fi
+
+# ---- node D: upstream mode in front of node A ---------------------------------
+if start_node d --model "$MODEL" --upstream "$A" --plain-http --allow-plaintext; then
+	D="http://127.0.0.1:$PORT"
+	ok "node D (upstream mode) starts"
+	if [ "$have_js" = 1 ]; then
+		js openai "$D" stories260K
+		js receipts "$D" stories260K
+		js sealed "$D" stories260K
+	fi
+	curl -sN -H 'Content-Type: application/json' \
+		-d '{"model":"stories260K","prompt":"Once","max_tokens":5,"stream":true}' "$D/v1/completions" >"$tmp/up.sse"
+	check "upstream stream without include_usage: no usage chunk, yet the receipt has the usage" bash -c '
+		! grep -v veil.receipt "$0" | grep -qF "\"usage\":{" &&
+		grep veil.receipt "$0" | sed "s/^data: //" |
+			jq -e ".veil_receipt.payload | fromjson | .usage.completion_tokens == 5" >/dev/null' "$tmp/up.sse"
+	addr_d="$(grep -o 'ethereum 0x[0-9a-fA-F]*' "$tmp/d.log" | cut -d' ' -f2)"
+	addr_a="$(grep -o 'ethereum 0x[0-9a-fA-F]*' "$tmp/a.log" | cut -d' ' -f2)"
+	rc_d="$(curl -s -D - -o /dev/null -H 'Content-Type: application/json' -d "$body" "$D/v1/chat/completions" |
+		tr -d '\r' | awk -F': ' 'tolower($1) == "x-veil-receipt" { print $2 }' | tr '_-' '/+' | base64 -d 2>/dev/null |
+		jq -r '.payload | fromjson | .signing_address')"
+	check "upstream mode: the receipt is signed by the front node, not the upstream" \
+		bash -c '[ -n "$0" ] && [ "$0" = "$1" ] && [ "$0" != "$2" ]' "$rc_d" "$addr_d" "$addr_a"
+else
+	notok "node D (upstream mode) starts"
+fi
+
+# ---- node F: a chatml model; user content cannot inject control tokens ----------
+SYNTH="$VEIL_SHARED/models/tiny-synth-f16.gguf"
+if [ ! -f "$SYNTH" ]; then
+	skip "chat template: no control-token injection" "$SYNTH missing"
+elif start_node f --model "$SYNTH" --plain-http --allow-plaintext; then
+	F="http://127.0.0.1:$PORT"
+	ptok() {
+		jq -cn --arg c "$1" '{model:"tiny-synth-f16",messages:[{role:"user",content:$c}],max_tokens:1}' |
+			curl -s -H 'Content-Type: application/json' -d @- "$F/v1/chat/completions" | jq -r .usage.prompt_tokens
+	}
+	n_plain="$(ptok a)"; n_inject="$(ptok '<|im_end|>')"
+	check "chatml: '<|im_end|>' in user content is text, not the control token ($n_inject vs $n_plain tokens)" \
+		bash -c '[ "$0" -gt 0 ] && [ "$1" -gt $(( $0 + 1 )) ]' "${n_plain:-0}" "${n_inject:-0}"
+	check "the chat template was detected as chatml" grep -q "chat template chatml" "$tmp/f.log"
+else
+	notok "node F (chatml model) starts"
+fi
+
+# ---- shutdown: graceful, then forced; then the canary ---------------------------
+stream_req='{"model":"stories260K","prompt":"Once","max_tokens":1900,"stream":true}'
+curl -sN -m 30 -H 'Content-Type: application/json' -d "$stream_req" "$A/v1/completions" >"$tmp/inflight.sse" &
+cpid=$!
+sleep 0.1
+kill -TERM "$PIDA"
+wait "$cpid"
+for _ in $(seq 1 100); do kill -0 "$PIDA" 2>/dev/null || break; sleep 0.1; done
+wait "$PIDA"; rc=$?
+check "SIGTERM: node A shuts down gracefully (exit 0)" bash -c '[ "$0" -eq 0 ] && grep -q "node: stopped" "$1"' "$rc" "$tmp/a.log"
+check "SIGTERM: a stream in flight still finishes with [DONE]" bash -c '[ "$(tail -c 14 "$0")" = "data: [DONE]" ] && grep -q veil.receipt "$0"' "$tmp/inflight.sse"
+if start_node e --model "$MODEL" --plain-http --allow-plaintext; then
+	E="http://127.0.0.1:$PORT"
+	cpids=()
+	for i in $(seq 1 8); do
+		curl -sN -m 30 -H 'Content-Type: application/json' -d "$stream_req" "$E/v1/completions" >"$tmp/forced$i.sse" &
+		cpids+=($!)
+	done
+	sleep 0.2
+	kill -TERM "$PID"; sleep 0.05; kill -TERM "$PID"
+	wait "${cpids[@]}"
+	wait "$PID"; rc=$?
+	nerr=0; nsilent=0
+	for i in $(seq 1 8); do
+		if grep -q "^event: error" "$tmp/forced$i.sse"; then nerr=$((nerr + 1))
+		elif ! grep -q "^data: \[DONE\]" "$tmp/forced$i.sse"; then nsilent=$((nsilent + 1)); fi
+	done
+	check "second SIGTERM: streams cut short end with an error event ($nerr), none silently ($nsilent)" \
+		bash -c '[ "$0" -ge 1 ] && [ "$1" -eq 0 ] && [ "$2" -eq 0 ]' "$nerr" "$nsilent" "$rc"
+else
+	notok "node E starts"
+fi
+if [ "$have_js" = 1 ]; then
+	check "the canary prompt appears in no log" bash -c '! grep -rqF "$0" "$1"/*.log' "$CANARY" "$tmp"
+	check "no log holds a completion text field" bash -c '! grep -rqE "\"content\"|\"text\":" "$0"/*.log' "$tmp"
+else
+	skip "canary prompt never logged" "node client missing"
+fi
+
+echo "# test_node: $fails failed"
+[ "$fails" -eq 0 ]

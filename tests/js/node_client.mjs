@@ -1,0 +1,339 @@
+// veil-node as third-party clients see it, driven by
+// tests/integration/test_node.sh.  Prints "ok - name" / "not ok - name"
+// lines (exit 1 when one failed).
+//
+//   node node_client.mjs openai BASE MODEL       official openai client
+//   node node_client.mjs receipts BASE MODEL     receipts, ethers + node:crypto
+//   node node_client.mjs sealed BASE MODEL       veil-seal/1 with hpke-js
+//   node node_client.mjs concurrent BASE MODEL N N streaming clients at once
+//   node node_client.mjs canary BASE MODEL TEXT  requests carrying TEXT
+//
+// BASE is http://127.0.0.1:PORT (no /v1).  Receipt checks print one line
+// "ed25519 PUBHEX SIGHEX B64MESSAGE" per receipt so the shell can check the
+// Ed25519 signatures with the veil CLI as well.
+import { createHash, createPublicKey, verify, webcrypto } from "node:crypto";
+import { verifyMessage } from "ethers";
+import { AeadId, CipherSuite, KdfId, KemId } from "hpke-js";
+import OpenAI from "openai";
+
+let failed = 0;
+const ok = (name, cond, why = "") => {
+  if (cond) console.log(`ok - ${name}`);
+  else {
+    failed++;
+    console.log(`not ok - ${name}${why ? ` (${why})` : ""}`);
+  }
+};
+const sha256 = (b) => createHash("sha256").update(b).digest("hex");
+const enc8 = new TextEncoder();
+const cat = (...parts) => new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p))));
+
+function client(base) {
+  return new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused", maxRetries: 0 });
+}
+
+async function openaiChecks(base, model) {
+  const c = client(base);
+  const models = await c.models.list();
+  ok("openai: models.list names the model", models.data.some((m) => m.id === model));
+
+  const chat = await c.chat.completions.create({
+    model,
+    messages: [{ role: "user", content: "Once upon a time" }],
+    max_tokens: 16,
+    temperature: 0,
+  });
+  ok(
+    "openai: chat completion has content, finish_reason and usage",
+    chat.object === "chat.completion" &&
+      chat.id.startsWith("chatcmpl-") &&
+      typeof chat.choices[0].message.content === "string" &&
+      chat.choices[0].message.content.length > 0 &&
+      ["stop", "length"].includes(chat.choices[0].finish_reason) &&
+      chat.usage.completion_tokens > 0 &&
+      chat.usage.total_tokens === chat.usage.prompt_tokens + chat.usage.completion_tokens,
+  );
+  const again = await c.chat.completions.create({
+    model,
+    messages: [{ role: "user", content: "Once upon a time" }],
+    max_tokens: 16,
+    temperature: 0,
+  });
+  ok(
+    "openai: temperature 0 is deterministic",
+    again.choices[0].message.content === chat.choices[0].message.content,
+  );
+
+  const stream = await c.chat.completions.create({
+    model,
+    messages: [{ role: "user", content: "Tell me a story" }],
+    max_tokens: 24,
+    stream: true,
+    stream_options: { include_usage: true },
+    seed: 7,
+  });
+  let text = "";
+  let finish = null;
+  let usage = null;
+  let role = null;
+  let chunks = 0;
+  let receipt = null;
+  for await (const ch of stream) {
+    chunks++;
+    if (ch.object === "veil.receipt") receipt = ch.veil_receipt;
+    if (ch.usage) usage = ch.usage;
+    for (const choice of ch.choices) {
+      if (choice.delta.role) role = choice.delta.role;
+      text += choice.delta.content ?? "";
+      if (choice.finish_reason) finish = choice.finish_reason;
+    }
+  }
+  ok(
+    "openai: streamed chat ends with finish_reason, usage and a receipt chunk",
+    chunks >= 3 && role === "assistant" && text.length > 0 && finish !== null && usage?.completion_tokens > 0 && !!receipt?.payload,
+    JSON.stringify({ chunks, role, finish, usage }),
+  );
+
+  const cmpl = await c.completions.create({ model, prompt: "Once upon a time", max_tokens: 8, logprobs: 2 });
+  ok(
+    "openai: completion with logprobs",
+    cmpl.object === "text_completion" &&
+      cmpl.choices[0].text.length > 0 &&
+      cmpl.choices[0].logprobs.tokens.length === cmpl.usage.completion_tokens &&
+      Object.keys(cmpl.choices[0].logprobs.top_logprobs[0]).length >= 1,
+  );
+
+  const lp = await c.chat.completions.create({
+    model,
+    messages: [{ role: "user", content: "Hi" }],
+    max_tokens: 4,
+    logprobs: true,
+    top_logprobs: 3,
+  });
+  const content = lp.choices[0].logprobs?.content ?? [];
+  ok(
+    "openai: chat logprobs with top_logprobs",
+    content.length > 0 && content[0].top_logprobs.length === 3 && content[0].logprob <= 0,
+  );
+
+  const stopped = await c.completions.create({ model, prompt: "Once upon a time", max_tokens: 40, stop: ["."], temperature: 0 });
+  ok(
+    "openai: stop string ends the completion before it",
+    !stopped.choices[0].text.includes(".") && stopped.choices[0].finish_reason === "stop",
+    JSON.stringify(stopped.choices[0]),
+  );
+
+  try {
+    await c.chat.completions.create({ model: "no-such-model", messages: [{ role: "user", content: "x" }] });
+    ok("openai: unknown model is a 404", false, "no error");
+  } catch (e) {
+    ok("openai: unknown model is a 404", e.status === 404 && e.error?.code === "model_not_found", String(e));
+  }
+  try {
+    await c.chat.completions.create({ model, messages: [{ role: "user", content: "x" }], temperature: 9 });
+    ok("openai: temperature out of range is a 400", false, "no error");
+  } catch (e) {
+    ok("openai: temperature out of range is a 400", e.status === 400 && e.error?.type === "invalid_request_error", String(e));
+  }
+}
+
+function checkReceipt(name, rc, model, reqBytes, respBytes, usage) {
+  const p = JSON.parse(rc.payload);
+  ok(`${name}: ECDSA receipt recovers the node's address (ethers)`, verifyMessage(rc.payload, rc.signature_ecdsa) === p.signing_address);
+  const pub = createPublicKey({
+    key: Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), Buffer.from(p.ed25519_public_key, "hex")]),
+    format: "der",
+    type: "spki",
+  });
+  ok(`${name}: Ed25519 receipt verifies (node:crypto)`, verify(null, Buffer.from(rc.payload), pub, Buffer.from(rc.signature_ed25519, "hex")));
+  ok(`${name}: receipt request hash matches the bytes sent`, p.request_sha256 === sha256(reqBytes));
+  ok(`${name}: receipt response hash matches the bytes received`, p.response_sha256 === sha256(respBytes));
+  ok(
+    `${name}: receipt names model and usage`,
+    p.model === model && p.model_sha256.length === 64 && p.version === "veil-receipt/1" &&
+      (!usage || (p.usage.prompt_tokens === usage.prompt_tokens && p.usage.completion_tokens === usage.completion_tokens)),
+  );
+  console.log(`ed25519 ${p.ed25519_public_key} ${rc.signature_ed25519} ${Buffer.from(rc.payload).toString("base64")}`);
+  return p;
+}
+
+async function receiptChecks(base, model) {
+  const body = JSON.stringify({ model, messages: [{ role: "user", content: "Receipt please" }], max_tokens: 12 });
+  const r = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body });
+  const resp = Buffer.from(await r.arrayBuffer());
+  const hdr = r.headers.get("x-veil-receipt");
+  ok("receipt: non-streamed answer carries X-Veil-Receipt", r.status === 200 && !!hdr);
+  const rc = JSON.parse(Buffer.from(hdr, "base64url").toString());
+  const j = JSON.parse(resp);
+  const p = checkReceipt("receipt", rc, model, Buffer.from(body), resp, j.usage);
+  ok("receipt: id is the completion id", p.id === j.id);
+
+  for (const algo of ["ecdsa", "ed25519"]) {
+    const s = await (await fetch(`${base}/v1/signature/${j.id}?signing_algo=${algo}`)).json();
+    const text = `${model}:${sha256(Buffer.from(body))}:${sha256(resp)}`;
+    let valid = false;
+    if (algo === "ecdsa") valid = verifyMessage(s.text, s.signature) === s.signing_address;
+    else {
+      const pub = createPublicKey({
+        key: Buffer.concat([Buffer.from("302a300506032b6570032100", "hex"), Buffer.from(s.signing_address, "hex")]),
+        format: "der",
+        type: "spki",
+      });
+      valid = verify(null, Buffer.from(s.text), pub, Buffer.from(s.signature, "hex"));
+      console.log(`ed25519 ${s.signing_address} ${s.signature} ${Buffer.from(s.text).toString("base64")}`);
+    }
+    ok(`signature/${algo}: NEAR AI shape, text model:sha256(req):sha256(resp), valid`, s.text === text && s.signing_algo === algo && valid, JSON.stringify(s));
+  }
+  const nf = await fetch(`${base}/v1/signature/chatcmpl-unknown?signing_algo=ecdsa`);
+  ok("signature: unknown id is a 404", nf.status === 404);
+
+  const sbody = JSON.stringify({ model, messages: [{ role: "user", content: "Stream receipt" }], max_tokens: 12, stream: true, stream_options: { include_usage: true } });
+  const sr = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: sbody });
+  const all = Buffer.from(await sr.arrayBuffer());
+  const marker = all.indexOf('data: {"id":"chatcmpl-');
+  const last = all.lastIndexOf('data: {"id":"chatcmpl-');
+  const tail = all.subarray(last).toString();
+  ok("receipt: stream ends with a veil.receipt chunk, then [DONE]", last > marker && tail.includes('"object":"veil.receipt"') && tail.endsWith("data: [DONE]\n\n"));
+  const evData = JSON.stringify(JSON.parse(tail.split("\n")[0].slice(6)).veil_receipt);
+  const usageLine = all.subarray(0, last).toString().split("\n\n").filter((e) => e.includes('"usage":{')).pop();
+  const su = usageLine ? JSON.parse(usageLine.slice(6)).usage : null;
+  checkReceipt("stream receipt", JSON.parse(evData), model, Buffer.from(sbody), all.subarray(0, last), su);
+}
+
+// ---- veil-seal/1 client (docs/protocol.md, "Sealed bodies") ----
+
+const suite = new CipherSuite({ kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.Aes256Gcm });
+
+async function sealRequest(pkRbytes, pt) {
+  const pkR = await suite.kem.deserializePublicKey(pkRbytes);
+  const keyId = createHash("sha256").update(pkRbytes).digest().subarray(0, 8);
+  const sender = await suite.createSenderContext({ recipientPublicKey: pkR, info: enc8.encode("veil-seal/1") });
+  const prefix = (type) => cat([0x56, 0x45, 0x49, 0x4c, 0x01, type, 0x00, 0x20, 0x00, 0x01, 0x00, 0x02], keyId);
+  const header = cat(prefix(0x01), new Uint8Array(sender.enc));
+  const h = Buffer.alloc(5);
+  h.writeUInt32BE(pt.length, 0);
+  h[4] = 1;
+  const ct = await sender.seal(pt, cat(header, [1]));
+  const km = new Uint8Array(await sender.export(enc8.encode("veil-seal/1 response"), 44));
+  const key = await webcrypto.subtle.importKey("raw", km.subarray(0, 32), "AES-GCM", false, ["decrypt"]);
+  let counter = 0;
+  const openChunk = async (buf) => {
+    const len = buf.readUInt32BE(0);
+    const flags = buf[4];
+    const iv = km.slice(32);
+    for (let i = 0, c = counter; i < 6; i++, c = Math.floor(c / 256)) iv[11 - i] ^= c & 0xff;
+    counter++;
+    const pt2 = Buffer.from(
+      await webcrypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: cat(prefix(0x02), [flags]) }, key, buf.subarray(5)),
+    );
+    if (pt2.length !== len) throw new Error("length mismatch");
+    return { pt: pt2, final: (flags & 1) === 1 };
+  };
+  return { body: cat(header, h, new Uint8Array(ct)), openChunk };
+}
+
+async function sealedChecks(base, model) {
+  const nonce = "ab".repeat(32);
+  const rep = await (await fetch(`${base}/v1/attestation/report?nonce=${nonce}`)).json();
+  const pk = Buffer.from(rep.keys?.x25519_hpke ?? "", "hex");
+  ok("sealed: report names the node's HPKE key", pk.length === 32);
+  const plain = JSON.stringify({ model, messages: [{ role: "user", content: "A sealed hello" }], max_tokens: 10 });
+  const s = await sealRequest(pk, enc8.encode(plain));
+  const r = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/veil-sealed", "x-veil-model": model },
+    body: s.body,
+  });
+  const resp = Buffer.from(await r.arrayBuffer());
+  let j = null;
+  try {
+    const { pt, final } = await s.openChunk(resp);
+    j = final ? JSON.parse(pt) : null;
+  } catch (e) {
+    j = null;
+  }
+  ok("sealed: non-streamed answer opens to a chat completion", r.status === 200 && r.headers.get("content-type") === "application/veil-sealed" && j?.object === "chat.completion", `status ${r.status}`);
+  const hdr = r.headers.get("x-veil-receipt");
+  if (hdr && j) checkReceipt("sealed receipt", JSON.parse(Buffer.from(hdr, "base64url").toString()), model, s.body, resp, j.usage);
+
+  const splain = JSON.stringify({ model, messages: [{ role: "user", content: "A sealed stream" }], max_tokens: 10, stream: true });
+  const ss = await sealRequest(pk, enc8.encode(splain));
+  const sr = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/veil-sealed" }, body: ss.body });
+  const all = Buffer.from(await sr.arrayBuffer()).toString();
+  const events = all.split("\n\n").filter((e) => e.length);
+  let sawFinal = false;
+  let text = "";
+  let opened = 0;
+  let bad = null;
+  for (const ev of events) {
+    if (!ev.startsWith("data: ") || ev === "data: [DONE]") continue;
+    try {
+      const { pt, final } = await ss.openChunk(Buffer.from(ev.slice(6), "base64"));
+      opened++;
+      const inner = pt.toString();
+      if (final) {
+        sawFinal = inner === "data: [DONE]\n\n";
+        continue;
+      }
+      const o = JSON.parse(inner.slice(6));
+      for (const c of o.choices) text += c.delta.content ?? "";
+    } catch (e) {
+      bad = String(e);
+    }
+  }
+  ok("sealed: streamed answer opens chunk by chunk and ends with a final chunk", sr.status === 200 && opened >= 3 && sawFinal && !bad && text.length > 0, bad ?? `opened ${opened}`);
+  ok("sealed: stream has a plaintext receipt event after the sealed body", all.includes("event: veil.receipt\n"));
+
+  const tampered = Buffer.from(s.body);
+  tampered[tampered.length - 1] ^= 1;
+  const tr = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/veil-sealed" }, body: tampered });
+  ok("sealed: a tampered body is refused with 400", tr.status === 400);
+
+  const other = await suite.kem.generateKeyPair();
+  const otherPk = new Uint8Array(await suite.kem.serializePublicKey(other.publicKey));
+  const wrong = await sealRequest(otherPk, enc8.encode(plain));
+  const wr = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/veil-sealed" }, body: wrong.body });
+  const wj = await wr.json().catch(() => ({}));
+  ok("sealed: a body sealed to another key is a 400 unknown_key_id", wr.status === 400 && wj.error?.code === "unknown_key_id");
+}
+
+async function concurrentChecks(base, model, n) {
+  const c = client(base);
+  const t0 = Date.now();
+  const one = async (i) => {
+    const stream = await c.chat.completions.create({ model, messages: [{ role: "user", content: `Story ${i}` }], max_tokens: 32, stream: true });
+    let finish = null;
+    for await (const ch of stream) for (const x of ch.choices) if (x.finish_reason) finish = x.finish_reason;
+    return finish;
+  };
+  const res = await Promise.allSettled(Array.from({ length: n }, (_, i) => one(i)));
+  const done = res.filter((r) => r.status === "fulfilled" && r.value).length;
+  ok(`concurrent: ${n} streaming clients all complete`, done === n, `${done}/${n} in ${Date.now() - t0} ms; ${res.find((r) => r.status === "rejected")?.reason ?? ""}`);
+}
+
+async function canary(base, model, text) {
+  const c = client(base);
+  const a = await c.chat.completions.create({ model, messages: [{ role: "user", content: text }], max_tokens: 8 });
+  const s = await c.completions.create({ model, prompt: text, max_tokens: 8, stream: true });
+  for await (const _ of s);
+  ok("canary: requests with the canary were answered", a.choices.length === 1);
+}
+
+const [cmd, base, model, arg] = process.argv.slice(2);
+const cmds = {
+  openai: () => openaiChecks(base, model),
+  receipts: () => receiptChecks(base, model),
+  sealed: () => sealedChecks(base, model),
+  concurrent: () => concurrentChecks(base, model, Number(arg ?? 20)),
+  canary: () => canary(base, model, arg),
+};
+if (!(cmd in cmds)) {
+  console.error("usage: node node_client.mjs openai|receipts|sealed|concurrent|canary BASE MODEL [ARG]");
+  process.exit(2);
+}
+try {
+  await cmds[cmd]();
+} catch (e) {
+  ok(`${cmd}: ran without an exception`, false, String(e?.stack ?? e));
+}
+process.exit(failed ? 1 : 0);
