@@ -1103,6 +1103,62 @@ static void test_selfsigned_certificate_has_sans(void **state)
 	assert_int_equal(veil_http_selfsigned(7, NULL, 30, &key, &cert), VEIL_EINVAL);
 }
 
+/* ---- tests: chunked framing ---------------------------------------------- */
+
+/* The chunked decoder sees its input in whatever pieces TCP delivers: a
+ * request written one byte at a time decodes as a whole one does, with chunk
+ * extensions skipped, bare-LF line ends taken and trailer fields ignored.  A
+ * NUL or other bytes where a line end belongs, a NUL in a chunk size, or a
+ * framing line over 1024 bytes is a 400. */
+static void test_chunked_body_split_bytewise_and_strict_framing(void **state)
+{
+	static const char head[] = "POST /echo HTTP/1.1\r\nHost: x\r\n"
+				   "Transfer-Encoding: chunked\r\n\r\n";
+	static const char whole[] = "POST /echo HTTP/1.1\r\nHost: x\r\n"
+				    "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+				    "3;a=b\r\nabc\n4\r\ndefg\r\n0\r\nX-T: 1\r\n\r\n";
+	static const struct {
+		const char *p;
+		size_t n;
+	} bad[] = {
+		{"3\r\nabc\0x\r\n0\r\n\r\n", 15}, /* NUL where CRLF belongs */
+		{"3\0\r\nabc\r\n0\r\n\r\n", 14}, /* NUL in the chunk size */
+		{"3\r\nabcX\r\n0\r\n\r\n", 14},   /* data longer than its size */
+		{"x\r\n", 3},                     /* not a size */
+	};
+	struct fx f;
+	char resp[4096], req[2048];
+	int fd;
+
+	(void)state;
+	fx_start(&f, &base_opts);
+	fd = raw_connect(f.port);
+	assert_true(fd >= 0);
+	for (size_t i = 0; i < sizeof(whole) - 1; i++)
+		raw_send(fd, whole + i, 1);
+	raw_read(fd, resp, sizeof(resp), 3000, NULL);
+	close(fd);
+	assert_int_equal(raw_status(resp), 200);
+	assert_non_null(strstr(resp, "\r\n\r\nabcdefg"));
+
+	for (size_t k = 0; k < VEIL_ARRAY_LEN(bad); k++) {
+		memcpy(req, head, sizeof(head) - 1);
+		memcpy(req + sizeof(head) - 1, bad[k].p, bad[k].n);
+		assert_int_equal(raw_roundtrip(&f, req, sizeof(head) - 1 + bad[k].n, resp,
+					       sizeof(resp)),
+				 400);
+		assert_non_null(strstr(resp, "bad_chunk"));
+	}
+	/* a chunk-size line of 1025 bytes */
+	memcpy(req, head, sizeof(head) - 1);
+	memset(req + sizeof(head) - 1, '0', 1025);
+	memcpy(req + sizeof(head) - 1 + 1025, "\r\n", 2);
+	assert_int_equal(raw_roundtrip(&f, req, sizeof(head) - 1 + 1027, resp, sizeof(resp)),
+			 400);
+	assert_non_null(strstr(resp, "chunk line too long"));
+	fx_stop(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1121,6 +1177,7 @@ int main(void)
 		cmocka_unit_test(test_sse_parser_line_endings_multiline_and_comments),
 		cmocka_unit_test(test_sse_parser_caps_lines_and_events),
 		cmocka_unit_test(test_selfsigned_certificate_has_sans),
+		cmocka_unit_test(test_chunked_body_split_bytewise_and_strict_framing),
 	};
 	veil_log_setup(VEIL_LOG_WARN, false, stderr);
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,7 +2,7 @@
  *
  * One connection serves one request at a time (pipelined requests wait in
  * the input buffer, bounded by the read high-water mark).  A connection moves
- * through: HEAD (waiting for the request head) -> BODY / CHUNK_* (reading a
+ * through: HEAD (waiting for the request head) -> BODY / CHUNKED (reading a
  * capped body) -> HANDLING (the handler owns the request; reading stays on
  * only to notice the client going away) -> DRAIN (response queued; once
  * written, back to HEAD or closed) or CLOSING (error or last response; after
@@ -34,18 +34,16 @@
 
 #include "veil/http.h"
 
+#include "parse.h"
+
 #define MOD "http"
 #define LINGER_MS 500
 #define MAX_REJECTING 64
-#define CHUNK_LINE_MAX 1024
 
 enum conn_state {
 	CS_HEAD,
 	CS_BODY,
-	CS_CHUNK_SIZE,
-	CS_CHUNK_DATA,
-	CS_CHUNK_CRLF,
-	CS_TRAILER,
+	CS_CHUNKED,
 	CS_HANDLING,
 	CS_DRAIN,
 	CS_CLOSING,
@@ -63,35 +61,15 @@ struct route {
 
 struct conn;
 
-struct hdr {
-	const char *name;
-	const char *value;
-};
-
-struct qparam {
-	char *name;
-	char *value;
-};
-
 struct veil_http_req {
 	struct conn *c; /* NULL once the client has gone */
 	uint64_t id;
-	char *head;     /* the request head, parsed in place */
-	const char *method;
-	char *path;     /* own copy, without the query */
-	int minor;      /* HTTP/1.<minor> */
-	struct hdr *hdrs;
-	size_t nhdrs;
-	struct qparam *qps;
-	size_t nqps;
+	struct veil_http_head h; /* method, path, query, header fields */
 	struct veil_buf body;
 	struct veil_buf out_hdrs;
-	uint64_t content_length;
-	bool has_cl, chunked_in, expect_continue, want_close, want_keepalive;
 	bool dispatched, started, stream_chunked, gone, has_retry_after;
 	size_t max_output;
 	unsigned retry_after_s;
-	size_t trailer_bytes;
 	char remote[64];
 	void (*on_close)(struct veil_http_req *r, void *arg);
 	void *close_arg;
@@ -108,7 +86,7 @@ struct conn {
 	struct veil_http_req *req;
 	size_t scanned;
 	uint64_t req_start_ns;
-	uint64_t chunk_left;
+	struct veil_http_chunked ck; /* CS_CHUNKED */
 	bool close_after, rejecting, lingering, tls;
 	char remote[64];
 };
@@ -226,26 +204,7 @@ static char *error_json(int status, const char *type, const char *code,
 	return s;
 }
 
-/* ---- requests ---------------------------------------------------------- */
-
-static void req_free(struct veil_http_req *r)
-{
-	size_t i;
-
-	if (!r)
-		return;
-	for (i = 0; i < r->nqps; i++) {
-		free(r->qps[i].name);
-		free(r->qps[i].value);
-	}
-	free(r->qps);
-	free(r->hdrs);
-	free(r->head);
-	free(r->path);
-	veil_buf_free(&r->body);
-	veil_buf_free(&r->out_hdrs);
-	free(r);
-}
+/* ---- request head and chunked framing (parse.h) ------------------------ */
 
 static int hexval(unsigned char ch)
 {
@@ -288,7 +247,7 @@ static char *pct_decode(const char *p, size_t n)
 }
 
 /* Returns 0 or an HTTP status, with *why set. */
-static int parse_query(struct veil_http_req *r, const char *q, size_t max,
+static int parse_query(struct veil_http_head *h, const char *q, size_t max,
 		       const char **why)
 {
 	const char *end = q + strlen(q);
@@ -296,28 +255,28 @@ static int parse_query(struct veil_http_req *r, const char *q, size_t max,
 	while (q < end) {
 		const char *amp = memchr(q, '&', (size_t)(end - q));
 		const char *stop = amp ? amp : end, *eq;
-		struct qparam *np;
+		struct veil_http_qparam *np;
 
 		if (stop == q) {
 			q++;
 			continue;
 		}
-		if (r->nqps >= max) {
+		if (h->nqps >= max) {
 			*why = "too many query parameters";
 			return 400;
 		}
 		eq = memchr(q, '=', (size_t)(stop - q));
-		np = realloc(r->qps, (r->nqps + 1) * sizeof(*np));
+		np = realloc(h->qps, (h->nqps + 1) * sizeof(*np));
 		if (!np) {
 			*why = "out of memory";
 			return 500;
 		}
-		r->qps = np;
-		np = &r->qps[r->nqps];
+		h->qps = np;
+		np = &h->qps[h->nqps];
 		np->name = pct_decode(q, (size_t)((eq ? eq : stop) - q));
 		np->value = eq ? pct_decode(eq + 1, (size_t)(stop - eq - 1))
 			       : strdup("");
-		r->nqps++;
+		h->nqps++;
 		if (!np->name || !np->value) {
 			*why = "malformed percent-encoding in the query";
 			return 400;
@@ -348,14 +307,55 @@ static char *next_line(char **pp, char *end, bool *bad)
 	return p;
 }
 
-/* Parses the request head in r->head (n bytes).  Returns 0 or an HTTP
- * status with *why set. */
-static int parse_head(struct veil_http_req *r, size_t n,
-		      const struct veil_http_server_opts *o, const char **why)
+size_t veil_http_head_end(const uint8_t *p, size_t n, size_t from)
 {
-	char *p = r->head, *end = r->head + n, *line, *sp1, *sp2, *q;
+	size_t i = from > 2 ? from - 2 : 0;
+
+	for (; i < n; i++) {
+		if (p[i] != '\n')
+			continue;
+		if (i + 1 < n && p[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < n && p[i + 1] == '\r' && p[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
+
+void veil_http_head_free(struct veil_http_head *h)
+{
+	size_t i;
+
+	if (!h)
+		return;
+	for (i = 0; i < h->nqps; i++) {
+		free(h->qps[i].name);
+		free(h->qps[i].value);
+	}
+	free(h->qps);
+	free(h->hdrs);
+	free(h->buf);
+	free(h->path);
+	memset(h, 0, sizeof(*h));
+}
+
+int veil_http_head_parse(const uint8_t *in, size_t n, size_t max_headers,
+			 size_t max_query_params, struct veil_http_head *h,
+			 const char **why)
+{
+	char *p, *end, *line, *sp1, *sp2, *q;
 	bool bad = false;
 	size_t i;
+
+	memset(h, 0, sizeof(*h));
+	if (n == SIZE_MAX || !(h->buf = malloc(n + 1)))
+		return *why = "out of memory", 500;
+	if (n)
+		memcpy(h->buf, in, n);
+	h->buf[n] = 0;
+	h->len = n;
+	p = h->buf;
+	end = h->buf + n;
 
 	line = next_line(&p, end, &bad);
 	if (!line || bad) {
@@ -372,7 +372,8 @@ static int parse_head(struct veil_http_req *r, size_t n,
 	}
 	*sp1 = *sp2 = 0;
 	for (q = line; *q; q++)
-		if (!is_tchar((unsigned char)*q) || q - line >= 32) {
+		if (!is_tchar((unsigned char)*q) ||
+		    q - line >= VEIL_HTTP_METHOD_MAX) {
 			*why = "malformed method";
 			return 400;
 		}
@@ -390,24 +391,24 @@ static int parse_head(struct veil_http_req *r, size_t n,
 		return 400;
 	}
 	if (strcmp(sp2 + 1, "HTTP/1.1") == 0)
-		r->minor = 1;
+		h->minor = 1;
 	else if (strcmp(sp2 + 1, "HTTP/1.0") == 0)
-		r->minor = 0;
+		h->minor = 0;
 	else
 		return *why = "only HTTP/1.0 and HTTP/1.1 are supported", 505;
-	r->method = line;
+	h->method = line;
 	q = strchr(sp1 + 1, '?');
-	r->path = strndup(sp1 + 1, q ? (size_t)(q - sp1 - 1) : strlen(sp1 + 1));
-	if (!r->path)
+	h->path = strndup(sp1 + 1, q ? (size_t)(q - sp1 - 1) : strlen(sp1 + 1));
+	if (!h->path)
 		return *why = "out of memory", 500;
 	if (q) {
-		int st = parse_query(r, q + 1, o->max_query_params, why);
+		int st = parse_query(h, q + 1, max_query_params, why);
 
 		if (st)
 			return st;
 	}
 
-	if (!(r->hdrs = calloc(o->max_headers, sizeof(*r->hdrs))))
+	if (!(h->hdrs = calloc(max_headers ? max_headers : 1, sizeof(*h->hdrs))))
 		return *why = "out of memory", 500;
 	while ((line = next_line(&p, end, &bad)) != NULL) {
 		char *colon, *v, *ve;
@@ -444,22 +445,23 @@ static int parse_head(struct veil_http_req *r, size_t n,
 				*why = "control character in a header field";
 				return 400;
 			}
-		if (r->nhdrs >= o->max_headers) {
+		if (h->nhdrs >= max_headers) {
 			*why = "too many header fields";
 			return 431;
 		}
-		r->hdrs[r->nhdrs].name = line;
-		r->hdrs[r->nhdrs].value = v;
-		r->nhdrs++;
+		h->hdrs[h->nhdrs].name = line;
+		h->hdrs[h->nhdrs].value = v;
+		h->nhdrs++;
 	}
 
-	for (i = 0; i < r->nhdrs; i++) {
-		const char *nm = r->hdrs[i].name, *v = r->hdrs[i].value;
+	for (i = 0; i < h->nhdrs; i++) {
+		const char *nm = h->hdrs[i].name, *v = h->hdrs[i].value;
 
 		if (strcasecmp(nm, "Content-Length") == 0) {
 			uint64_t cl = 0;
 
-			if (r->has_cl || !*v || strlen(v) > 18) {
+			if (h->has_cl || !*v ||
+			    strlen(v) > VEIL_HTTP_CL_DIGITS_MAX) {
 				*why = "bad or repeated Content-Length";
 				return 400;
 			}
@@ -470,10 +472,10 @@ static int parse_head(struct veil_http_req *r, size_t n,
 				}
 				cl = cl * 10 + (uint64_t)(*q - '0');
 			}
-			r->has_cl = true;
-			r->content_length = cl;
+			h->has_cl = true;
+			h->content_length = cl;
 		} else if (strcasecmp(nm, "Transfer-Encoding") == 0) {
-			if (r->chunked_in || r->minor == 0) {
+			if (h->chunked_in || h->minor == 0) {
 				*why = "bad Transfer-Encoding";
 				return 400;
 			}
@@ -481,7 +483,7 @@ static int parse_head(struct veil_http_req *r, size_t n,
 				*why = "only the chunked transfer coding is supported";
 				return 501;
 			}
-			r->chunked_in = true;
+			h->chunked_in = true;
 		} else if (strcasecmp(nm, "Connection") == 0) {
 			const char *t = v;
 
@@ -492,10 +494,10 @@ static int parse_head(struct veil_http_req *r, size_t n,
 					t++;
 				len = strcspn(t, " \t,");
 				if (len == 5 && strncasecmp(t, "close", 5) == 0)
-					r->want_close = true;
+					h->want_close = true;
 				if (len == 10 &&
 				    strncasecmp(t, "keep-alive", 10) == 0)
-					r->want_keepalive = true;
+					h->want_keepalive = true;
 				t += len;
 			}
 		} else if (strcasecmp(nm, "Expect") == 0) {
@@ -503,24 +505,132 @@ static int parse_head(struct veil_http_req *r, size_t n,
 				*why = "unsupported expectation";
 				return 417;
 			}
-			r->expect_continue = r->minor == 1;
+			h->expect_continue = h->minor == 1;
 		}
 	}
-	if (r->has_cl && r->chunked_in) {
+	if (h->has_cl && h->chunked_in) {
 		*why = "both Content-Length and Transfer-Encoding";
 		return 400;
 	}
 	return 0;
 }
 
+void veil_http_chunked_init(struct veil_http_chunked *d, uint64_t max_body,
+			    size_t max_trailer)
+{
+	memset(d, 0, sizeof(*d));
+	d->st = VEIL_HTTP_CK_SIZE;
+	d->max_body = max_body;
+	d->max_trailer = max_trailer;
+}
+
+size_t veil_http_chunked_view(const struct veil_http_chunked *d, size_t avail)
+{
+	switch (d->st) {
+	case VEIL_HTTP_CK_DATA:
+		return (size_t)VEIL_MIN((uint64_t)avail, d->left);
+	case VEIL_HTTP_CK_DONE:
+		return 0;
+	default:
+		return VEIL_MIN(avail, (size_t)VEIL_HTTP_CHUNK_LINE_MAX + 2);
+	}
+}
+
+/* Finds the next framing line in p[0..n): 1 with *len (without the line end)
+ * and *used (with it), 0 when more input is needed, -1 when it is too long.
+ * Looks at no more than VEIL_HTTP_CHUNK_LINE_MAX + 2 bytes. */
+static int chunk_line(const uint8_t *p, size_t n, size_t *len, size_t *used)
+{
+	size_t lim = VEIL_MIN(n, (size_t)VEIL_HTTP_CHUNK_LINE_MAX + 2);
+	const uint8_t *nl = lim ? memchr(p, '\n', lim) : NULL;
+
+	if (!nl)
+		return n > VEIL_HTTP_CHUNK_LINE_MAX ? -1 : 0;
+	*used = (size_t)(nl - p) + 1;
+	*len = *used - 1;
+	if (*len && p[*len - 1] == '\r')
+		(*len)--;
+	return *len > VEIL_HTTP_CHUNK_LINE_MAX ? -1 : 1;
+}
+
+int veil_http_chunked_step(struct veil_http_chunked *d, const uint8_t *p,
+			   size_t n, size_t *used, size_t *data,
+			   const char **why)
+{
+	size_t len = 0, u = 0, i;
+	uint64_t v = 0;
+	int k;
+
+	*used = *data = 0;
+	if (d->st == VEIL_HTTP_CK_DONE)
+		return 0;
+	if (d->st == VEIL_HTTP_CK_DATA) {
+		*used = *data = (size_t)VEIL_MIN((uint64_t)n, d->left);
+		d->left -= *used;
+		if (!d->left)
+			d->st = VEIL_HTTP_CK_CRLF;
+		return 0;
+	}
+	if ((k = chunk_line(p, n, &len, &u)) < 0)
+		return *why = "chunk line too long", 400;
+	if (k == 0)
+		return 0;
+	switch (d->st) {
+	case VEIL_HTTP_CK_SIZE:
+		/* chunk-size [ chunk-ext ]: extensions are skipped */
+		for (i = 0; i < len && p[i] != ';' && p[i] != ' ' && p[i] != '\t';
+		     i++) {
+			int hv = hexval(p[i]);
+
+			if (hv < 0 || v > (UINT64_MAX >> 4))
+				return *why = "malformed chunk size", 400;
+			v = v * 16 + (uint64_t)hv;
+		}
+		if (i == 0 || v == UINT64_MAX)
+			return *why = "malformed chunk size", 400;
+		if (v > d->max_body - d->total)
+			return *why = "request body too large", 413;
+		d->total += v;
+		d->left = v;
+		d->st = v ? VEIL_HTTP_CK_DATA : VEIL_HTTP_CK_TRAILER;
+		break;
+	case VEIL_HTTP_CK_CRLF:
+		if (len)
+			return *why = "chunk data longer than its size", 400;
+		d->st = VEIL_HTTP_CK_SIZE;
+		break;
+	default: /* VEIL_HTTP_CK_TRAILER: fields are ignored */
+		if (len + 2 > d->max_trailer - d->trailer_bytes)
+			return *why = "trailer fields too large", 431;
+		d->trailer_bytes += len + 2;
+		if (!len)
+			d->st = VEIL_HTTP_CK_DONE;
+		break;
+	}
+	*used = u;
+	return 0;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void req_free(struct veil_http_req *r)
+{
+	if (!r)
+		return;
+	veil_http_head_free(&r->h);
+	veil_buf_free(&r->body);
+	veil_buf_free(&r->out_hdrs);
+	free(r);
+}
+
 const char *veil_http_req_method(const struct veil_http_req *r)
 {
-	return r->method;
+	return r->h.method;
 }
 
 const char *veil_http_req_path(const struct veil_http_req *r)
 {
-	return r->path;
+	return r->h.path;
 }
 
 const char *veil_http_req_query(const struct veil_http_req *r,
@@ -528,15 +638,15 @@ const char *veil_http_req_query(const struct veil_http_req *r,
 {
 	size_t i;
 
-	for (i = 0; i < r->nqps; i++)
-		if (strcmp(r->qps[i].name, name) == 0)
-			return r->qps[i].value;
+	for (i = 0; i < r->h.nqps; i++)
+		if (strcmp(r->h.qps[i].name, name) == 0)
+			return r->h.qps[i].value;
 	return NULL;
 }
 
 size_t veil_http_req_query_count(const struct veil_http_req *r)
 {
-	return r->nqps;
+	return r->h.nqps;
 }
 
 const char *veil_http_req_header(const struct veil_http_req *r,
@@ -544,9 +654,9 @@ const char *veil_http_req_header(const struct veil_http_req *r,
 {
 	size_t i;
 
-	for (i = 0; i < r->nhdrs; i++)
-		if (strcasecmp(r->hdrs[i].name, name) == 0)
-			return r->hdrs[i].value;
+	for (i = 0; i < r->h.nhdrs; i++)
+		if (strcasecmp(r->h.hdrs[i].name, name) == 0)
+			return r->h.hdrs[i].value;
 	return NULL;
 }
 
@@ -638,11 +748,11 @@ static int write_head(struct veil_http_req *r, int status,
 	if (status < 100 || status > 999)
 		status = 500;
 	out = bufferevent_get_output(c->bev);
-	if (r->want_close || (r->minor == 0 && !r->want_keepalive) ||
+	if (r->h.want_close || (r->h.minor == 0 && !r->h.want_keepalive) ||
 	    c->s->shutting)
 		c->close_after = true;
 	if (content_length < 0) {
-		r->stream_chunked = r->minor == 1;
+		r->stream_chunked = r->h.minor == 1;
 		if (!r->stream_chunked)
 			c->close_after = true; /* HTTP/1.0: the close ends it */
 	}
@@ -659,7 +769,7 @@ static int write_head(struct veil_http_req *r, int status,
 		evbuffer_add(out, r->out_hdrs.data, r->out_hdrs.len);
 	if (c->close_after)
 		evbuffer_add_printf(out, "Connection: close\r\n\r\n");
-	else if (r->minor == 0)
+	else if (r->h.minor == 0)
 		evbuffer_add_printf(out, "Connection: keep-alive\r\n\r\n");
 	else
 		evbuffer_add(out, "\r\n", 2);
@@ -898,13 +1008,13 @@ static void dispatch(struct conn *c)
 	/* Reading stays on (bounded by the high-water mark) so a client that
 	 * goes away is noticed while the handler works. */
 	for (rt = s->routes; rt; rt = rt->next) {
-		bool pm = rt->prefix ? strncmp(r->path, rt->path, rt->plen) == 0
-				     : strcmp(r->path, rt->path) == 0;
+		bool pm = rt->prefix ? strncmp(r->h.path, rt->path, rt->plen) == 0
+				     : strcmp(r->h.path, rt->path) == 0;
 
 		if (!pm)
 			continue;
 		path_hit = true;
-		if (!rt->method || strcmp(rt->method, r->method) == 0) {
+		if (!rt->method || strcmp(rt->method, r->h.method) == 0) {
 			hit = rt;
 			break;
 		}
@@ -919,41 +1029,18 @@ static void dispatch(struct conn *c)
 	} else if (path_hit) {
 		veil_http_add_header(r, "Allow", allow);
 		veil_http_reply_error(r, 405, NULL, "method_not_allowed",
-				      "method %s not allowed here", r->method);
+				      "method %s not allowed here", r->h.method);
 	} else {
 		veil_http_reply_error(r, 404, NULL, "not_found",
 				      "no such endpoint");
 	}
 }
 
-/* Reads a line of the chunked framing; 1 when one was read, 0 when more
- * input is needed, -1 after failing the connection. */
-static int chunk_line(struct conn *c, char **line)
-{
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t n;
-
-	*line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF);
-	if (*line) {
-		if (n > CHUNK_LINE_MAX) {
-			free(*line);
-			conn_fail(c, 400, "bad_chunk", "chunk line too long");
-			return -1;
-		}
-		return 1;
-	}
-	if (evbuffer_get_length(in) > CHUNK_LINE_MAX) {
-		conn_fail(c, 400, "bad_chunk", "chunk line too long");
-		return -1;
-	}
-	return 0;
-}
-
 static void body_ready(struct conn *c)
 {
 	struct veil_http_req *r = c->req;
 
-	if (r->expect_continue)
+	if (r->h.expect_continue)
 		evbuffer_add_printf(bufferevent_get_output(c->bev),
 				    "HTTP/1.1 100 Continue\r\n\r\n");
 }
@@ -964,20 +1051,13 @@ static ssize_t find_head(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t len = evbuffer_get_length(in), max = c->s->o.max_header_bytes;
-	size_t lim = VEIL_MIN(len, max + 4), i;
+	size_t lim = VEIL_MIN(len, max + 4), hl;
 	const unsigned char *p = evbuffer_pullup(in, (ssize_t)lim);
 
 	if (!p)
 		return 0;
-	i = c->scanned > 2 ? c->scanned - 2 : 0;
-	for (; i < lim; i++) {
-		if (p[i] != '\n')
-			continue;
-		if (i + 1 < lim && p[i + 1] == '\n')
-			return (ssize_t)(i + 2);
-		if (i + 2 < lim && p[i + 1] == '\r' && p[i + 2] == '\n')
-			return (ssize_t)(i + 3);
-	}
+	if ((hl = veil_http_head_end(p, lim, c->scanned)) > 0)
+		return (ssize_t)hl;
 	c->scanned = lim;
 	if (len >= max + 4) {
 		conn_fail(c, 431, "headers_too_large",
@@ -993,14 +1073,14 @@ static void conn_process(struct conn *c)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	struct veil_http_req *r;
 	const char *why = NULL;
-	char *line;
+	const uint8_t *hp;
 	ssize_t hl;
-	int st, k;
+	int st;
 
 	for (;;) {
 		size_t len = evbuffer_get_length(in);
 
-		if (c->st <= CS_TRAILER && len && c->req_start_ns &&
+		if (c->st <= CS_CHUNKED && len && c->req_start_ns &&
 		    veil_now_ns() - c->req_start_ns >
 			    (uint64_t)s->o.request_timeout_ms * 1000000u) {
 			conn_fail(c, 408, "request_timeout",
@@ -1030,9 +1110,7 @@ static void conn_process(struct conn *c)
 			if ((hl = find_head(c)) <= 0)
 				return;
 			c->scanned = 0;
-			if (!(r = calloc(1, sizeof(*r))) ||
-			    !(r->head = malloc((size_t)hl + 1))) {
-				free(r);
+			if (!(r = calloc(1, sizeof(*r)))) {
 				conn_fail(c, 500, "internal_error",
 					  "out of memory");
 				return;
@@ -1044,11 +1122,19 @@ static void conn_process(struct conn *c)
 			r->retry_after_s = s->o.retry_after_s;
 			r->body.max = s->o.max_body + 1;
 			memcpy(r->remote, c->remote, sizeof(r->remote));
-			evbuffer_remove(in, r->head, (size_t)hl);
-			r->head[hl] = 0;
-			st = parse_head(r, (size_t)hl, &s->o, &why);
-			if (st == 0 && r->has_cl &&
-			    r->content_length > s->o.max_body) {
+			/* find_head() pulled the head up: no copy here */
+			if (!(hp = evbuffer_pullup(in, hl))) {
+				st = 500;
+				why = "out of memory";
+			} else {
+				st = veil_http_head_parse(hp, (size_t)hl,
+							  s->o.max_headers,
+							  s->o.max_query_params,
+							  &r->h, &why);
+			}
+			evbuffer_drain(in, (size_t)hl);
+			if (st == 0 && r->h.has_cl &&
+			    r->h.content_length > s->o.max_body) {
 				st = 413;
 				why = "request body too large";
 			}
@@ -1060,10 +1146,12 @@ static void conn_process(struct conn *c)
 					  : "bad_request", why);
 				return;
 			}
-			if (r->chunked_in) {
+			if (r->h.chunked_in) {
 				body_ready(c);
-				c->st = CS_CHUNK_SIZE;
-			} else if (r->has_cl && r->content_length > 0) {
+				veil_http_chunked_init(&c->ck, s->o.max_body,
+						       s->o.max_header_bytes);
+				c->st = CS_CHUNKED;
+			} else if (r->h.has_cl && r->h.content_length > 0) {
 				body_ready(c);
 				c->st = CS_BODY;
 			} else {
@@ -1072,7 +1160,7 @@ static void conn_process(struct conn *c)
 			break;
 		case CS_BODY: {
 			r = c->req;
-			size_t want = (size_t)r->content_length - r->body.len;
+			size_t want = (size_t)r->h.content_length - r->body.len;
 			size_t take = VEIL_MIN(want, len);
 
 			if (!take)
@@ -1085,88 +1173,48 @@ static void conn_process(struct conn *c)
 			evbuffer_remove(in, r->body.data + r->body.len, take);
 			r->body.len += take;
 			r->body.data[r->body.len] = 0;
-			if (r->body.len == r->content_length)
+			if (r->body.len == r->h.content_length)
 				dispatch(c);
 			break;
 		}
-		case CS_CHUNK_SIZE: {
-			uint64_t v = 0;
-			const char *q;
-
-			if ((k = chunk_line(c, &line)) <= 0)
-				return;
-			for (q = line; *q && *q != ';' && *q != ' ' && *q != '\t'; q++) {
-				int h = hexval((unsigned char)*q);
-
-				if (h < 0 || v > (UINT64_MAX >> 4)) {
-					v = UINT64_MAX;
-					break;
-				}
-				v = v * 16 + (uint64_t)h;
-			}
-			if (q == line || v == UINT64_MAX) {
-				free(line);
-				conn_fail(c, 400, "bad_chunk",
-					  "malformed chunk size");
-				return;
-			}
-			free(line);
-			r = c->req;
-			if (v > s->o.max_body - r->body.len) {
-				conn_fail(c, 413, "request_too_large",
-					  "request body too large");
-				return;
-			}
-			c->chunk_left = v;
-			c->st = v ? CS_CHUNK_DATA : CS_TRAILER;
-			break;
-		}
-		case CS_CHUNK_DATA: {
-			size_t take = (size_t)VEIL_MIN((uint64_t)len, c->chunk_left);
+		case CS_CHUNKED: {
+			size_t view = veil_http_chunked_view(&c->ck, len);
+			const uint8_t *p = view ? evbuffer_pullup(in, (ssize_t)view)
+						: NULL;
+			size_t used, data;
 
 			r = c->req;
-			if (!take)
-				return;
-			if (veil_buf_reserve(&r->body, take) < 0) {
+			if (view && !p) {
 				conn_fail(c, 500, "internal_error",
 					  "out of memory");
 				return;
 			}
-			evbuffer_remove(in, r->body.data + r->body.len, take);
-			r->body.len += take;
-			r->body.data[r->body.len] = 0;
-			c->chunk_left -= take;
-			if (!c->chunk_left)
-				c->st = CS_CHUNK_CRLF;
+			st = veil_http_chunked_step(&c->ck, p, view, &used, &data,
+						    &why);
+			if (st) {
+				conn_fail(c, st,
+					  st == 431 ? "headers_too_large"
+					  : st == 413 ? "request_too_large"
+					  : "bad_chunk", why);
+				return;
+			}
+			if (data) {
+				if (veil_buf_reserve(&r->body, data) < 0) {
+					conn_fail(c, 500, "internal_error",
+						  "out of memory");
+					return;
+				}
+				memcpy(r->body.data + r->body.len, p, data);
+				r->body.len += data;
+				r->body.data[r->body.len] = 0;
+			}
+			evbuffer_drain(in, used);
+			if (c->ck.st == VEIL_HTTP_CK_DONE)
+				dispatch(c); /* trailer fields are ignored */
+			else if (!used)
+				return;
 			break;
 		}
-		case CS_CHUNK_CRLF:
-			if ((k = chunk_line(c, &line)) <= 0)
-				return;
-			k = *line == 0;
-			free(line);
-			if (!k) {
-				conn_fail(c, 400, "bad_chunk",
-					  "chunk data longer than its size");
-				return;
-			}
-			c->st = CS_CHUNK_SIZE;
-			break;
-		case CS_TRAILER:
-			if ((k = chunk_line(c, &line)) <= 0)
-				return;
-			r = c->req;
-			r->trailer_bytes += strlen(line) + 2;
-			k = *line == 0;
-			free(line);
-			if (r->trailer_bytes > s->o.max_header_bytes) {
-				conn_fail(c, 431, "headers_too_large",
-					  "trailer fields too large");
-				return;
-			}
-			if (k)
-				dispatch(c); /* trailer fields are ignored */
-			break;
 		case CS_HANDLING:
 		case CS_DRAIN:
 			return; /* pipelined input waits */
@@ -1253,7 +1301,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (what == BEV_EVENT_CONNECTED)
 		return; /* TLS handshake done */
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
-	    c->st <= CS_TRAILER && (c->st != CS_HEAD || inlen > 0)) {
+	    c->st <= CS_CHUNKED && (c->st != CS_HEAD || inlen > 0)) {
 		conn_fail(c, 408, "request_timeout",
 			  "request not received in time");
 		return;
