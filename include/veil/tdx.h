@@ -205,4 +205,26 @@ int veil_tdx_verdict_json(const struct veil_tdx_verdict *v, json_t **out);
 /* The pinned Intel SGX Root CA, DER (SHA-256 44a0196b...74d3). */
 const uint8_t *veil_tdx_intel_root_der(size_t *len);
 
+/* ---- verification caches ------------------------------------------------
+ * veil_tdx_verify() remembers what does not depend on the time, so repeated
+ * quotes cost little more than their own two signatures:
+ *  - per collateral object: its issuer chains, CRL signatures and TCB info /
+ *    QE identity signatures, verified against one anchor;
+ *  - process-wide (bounded, thread-safe): PCK chains by the SHA-256 of the
+ *    quote's exact PEM bytes together with the anchor and both CRLs.
+ * Validity windows (certificates, anchor, CRLs) and CRL membership are still
+ * checked on every call; whenever one of them fails, the full checks run, so
+ * a verdict never depends on what was cached. */
+struct veil_tdx_cache_stats {
+	uint64_t collateral_hits, collateral_misses;
+	uint64_t pck_hits, pck_misses;
+};
+
+/* Process-wide counters since start (or the last flush). */
+void veil_tdx_cache_stats(struct veil_tdx_cache_stats *out);
+
+/* Drops every cached PCK chain and zeroes the counters (collateral objects
+ * keep theirs until freed).  For tests and for operators rotating trust. */
+void veil_tdx_cache_flush(void);
+
 #endif

@@ -6,6 +6,7 @@
  * rejection wording of @phala/dcap-qvl 0.3.9), every TDX/SGX row of
  * MANIFEST.md, and tamper tests on a real v4 quote: every bit of the signed
  * header+body and several changes of every byte of its signature data. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -763,6 +764,269 @@ static void test_iso8601_parse(void **state)
 	assert_int_equal(veil_x509_iso8601_parse("2025-13-01T00:00:00Z", 20, &t), VEIL_EFORMAT);
 }
 
+/* ---- verification caches -------------------------------------------------- */
+
+#define MAIN_Q "attest/tdx/dcap-qvl/tdx_quote"
+#define MAIN_C "attest/tdx/dcap-qvl/tdx_quote_collateral.json"
+
+/* Verdicts are compared whole: veil_tdx_verify() zeroes *v first. */
+static void assert_same_verdict(const struct veil_tdx_verdict *a,
+				const struct veil_tdx_verdict *b, const char *what)
+{
+	if (memcmp(a, b, sizeof(*a)) != 0)
+		fail_msg("%s: verdicts differ: ok %d/%d, \"%s\" / \"%s\"", what, a->ok, b->ok,
+			 a->error, b->error);
+}
+
+/* Each time below once with nothing cached (a fresh collateral object after
+ * a flush) and once with both caches warmed at an accepting time: inside the
+ * cached window, at its inclusive edge, past the PCK CRL's nextUpdate, before
+ * the QE identity's issue date, and past everything.  Then every oracle case
+ * twice on one collateral object.  The verdicts are byte-identical. */
+static void test_cache_hit_and_miss_give_identical_verdicts(void **state)
+{
+	static const char *const times[] = {
+		"2025-07-01T00:00:00Z", "2025-06-19T10:40:00Z", "2025-07-19T10:00:35Z",
+		"2025-07-19T10:00:36Z", "2025-07-19T10:05:00Z", "2025-06-19T10:20:00Z",
+		"2025-06-01T00:00:00Z", "2040-01-01T00:00:00Z",
+	};
+	struct veil_tdx_cache_stats st;
+	struct veil_tdx_collateral *warm, *cold;
+	struct veil_tdx_verdict vw, vc;
+	char path[1024];
+	json_error_t err;
+	json_t *root, *cases;
+	uint8_t *q = NULL;
+	size_t n = 0;
+
+	(void)state;
+	load_quote(MAIN_Q, &q, &n);
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(times); i++) {
+		int64_t t = t_iso(times[i]);
+
+		veil_tdx_cache_flush();
+		cold = load_coll(MAIN_C);
+		(void)veil_tdx_verify(q, n, cold, t, NULL, 0, &vc);
+		veil_tdx_collateral_free(cold);
+
+		veil_tdx_cache_flush();
+		warm = load_coll(MAIN_C);
+		assert_int_equal(veil_tdx_verify(q, n, warm, t_iso("2025-07-01T00:00:00Z"), NULL, 0,
+						 &vw),
+				 0);
+		veil_tdx_cache_stats(&st);
+		assert_int_equal(st.pck_hits + st.collateral_hits, 0);
+		assert_int_equal(st.pck_misses, 1);
+		(void)veil_tdx_verify(q, n, warm, t, NULL, 0, &vw);
+		assert_same_verdict(&vc, &vw, times[i]);
+		veil_tdx_cache_stats(&st);
+		if (vw.ok) /* inside the window the cached outcome was used */
+			assert_true(st.pck_hits == 1 && st.collateral_hits == 1);
+		veil_tdx_collateral_free(warm);
+	}
+	assert_int_equal(veil_tdx_verify(q, n, NULL, 0, NULL, 0, &vw), VEIL_EINVAL);
+	free(q);
+
+	vec("oracle/expected_verdicts.json", path, sizeof(path));
+	root = json_load_file(path, 0, &err);
+	assert_non_null(root);
+	cases = json_object_get(root, "cases");
+	assert_int_equal(json_array_size(cases), 14);
+	for (size_t i = 0; i < json_array_size(cases); i++) {
+		json_t *cs = json_array_get(cases, i);
+		const char *id = json_string_value(json_object_get(cs, "id"));
+		struct veil_tdx_collateral *c;
+		int64_t t = t_iso(json_string_value(json_object_get(cs, "time")));
+		int r1, r2;
+
+		veil_tdx_cache_flush();
+		load_quote(json_string_value(json_object_get(cs, "quote")), &q, &n);
+		c = load_coll(json_string_value(json_object_get(cs, "collateral")));
+		r1 = veil_tdx_verify(q, n, c, t, NULL, 0, &vc);
+		r2 = veil_tdx_verify(q, n, c, t, NULL, 0, &vw);
+		assert_int_equal(r1, r2);
+		assert_same_verdict(&vc, &vw, id);
+		veil_tdx_cache_stats(&st);
+		if (vw.ok)
+			assert_true(st.pck_hits >= 1 && st.collateral_hits >= 1);
+		veil_tdx_collateral_free(c);
+		free(q);
+		q = NULL;
+	}
+	json_decref(root);
+}
+
+/* The collateral with its PCK CRL replaced by one that lists the quote's PCK
+ * leaf (signed by a key of ours: Intel's is not at hand). */
+static struct veil_tdx_collateral *coll_revoking_leaf(X509 *leaf)
+{
+	X509_CRL *crl = X509_CRL_new();
+	X509_REVOKED *rev = X509_REVOKED_new();
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	ASN1_TIME *tu = ASN1_TIME_set(NULL, t_iso("2025-06-01T00:00:00Z"));
+	ASN1_TIME *nu = ASN1_TIME_set(NULL, t_iso("2025-08-01T00:00:00Z"));
+	struct veil_tdx_collateral *c = NULL;
+	unsigned char *der = NULL;
+	char path[1024], *hex, *dump;
+	json_error_t err;
+	json_t *o;
+	int len;
+
+	assert_true(crl && rev && k && tu && nu);
+	assert_int_equal(X509_CRL_set_version(crl, 1), 1);
+	assert_int_equal(X509_CRL_set_issuer_name(crl, X509_get_issuer_name(leaf)), 1);
+	assert_int_equal(X509_CRL_set1_lastUpdate(crl, tu), 1);
+	assert_int_equal(X509_CRL_set1_nextUpdate(crl, nu), 1);
+	assert_int_equal(X509_REVOKED_set_serialNumber(rev, X509_get_serialNumber(leaf)), 1);
+	assert_int_equal(X509_REVOKED_set_revocationDate(rev, tu), 1);
+	assert_int_equal(X509_CRL_add0_revoked(crl, rev), 1);
+	assert_true(X509_CRL_sign(crl, k, EVP_sha256()) > 0);
+	len = i2d_X509_CRL(crl, &der);
+	assert_true(len > 0);
+	hex = malloc(2 * (size_t)len + 1);
+	assert_non_null(hex);
+	assert_int_equal(veil_hex_encode(der, (size_t)len, hex, 2 * (size_t)len + 1), 0);
+	vec(MAIN_C, path, sizeof(path));
+	o = json_load_file(path, 0, &err);
+	assert_non_null(o);
+	json_object_set_new(o, "pck_crl", json_string(hex));
+	dump = json_dumps(o, 0);
+	assert_int_equal(veil_tdx_collateral_parse((const uint8_t *)dump, strlen(dump), &c), 0);
+	free(dump);
+	json_decref(o);
+	free(hex);
+	OPENSSL_free(der);
+	ASN1_TIME_free(tu);
+	ASN1_TIME_free(nu);
+	EVP_PKEY_free(k);
+	X509_CRL_free(crl);
+	return c;
+}
+
+/* With both caches warm: past the PCK CRL's nextUpdate the quote is refused
+ * as it is uncached; a CRL that lists the PCK leaf is another cache key, so
+ * the chain is verified again and refused; and the tampered-chain rule holds
+ * on a warm cache too (every byte of the PEM chain). */
+static void test_cache_still_catches_expiry_revocation_and_tampering(void **state)
+{
+	struct veil_tdx_cache_stats st0, st;
+	struct veil_tdx_collateral *c, *rc;
+	struct veil_tdx_verdict v;
+	struct veil_tdx_quote qq;
+	STACK_OF(X509) *sk = NULL;
+	uint8_t *q = NULL;
+	size_t n = 0;
+	int64_t ok_t = t_iso("2025-07-01T00:00:00Z");
+
+	(void)state;
+	veil_tdx_cache_flush();
+	load_quote(MAIN_Q, &q, &n);
+	c = load_coll(MAIN_C);
+	assert_int_equal(veil_tdx_verify(q, n, c, ok_t, NULL, 0, &v), 0);
+	assert_int_equal(veil_tdx_verify(q, n, c, ok_t, NULL, 0, &v), 0);
+	veil_tdx_cache_stats(&st);
+	assert_int_equal(st.pck_hits, 1);
+	assert_int_equal(st.collateral_hits, 1);
+
+	/* expired: the PCK CRL's nextUpdate is 2025-07-19T10:00:35Z */
+	assert_int_not_equal(veil_tdx_verify(q, n, c, t_iso("2025-07-19T10:00:36Z"), NULL, 0, &v), 0);
+	assert_string_equal(v.error,
+			    "PCK certificate chain: CRL from \"Intel SGX PCK Platform CA\" has expired");
+	assert_int_equal(veil_tdx_verify(q, n, c, ok_t, NULL, 0, &v), 0);
+
+	/* revoked: a CRL naming the leaf; the cached chain is not used */
+	assert_int_equal(veil_tdx_quote_parse(q, n, &qq), 0);
+	assert_int_equal(veil_x509_pem_chain_parse(qq.pck_data, qq.pck_data_len, &sk), 0);
+	rc = coll_revoking_leaf(sk_X509_value(sk, 0));
+	veil_tdx_cache_stats(&st0);
+	assert_int_not_equal(veil_tdx_verify(q, n, rc, ok_t, NULL, 0, &v), 0);
+	assert_false(v.ok);
+	assert_non_null(strstr(v.error, "PCK certificate chain: CRL from"));
+	veil_tdx_cache_stats(&st);
+	assert_int_equal(st.pck_hits, st0.pck_hits);
+	assert_int_equal(st.pck_misses, st0.pck_misses + 1);
+	veil_tdx_collateral_free(rc);
+	sk_X509_pop_free(sk, X509_free);
+
+	/* every byte of the PEM chain, changed, on a warm cache */
+	for (size_t i = 0; i < qq.pck_data_len; i++) {
+		size_t off = (size_t)(qq.pck_data - q) + i;
+
+		q[off] ^= 0x01;
+		if (veil_tdx_verify(q, n, c, ok_t, NULL, 0, &v) == 0 || v.ok)
+			fail_msg("accepted with PEM byte %zu ^ 0x01 on a warm cache", i);
+		q[off] ^= 0x01;
+	}
+	veil_tdx_cache_stats(&st0);
+	assert_int_equal(veil_tdx_verify(q, n, c, ok_t, NULL, 0, &v), 0);
+	veil_tdx_cache_stats(&st);
+	assert_int_equal(st.pck_hits, st0.pck_hits + 1);
+	veil_tdx_collateral_free(c);
+	free(q);
+}
+
+struct race {
+	const uint8_t *q;
+	size_t n;
+	const struct veil_tdx_collateral *c;
+	int64_t now;
+	int bad; /* verdicts that were not what they should be */
+	bool flusher;
+};
+
+static void *race_thread(void *arg)
+{
+	struct race *r = arg;
+	uint8_t *t = malloc(r->n);
+	struct veil_tdx_verdict v;
+
+	if (!t) {
+		r->bad++;
+		return NULL;
+	}
+	memcpy(t, r->q, r->n);
+	t[4000] ^= 0x01; /* inside the PEM chain */
+	for (int i = 0; i < 150; i++) {
+		if (veil_tdx_verify(r->q, r->n, r->c, r->now, NULL, 0, &v) != 0 || !v.ok)
+			r->bad++;
+		if (veil_tdx_verify(t, r->n, r->c, r->now, NULL, 0, &v) == 0 || v.ok)
+			r->bad++;
+		if (r->flusher && i % 10 == 0)
+			veil_tdx_cache_flush();
+	}
+	free(t);
+	return NULL;
+}
+
+/* Threads verifying one collateral object, with a tampered copy of the quote
+ * interleaved and the PCK cache flushed under them: every verdict right. */
+static void test_cache_is_thread_safe(void **state)
+{
+	struct race r[4];
+	pthread_t th[4];
+	struct veil_tdx_collateral *c;
+	struct veil_tdx_quote qq;
+	uint8_t *q = NULL;
+	size_t n = 0;
+
+	(void)state;
+	load_quote(MAIN_Q, &q, &n);
+	assert_int_equal(veil_tdx_quote_parse(q, n, &qq), 0);
+	assert_true((size_t)(qq.pck_data - q) < 4000 &&
+		    (size_t)(qq.pck_data - q) + qq.pck_data_len > 4001);
+	c = load_coll(MAIN_C);
+	for (int i = 0; i < 4; i++) {
+		r[i] = (struct race){q, n, c, t_iso("2025-07-01T00:00:00Z"), 0, i == 0};
+		assert_int_equal(pthread_create(&th[i], NULL, race_thread, &r[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		assert_int_equal(r[i].bad, 0);
+	}
+	veil_tdx_collateral_free(c);
+	free(q);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -788,6 +1052,9 @@ int main(void)
 		cmocka_unit_test(test_collateral_parse_rejects_garbage),
 		cmocka_unit_test(test_pem_chain_grammar_is_strict),
 		cmocka_unit_test(test_iso8601_parse),
+		cmocka_unit_test(test_cache_hit_and_miss_give_identical_verdicts),
+		cmocka_unit_test(test_cache_still_catches_expiry_revocation_and_tampering),
+		cmocka_unit_test(test_cache_is_thread_safe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

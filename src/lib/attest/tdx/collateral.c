@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/sha.h>
+
 #include "../tdx_impl.h"
 #include "veil/base.h"
 #include "veil/x509.h"
@@ -368,7 +370,9 @@ static int dup_string(json_t *root, const char *key, uint8_t **out, size_t *len)
 	return 0;
 }
 
-static int crl_field(json_t *root, const char *key, X509_CRL **out)
+/* A hex DER CRL; *id is the SHA-256 of the DER (the verification caches
+ * know a CRL by it). */
+static int crl_field(json_t *root, const char *key, X509_CRL **out, uint8_t id[32])
 {
 	const char *s;
 	uint8_t *der;
@@ -385,6 +389,8 @@ static int crl_field(json_t *root, const char *key, X509_CRL **out)
 	rc = veil_hex_decode(s, n, der, n / 2, &got);
 	if (rc == 0)
 		rc = veil_x509_crl_der_parse(der, got, out);
+	if (rc == 0)
+		SHA256(der, got, id);
 	free(der);
 	if (rc < 0)
 		return wrap(rc, key);
@@ -427,18 +433,19 @@ int veil_tdx_collateral_parse(const uint8_t *p, size_t n, struct veil_tdx_collat
 		goto out;
 	}
 	c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (!c || !(c->vc = calloc(1, sizeof(*c->vc)))) {
 		rc = VEIL_ENOMEM;
 		goto out;
 	}
+	pthread_mutex_init(&c->vc->lock, NULL);
 	if ((rc = dup_string(root, "tcb_info", &c->tcb_info_raw, &c->tcb_info_len)) < 0 ||
 	    (rc = dup_string(root, "qe_identity", &c->qe_id_raw, &c->qe_id_len)) < 0 ||
 	    (rc = sig_field(root, "tcb_info_signature", c->tcb_info_sig)) < 0 ||
 	    (rc = sig_field(root, "qe_identity_signature", c->qe_id_sig)) < 0 ||
 	    (rc = chain_field(root, "tcb_info_issuer_chain", &c->tcb_chain)) < 0 ||
 	    (rc = chain_field(root, "qe_identity_issuer_chain", &c->qe_chain)) < 0 ||
-	    (rc = crl_field(root, "root_ca_crl", &c->root_crl)) < 0 ||
-	    (rc = crl_field(root, "pck_crl", &c->pck_crl)) < 0 ||
+	    (rc = crl_field(root, "root_ca_crl", &c->root_crl, c->root_crl_id)) < 0 ||
+	    (rc = crl_field(root, "pck_crl", &c->pck_crl, c->pck_crl_id)) < 0 ||
 	    (rc = tcb_info_parse(c)) < 0 || (rc = qe_identity_parse(c)) < 0)
 		goto out;
 	*out = c;
@@ -480,5 +487,9 @@ void veil_tdx_collateral_free(struct veil_tdx_collateral *c)
 		status_free(&c->levels[i].st);
 	free(c->levels);
 	isv_levels_free(c->qe_levels, c->n_qe_levels);
+	if (c->vc) {
+		pthread_mutex_destroy(&c->vc->lock);
+		free(c->vc);
+	}
 	free(c);
 }

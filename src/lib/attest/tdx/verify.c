@@ -4,7 +4,13 @@
  * the check (the order differs: quote-intrinsic checks run before the
  * collateral signatures, so a damaged quote fails fast); TCB evaluation follows
  * Intel's QVL (QuoteVerifier / TcbLevelCheck, incl. TDX module identities),
- * statuses are merged by severity as dcap-qvl does. */
+ * statuses are merged by severity as dcap-qvl does.
+ *
+ * Caching (include/veil/tdx.h): the collateral's chains and signatures are
+ * verified once per collateral object and anchor, a quote's PCK chain once
+ * per exact PEM bytes, anchor and CRLs (cache.c); what depends on `now` runs
+ * on every call, and any doubt sends a call down the full path, so cached
+ * and uncached calls give the same verdict, word for word. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -213,12 +219,134 @@ static int td_policy(const struct veil_tdx_td_report *td)
 	return 0;
 }
 
+/* ---- what the caches may skip ------------------------------------------
+ * Chain verification (veil_x509_chain_verify) depends on the time only
+ * through the validity windows of the certificates, the anchor and the CRLs.
+ * Once it passed for given bytes, anchor and CRLs, it passes again at any time
+ * inside all those windows; anywhere else the full checks run again and give
+ * the verdict (and its wording) an uncached call would. */
+
+static bool narrow_cert(X509 *x, int64_t *lo, int64_t *hi)
+{
+	int64_t nb, na;
+
+	if (veil_x509_time_unix(X509_get0_notBefore(x), &nb) < 0 ||
+	    veil_x509_time_unix(X509_get0_notAfter(x), &na) < 0)
+		return false;
+	*lo = VEIL_MAX(*lo, nb);
+	*hi = VEIL_MIN(*hi, na);
+	return true;
+}
+
+static bool narrow_crl(X509_CRL *crl, int64_t *lo, int64_t *hi)
+{
+	int64_t tu, nu;
+
+	if (!crl || !X509_CRL_get0_nextUpdate(crl) ||
+	    veil_x509_time_unix(X509_CRL_get0_lastUpdate(crl), &tu) < 0 ||
+	    veil_x509_time_unix(X509_CRL_get0_nextUpdate(crl), &nu) < 0)
+		return false;
+	*lo = VEIL_MAX(*lo, tu);
+	*hi = VEIL_MIN(*hi, nu);
+	return true;
+}
+
+/* [*lo, *hi]: where every certificate of `chains`, the anchor and both CRLs
+ * of `c` are valid (a superset of the windows the chain checks use).  False
+ * when a time does not parse or the windows do not meet: then nothing is
+ * cached. */
+static bool common_window(STACK_OF(X509) *const *chains, size_t nchains, X509 *root,
+			  const struct veil_tdx_collateral *c, int64_t *lo, int64_t *hi)
+{
+	bool ok = true;
+
+	*lo = INT64_MIN;
+	*hi = INT64_MAX;
+	for (size_t k = 0; k < nchains; k++)
+		for (int i = 0; i < sk_X509_num(chains[k]) && ok; i++)
+			ok = narrow_cert(sk_X509_value(chains[k], i), lo, hi);
+	return ok && narrow_cert(root, lo, hi) && narrow_crl(c->root_crl, lo, hi) &&
+	       narrow_crl(c->pck_crl, lo, hi) && *lo <= *hi;
+}
+
+/* True when neither CRL lists a certificate of `chains` or the anchor.  The
+ * CRLs are part of every cache key, so this cannot change on a hit; it is
+ * checked anyway, as cheap insurance. */
+static bool none_listed(STACK_OF(X509) *const *chains, size_t nchains, X509 *root,
+			const struct veil_tdx_collateral *c)
+{
+	X509_CRL *crls[2] = {c->root_crl, c->pck_crl};
+
+	for (size_t k = 0; k < 2; k++) {
+		X509_REVOKED *rev = NULL;
+
+		if (!crls[k])
+			continue;
+		if (X509_CRL_get0_by_cert(crls[k], &rev, root) == 1)
+			return false;
+		for (size_t j = 0; j < nchains; j++)
+			for (int i = 0; i < sk_X509_num(chains[j]); i++)
+				if (X509_CRL_get0_by_cert(crls[k], &rev, sk_X509_value(chains[j], i)) == 1)
+					return false;
+	}
+	return true;
+}
+
+/* The collateral's own checks: TCB info and QE identity, each signed by its
+ * issuer chain to `root`.  In full once per collateral object and anchor (the
+ * outcome lives in c->vc); after that only when `now` leaves the window in
+ * which that outcome holds. */
+static int collateral_verify(const struct veil_tdx_collateral *c, X509 *root,
+			     const uint8_t root_id[32], X509_CRL *const *crls, int64_t now)
+{
+	const unsigned flags = VEIL_X509_REQUIRE_CRL | VEIL_X509_LEAF_NOT_CA;
+	STACK_OF(X509) *chains[2] = {c->tcb_chain, c->qe_chain};
+	struct tdx_coll_cache *vc = c->vc;
+	bool hit = false;
+	int64_t lo, hi;
+	int rc;
+
+	if (vc) {
+		pthread_mutex_lock(&vc->lock);
+		hit = vc->ok && memcmp(vc->root, root_id, 32) == 0 && now >= vc->lo &&
+		      now <= vc->hi;
+		pthread_mutex_unlock(&vc->lock);
+	}
+	if (hit && none_listed(chains, 2, root, c)) {
+		tdx_cache_count(true, true);
+		return 0;
+	}
+	tdx_cache_count(true, false);
+	if ((rc = veil_x509_chain_verify(c->tcb_chain, root, crls, 2, now, flags)) < 0)
+		return wrap(rc, "TCB info issuer chain");
+	if ((rc = leaf_verify(c->tcb_chain, c->tcb_info_raw, c->tcb_info_len, c->tcb_info_sig,
+			      "tcb_info")) < 0)
+		return rc;
+	if ((rc = veil_x509_chain_verify(c->qe_chain, root, crls, 2, now, flags)) < 0)
+		return wrap(rc, "QE identity issuer chain");
+	if ((rc = leaf_verify(c->qe_chain, c->qe_id_raw, c->qe_id_len, c->qe_id_sig,
+			      "qe_identity")) < 0)
+		return rc;
+	if (vc && common_window(chains, 2, root, c, &lo, &hi)) {
+		pthread_mutex_lock(&vc->lock);
+		vc->ok = true;
+		memcpy(vc->root, root_id, 32);
+		vc->lo = lo;
+		vc->hi = hi;
+		pthread_mutex_unlock(&vc->lock);
+	}
+	return 0;
+}
+
 static int verify_inner(const uint8_t *quote, size_t n, const struct veil_tdx_collateral *c,
-			int64_t now, X509 *root, struct veil_tdx_verdict *v)
+			int64_t now, X509 *root, const uint8_t root_id[32],
+			struct veil_tdx_verdict *v)
 {
 	struct veil_tdx_quote q;
 	struct tdx_pck_ext ext;
-	STACK_OF(X509) *pck = NULL;
+	struct tdx_pck_entry *ent = NULL;
+	STACK_OF(X509) *pck = NULL, *own = NULL;
+	uint8_t key[32];
 	EVP_PKEY *ak = NULL;
 	X509_CRL *crls[2];
 	const struct tdx_status *qe_st = NULL, *plat_st = NULL, *mod_st = NULL;
@@ -258,9 +386,16 @@ static int verify_inner(const uint8_t *quote, size_t n, const struct veil_tdx_co
 		rc = veil_errf(VEIL_ENOTSUP, "Unsupported DCAP PCK cert format: %u", q.pck_cert_type);
 		goto out;
 	}
-	if ((rc = veil_x509_pem_chain_parse_canonical(q.pck_data, q.pck_data_len, &pck)) < 0) {
+	/* a chain seen before (same bytes, anchor and CRLs) is not parsed again */
+	tdx_pck_key(q.pck_data, q.pck_data_len, root_id, c, key);
+	if ((ent = tdx_pck_cache_get(key)) != NULL) {
+		pck = ent->chain;
+	} else if ((rc = veil_x509_pem_chain_parse_canonical(q.pck_data, q.pck_data_len,
+							     &own)) < 0) {
 		rc = wrap(rc, "PCK certificate chain");
 		goto out;
+	} else {
+		pck = own;
 	}
 	if (sk_X509_num(pck) < 2) {
 		rc = veil_errf(VEIL_EFORMAT, "Certificate chain is too short in quote");
@@ -292,25 +427,22 @@ static int verify_inner(const uint8_t *quote, size_t n, const struct veil_tdx_co
 		goto out;
 	crls[0] = c->root_crl;
 	crls[1] = c->pck_crl;
-	if ((rc = veil_x509_chain_verify(pck, root, crls, 2, now, flags)) < 0) {
-		rc = wrap(rc, "PCK certificate chain");
-		goto out;
+	if (ent && now >= ent->lo && now <= ent->hi && none_listed(&pck, 1, root, c)) {
+		tdx_cache_count(false, true);
+	} else {
+		int64_t lo, hi;
+
+		tdx_cache_count(false, false);
+		if ((rc = veil_x509_chain_verify(pck, root, crls, 2, now, flags)) < 0) {
+			rc = wrap(rc, "PCK certificate chain");
+			goto out;
+		}
+		if (!ent && common_window(&pck, 1, root, c, &lo, &hi))
+			tdx_pck_cache_put(key, pck, lo, hi);
 	}
 
 	/* collateral: TCB info and QE identity, signed by the TCB signing chain */
-	if ((rc = veil_x509_chain_verify(c->tcb_chain, root, crls, 2, now, flags)) < 0) {
-		rc = wrap(rc, "TCB info issuer chain");
-		goto out;
-	}
-	if ((rc = leaf_verify(c->tcb_chain, c->tcb_info_raw, c->tcb_info_len, c->tcb_info_sig,
-			      "tcb_info")) < 0)
-		goto out;
-	if ((rc = veil_x509_chain_verify(c->qe_chain, root, crls, 2, now, flags)) < 0) {
-		rc = wrap(rc, "QE identity issuer chain");
-		goto out;
-	}
-	if ((rc = leaf_verify(c->qe_chain, c->qe_id_raw, c->qe_id_len, c->qe_id_sig,
-			      "qe_identity")) < 0)
+	if ((rc = collateral_verify(c, root, root_id, crls, now)) < 0)
 		goto out;
 	if (strcmp(c->qe_id, tdx ? "TD_QE" : "QE") != 0 ||
 	    !(c->qe_version == 2 || (tdx && c->qe_version == 3))) {
@@ -321,8 +453,11 @@ static int verify_inner(const uint8_t *quote, size_t n, const struct veil_tdx_co
 		goto out;
 
 	/* TCB status */
-	if ((rc = tdx_pck_ext_parse(sk_X509_value(pck, 0), &ext)) < 0)
-		goto out;
+	if (!ent || !tdx_pck_cache_ext(ent, &ext)) {
+		if ((rc = tdx_pck_ext_parse(sk_X509_value(pck, 0), &ext)) < 0)
+			goto out;
+		tdx_pck_cache_set_ext(key, &ext);
+	}
 	memcpy(v->fmspc, ext.fmspc, 6);
 	if (memcmp(ext.fmspc, c->fmspc, 6) != 0) {
 		rc = veil_errf(VEIL_EPERM, "Fmspc mismatch");
@@ -379,12 +514,15 @@ static int verify_inner(const uint8_t *quote, size_t n, const struct veil_tdx_co
 out:
 	EVP_MD_CTX_free(md);
 	EVP_PKEY_free(ak);
-	sk_X509_pop_free(pck, X509_free);
+	sk_X509_pop_free(own, X509_free);
+	tdx_pck_cache_release(ent);
 	return rc;
 }
 
-/* The pinned root, parsed once (OpenSSL 3 key decoding is not cheap). */
+/* The pinned root, parsed once (OpenSSL 3 key decoding is not cheap), and
+ * the SHA-256 of its DER, which names it in the cache keys. */
 static X509 *pinned_root;
+static uint8_t pinned_root_id[32];
 static pthread_once_t pinned_once = PTHREAD_ONCE_INIT;
 
 static void pinned_init(void)
@@ -394,6 +532,7 @@ static void pinned_init(void)
 
 	if (veil_x509_der_parse(der, len, &pinned_root) < 0)
 		pinned_root = NULL;
+	SHA256(der, len, pinned_root_id);
 }
 
 int veil_tdx_verify(const uint8_t *quote, size_t n, const struct veil_tdx_collateral *c,
@@ -401,6 +540,7 @@ int veil_tdx_verify(const uint8_t *quote, size_t n, const struct veil_tdx_collat
 		    struct veil_tdx_verdict *v)
 {
 	X509 *root = NULL;
+	uint8_t root_id[32];
 	int rc;
 
 	if (!v)
@@ -416,14 +556,16 @@ int veil_tdx_verify(const uint8_t *quote, size_t n, const struct veil_tdx_collat
 			rc = veil_errf(VEIL_EINTERNAL, "pinned Intel root does not parse");
 			goto out;
 		}
-		rc = verify_inner(quote, n, c, now, pinned_root, v);
+		rc = verify_inner(quote, n, c, now, pinned_root, pinned_root_id, v);
 		goto out;
 	}
 	if ((rc = veil_x509_der_parse(root_der, root_der_len, &root)) < 0) {
 		rc = wrap(rc, "trust anchor");
 		goto out;
 	}
-	rc = verify_inner(quote, n, c, now, root, v);
+	/* canonical DER (veil_x509_der_parse): the bytes name the anchor */
+	SHA256(root_der, root_der_len, root_id);
+	rc = verify_inner(quote, n, c, now, root, root_id, v);
 out:
 	X509_free(root);
 	ERR_clear_error();
