@@ -1,0 +1,120 @@
+/* veil pccs: Intel DCAP collateral fetched from a PCCS or Intel PCS, cached on
+ * disk, in the dcap-qvl JSON layout that veil_tdx_collateral_parse() reads.
+ *
+ * Collateral is one JSON object (see include/veil/tdx.h):
+ *   tcb_info, tcb_info_signature, tcb_info_issuer_chain,
+ *   qe_identity, qe_identity_signature, qe_identity_issuer_chain,
+ *   root_ca_crl (hex DER), pck_crl (hex DER), pck_crl_issuer_chain.
+ * veil_pccs_fetch() builds it from four GETs under a base URL, using the
+ * Intel PCS v4 API, which a PCCS serves on the same paths:
+ *
+ *   TCB info      {base}/{tee}/certification/v4/tcb?fmspc={FMSPC}
+ *                 body {"tcbInfo":{...},"signature":"<hex r||s>"}; tcb_info
+ *                 is the exact bytes of the tcbInfo value (a substring of the
+ *                 body, never re-serialized: the signature covers them);
+ *                 issuer chain: header TCB-Info-Issuer-Chain (or
+ *                 SGX-TCB-Info-Issuer-Chain), URL-encoded PEM
+ *   QE identity   {base}/{tee}/certification/v4/qe/identity
+ *                 body {"enclaveIdentity":{...},"signature":"..."}; header
+ *                 SGX-Enclave-Identity-Issuer-Chain (or
+ *                 Enclave-Identity-Issuer-Chain)
+ *   PCK CRL       {base}/sgx/certification/v4/pckcrl?ca={ca}&encoding=der
+ *                 body DER (hex text is accepted too); header
+ *                 SGX-PCK-CRL-Issuer-Chain
+ *   Root CA CRL   opts.root_ca_crl_url when set; else, for a base URL on
+ *                 api.trustedservices.intel.com (Intel PCS),
+ *                 https://certificates.trustedservices.intel.com/IntelSGXRootCA.der;
+ *                 else (a PCCS) {base}/sgx/certification/v4/rootcacrl.
+ *                 Body DER or hex text.
+ *
+ * {tee} is "tdx" or "sgx", {FMSPC} 12 upper-case hex digits, {ca}
+ * "processor" or "platform" (the CA that issued the quote's PCK
+ * certificate).  Example bases: https://api.trustedservices.intel.com,
+ * https://pccs.example:8081 (a PCCS; its path prefix, if any, belongs in the
+ * base).  Redirects are not followed.
+ *
+ * Every response is capped (opts.max_response, 1 MiB by default) and every
+ * request has a deadline.  A transfer error, a status other than 200, a
+ * missing issuer-chain header, a body that is cut short, too big or not in
+ * the expected shape fails the whole fetch; the detail (veil_err_detail())
+ * names the URL and the HTTP status.
+ *
+ * Nothing is verified here beyond structure (the issuer chains parse, the
+ * CRLs parse, tcbInfo.fmspc is the FMSPC asked for): signatures, chains and
+ * times are checked by veil_tdx_verify(), so a tampered server or cache can
+ * make verification fail, never pass.
+ *
+ * Cache: with opts.cache_dir set, one file per (tee, FMSPC, ca),
+ *   {cache_dir}/{tee}-{fmspc lower-case hex}-{ca}.json
+ * in the same dcap-qvl layout, so `veil verify --collateral FILE` reads it
+ * directly.  A cached file is used while every nextUpdate in it (TCB info,
+ * QE identity, root CA CRL, PCK CRL) is after opts.now; otherwise (or when
+ * it is unreadable or for another FMSPC) it is fetched again.  Files are
+ * written atomically (a temporary file in the same directory, fsync, rename);
+ * a failed fetch leaves the cache as it was.  The directory must exist. */
+#ifndef VEIL_PCCS_H
+#define VEIL_PCCS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "veil/base.h"
+
+enum veil_pccs_tee {
+	VEIL_PCCS_TDX = 0,
+	VEIL_PCCS_SGX = 1,
+};
+
+/* Default cap on one HTTP response body. */
+#define VEIL_PCCS_MAX_RESPONSE (1u << 20)
+/* Cap on one collateral JSON document (cache files, the output). */
+#define VEIL_PCCS_COLLATERAL_MAX (8u << 20)
+
+/* Zero means "the default" for every numeric field. */
+struct veil_pccs_opts {
+	const char *base_url;        /* required; no trailing '/' needed */
+	const char *root_ca_crl_url; /* NULL: see the header comment */
+	const char *cache_dir;       /* NULL: no cache */
+	bool cache_only;             /* never fetch: a missing or stale cache
+					file is VEIL_ENOENT / VEIL_EAGAIN */
+	int64_t now;                 /* unix seconds for freshness; 0 = now */
+	unsigned timeout_ms;         /* per request, 30 s */
+	unsigned connect_timeout_ms; /* 10 s */
+	size_t max_response;         /* VEIL_PCCS_MAX_RESPONSE */
+	const char *ca_file;         /* TLS trust for https; NULL: system */
+};
+
+/* Appends the collateral for (fmspc, ca, tee) in the dcap-qvl JSON layout to
+ * `collateral_json` (its max caps it), from the cache when fresh, else from
+ * the server (then written to the cache).  `ca` is "processor" or
+ * "platform".  Errors: VEIL_EINVAL (arguments), VEIL_ENOENT (HTTP 404),
+ * VEIL_EIO (transfer failed, other status, cache write failed),
+ * VEIL_ETIMEDOUT, VEIL_ERANGE (a response over the cap), VEIL_EFORMAT (a
+ * response not in the expected shape, missing header); the detail names the
+ * URL and status.  Thread-safe (concurrent writers of one cache file: the
+ * last rename wins, each file whole). */
+int veil_pccs_fetch(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
+		    const char *ca, enum veil_pccs_tee tee,
+		    struct veil_buf *collateral_json);
+
+/* What to fetch for a quote: the FMSPC and the CA type ("processor" or
+ * "platform", a static string) from the PCK leaf certificate the quote
+ * carries (certification data type 5), and the TEE from its header.  The
+ * certificate is not verified here (veil_tdx_verify() does that).
+ * VEIL_EFORMAT / VEIL_ENOTSUP with the detail naming what is missing. */
+int veil_pccs_quote_target(const uint8_t *quote, size_t n, uint8_t fmspc[6],
+			   const char **ca, enum veil_pccs_tee *tee);
+
+/* The cache file path for (fmspc, ca, tee) under o->cache_dir. */
+int veil_pccs_cache_path(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
+			 const char *ca, enum veil_pccs_tee tee, char *out,
+			 size_t cap);
+
+/* The earliest nextUpdate (unix seconds) of collateral in the dcap-qvl JSON
+ * layout: tcbInfo.nextUpdate, enclaveIdentity.nextUpdate and both CRLs'
+ * nextUpdate.  VEIL_EFORMAT when one is missing or malformed. */
+int veil_pccs_collateral_next_update(const uint8_t *p, size_t n,
+				     int64_t *out);
+
+#endif
