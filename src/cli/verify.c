@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <jansson.h>
@@ -22,6 +23,7 @@
 #include "veil/nvgpu.h"
 #include "veil/report.h"
 #include "veil/snp.h"
+#include "veil/pccs.h"
 #include "veil/tdx.h"
 #include "veil/x509.h"
 
@@ -29,6 +31,7 @@
 
 struct vopts {
 	const char *file, *kind, *collateral, *at, *nonce_hex, *policy, *vcek, *certs;
+	const char *pccs, *pccs_cache;
 	const char *rim[2];
 	int n_rim;
 	bool allow_sim;
@@ -43,6 +46,7 @@ static void usage(FILE *f)
 		"usage: veil verify FILE [--kind auto|tdx|sgx|snp|nvgpu|report|nearai]\n"
 		"                        [--collateral F] [--at RFC3339|UNIX] [--nonce HEX]\n"
 		"                        [--policy F] [--allow-sim] [--vcek F] [--certs F] [--rim F]\n"
+		"                        [--pccs URL [--pccs-cache DIR]]\n"
 		"\n"
 		"Verifies attestation evidence offline and prints a JSON verdict as the last line\n"
 		"(ok, kind, status, advisories, error, measured fields).  FILE may be binary or hex.\n"
@@ -53,6 +57,9 @@ static void usage(FILE *f)
 		"                           NRAS-style JSON evidence list\n"
 		"                  report   veil attestation report (veil-report/1)\n"
 		"                  nearai   NEAR AI attestation report\n"
+		"  --pccs URL      fetch DCAP collateral for the quote from a PCCS or Intel PCS\n"
+		"                  base URL (when no --collateral); cached in --pccs-cache DIR\n"
+		"                  (default ~/.cache/veil/pccs) until its nextUpdate passes\n"
 		"  --at T          verification time (RFC 3339 UTC or unix seconds; default now)\n"
 		"  --nonce HEX     expected 32-byte nonce (report: required for freshness)\n"
 		"  --policy F      JSON: node_binary/node_config/model (SHA-384 hex), tcb_status[]\n"
@@ -188,6 +195,59 @@ static json_t *failure(const char *kind, const char *fmt, const char *arg)
 			 "advisories", "error", msg);
 }
 
+/* mkdir -p, best effort: a missing cache only costs a fetch. */
+static void mkdir_p(const char *path)
+{
+	char tmp[4096];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p == '/') {
+			*p = '\0';
+			mkdir(tmp, 0700);
+			*p = '/';
+		}
+	}
+	mkdir(tmp, 0700);
+}
+
+/* Collateral for the quote's platform (FMSPC and PCK CA from its PCK leaf)
+ * from a PCCS / Intel PCS, through the on-disk cache.  Only structure is
+ * checked here; veil_tdx_verify() checks every signature and time. */
+static int fetch_collateral(const struct vopts *o, const uint8_t *q, size_t n,
+			    struct veil_tdx_collateral **out)
+{
+	struct veil_buf b = VEIL_BUF_INIT(VEIL_PCCS_COLLATERAL_MAX);
+	struct veil_pccs_opts po = {0};
+	char cache[4096];
+	enum veil_pccs_tee tee;
+	const char *ca, *home = getenv("HOME");
+	uint8_t fmspc[6];
+	int rc;
+
+	po.base_url = o->pccs;
+	po.now = o->now;
+	if (o->pccs_cache) {
+		po.cache_dir = o->pccs_cache;
+	} else if (home && *home) {
+		snprintf(cache, sizeof(cache), "%s/.cache/veil/pccs", home);
+		po.cache_dir = cache;
+	}
+	if (po.cache_dir)
+		mkdir_p(po.cache_dir);
+	if ((rc = veil_pccs_quote_target(q, n, fmspc, &ca, &tee)) < 0)
+		goto out;
+	if ((rc = veil_pccs_fetch(&po, fmspc, ca, tee, &b)) < 0)
+		goto out;
+	rc = veil_tdx_collateral_parse(b.data, b.len, out);
+out:
+	veil_buf_free(&b);
+	return rc;
+}
+
 static int do_quote(const struct vopts *o, const char *kind, const uint8_t *q, size_t n)
 {
 	struct veil_tdx_collateral *c = NULL;
@@ -195,10 +255,13 @@ static int do_quote(const struct vopts *o, const char *kind, const uint8_t *q, s
 	json_t *j = NULL;
 	int rc;
 
-	if (!o->collateral)
+	if (!o->collateral && o->pccs) {
+		if ((rc = fetch_collateral(o, q, n, &c)) < 0)
+			return emit(failure(kind, "collateral: %s", veil_err_detail()), 1);
+	} else if (!o->collateral) {
 		return emit(failure(kind, "no collateral: pass --collateral F (dcap-qvl JSON layout)%s",
-				    ""), 1);
-	if ((rc = veil_tdx_collateral_load(o->collateral, &c)) < 0) {
+				    " or --pccs URL"), 1);
+	} else if ((rc = veil_tdx_collateral_load(o->collateral, &c)) < 0) {
 		veil_cli_error(o->collateral, rc);
 		return emit(failure(kind, "collateral: %s", veil_err_detail()), 1);
 	}
@@ -414,6 +477,10 @@ int veil_cli_verify(int argc, char **argv)
 			slot = &o.collateral;
 		else if (!strcmp(a, "--at"))
 			slot = &o.at;
+		else if (!strcmp(a, "--pccs"))
+			slot = &o.pccs;
+		else if (!strcmp(a, "--pccs-cache"))
+			slot = &o.pccs_cache;
 		else if (!strcmp(a, "--nonce"))
 			slot = &o.nonce_hex;
 		else if (!strcmp(a, "--policy"))

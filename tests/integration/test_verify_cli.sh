@@ -172,4 +172,12 @@ if run "nearai dstack quote + event log + app_compose" 0 "$tmp/dstack.json" --ki
 fi
 run "nearai unbound signing address" 1 "$tmp/dstack-addr.json" && ok "nearai report with a signing address the quote does not bind exits 1"
 
+# --pccs: an unreachable PCCS is an I/O error naming the URL, never a pass
+# (fetching itself is tested against a local server in tests/unit/test_pccs.c).
+if run "pccs unreachable" 2 "$VEC/attest/tdx/dcap-qvl/tdx_quote" --pccs http://127.0.0.1:9 \
+	--pccs-cache "$tmp/pccs" --at 2025-07-01T00:00:00Z; then
+	grep -q '"ok":false' <<<"$out" && grep -q 'certification/v4/tcb?fmspc=' <<<"$out" &&
+		ok "verify --pccs with an unreachable PCCS exits 2 naming the URL" || notok "pccs error" "$out"
+fi
+
 [ "$fails" -eq 0 ]
