@@ -19,9 +19,9 @@
  * comparison).  The trust anchor is the pinned Intel SGX Root CA
  * (veil_tdx_intel_root_der()).
  *
- * TODO(collateral fetch): fetching collateral from a PCCS or Intel PCS with
- * libcurl (by FMSPC and CA type, with caching) is a later step.  Until then
- * collateral comes from a file or memory in the dcap-qvl JSON layout. */
+ * Collateral comes from a file or memory in the dcap-qvl JSON layout, or is
+ * fetched from a PCCS / Intel PCS into an on-disk cache by veil/pccs.h
+ * (which writes that same layout). */
 #ifndef VEIL_TDX_H
 #define VEIL_TDX_H
 
