@@ -1,0 +1,290 @@
+/* veil store: the gateway's durable state — API keys, usage records and
+ * receipts, per-key rate-limit windows, the node registry and the attestation
+ * audit log.
+ *
+ * Backends.  veil_store_open() takes a URI: "sqlite:PATH" (the default, an
+ * embedded database file) or "postgres://..." / "postgresql://..." (several
+ * gateways sharing one database; not built yet: VEIL_ENOTSUP).  Every
+ * operation goes through a table of backend functions
+ * (src/lib/store/store_impl.h), so a PostgreSQL backend slots in behind this
+ * same API.  Every statement is prepared once with bound parameters; no SQL
+ * is ever assembled from strings.
+ *
+ * SQLite: the file is created 0600, put in WAL mode with synchronous=FULL
+ * (each commit is fsync'd to the WAL before the call returns: a call that
+ * returned 0 is durable across a crash, SIGKILL or power loss), foreign keys
+ * on, a busy timeout of VEIL_STORE_BUSY_MS.  Checkpoints are SQLite's
+ * automatic ones (every ~1000 WAL pages) plus the one the last connection
+ * runs on close; a checkpoint never drops committed data, it only moves it
+ * from the WAL into the main file.
+ *
+ * Schema.  A table schema_version holds the version; migrations up to
+ * VEIL_STORE_SCHEMA_VERSION run at open inside one BEGIN IMMEDIATE
+ * transaction (so two processes opening a new file at once do not race).  A
+ * file whose version is newer than this program's is refused (VEIL_ENOTSUP,
+ * detail names both versions) and left untouched.
+ *
+ * Concurrency.  One struct veil_store is one database connection guarded by
+ * a mutex: any number of threads may share a handle (calls are serialised),
+ * or each thread/process may open its own handle on the same file.
+ * Read-modify-write operations (rate windows, migrations) run inside
+ * BEGIN IMMEDIATE, so several gateway processes sharing one file agree.  A
+ * handle must not be used across fork(); open a new one in the child.
+ *
+ * Secrets and content.  API keys are never stored: only HMAC-SHA256(server
+ * secret, key text) and a short display prefix.  Prompts and answers are
+ * never stored either; the receipt bytes a caller records must already hold
+ * only hashes of them (that is the caller's duty — the store does not look
+ * inside).
+ *
+ * Times are milliseconds since the Unix epoch (int64_t), supplied by the
+ * caller where a test may want to inject them.  Every function returns 0 or
+ * a negative VEIL_E* code with a detail (veil_err_detail()); out-params are
+ * written only on success.  Common errors: VEIL_EINVAL bad argument (NULL,
+ * too long, control characters, negative counts, duplicate request id);
+ * VEIL_ENOENT no such key/node/receipt; VEIL_EAGAIN the database stayed
+ * locked past the busy timeout; VEIL_EIO the database failed; VEIL_EFORMAT
+ * the file is not a database. */
+#ifndef VEIL_STORE_H
+#define VEIL_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "veil/base.h"
+
+#define VEIL_STORE_SCHEMA_VERSION 1
+#define VEIL_STORE_BUSY_MS 5000
+
+#define VEIL_STORE_SECRET_LEN 32        /* HMAC key for API-key hashes */
+#define VEIL_STORE_KEY_TAG "sk-veil-"   /* every key starts with this */
+#define VEIL_STORE_KEY_TEXT_LEN 51      /* tag + base64url(32 bytes), no pad */
+#define VEIL_STORE_KEY_TEXT_MAX 52      /* ... plus NUL: out buffer size */
+#define VEIL_STORE_KEY_PREFIX_LEN 12    /* tag + 4 chars, shown in listings */
+
+#define VEIL_STORE_NAME_MAX 64          /* key name, bytes */
+#define VEIL_STORE_MODEL_MAX 128        /* model name */
+#define VEIL_STORE_ID_MAX 128           /* node id, request (completion) id */
+#define VEIL_STORE_URL_MAX 1024         /* node URL */
+#define VEIL_STORE_RECEIPT_MAX (64u * 1024)  /* receipt JSON bytes */
+#define VEIL_STORE_VERDICT_MAX (64u * 1024)  /* attestation verdict JSON */
+#define VEIL_STORE_TOKENS_MAX ((int64_t)1 << 40) /* per record / request */
+
+struct veil_store;
+
+/* Opens (creating and migrating if needed) the store named by `uri`.
+ * `secret` must be VEIL_STORE_SECRET_LEN bytes; the store keeps a copy
+ * (wiped on close).  All gateways sharing a database must use the same
+ * secret, or no key will be found.  Errors: VEIL_EINVAL bad URI or secret;
+ * VEIL_ENOTSUP a postgres URI (backend not built) or a schema newer than
+ * this program; VEIL_EFORMAT not a database; VEIL_EIO cannot open. */
+int veil_store_open(const char *uri, const struct veil_secret *secret,
+		    struct veil_store **out);
+/* Closes the connection, finalises statements, wipes the secret.  NULL is
+ * fine. */
+void veil_store_close(struct veil_store *s);
+/* The schema version the open database is at (== VEIL_STORE_SCHEMA_VERSION
+ * after a successful open). */
+int veil_store_schema_version(struct veil_store *s, int *out);
+/* "sqlite", later "postgres". */
+const char *veil_store_backend(const struct veil_store *s);
+
+/* ---- API keys ------------------------------------------------------------ */
+
+/* Per-key limits; 0 means unlimited. */
+struct veil_store_limits {
+	int64_t requests_per_min;
+	int64_t tokens_per_min;
+	int64_t quota_tokens; /* lifetime prompt + completion tokens */
+};
+
+struct veil_store_key_info {
+	int64_t id;
+	char name[VEIL_STORE_NAME_MAX + 1];
+	char prefix[VEIL_STORE_KEY_PREFIX_LEN + 1]; /* "sk-veil-AbC1", not secret */
+	int64_t created_ms;
+	int64_t revoked_ms; /* 0 while active */
+	struct veil_store_limits limits;
+};
+
+/* Creates a key named `name` (1..VEIL_STORE_NAME_MAX bytes, no control
+ * characters; names need not be unique) with no limits.  Writes the key text
+ * ("sk-veil-" + 43 base64url chars, NUL-terminated) to out_key (cap >=
+ * VEIL_STORE_KEY_TEXT_MAX, else VEIL_ERANGE) and its id to *out_id.  This is
+ * the only time the key text exists on the server: show it once, then wipe
+ * it. */
+int veil_store_key_create(struct veil_store *s, const char *name,
+			  char *out_key, size_t cap, int64_t *out_id);
+/* Finds the key whose text is `key_text` (as sent by a client).  The
+ * candidate rows are found by the non-secret prefix and the HMAC is compared
+ * with CRYPTO_memcmp over all of them.  VEIL_ENOENT when malformed or
+ * unknown (a tampered key is unknown); VEIL_EPERM when revoked. */
+int veil_store_key_lookup(struct veil_store *s, const char *key_text,
+			  struct veil_store_key_info *out);
+int veil_store_key_get(struct veil_store *s, int64_t id,
+		       struct veil_store_key_info *out);
+/* All keys, revoked ones included, by id.  *out is one malloc'd array (free()
+ * it); NULL with *n = 0 when there are none. */
+int veil_store_key_list(struct veil_store *s, struct veil_store_key_info **out,
+			size_t *n);
+/* Marks a key revoked at now_ms (idempotent: the first revocation time
+ * stays).  Revoked keys stay listed and their usage stays billable. */
+int veil_store_key_revoke(struct veil_store *s, int64_t id, int64_t now_ms);
+/* Replaces a key's limits (each >= 0). */
+int veil_store_key_set_limits(struct veil_store *s, int64_t id,
+			      const struct veil_store_limits *limits);
+
+/* ---- usage and receipts -------------------------------------------------- */
+
+/* One completed request.  request_id is the completion id the client sees
+ * (unique; a second record with it is VEIL_EINVAL).  receipt may be NULL with
+ * receipt_len 0; otherwise it is the signed receipt JSON (hashes only, never
+ * prompt or answer text), at most VEIL_STORE_RECEIPT_MAX bytes
+ * (VEIL_ERANGE). */
+struct veil_store_usage {
+	int64_t key_id;
+	const char *model;
+	const char *node_id;
+	const char *request_id;
+	int64_t prompt_tokens;
+	int64_t completion_tokens;
+	int64_t created_ms;
+	const uint8_t *receipt;
+	size_t receipt_len;
+};
+
+/* Records `u`; when it returns 0 the record is durable.  VEIL_ENOENT when
+ * the key id does not exist. */
+int veil_store_usage_add(struct veil_store *s, const struct veil_store_usage *u);
+
+struct veil_store_totals {
+	int64_t requests;
+	int64_t prompt_tokens;
+	int64_t completion_tokens;
+};
+
+/* Totals of key_id's records with from_ms <= created_ms < to_ms; from_ms 0
+ * means from the beginning, to_ms 0 means no upper bound.  A key with no
+ * records has zero totals (not an error). */
+int veil_store_usage_totals(struct veil_store *s, int64_t key_id,
+			    int64_t from_ms, int64_t to_ms,
+			    struct veil_store_totals *out);
+
+enum veil_store_group {
+	VEIL_STORE_BY_KEY = 0,   /* label = key name, key_id set */
+	VEIL_STORE_BY_MODEL = 1, /* label = model, key_id 0 */
+};
+
+struct veil_store_group_row {
+	int64_t key_id;
+	char label[VEIL_STORE_MODEL_MAX + 1];
+	struct veil_store_totals t;
+};
+
+/* Admin view: totals over all keys in [from_ms, to_ms) (0 = unbounded, as
+ * above), one row per key (ordered by key id) or per model (ordered by
+ * name).  *out is one malloc'd array (free() it); NULL with *n = 0 when
+ * there is no usage. */
+int veil_store_usage_grouped(struct veil_store *s, enum veil_store_group by,
+			     int64_t from_ms, int64_t to_ms,
+			     struct veil_store_group_row **out, size_t *n);
+
+/* Appends the receipt recorded with request_id to `out` (GET
+ * /v1/signature/{id}) and, when out_key_id is not NULL, the key that made
+ * the request (the caller checks the asker owns it).  VEIL_ENOENT when there
+ * is no such request or it has no receipt; VEIL_ERANGE when out->max is too
+ * small. */
+int veil_store_receipt_get(struct veil_store *s, const char *request_id,
+			   struct veil_buf *out, int64_t *out_key_id);
+
+/* VEIL_EPERM when the key's lifetime quota is set and its recorded prompt +
+ * completion tokens have reached it; 0 otherwise.  Not atomic with
+ * usage_add: a few requests in flight may overshoot the quota. */
+int veil_store_quota_check(struct veil_store *s, int64_t key_id);
+
+/* ---- rate limits ----------------------------------------------------------- */
+
+/* Fixed one-minute windows (aligned to now_ms / 60000) per key, shared by
+ * every handle and process on the database.  Takes one request and `tokens`
+ * tokens (an estimate, e.g. prompt tokens + max_tokens; 0 is fine) from the
+ * key's current window, atomically (BEGIN IMMEDIATE).  Returns 0 when they
+ * fit under the key's requests_per_min and tokens_per_min; VEIL_EBUSY when
+ * not, with *retry_after_s (1..60) set to the seconds until the window
+ * rolls over and nothing taken; VEIL_EPERM when the key is revoked or
+ * `tokens` alone exceeds tokens_per_min (waiting cannot help); VEIL_ENOENT
+ * unknown key.  retry_after_s is written only with VEIL_EBUSY.  If another
+ * gateway's clock is ahead and already opened a later window, that window is
+ * used (never reset backwards). */
+int veil_store_rate_take(struct veil_store *s, int64_t key_id, int64_t now_ms,
+			 int64_t tokens, int *retry_after_s);
+/* Adds tokens to the key's current window without checking (e.g. the
+ * completion tokens once known), so the next take sees them. */
+int veil_store_rate_charge(struct veil_store *s, int64_t key_id,
+			   int64_t now_ms, int64_t tokens);
+
+/* ---- node registry and attestation audit ---------------------------------- */
+
+enum veil_store_node_state {
+	VEIL_NODE_PENDING = 0,
+	VEIL_NODE_VERIFIED = 1,
+	VEIL_NODE_FAILED = 2,
+	VEIL_NODE_DRAINING = 3,
+	VEIL_NODE_REMOVED = 4,
+};
+
+/* "pending", "verified", ...; "?" for an unknown value. */
+const char *veil_store_node_state_name(enum veil_store_node_state st);
+/* The state named `name`, or -1. */
+int veil_store_node_state_parse(const char *name);
+
+/* A registered node.  As input (node_put) the strings are the caller's and
+ * the times are ignored; as output each string is malloc'd by the store and
+ * released with veil_store_node_clear()/veil_store_nodes_free(). */
+struct veil_store_node {
+	const char *id;      /* 1..VEIL_STORE_ID_MAX bytes */
+	const char *url;     /* 1..VEIL_STORE_URL_MAX bytes */
+	const char *model;   /* 1..VEIL_STORE_MODEL_MAX bytes */
+	enum veil_store_node_state state;
+	const char *verdict; /* last verdict JSON; NULL = none / keep */
+	int64_t created_ms;  /* first put */
+	int64_t updated_ms;  /* last put or state change */
+	int64_t verified_ms; /* last time it became verified, 0 never */
+};
+
+/* Adds the node, or updates url, model, state and (when not NULL) verdict of
+ * the node with that id. */
+int veil_store_node_put(struct veil_store *s, const struct veil_store_node *n,
+			int64_t now_ms);
+/* Changes the state (and the verdict when not NULL) of an existing node;
+ * VEIL_ENOENT when there is none. */
+int veil_store_node_set_state(struct veil_store *s, const char *id,
+			      enum veil_store_node_state st,
+			      const char *verdict, int64_t now_ms);
+int veil_store_node_get(struct veil_store *s, const char *id,
+			struct veil_store_node *out);
+/* All nodes, by id; free with veil_store_nodes_free(). */
+int veil_store_node_list(struct veil_store *s, struct veil_store_node **out,
+			 size_t *n);
+/* Deletes the node row (its audit entries stay).  VEIL_ENOENT if absent. */
+int veil_store_node_remove(struct veil_store *s, const char *id);
+void veil_store_node_clear(struct veil_store_node *n);
+void veil_store_nodes_free(struct veil_store_node *v, size_t n);
+
+/* One attestation check of a node, append-only. */
+struct veil_store_audit {
+	int64_t id;          /* assigned by the store */
+	const char *node_id;
+	int64_t time_ms;
+	bool ok;
+	const char *verdict; /* JSON, may be NULL */
+};
+
+int veil_store_audit_add(struct veil_store *s, const struct veil_store_audit *a);
+/* The newest `limit` entries (1..10000), of node_id or of all nodes when
+ * node_id is NULL, newest first; free with veil_store_audit_free(). */
+int veil_store_audit_list(struct veil_store *s, const char *node_id,
+			  size_t limit, struct veil_store_audit **out, size_t *n);
+void veil_store_audit_free(struct veil_store_audit *v, size_t n);
+
+#endif

@@ -1,0 +1,697 @@
+/* The backend-independent half of the veil store: URI dispatch, argument
+ * checks, API-key generation and hashing (HMAC-SHA256 with the server
+ * secret, compared with CRYPTO_memcmp), and the per-handle mutex around every
+ * backend call.  See include/veil/store.h for the contract. */
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include "veil/base.h"
+#include "veil/store.h"
+#include "store_impl.h"
+
+struct veil_store {
+	pthread_mutex_t mu;
+	const struct store_ops *ops;
+	void *be;
+	struct veil_secret secret; /* HMAC key for API-key hashes */
+};
+
+#define TAG_LEN (sizeof(VEIL_STORE_KEY_TAG) - 1)
+#define KEY_RAW_LEN 32
+#define AUDIT_LIST_MAX 10000
+
+_Static_assert(TAG_LEN + 43 == VEIL_STORE_KEY_TEXT_LEN,
+	       "key text = tag + base64url(32 bytes) without padding");
+_Static_assert(VEIL_STORE_KEY_PREFIX_LEN > TAG_LEN &&
+	       VEIL_STORE_KEY_PREFIX_LEN < VEIL_STORE_KEY_TEXT_LEN,
+	       "the prefix shows a few random chars, never most of them");
+
+/* Every backend call runs under the handle's mutex: one connection, its
+ * cached statements and SQLite's per-connection state are not shared by two
+ * threads at once. */
+static void lock(struct veil_store *s)
+{
+	pthread_mutex_lock(&s->mu);
+}
+
+static void unlock(struct veil_store *s)
+{
+	pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- argument checks --------------------------------------------------- */
+
+/* An identifier-like string: present, 1..max bytes, no control chars (they
+ * would end up in logs and admin listings). */
+static int check_name(const char *field, const char *v, size_t max)
+{
+	size_t n;
+
+	if (!v)
+		return veil_errf(VEIL_EINVAL, "store: %s missing", field);
+	n = strnlen(v, max + 1);
+	if (n == 0)
+		return veil_errf(VEIL_EINVAL, "store: %s is empty", field);
+	if (n > max)
+		return veil_errf(VEIL_EINVAL, "store: %s longer than %zu bytes",
+				 field, max);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+			return veil_errf(VEIL_EINVAL, "store: %s: control "
+					 "character at byte %zu", field, i);
+	return 0;
+}
+
+/* Optional JSON text (NULL is fine), capped. */
+static int check_json(const char *field, const char *v, size_t max)
+{
+	if (v && strnlen(v, max + 1) > max)
+		return veil_errf(VEIL_ERANGE, "store: %s longer than %zu bytes",
+				 field, max);
+	return 0;
+}
+
+static int check_time(const char *field, int64_t t)
+{
+	if (t < 0)
+		return veil_errf(VEIL_EINVAL, "store: %s %lld is negative", field,
+				 (long long)t);
+	return 0;
+}
+
+static int check_count(const char *field, int64_t v)
+{
+	if (v < 0 || v > VEIL_STORE_TOKENS_MAX)
+		return veil_errf(VEIL_EINVAL, "store: %s %lld out of range",
+				 field, (long long)v);
+	return 0;
+}
+
+static int check_id(int64_t id)
+{
+	if (id <= 0)
+		return veil_errf(VEIL_EINVAL, "store: key id %lld",
+				 (long long)id);
+	return 0;
+}
+
+/* [from, to) with 0 meaning unbounded; writes the bounds the backend uses. */
+static int check_range(int64_t from_ms, int64_t to_ms, int64_t *to_out)
+{
+	int rc;
+
+	if ((rc = check_time("from", from_ms)) < 0 ||
+	    (rc = check_time("to", to_ms)) < 0)
+		return rc;
+	*to_out = to_ms ? to_ms : INT64_MAX;
+	return 0;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+static bool has_prefix(const char *s, const char *p)
+{
+	return strncmp(s, p, strlen(p)) == 0;
+}
+
+int veil_store_open(const char *uri, const struct veil_secret *secret,
+		    struct veil_store **out)
+{
+	struct veil_store *s = NULL;
+	const char *path;
+	int rc;
+
+	if (!uri || !out)
+		return veil_errf(VEIL_EINVAL, "store: open: missing argument");
+	if (!secret || !secret->bytes || secret->len != VEIL_STORE_SECRET_LEN)
+		return veil_errf(VEIL_EINVAL, "store: the server secret must be "
+				 "%d bytes", VEIL_STORE_SECRET_LEN);
+	/* The URI is never echoed: a postgres one may carry a password. */
+	if (has_prefix(uri, "postgres://") || has_prefix(uri, "postgresql://"))
+		return veil_errf(VEIL_ENOTSUP, "store: the PostgreSQL backend is "
+				 "not built yet; use sqlite:PATH");
+	if (!has_prefix(uri, "sqlite:"))
+		return veil_errf(VEIL_EINVAL, "store: URI must be sqlite:PATH or "
+				 "postgres://...");
+	path = uri + strlen("sqlite:");
+	if (!*path)
+		return veil_errf(VEIL_EINVAL, "store: sqlite: empty path");
+
+	if (!(s = calloc(1, sizeof(*s))))
+		return veil_errf(VEIL_ENOMEM, "store: open");
+	if ((rc = veil_secret_alloc(&s->secret, VEIL_STORE_SECRET_LEN)) < 0) {
+		free(s);
+		return rc;
+	}
+	memcpy(s->secret.bytes, secret->bytes, VEIL_STORE_SECRET_LEN);
+	if (pthread_mutex_init(&s->mu, NULL) != 0) {
+		veil_secret_free(&s->secret);
+		free(s);
+		return veil_errf(VEIL_ENOMEM, "store: mutex");
+	}
+	s->ops = &store_sqlite_ops;
+	if ((rc = store_sqlite_open(path, &s->be)) < 0) {
+		veil_store_close(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void veil_store_close(struct veil_store *s)
+{
+	if (!s)
+		return;
+	if (s->be)
+		s->ops->close(s->be);
+	pthread_mutex_destroy(&s->mu);
+	veil_secret_free(&s->secret);
+	free(s);
+}
+
+int veil_store_schema_version(struct veil_store *s, int *out)
+{
+	int rc;
+
+	if (!s || !out)
+		return veil_errf(VEIL_EINVAL, "store: missing argument");
+	lock(s);
+	rc = s->ops->schema_version(s->be, out);
+	unlock(s);
+	return rc;
+}
+
+const char *veil_store_backend(const struct veil_store *s)
+{
+	return s ? s->ops->name : "?";
+}
+
+/* ---- keys -------------------------------------------------------------- */
+
+/* HMAC-SHA256(secret, key text).  Keyed, so a stolen database does not let
+ * anyone test guesses without the secret too. */
+static int key_mac(const struct veil_store *s, const char *text,
+		   uint8_t mac[STORE_HASH_LEN])
+{
+	unsigned int len = 0;
+
+	if (!HMAC(EVP_sha256(), s->secret.bytes, (int)s->secret.len,
+		  (const unsigned char *)text, strlen(text), mac, &len) ||
+	    len != STORE_HASH_LEN)
+		return veil_errf(VEIL_EINTERNAL, "store: HMAC-SHA256 failed");
+	return 0;
+}
+
+/* Shape only: "sk-veil-" and 43 base64url characters. */
+static bool key_text_ok(const char *t)
+{
+	size_t n = strnlen(t, VEIL_STORE_KEY_TEXT_LEN + 1);
+
+	if (n != VEIL_STORE_KEY_TEXT_LEN ||
+	    memcmp(t, VEIL_STORE_KEY_TAG, TAG_LEN) != 0)
+		return false;
+	for (size_t i = TAG_LEN; i < n; i++) {
+		char c = t[i];
+
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return false;
+	}
+	return true;
+}
+
+int veil_store_key_create(struct veil_store *s, const char *name,
+			  char *out_key, size_t cap, int64_t *out_id)
+{
+	uint8_t raw[KEY_RAW_LEN], mac[STORE_HASH_LEN];
+	char text[VEIL_STORE_KEY_TEXT_MAX];
+	char prefix[VEIL_STORE_KEY_PREFIX_LEN + 1];
+	int64_t id = 0;
+	int rc;
+
+	if (!s || !out_key || !out_id)
+		return veil_errf(VEIL_EINVAL, "store: key create: missing "
+				 "argument");
+	if ((rc = check_name("key name", name, VEIL_STORE_NAME_MAX)) < 0)
+		return rc;
+	if (cap < VEIL_STORE_KEY_TEXT_MAX)
+		return veil_errf(VEIL_ERANGE, "store: key buffer of %zu bytes, "
+				 "need %d", cap, VEIL_STORE_KEY_TEXT_MAX);
+	memcpy(text, VEIL_STORE_KEY_TAG, TAG_LEN);
+	if ((rc = veil_random(raw, sizeof(raw))) < 0 ||
+	    (rc = veil_b64_encode(raw, sizeof(raw), VEIL_B64_URL | VEIL_B64_NOPAD,
+				  text + TAG_LEN, sizeof(text) - TAG_LEN)) < 0 ||
+	    (rc = key_mac(s, text, mac)) < 0)
+		goto out;
+	memcpy(prefix, text, VEIL_STORE_KEY_PREFIX_LEN);
+	prefix[VEIL_STORE_KEY_PREFIX_LEN] = '\0';
+	lock(s);
+	rc = s->ops->key_insert(s->be, name, prefix, mac,
+					  (int64_t)veil_wall_ms(), &id);
+	unlock(s);
+	if (rc < 0)
+		goto out;
+	memcpy(out_key, text, VEIL_STORE_KEY_TEXT_MAX);
+	*out_id = id;
+	rc = 0;
+out:
+	veil_wipe(raw, sizeof(raw));
+	veil_wipe(text, sizeof(text));
+	veil_wipe(mac, sizeof(mac));
+	return rc;
+}
+
+int veil_store_key_lookup(struct veil_store *s, const char *key_text,
+			  struct veil_store_key_info *out)
+{
+	uint8_t mac[STORE_HASH_LEN];
+	char prefix[VEIL_STORE_KEY_PREFIX_LEN + 1];
+	struct store_key_row *rows = NULL;
+	size_t n = 0, found = SIZE_MAX;
+	int rc;
+
+	if (!s || !key_text || !out)
+		return veil_errf(VEIL_EINVAL, "store: key lookup: missing "
+				 "argument");
+	if (!key_text_ok(key_text))
+		return veil_errf(VEIL_ENOENT, "store: API key: not a veil key");
+	if ((rc = key_mac(s, key_text, mac)) < 0)
+		goto out;
+	memcpy(prefix, key_text, VEIL_STORE_KEY_PREFIX_LEN);
+	prefix[VEIL_STORE_KEY_PREFIX_LEN] = '\0';
+	lock(s);
+	rc = s->ops->key_by_prefix(s->be, prefix, &rows, &n);
+	unlock(s);
+	if (rc < 0)
+		goto out;
+	/* The database is searched by the non-secret prefix only; the
+	 * secret-derived bytes are compared here, in constant time, against
+	 * every candidate (no early exit). */
+	for (size_t i = 0; i < n; i++)
+		if (CRYPTO_memcmp(rows[i].hash, mac, STORE_HASH_LEN) == 0)
+			found = i;
+	if (found == SIZE_MAX) {
+		rc = veil_errf(VEIL_ENOENT, "store: API key: not found");
+		goto out;
+	}
+	if (rows[found].info.revoked_ms != 0) {
+		rc = veil_errf(VEIL_EPERM, "store: API key %lld (%s...) is "
+			       "revoked", (long long)rows[found].info.id,
+			       rows[found].info.prefix);
+		goto out;
+	}
+	*out = rows[found].info;
+	rc = 0;
+out:
+	veil_wipe(mac, sizeof(mac));
+	free(rows);
+	return rc;
+}
+
+int veil_store_key_get(struct veil_store *s, int64_t id,
+		       struct veil_store_key_info *out)
+{
+	int rc;
+
+	if (!s || !out)
+		return veil_errf(VEIL_EINVAL, "store: key get: missing argument");
+	if ((rc = check_id(id)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->key_get(s->be, id, out);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_key_list(struct veil_store *s, struct veil_store_key_info **out,
+			size_t *n)
+{
+	int rc;
+
+	if (!s || !out || !n)
+		return veil_errf(VEIL_EINVAL, "store: key list: missing argument");
+	lock(s);
+	rc = s->ops->key_list(s->be, out, n);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_key_revoke(struct veil_store *s, int64_t id, int64_t now_ms)
+{
+	int rc;
+
+	if (!s)
+		return veil_errf(VEIL_EINVAL, "store: key revoke: no store");
+	if ((rc = check_id(id)) < 0 || (rc = check_time("now", now_ms)) < 0)
+		return rc;
+	if (now_ms == 0)
+		return veil_errf(VEIL_EINVAL, "store: key revoke: time 0 means "
+				 "active");
+	lock(s);
+	rc = s->ops->key_revoke(s->be, id, now_ms);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_key_set_limits(struct veil_store *s, int64_t id,
+			      const struct veil_store_limits *l)
+{
+	int rc;
+
+	if (!s || !l)
+		return veil_errf(VEIL_EINVAL, "store: key limits: missing "
+				 "argument");
+	if ((rc = check_id(id)) < 0 ||
+	    (rc = check_count("requests_per_min", l->requests_per_min)) < 0 ||
+	    (rc = check_count("tokens_per_min", l->tokens_per_min)) < 0 ||
+	    (rc = check_count("quota_tokens", l->quota_tokens)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->key_set_limits(s->be, id, l);
+	unlock(s);
+	return rc;
+}
+
+/* ---- usage ------------------------------------------------------------- */
+
+int veil_store_usage_add(struct veil_store *s, const struct veil_store_usage *u)
+{
+	int rc;
+
+	if (!s || !u)
+		return veil_errf(VEIL_EINVAL, "store: usage: missing argument");
+	if ((rc = check_id(u->key_id)) < 0 ||
+	    (rc = check_name("model", u->model, VEIL_STORE_MODEL_MAX)) < 0 ||
+	    (rc = check_name("node id", u->node_id, VEIL_STORE_ID_MAX)) < 0 ||
+	    (rc = check_name("request id", u->request_id,
+			     VEIL_STORE_ID_MAX)) < 0 ||
+	    (rc = check_count("prompt_tokens", u->prompt_tokens)) < 0 ||
+	    (rc = check_count("completion_tokens", u->completion_tokens)) < 0 ||
+	    (rc = check_time("created", u->created_ms)) < 0)
+		return rc;
+	if (u->receipt_len && !u->receipt)
+		return veil_errf(VEIL_EINVAL, "store: usage: receipt length "
+				 "without bytes");
+	if (u->receipt_len > VEIL_STORE_RECEIPT_MAX)
+		return veil_errf(VEIL_ERANGE, "store: usage: receipt of %zu "
+				 "bytes exceeds %u", u->receipt_len,
+				 VEIL_STORE_RECEIPT_MAX);
+	lock(s);
+	rc = s->ops->usage_add(s->be, u);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_usage_totals(struct veil_store *s, int64_t key_id,
+			    int64_t from_ms, int64_t to_ms,
+			    struct veil_store_totals *out)
+{
+	int64_t to;
+	int rc;
+
+	if (!s || !out)
+		return veil_errf(VEIL_EINVAL, "store: totals: missing argument");
+	if ((rc = check_id(key_id)) < 0 ||
+	    (rc = check_range(from_ms, to_ms, &to)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->usage_totals(s->be, key_id, from_ms, to, out);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_usage_grouped(struct veil_store *s, enum veil_store_group by,
+			     int64_t from_ms, int64_t to_ms,
+			     struct veil_store_group_row **out, size_t *n)
+{
+	int64_t to;
+	int rc;
+
+	if (!s || !out || !n)
+		return veil_errf(VEIL_EINVAL, "store: grouped: missing argument");
+	if (by != VEIL_STORE_BY_KEY && by != VEIL_STORE_BY_MODEL)
+		return veil_errf(VEIL_EINVAL, "store: grouped: unknown grouping "
+				 "%d", (int)by);
+	if ((rc = check_range(from_ms, to_ms, &to)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->usage_grouped(s->be, by, from_ms, to, out, n);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_receipt_get(struct veil_store *s, const char *request_id,
+			   struct veil_buf *out, int64_t *out_key_id)
+{
+	int rc;
+
+	if (!s || !out)
+		return veil_errf(VEIL_EINVAL, "store: receipt: missing argument");
+	if ((rc = check_name("request id", request_id, VEIL_STORE_ID_MAX)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->receipt_get(s->be, request_id, out,
+					     out_key_id);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_quota_check(struct veil_store *s, int64_t key_id)
+{
+	struct veil_store_key_info k;
+	struct veil_store_totals t;
+	int rc;
+
+	if ((rc = veil_store_key_get(s, key_id, &k)) < 0)
+		return rc;
+	if (k.limits.quota_tokens == 0)
+		return 0;
+	if ((rc = veil_store_usage_totals(s, key_id, 0, 0, &t)) < 0)
+		return rc;
+	if (t.prompt_tokens + t.completion_tokens >= k.limits.quota_tokens)
+		return veil_errf(VEIL_EPERM, "store: key %lld: quota of %lld "
+				 "tokens used", (long long)key_id,
+				 (long long)k.limits.quota_tokens);
+	return 0;
+}
+
+/* ---- rate limits ------------------------------------------------------- */
+
+int veil_store_rate_take(struct veil_store *s, int64_t key_id, int64_t now_ms,
+			 int64_t tokens, int *retry_after_s)
+{
+	int rc;
+
+	if (!s || !retry_after_s)
+		return veil_errf(VEIL_EINVAL, "store: rate: missing argument");
+	if ((rc = check_id(key_id)) < 0 || (rc = check_time("now", now_ms)) < 0 ||
+	    (rc = check_count("tokens", tokens)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->rate(s->be, STORE_RATE_TAKE, key_id, now_ms,
+				      tokens, retry_after_s);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_rate_charge(struct veil_store *s, int64_t key_id,
+			   int64_t now_ms, int64_t tokens)
+{
+	int unused = 0;
+	int rc;
+
+	if (!s)
+		return veil_errf(VEIL_EINVAL, "store: rate: no store");
+	if ((rc = check_id(key_id)) < 0 || (rc = check_time("now", now_ms)) < 0 ||
+	    (rc = check_count("tokens", tokens)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->rate(s->be, STORE_RATE_CHARGE, key_id, now_ms,
+				      tokens, &unused);
+	unlock(s);
+	return rc;
+}
+
+/* ---- nodes ------------------------------------------------------------- */
+
+static const char *const NODE_STATES[] = {
+	[VEIL_NODE_PENDING] = "pending",
+	[VEIL_NODE_VERIFIED] = "verified",
+	[VEIL_NODE_FAILED] = "failed",
+	[VEIL_NODE_DRAINING] = "draining",
+	[VEIL_NODE_REMOVED] = "removed",
+};
+
+const char *veil_store_node_state_name(enum veil_store_node_state st)
+{
+	if ((unsigned)st >= VEIL_ARRAY_LEN(NODE_STATES))
+		return "?";
+	return NODE_STATES[st];
+}
+
+int veil_store_node_state_parse(const char *name)
+{
+	for (size_t i = 0; name && i < VEIL_ARRAY_LEN(NODE_STATES); i++)
+		if (strcmp(name, NODE_STATES[i]) == 0)
+			return (int)i;
+	return -1;
+}
+
+static int check_state(enum veil_store_node_state st)
+{
+	if ((unsigned)st >= VEIL_ARRAY_LEN(NODE_STATES))
+		return veil_errf(VEIL_EINVAL, "store: node state %d", (int)st);
+	return 0;
+}
+
+int veil_store_node_put(struct veil_store *s, const struct veil_store_node *n,
+			int64_t now_ms)
+{
+	int rc;
+
+	if (!s || !n)
+		return veil_errf(VEIL_EINVAL, "store: node: missing argument");
+	if ((rc = check_name("node id", n->id, VEIL_STORE_ID_MAX)) < 0 ||
+	    (rc = check_name("node url", n->url, VEIL_STORE_URL_MAX)) < 0 ||
+	    (rc = check_name("node model", n->model, VEIL_STORE_MODEL_MAX)) < 0 ||
+	    (rc = check_state(n->state)) < 0 ||
+	    (rc = check_json("verdict", n->verdict, VEIL_STORE_VERDICT_MAX)) < 0 ||
+	    (rc = check_time("now", now_ms)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->node_put(s->be, n, now_ms);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_node_set_state(struct veil_store *s, const char *id,
+			      enum veil_store_node_state st,
+			      const char *verdict, int64_t now_ms)
+{
+	int rc;
+
+	if (!s)
+		return veil_errf(VEIL_EINVAL, "store: node: no store");
+	if ((rc = check_name("node id", id, VEIL_STORE_ID_MAX)) < 0 ||
+	    (rc = check_state(st)) < 0 ||
+	    (rc = check_json("verdict", verdict, VEIL_STORE_VERDICT_MAX)) < 0 ||
+	    (rc = check_time("now", now_ms)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->node_set_state(s->be, id, st, verdict, now_ms);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_node_get(struct veil_store *s, const char *id,
+			struct veil_store_node *out)
+{
+	int rc;
+
+	if (!s || !out)
+		return veil_errf(VEIL_EINVAL, "store: node: missing argument");
+	if ((rc = check_name("node id", id, VEIL_STORE_ID_MAX)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->node_get(s->be, id, out);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_node_list(struct veil_store *s, struct veil_store_node **out,
+			 size_t *n)
+{
+	int rc;
+
+	if (!s || !out || !n)
+		return veil_errf(VEIL_EINVAL, "store: node list: missing argument");
+	lock(s);
+	rc = s->ops->node_list(s->be, out, n);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_node_remove(struct veil_store *s, const char *id)
+{
+	int rc;
+
+	if (!s)
+		return veil_errf(VEIL_EINVAL, "store: node: no store");
+	if ((rc = check_name("node id", id, VEIL_STORE_ID_MAX)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->node_remove(s->be, id);
+	unlock(s);
+	return rc;
+}
+
+/* Output strings are malloc'd by the backend; const only for the callers. */
+void veil_store_node_clear(struct veil_store_node *n)
+{
+	if (!n)
+		return;
+	free((char *)n->id);
+	free((char *)n->url);
+	free((char *)n->model);
+	free((char *)n->verdict);
+	memset(n, 0, sizeof(*n));
+}
+
+void veil_store_nodes_free(struct veil_store_node *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		veil_store_node_clear(&v[i]);
+	free(v);
+}
+
+/* ---- attestation audit ------------------------------------------------- */
+
+int veil_store_audit_add(struct veil_store *s, const struct veil_store_audit *a)
+{
+	int rc;
+
+	if (!s || !a)
+		return veil_errf(VEIL_EINVAL, "store: audit: missing argument");
+	if ((rc = check_name("node id", a->node_id, VEIL_STORE_ID_MAX)) < 0 ||
+	    (rc = check_time("time", a->time_ms)) < 0 ||
+	    (rc = check_json("verdict", a->verdict, VEIL_STORE_VERDICT_MAX)) < 0)
+		return rc;
+	lock(s);
+	rc = s->ops->audit_add(s->be, a);
+	unlock(s);
+	return rc;
+}
+
+int veil_store_audit_list(struct veil_store *s, const char *node_id,
+			  size_t limit, struct veil_store_audit **out, size_t *n)
+{
+	int rc;
+
+	if (!s || !out || !n)
+		return veil_errf(VEIL_EINVAL, "store: audit: missing argument");
+	if (node_id &&
+	    (rc = check_name("node id", node_id, VEIL_STORE_ID_MAX)) < 0)
+		return rc;
+	if (limit == 0 || limit > AUDIT_LIST_MAX)
+		return veil_errf(VEIL_EINVAL, "store: audit: limit %zu not in "
+				 "1..%d", limit, AUDIT_LIST_MAX);
+	lock(s);
+	rc = s->ops->audit_list(s->be, node_id, limit, out, n);
+	unlock(s);
+	return rc;
+}
+
+void veil_store_audit_free(struct veil_store_audit *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++) {
+		free((char *)v[i].node_id);
+		free((char *)v[i].verdict);
+	}
+	free(v);
+}

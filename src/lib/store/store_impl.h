@@ -1,0 +1,77 @@
+/* Private to src/lib/store: the table of backend operations behind
+ * include/veil/store.h.  store.c validates every argument, computes key
+ * hashes, compares them in constant time and holds the handle's mutex; a
+ * backend only moves already-checked values in and out of its database.
+ * Backend functions follow the public conventions (0 or VEIL_E* with a
+ * detail; out-params written only on success). */
+#ifndef VEIL_STORE_IMPL_H
+#define VEIL_STORE_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "veil/store.h"
+
+#define STORE_HASH_LEN 32 /* HMAC-SHA256 */
+
+/* A key row with its stored hash, for the constant-time comparison. */
+struct store_key_row {
+	struct veil_store_key_info info;
+	uint8_t hash[STORE_HASH_LEN];
+};
+
+/* Rate-window operation: take checks the limits, charge does not. */
+enum store_rate_mode { STORE_RATE_TAKE, STORE_RATE_CHARGE };
+
+struct store_ops {
+	const char *name;
+	void (*close)(void *be);
+	int (*schema_version)(void *be, int *out);
+
+	int (*key_insert)(void *be, const char *name, const char *prefix,
+			  const uint8_t hash[STORE_HASH_LEN], int64_t created_ms,
+			  int64_t *out_id);
+	/* Every key with this prefix (at most a bounded number), malloc'd. */
+	int (*key_by_prefix)(void *be, const char *prefix,
+			     struct store_key_row **out, size_t *n);
+	int (*key_get)(void *be, int64_t id, struct veil_store_key_info *out);
+	int (*key_list)(void *be, struct veil_store_key_info **out, size_t *n);
+	int (*key_revoke)(void *be, int64_t id, int64_t now_ms);
+	int (*key_set_limits)(void *be, int64_t id,
+			      const struct veil_store_limits *l);
+
+	int (*usage_add)(void *be, const struct veil_store_usage *u);
+	/* to_ms is already INT64_MAX when unbounded. */
+	int (*usage_totals)(void *be, int64_t key_id, int64_t from_ms,
+			    int64_t to_ms, struct veil_store_totals *out);
+	int (*usage_grouped)(void *be, enum veil_store_group by, int64_t from_ms,
+			     int64_t to_ms, struct veil_store_group_row **out,
+			     size_t *n);
+	int (*receipt_get)(void *be, const char *request_id,
+			   struct veil_buf *out, int64_t *out_key_id);
+
+	int (*rate)(void *be, enum store_rate_mode mode, int64_t key_id,
+		    int64_t now_ms, int64_t tokens, int *retry_after_s);
+
+	int (*node_put)(void *be, const struct veil_store_node *n,
+			int64_t now_ms);
+	int (*node_set_state)(void *be, const char *id,
+			      enum veil_store_node_state st,
+			      const char *verdict, int64_t now_ms);
+	int (*node_get)(void *be, const char *id, struct veil_store_node *out);
+	int (*node_list)(void *be, struct veil_store_node **out, size_t *n);
+	int (*node_remove)(void *be, const char *id);
+	int (*audit_add)(void *be, const struct veil_store_audit *a);
+	int (*audit_list)(void *be, const char *node_id, size_t limit,
+			  struct veil_store_audit **out, size_t *n);
+};
+
+/* sqlite.c: opens (creating 0600) and migrates the file at `path`. */
+int store_sqlite_open(const char *path, void **out_be);
+extern const struct store_ops store_sqlite_ops;
+
+/* Fixed one-minute rate windows, shared by the backends. */
+#define STORE_RATE_WINDOW_MS 60000
+
+#endif
