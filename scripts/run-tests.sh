@@ -22,7 +22,7 @@ while [ $# -gt 0 ]; do
 	*) echo "run-tests: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
-[ ${#ONLY[@]} -eq 0 ] && ONLY=(unit integration asan fuzz)
+[ ${#ONLY[@]} -eq 0 ] && ONLY=(integration unit asan fuzz)
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"

@@ -1,11 +1,15 @@
 /* Llama-family transformer inference on the CPU.
  *
  * A model (struct veil_model) is the parsed GGUF plus pointers to its
- * weights, used in place from the read-only mapping: loading copies no
- * weight matrix (only norm vectors and biases are converted to F32), so the
- * resident memory of an engine is about the file, the touched part of the KV
- * cache and a few MiB of scratch.  A model is immutable after loading and
- * can be shared by several contexts and threads.
+ * weights, used in place from the read-only mapping, except that on CPUs
+ * with AVX-512 VNNI the Q8_0 and Q4_0 matrices are repacked at load into
+ * the packed layout of include/veil/quant.h (anonymous memory on huge
+ * pages; the file's pages are dropped as they are consumed, so the model is
+ * held once, not twice; VEIL_PACK=0 turns this off).  Norm vectors and
+ * biases are converted to F32.  So the resident memory of an engine is
+ * about the file, the touched part of the KV cache (on huge pages, so
+ * touched 2 MiB at a time) and some MiB of scratch.  A model is immutable
+ * after loading and can be shared by several contexts and threads.
  *
  * Architectures: "llama" (Llama 2/3.x, TinyLlama, SmolLM/SmolLM2, Mistral:
  * RMSNorm, SwiGLU, normal RoPE on adjacent pairs, GQA, optional output.weight
@@ -24,10 +28,10 @@
  * attention runs as small matmuls) and the scratch memory of one forward
  * pass of up to n_batch tokens, all allocated up front (no allocation per
  * step).  It is used by one thread at a time; that thread takes part in the
- * pool's work.  Matmuls are split by weight rows (16-row multiples) across
- * the pool, attention by (run of tokens of one sequence, head); jobs too
- * small to pay for a hand-off run on the calling thread.  Results do not
- * depend on the number of threads. */
+ * pool's work.  Matmuls are split by weight rows (equal shares of 16-row
+ * groups) across the pool, attention by (run of tokens of one sequence,
+ * the query heads of one KV head); jobs too small to pay for a hand-off run
+ * on the calling thread.  Results do not depend on the number of threads. */
 #ifndef VEIL_MODEL_H
 #define VEIL_MODEL_H
 

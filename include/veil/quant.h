@@ -111,6 +111,47 @@ void veil_gemm(enum veil_dtype wtype, int K, const void *w, size_t w_stride,
 	       int r0, int r1, const void *x, size_t x_stride, int nb,
 	       float *y, size_t ldy);
 
+/* ---- packed weights ----------------------------------------------------
+ *
+ * Q8_0 and Q4_0 matrices can be repacked once, at model load, into a layout
+ * made for the VNNI kernels: rows in groups of VEIL_PACK_ROWS, and within a
+ * group, block by block, the 16 rows' quants interleaved four bytes at a
+ * time (one row per 32-bit lane, so one VPDPBUSD advances 16 rows by four
+ * elements) and their 16 scales side by side.  A group is
+ *   quants [nblk][chunks][16 rows][4 bytes]   (Q8_0: 8 chunks of w ^ 0x80;
+ *                                              Q4_0: 4 chunks, bytes as
+ *                                              stored: low nibbles are
+ *                                              elements 4c..4c+3, high
+ *                                              nibbles 16+4c..16+4c+3)
+ *   scales [nblk][16] fp16
+ * padded to 64 bytes, so groups start 64-byte aligned.  The packed matrix
+ * has the same number of bytes as the blocks (plus that padding), and every
+ * path has a kernel for it, so results never depend on whether weights were
+ * packed beyond float rounding order (the integer sum of each block is
+ * exact either way). */
+#define VEIL_PACK_ROWS 16
+
+/* True when the active path has fast kernels for packed weights of type t
+ * and a matrix of `rows` rows of K elements can be packed (rows a multiple
+ * of VEIL_PACK_ROWS, K of the block size).  Packing where this is false
+ * still works, only slower. */
+bool veil_pack_worthwhile(enum veil_dtype t, int K, int rows);
+/* Bytes of the packed form of `rows` rows (a multiple of VEIL_PACK_ROWS). */
+size_t veil_pack_bytes(enum veil_dtype t, int K, int rows);
+/* Packs rows [0, rows) of w (rows w_stride bytes apart) into dst (64-byte
+ * aligned, veil_pack_bytes() long).  Q8_0 and Q4_0 only; VEIL_EINVAL for
+ * another type or a row count that is not a multiple of VEIL_PACK_ROWS. */
+int veil_pack_rows(enum veil_dtype t, int K, const void *w, size_t w_stride,
+		   int rows, void *dst);
+/* Row r of a packed matrix, dequantized to K floats (embedding lookup). */
+void veil_packed_row_f32(enum veil_dtype t, int K, const void *wp, int r,
+			 float *dst);
+/* As veil_gemm() over packed weights wp; r0 must be a multiple of
+ * VEIL_PACK_ROWS and r1 one too or the packed matrix's row count. */
+void veil_gemm_packed(enum veil_dtype wtype, int K, const void *wp, int r0,
+		      int r1, const void *x, size_t x_stride, int nb, float *y,
+		      size_t ldy);
+
 /* ---- small vector helpers used by attention ----------------------------- */
 
 void veil_f32_to_f16_row(const float *x, uint16_t *y, int n);

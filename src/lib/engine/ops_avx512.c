@@ -101,9 +101,11 @@ static double sumsq_avx512(const float *x, int n)
 }
 
 /* T tokens x 64 positions per block; the key block stays in L1 across the
- * token groups. */
-AI void qk_block16(const int T, const float *q, int hd, const uint16_t *kt,
-		   size_t kts, int j, int n, float *s, size_t lds)
+ * token groups.  `full`: all 64 positions are inside n, so the loads need
+ * no mask (masked loads are slow on AMD cores). */
+AI void qk_block16(const int T, const bool full, const float *q, int hd,
+		   const uint16_t *kt, size_t kts, int j, int n, float *s,
+		   size_t lds)
 {
 	__m512 acc[4][4];
 	__mmask16 m[4];
@@ -123,9 +125,14 @@ AI void qk_block16(const int T, const float *q, int hd, const uint16_t *kt,
 		const uint16_t *kr = kt + (size_t)d * kts + j;
 		__m512 kv[4];
 
+		/* rows are a stride apart (one stream each): fetch ahead */
+		_mm_prefetch((const char *)(kr + 8 * kts), _MM_HINT_T0);
+		_mm_prefetch((const char *)(kr + 8 * kts) + 64, _MM_HINT_T0);
+
 #pragma GCC unroll 4
 		for (int v = 0; v < 4; v++)
-			kv[v] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m[v], kr + 16 * v));
+			kv[v] = _mm512_cvtph_ps(full ? _mm256_loadu_si256((const void *)(kr + 16 * v))
+						     : _mm256_maskz_loadu_epi16(m[v], kr + 16 * v));
 #pragma GCC unroll 4
 		for (int t = 0; t < T; t++) {
 			const __m512 qb = _mm512_set1_ps(q[(size_t)t * hd + d]);
@@ -142,30 +149,38 @@ AI void qk_block16(const int T, const float *q, int hd, const uint16_t *kt,
 			_mm512_mask_storeu_ps(s + (size_t)t * lds + j + 16 * v, m[v], acc[t][v]);
 }
 
+#define QKB(T) (full ? qk_block16(T, true, qt, hd, kt, kts, j, n, st, lds) \
+		     : qk_block16(T, false, qt, hd, kt, kts, j, n, st, lds))
+
 static void qk_avx512(const float *q, int nt, int hd, const uint16_t *kt,
 		      size_t kts, int n, float *s, size_t lds)
 {
-	for (int j = 0; j < n; j += 64)
+	for (int j = 0; j < n; j += 64) {
+		const bool full = n - j >= 64;
+
 		for (int t = 0; t < nt; t += 4) {
 			const float *qt = q + (size_t)t * hd;
 			float *st = s + (size_t)t * lds;
 
 			switch (nt - t) {
 			case 1:
-				qk_block16(1, qt, hd, kt, kts, j, n, st, lds);
+				QKB(1);
 				break;
 			case 2:
-				qk_block16(2, qt, hd, kt, kts, j, n, st, lds);
+				QKB(2);
 				break;
 			case 3:
-				qk_block16(3, qt, hd, kt, kts, j, n, st, lds);
+				QKB(3);
 				break;
 			default:
-				qk_block16(4, qt, hd, kt, kts, j, n, st, lds);
+				QKB(4);
 				break;
 			}
 		}
+	}
 }
+
+#undef QKB
 
 void veil_ops_fill_avx512(struct veil_ops *o)
 {

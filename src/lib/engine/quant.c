@@ -281,6 +281,71 @@ SCALAR_GEMM(gemm_q4_0, dot_q4_0)
 SCALAR_GEMM(gemm_q4_K, dot_q4_K)
 SCALAR_GEMM(gemm_q6_K, dot_q6_K)
 
+/* ---- packed Q8_0 / Q4_0 (layout: include/veil/quant.h) ------------------ */
+
+/* Weight element e (0..31) of block b of row r, and the row's block scale. */
+static inline int packed_q(enum veil_dtype t, const struct veil_pack_geom *g,
+			   const uint8_t *grp, int lane, int b, int e)
+{
+	const uint8_t *q = grp + (size_t)b * g->qbytes;
+	if (t == VEIL_DT_Q8_0)
+		return (int8_t)(q[(e / 4) * 64 + lane * 4 + e % 4] ^ 0x80);
+	const int c = (e % 16) / 4;
+	const uint8_t v = q[c * 64 + lane * 4 + e % 4];
+	return (e < 16 ? (v & 0x0f) : (v >> 4)) - 8;
+}
+
+static inline uint16_t packed_d(const struct veil_pack_geom *g,
+				const uint8_t *grp, int lane, int b)
+{
+	uint16_t d;
+	memcpy(&d, grp + g->off_d + (size_t)b * 32 + (size_t)lane * 2, 2);
+	return d;
+}
+
+/* The same sums in the same order as dot_q8_0 / dot_q4_0, so packed and
+ * plain weights give bit-identical results on this path. */
+static void gemm_packed_scalar(enum veil_dtype t, int K, const void *w,
+			       int r0, int r1, const void *x, size_t xs,
+			       int nb, float *y, size_t ldy)
+{
+	const struct veil_pack_geom g = veil_pack_geom_of(t, K);
+	for (int a = 0; a < nb; a++) {
+		const struct veil_block_q8_0 *xb =
+			(const void *)((const uint8_t *)x + (size_t)a * xs);
+		for (int r = r0; r < r1; r++) {
+			const uint8_t *grp = (const uint8_t *)w +
+					     (size_t)(r / VEIL_PACK_ROWS) * g.group;
+			const int lane = r % VEIL_PACK_ROWS;
+			float s = 0;
+			for (int b = 0; b < g.nblk; b++) {
+				int32_t si = 0;
+				for (int e = 0; e < 32; e++)
+					si += packed_q(t, &g, grp, lane, b, e) * xb[b].qs[e];
+				s += (float)si * (veil_fp16_to_fp32(packed_d(&g, grp, lane, b)) *
+						  veil_fp16_to_fp32(xb[b].d));
+			}
+			y[(size_t)a * ldy + r] = s;
+		}
+	}
+}
+
+static void gemm_packed_q8_0(int K, const void *w, size_t ws, int r0, int r1,
+			     const void *x, size_t xs, int nb, float *y,
+			     size_t ldy)
+{
+	(void)ws;
+	gemm_packed_scalar(VEIL_DT_Q8_0, K, w, r0, r1, x, xs, nb, y, ldy);
+}
+
+static void gemm_packed_q4_0(int K, const void *w, size_t ws, int r0, int r1,
+			     const void *x, size_t xs, int nb, float *y,
+			     size_t ldy)
+{
+	(void)ws;
+	gemm_packed_scalar(VEIL_DT_Q4_0, K, w, r0, r1, x, xs, nb, y, ldy);
+}
+
 /* ---- scalar vector helpers -------------------------------------------- */
 
 static void s_f32_to_f16_row(const float *x, uint16_t *y, int n)
@@ -459,6 +524,8 @@ static void fill_scalar(struct veil_quant_kern *k)
 	k->vec_dot_f16 = s_vec_dot_f16;
 	k->vec_dot_f32 = s_vec_dot_f32;
 	k->quantize_q8_0 = s_quantize_q8_0;
+	k->gemm_packed[VEIL_DT_Q8_0] = gemm_packed_q8_0;
+	k->gemm_packed[VEIL_DT_Q4_0] = gemm_packed_q4_0;
 }
 
 /* CPUID leaf 1 ECX: FMA bit 12, OSXSAVE 27, AVX 28, F16C 29.  Leaf 7 EBX:
@@ -792,6 +859,86 @@ void veil_gemm(enum veil_dtype wtype, int K, const void *w, size_t w_stride,
 	}
 	/* no kernel for this type (callers check types at load): make the
 	 * misuse visible rather than leave stale numbers */
+	for (int b = 0; b < nb; b++)
+		for (int r = r0; r < r1; r++)
+			y[(size_t)b * ldy + r] = NAN;
+}
+
+static bool packable(enum veil_dtype t, int K, int rows)
+{
+	return (t == VEIL_DT_Q8_0 || t == VEIL_DT_Q4_0) && K > 0 && K % 32 == 0 &&
+	       rows > 0 && rows % VEIL_PACK_ROWS == 0;
+}
+
+bool veil_pack_worthwhile(enum veil_dtype t, int K, int rows)
+{
+	return packable(t, K, rows) && kern()->pack_fast[t];
+}
+
+size_t veil_pack_bytes(enum veil_dtype t, int K, int rows)
+{
+	if (!packable(t, K, rows))
+		return 0;
+	return veil_pack_geom_of(t, K).group * (size_t)(rows / VEIL_PACK_ROWS);
+}
+
+int veil_pack_rows(enum veil_dtype t, int K, const void *w, size_t w_stride,
+		   int rows, void *dst)
+{
+	if (!packable(t, K, rows))
+		return veil_errf(VEIL_EINVAL, "pack: %s matrix of %d x %d cannot be "
+				 "packed", veil_dtype_name(t), rows, K);
+	const struct veil_pack_geom g = veil_pack_geom_of(t, K);
+	const size_t bb = t == VEIL_DT_Q8_0 ? sizeof(struct veil_block_q8_0)
+					    : sizeof(struct veil_block_q4_0);
+	for (int gi = 0; gi < rows / VEIL_PACK_ROWS; gi++) {
+		uint8_t *grp = (uint8_t *)dst + (size_t)gi * g.group;
+		memset(grp + g.off_d + (size_t)g.nblk * 32, 0,
+		       g.group - g.off_d - (size_t)g.nblk * 32);
+		for (int l = 0; l < VEIL_PACK_ROWS; l++) {
+			const uint8_t *row = (const uint8_t *)w +
+				(size_t)(gi * VEIL_PACK_ROWS + l) * w_stride;
+			for (int b = 0; b < g.nblk; b++) {
+				const uint8_t *blk = row + (size_t)b * bb;
+				uint8_t *q = grp + (size_t)b * g.qbytes + (size_t)l * 4;
+				/* both block types: fp16 d, then the quant bytes */
+				memcpy(grp + g.off_d + (size_t)b * 32 + (size_t)l * 2, blk, 2);
+				for (size_t c = 0; c < g.qbytes / 64; c++)
+					for (int e = 0; e < 4; e++)
+						q[c * 64 + (size_t)e] = t == VEIL_DT_Q8_0
+							? (uint8_t)(blk[2 + c * 4 + (size_t)e] ^ 0x80)
+							: blk[2 + c * 4 + (size_t)e];
+			}
+		}
+	}
+	return 0;
+}
+
+void veil_packed_row_f32(enum veil_dtype t, int K, const void *wp, int r,
+			 float *dst)
+{
+	const struct veil_pack_geom g = veil_pack_geom_of(t, K);
+	const uint8_t *grp = (const uint8_t *)wp +
+			     (size_t)(r / VEIL_PACK_ROWS) * g.group;
+	const int lane = r % VEIL_PACK_ROWS;
+	for (int b = 0; b < g.nblk; b++) {
+		const float d = veil_fp16_to_fp32(packed_d(&g, grp, lane, b));
+		for (int e = 0; e < 32; e++)
+			dst[b * 32 + e] = d * (float)packed_q(t, &g, grp, lane, b, e);
+	}
+}
+
+void veil_gemm_packed(enum veil_dtype wtype, int K, const void *wp, int r0,
+		      int r1, const void *x, size_t x_stride, int nb, float *y,
+		      size_t ldy)
+{
+	if (r1 <= r0 || nb <= 0 || (int)wtype < 0 || wtype >= VEIL_DT_COUNT)
+		return;
+	veil_gemm_fn f = kern()->gemm_packed[wtype];
+	if (f) {
+		f(K, wp, 0, r0, r1, x, x_stride, nb, y, ldy);
+		return;
+	}
 	for (int b = 0; b < nb; b++)
 		for (int r = r0; r < r1; r++)
 			y[(size_t)b * ldy + r] = NAN;

@@ -10,8 +10,10 @@
  *
  * Tiles of 4 weight rows x 1 or 2 activation rows: each loaded weight block
  * is used for every activation row of the tile (prefill), and four rows are
- * streamed at once (decode).  The quantizers are not overridden: every path
- * uses the scalar reference quantizer, so bytes never depend on the CPU. */
+ * streamed at once (decode).  The Q8_0 activation quantizer is vectorized
+ * but produces the scalar reference's bytes exactly (see quantize_q8_0);
+ * the other quantizers are not overridden, so bytes never depend on the
+ * CPU. */
 #include <immintrin.h>
 #include <string.h>
 
@@ -466,6 +468,61 @@ static float vec_dot_f32(const float *x, const float *v, int n)
 	return s;
 }
 
+/* ---- activation quantizer ----------------------------------------------- */
+
+/* roundf (half away from zero), exactly: t = trunc(v) and r = v - t are
+ * exact, and trunc(2r) is +-1 just when |r| >= 0.5.  NaN and infinities
+ * stay NaN, which VCVTPS2DQ turns into 0x80000000 as cvttss2si does. */
+AI __m256 round_away(__m256 v)
+{
+	const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+	const __m256 r = _mm256_sub_ps(v, t);
+	return _mm256_add_ps(t, _mm256_round_ps(_mm256_add_ps(r, r),
+						_MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC));
+}
+
+/* ggml quantize_row_q8_0, byte for byte equal to the scalar reference:
+ * the max ignores NaNs as fmaxf does (VMAXPS returns its second operand
+ * when either is NaN, and the running max is never NaN), d and 1/d are the
+ * same IEEE operations, VCVTPS2PH rounds as veil_fp32_to_fp16, and each
+ * int8 is the low byte of the int32 (a byte shuffle, not a saturating
+ * pack, as the scalar (int8_t) cast). */
+static void quantize_q8_0(const float *x, struct veil_block_q8_0 *y, int64_t n)
+{
+	const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	/* low byte of each int32 lane into bytes 0-3 of each 128-bit half */
+	const __m256i lob = _mm256_setr_epi8(
+		0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+		0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+	for (int64_t i = 0; i < n / VEIL_QK8_0; i++) {
+		const float *xb = x + i * VEIL_QK8_0;
+		__m256 v[4];
+		__m256 m = _mm256_setzero_ps();
+		for (int k = 0; k < 4; k++) {
+			v[k] = _mm256_loadu_ps(xb + 8 * k);
+			m = _mm256_max_ps(_mm256_and_ps(v[k], absm), m);
+		}
+		__m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+		h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+		h = _mm_max_ss(h, _mm_movehdup_ps(h));
+		const float amax = _mm_cvtss_f32(h);
+		const float d = amax / 127.0f;
+		const float id = d != 0.0f ? 1.0f / d : 0.0f;
+		const __m256 vid = _mm256_set1_ps(id);
+		y[i].d = (uint16_t)_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+		__m256i q[4];
+		for (int k = 0; k < 4; k++)
+			q[k] = _mm256_shuffle_epi8(_mm256_cvtps_epi32(round_away(
+				_mm256_mul_ps(v[k], vid))), lob);
+		/* 32-bit groups: q0 lo, q0 hi, q1 lo, q1 hi, ... -> in order */
+		const __m256i q01 = _mm256_unpacklo_epi32(q[0], q[1]);
+		const __m256i q23 = _mm256_unpacklo_epi32(q[2], q[3]);
+		const __m256i all = _mm256_unpacklo_epi64(q01, q23);
+		_mm256_storeu_si256((void *)y[i].qs, _mm256_permutevar8x32_epi32(
+			all, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+	}
+}
+
 void veil_quant_fill_avx2(struct veil_quant_kern *k)
 {
 	k->gemm[VEIL_DT_Q8_0] = gemm_q8_0;
@@ -480,4 +537,5 @@ void veil_quant_fill_avx2(struct veil_quant_kern *k)
 	k->vec_mad_f16 = vec_mad_f16;
 	k->vec_dot_f16 = vec_dot_f16;
 	k->vec_dot_f32 = vec_dot_f32;
+	k->quantize_q8_0 = quantize_q8_0;
 }

@@ -1,6 +1,7 @@
-/* AVX-512 (F/BW/VL/DQ) kernels for the float weight types and the vector
- * helpers.  Quantized types keep the AVX2 kernels here; on CPUs with VNNI
- * quant_avx512vnni.c replaces Q8_0 and Q4_0.
+/* AVX-512 (F/BW/VL/DQ) kernels for the float weight types, the vector
+ * helpers and the Q8_0 activation quantizer (bytes equal to the scalar
+ * reference's).  Quantized types keep the AVX2 kernels here; on CPUs with
+ * VNNI quant_avx512vnni.c replaces Q8_0 and Q4_0 and adds packed ones.
  *
  * Float types convert the activation rows to F32 once per call (exact) and
  * accumulate in F32 with FMA, 4 weight rows x up to 4 activation rows per
@@ -217,6 +218,47 @@ static float vec_dot_f32(const float *x, const float *v, int n)
 	return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+/* ---- activation quantizer ----------------------------------------------- */
+
+/* roundf (half away from zero) of float lanes, exactly: t = trunc(v) and
+ * r = v - t are exact, and trunc(2r) is +-1 just when |r| >= 0.5.  A NaN or
+ * infinite v stays NaN, which VCVTPS2DQ turns into 0x80000000 as the scalar
+ * path's cvttss2si does. */
+AI __m512 round_away(__m512 v)
+{
+#define TZ (_MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
+	const __m512 t = _mm512_roundscale_ps(v, TZ);
+	const __m512 r = _mm512_sub_ps(v, t);
+	return _mm512_add_ps(t, _mm512_roundscale_ps(_mm512_add_ps(r, r), TZ));
+#undef TZ
+}
+
+/* ggml quantize_row_q8_0, byte for byte equal to the scalar reference:
+ * the max ignores NaNs as fmaxf does (VMAXPS returns its second operand
+ * when either is NaN, and the running max is never NaN), d and 1/d are the
+ * same IEEE operations, VCVTPS2PH rounds as veil_fp32_to_fp16, and the
+ * int8 is the low byte of the int32 (VPMOVDB truncates, like the scalar
+ * (int8_t) cast). */
+static void quantize_q8_0(const float *x, struct veil_block_q8_0 *y, int64_t n)
+{
+	const __m512 absm = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+	for (int64_t i = 0; i < n / VEIL_QK8_0; i++) {
+		const __m512 a = _mm512_loadu_ps(x + i * VEIL_QK8_0);
+		const __m512 b = _mm512_loadu_ps(x + i * VEIL_QK8_0 + 16);
+		__m512 m = _mm512_max_ps(_mm512_and_ps(a, absm), _mm512_setzero_ps());
+		m = _mm512_max_ps(_mm512_and_ps(b, absm), m);
+		const float amax = _mm512_reduce_max_ps(m);
+		const float d = amax / 127.0f;
+		const float id = d != 0.0f ? 1.0f / d : 0.0f;
+		const __m512 vid = _mm512_set1_ps(id);
+		y[i].d = (uint16_t)_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+		const __m512i qa = _mm512_cvtps_epi32(round_away(_mm512_mul_ps(a, vid)));
+		const __m512i qb = _mm512_cvtps_epi32(round_away(_mm512_mul_ps(b, vid)));
+		_mm_storeu_si128((void *)y[i].qs, _mm512_cvtepi32_epi8(qa));
+		_mm_storeu_si128((void *)(y[i].qs + 16), _mm512_cvtepi32_epi8(qb));
+	}
+}
+
 void veil_quant_fill_avx512(struct veil_quant_kern *k)
 {
 	k->gemm[VEIL_DT_F32] = gemm_f32;
@@ -227,4 +269,5 @@ void veil_quant_fill_avx512(struct veil_quant_kern *k)
 	k->vec_mad_f16 = vec_mad_f16;
 	k->vec_dot_f16 = vec_dot_f16;
 	k->vec_dot_f32 = vec_dot_f32;
+	k->quantize_q8_0 = quantize_q8_0;
 }

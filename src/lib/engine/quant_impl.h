@@ -26,7 +26,31 @@ struct veil_quant_kern {
 	/* Activation quantizers: must produce the same bytes as the scalar
 	 * reference (files and logits must not depend on the CPU). */
 	void (*quantize_q8_0)(const float *x, struct veil_block_q8_0 *y, int64_t n);
+	/* Packed Q8_0 / Q4_0 weights (see veil_pack_rows); the scalar path
+	 * has them all, pack_fast[t] says a path has a fast one. */
+	veil_gemm_fn gemm_packed[VEIL_DT_COUNT];
+	bool pack_fast[VEIL_DT_COUNT];
 };
+
+/* Geometry of a packed matrix (include/veil/quant.h): per 16-row group,
+ * nblk blocks of `qbytes` interleaved quant bytes, then nblk x 16 fp16
+ * scales, the group padded to 64 bytes. */
+struct veil_pack_geom {
+	int nblk;
+	size_t qbytes;   /* quant bytes of one block of 16 rows */
+	size_t off_d;    /* scales, from the group's start */
+	size_t group;    /* bytes per group */
+};
+
+static inline struct veil_pack_geom veil_pack_geom_of(enum veil_dtype t, int K)
+{
+	struct veil_pack_geom g;
+	g.nblk = K / 32;
+	g.qbytes = t == VEIL_DT_Q8_0 ? 512 : 256;
+	g.off_d = (size_t)g.nblk * g.qbytes;
+	g.group = (g.off_d + (size_t)g.nblk * 32 + 63) & ~(size_t)63;
+	return g;
+}
 
 void veil_quant_fill_avx2(struct veil_quant_kern *k);
 void veil_quant_fill_avx512(struct veil_quant_kern *k);
