@@ -113,6 +113,12 @@ if [ -x "$BUILD/bench/attest_bench" ]; then
 	VEIL_SHARED="$SHARED" "$BUILD/bench/attest_bench" 2>/dev/null | grep '^BENCH|' >>"$OTHER"
 fi
 
+# ---- 3c. veil-node against the engine alone (scripts/bench_node.sh) -------
+if [ -x scripts/bench_node.sh ] || [ -f scripts/bench_node.sh ]; then
+	say "veil-node benchmarks"
+	bash scripts/bench_node.sh --build "$BUILD" 2>"$OUT/node.log" | grep '^BENCH|' >>"$OTHER" || true
+fi
+
 # ---- 4. the table ----------------------------------------------------------------
 python3 - "$OUT" "$SMOL" "$L1B" "$THREADS" <<'PY' || say "could not print the table"
 import json, os, re, sys
