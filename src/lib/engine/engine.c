@@ -23,6 +23,10 @@ struct req {
 	int n_logprobs;
 	veil_engine_cb cb;
 	void *user;
+	/* The sampler (vocabulary-sized scratch) is made when the request
+	 * first needs it, not while it waits in the queue: thousands of queued
+	 * streams must stay cheap. */
+	struct veil_sampler_params sampling;
 	struct veil_sampler *smp;
 	struct veil_stopper *stop;
 	_Atomic bool cancel;
@@ -152,6 +156,14 @@ static void on_logits(struct veil_engine *e, struct slot *s, float *logits)
 	bool stopped = false;
 	int rc;
 
+	if (!r->smp) {
+		if ((rc = veil_sampler_new(&r->sampling, e->n_vocab, &r->smp)) < 0) {
+			retire(e, s, VEIL_FINISH_ERROR, rc);
+			return;
+		}
+		for (int32_t i = 0; i < r->n_prompt; i++)
+			veil_sampler_accept(r->smp, r->prompt[i]);
+	}
 	rc = veil_sampler_sample(r->smp, logits, &ev.chosen, e->top, r->n_logprobs);
 	if (rc < 0) {
 		retire(e, s, VEIL_FINISH_ERROR, rc);
@@ -523,11 +535,10 @@ int veil_engine_submit(struct veil_engine *e, const struct veil_engine_request *
 		goto fail;
 	}
 	memcpy(r->prompt, rq->prompt, rq->n_prompt * sizeof(int32_t));
-	if ((rc = veil_sampler_new(&rq->sampling, e->n_vocab, &r->smp)) < 0 ||
+	r->sampling = rq->sampling;
+	if ((rc = veil_sampler_params_check(&rq->sampling)) < 0 ||
 	    (rc = veil_stopper_new(rq->stops, rq->n_stops, &r->stop)) < 0)
 		goto fail;
-	for (size_t i = 0; i < rq->n_prompt; i++)
-		veil_sampler_accept(r->smp, rq->prompt[i]);
 
 	pthread_mutex_lock(&e->mu);
 	if (e->n_queued >= e->p.max_queue || e->stop) {
