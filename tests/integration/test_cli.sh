@@ -17,6 +17,14 @@ for sub in info run tokenize synth quantize bench; do
 	check "model $sub --help exits 0 and prints usage" \
 		bash -c '"$0" model "$1" --help | grep -qi "usage"' "$VEIL" "$sub"
 done
+for sub in "hpke keygen" "hpke seal" "hpke open" "sign keygen" "sign sign" \
+	"sign verify" "verify" "attest sim-report"; do
+	# shellcheck disable=SC2086
+	check "$sub --help exits 0 and prints usage" \
+		bash -c '"$0" $1 --help | grep -qi "usage"' "$VEIL" "$sub"
+done
+check "veil-node --help exits 0 and prints usage" \
+	bash -c '"$0" --help | grep -qi "usage"' "$(dirname "$VEIL")/veil-node"
 "$VEIL" frobnicate >/dev/null 2>&1; rc=$?
 check "unknown command exits 2" test "$rc" -eq 2
 "$VEIL" model frobnicate >/dev/null 2>&1; rc=$?
