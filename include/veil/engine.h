@@ -7,8 +7,10 @@
  * loops: it admits waiting requests into free slots, builds one forward
  * batch holding the next token of every generating sequence plus chunks of
  * newly admitted prompts (prefill, at most step_tokens tokens in all),
- * samples one token per sequence that finished its prompt, invokes the
- * callbacks, and retires finished requests.  When nothing is left to do it
+ * samples one token per sequence that finished its prompt (the sequences
+ * of a step in parallel on the engine's thread pool, which the forward pass
+ * uses too), invokes the callbacks (serially, in slot order), and retires
+ * finished requests.  When nothing is left to do it
  * sleeps on a condition variable.
  *
  * Callbacks run on the engine thread, one request's events in order.  They
@@ -58,7 +60,9 @@ struct veil_engine_event {
 	 * Valid during the callback only. */
 	const char *text;
 	size_t text_len;
-	struct veil_logprob chosen;  /* token and its log-probability */
+	struct veil_logprob chosen;  /* token and its log-probability; the
+				      * logprob is computed only for requests
+				      * with n_logprobs > 0 (else 0) */
 	const struct veil_logprob *top; /* n_top best alternatives, best first */
 	int n_top;
 	enum veil_finish finish;

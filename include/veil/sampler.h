@@ -84,6 +84,14 @@ int veil_sampler_sample(struct veil_sampler *s, float *logits,
 			struct veil_logprob *chosen, struct veil_logprob *top,
 			int n_top);
 
+/* As veil_sampler_sample() without log-probabilities: *id gets the token
+ * veil_sampler_sample() would choose from the same state (the same chain,
+ * the same PRNG draws), but no log-softmax is computed.  Greedy without
+ * active penalties is one read-only vectorised argmax pass (ties -> lowest
+ * id).  The array may be modified as above.  Does NOT call accept.
+ * VEIL_EINVAL when every logit is -inf/NaN. */
+int veil_sampler_pick(struct veil_sampler *s, float *logits, int32_t *id);
+
 /* ---- stop strings and UTF-8-safe streaming ----------------------------- */
 
 #define VEIL_STOP_MAX 4          /* OpenAI allows up to 4 stop sequences */

@@ -868,6 +868,60 @@ static void test_stopper_reports_full_output_buffer(void **state)
 	veil_stopper_free(st);
 }
 
+/* veil_sampler_pick must choose exactly what veil_sampler_sample chooses
+ * (same chain, same random draws) for every parameter mix, including ties,
+ * infinities and NaN, over several steps of accepted history. */
+static void test_pick_equals_sample_over_random_cases(void **state)
+{
+	enum { NV = 97, CASES = 600, STEPS = 3 };
+	uint64_t x = 0x243f6a8885a308d3ull;
+	float a[NV], b[NV];
+
+	(void)state;
+	for (int c = 0; c < CASES; c++) {
+		struct veil_sampler_params p;
+		struct veil_sampler *s1 = NULL, *s2 = NULL;
+
+		veil_sampler_params_default(&p);
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		p.seed = x;
+		switch (c % 6) {
+		case 0: p.temperature = 0; break;
+		case 1: p.top_k = 1; p.temperature = 0.9f; break;
+		case 2: p.temperature = 0.7f; p.top_k = 5; p.top_p = 0.9f; break;
+		case 3: p.temperature = 1.3f; p.min_p = 0.05f; break;
+		case 4: p.temperature = 0; p.repeat_penalty = 1.3f;
+			p.frequency_penalty = 0.4f; p.presence_penalty = 0.2f; break;
+		default: p.temperature = 1.0f; break;
+		}
+		assert_int_equal(veil_sampler_new(&p, NV, &s1), 0);
+		assert_int_equal(veil_sampler_new(&p, NV, &s2), 0);
+		for (int t = 0; t < STEPS; t++) {
+			struct veil_logprob chosen;
+			int32_t id;
+
+			for (int i = 0; i < NV; i++) {
+				x = x * 6364136223846793005ull + 1442695040888963407ull;
+				a[i] = (float)((x >> 40) % 64) / 8.0f - 4.0f; /* many ties */
+			}
+			if (c % 5 == 0)
+				a[(c + t) % NV] = INFINITY;
+			if (c % 7 == 0)
+				a[(c * 3 + t) % NV] = NAN;
+			if (c % 11 == 0)
+				a[(c + 2 * t) % NV] = -INFINITY;
+			memcpy(b, a, sizeof(a));
+			assert_int_equal(veil_sampler_sample(s1, a, &chosen, NULL, 0), 0);
+			assert_int_equal(veil_sampler_pick(s2, b, &id), 0);
+			assert_int_equal(chosen.id, id);
+			veil_sampler_accept(s1, id);
+			veil_sampler_accept(s2, id);
+		}
+		veil_sampler_free(s1);
+		veil_sampler_free(s2);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -906,6 +960,7 @@ int main(void)
 		cmocka_unit_test(test_stopper_emits_as_soon_as_safe),
 		cmocka_unit_test(test_stopper_handles_pieces_larger_than_a_chunk),
 		cmocka_unit_test(test_stopper_reports_full_output_buffer),
+		cmocka_unit_test(test_pick_equals_sample_over_random_cases),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -5,6 +5,7 @@
  * stopper, positions) belongs to the engine thread.  Callbacks run with no
  * lock held. */
 #include "veil/engine.h"
+#include "veil/pool.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -40,12 +41,17 @@ struct slot {
 	int32_t n_gen;
 	int32_t last;                /* sampled token to feed, -1 while prefilling */
 	int32_t out_row;             /* logits row in this step, -1 if none */
+	/* this step's sample, made on a pool thread (sample_one) */
+	int rc;
+	struct veil_logprob chosen;
+	struct veil_logprob top[VEIL_ENGINE_MAX_LOGPROBS];
 };
 
 struct veil_engine {
 	struct veil_model *m;
 	struct veil_tok *tok;
 	struct veil_ctx *ctx;
+	struct veil_pool *pool;      /* the context's, and the samplers' */
 	struct veil_engine_params p;
 	int32_t n_vocab;
 
@@ -64,9 +70,9 @@ struct veil_engine {
 	/* engine-thread scratch */
 	int32_t *b_tok, *b_pos, *b_seq;
 	bool *b_logits;
+	int32_t *to_sample;          /* slots with logits this step */
 	char piece[PIECE_MAX];
 	struct veil_buf emit;
-	struct veil_logprob top[VEIL_ENGINE_MAX_LOGPROBS];
 
 	_Atomic uint64_t st_steps, st_prompt, st_gen;
 };
@@ -147,30 +153,58 @@ static void retire(struct veil_engine *e, struct slot *s, enum veil_finish f, in
 	req_free(r);
 }
 
-/* Handles one step's logits for slot s: sample, feed the stopper, call back,
+/* Samples slot s's next token from its logits row into s->rc, s->chosen
+ * and s->top.  Touches nothing but the slot and its request's sampler, so
+ * the slots of a step are sampled in parallel on the pool. */
+static void sample_one(struct veil_engine *e, struct slot *s)
+{
+	struct req *r = s->r;
+	float *logits = veil_ctx_logits(e->ctx, s->out_row);
+	int rc;
+
+	if (!r->smp) {
+		if ((rc = veil_sampler_new(&r->sampling, e->n_vocab, &r->smp)) < 0)
+			goto out;
+		for (int32_t i = 0; i < r->n_prompt; i++)
+			veil_sampler_accept(r->smp, r->prompt[i]);
+	}
+	if (r->n_logprobs > 0) {
+		rc = veil_sampler_sample(r->smp, logits, &s->chosen, s->top,
+					 r->n_logprobs);
+	} else {
+		/* no log-softmax when nobody reads the logprob */
+		s->chosen.logprob = 0.0f;
+		rc = veil_sampler_pick(r->smp, logits, &s->chosen.id);
+	}
+out:
+	s->rc = rc;
+}
+
+static void sample_job(void *arg, int64_t begin, int64_t end, int tid)
+{
+	struct veil_engine *e = arg;
+
+	(void)tid;
+	for (int64_t k = begin; k < end; k++)
+		sample_one(e, &e->slots[e->to_sample[k]]);
+}
+
+/* Handles slot s's sample (sample_one): feed the stopper, call back,
  * retire when finished. */
-static void on_logits(struct veil_engine *e, struct slot *s, float *logits)
+static void on_sample(struct veil_engine *e, struct slot *s)
 {
 	struct req *r = s->r;
 	struct veil_engine_event ev = {.id = r->id, .text = ""};
 	bool stopped = false;
 	int rc;
 
-	if (!r->smp) {
-		if ((rc = veil_sampler_new(&r->sampling, e->n_vocab, &r->smp)) < 0) {
-			retire(e, s, VEIL_FINISH_ERROR, rc);
-			return;
-		}
-		for (int32_t i = 0; i < r->n_prompt; i++)
-			veil_sampler_accept(r->smp, r->prompt[i]);
-	}
-	rc = veil_sampler_sample(r->smp, logits, &ev.chosen, e->top, r->n_logprobs);
-	if (rc < 0) {
-		retire(e, s, VEIL_FINISH_ERROR, rc);
+	if (s->rc < 0) {
+		retire(e, s, VEIL_FINISH_ERROR, s->rc);
 		return;
 	}
+	ev.chosen = s->chosen;
 	ev.token = ev.chosen.id;
-	ev.top = e->top;
+	ev.top = s->top;
 	ev.n_top = r->n_logprobs;
 	veil_sampler_accept(r->smp, ev.token);
 	s->n_gen++;
@@ -318,12 +352,14 @@ static void step(struct veil_engine *e)
 				retire(e, &e->slots[i], VEIL_FINISH_ERROR, rc);
 		return;
 	}
-	for (int32_t i = 0; i < ms; i++) {
-		struct slot *s = &e->slots[i];
-
-		if (s->r && s->out_row >= 0)
-			on_logits(e, s, veil_ctx_logits(e->ctx, s->out_row));
-	}
+	/* sample every sequence at once, then call back in slot order */
+	n_out = 0;
+	for (int32_t i = 0; i < ms; i++)
+		if (e->slots[i].r && e->slots[i].out_row >= 0)
+			e->to_sample[n_out++] = i;
+	veil_pool_for(e->pool, n_out, 1, sample_job, e);
+	for (int32_t k = 0; k < n_out; k++)
+		on_sample(e, &e->slots[e->to_sample[k]]);
 }
 
 static void *engine_main(void *v)
@@ -405,12 +441,15 @@ int veil_engine_new(struct veil_model *m, struct veil_tok *tok,
 			       veil_tok_n_vocab(tok), e->n_vocab);
 		goto fail;
 	}
+	if ((rc = veil_pool_new(e->p.n_threads, &e->pool)) < 0)
+		goto fail;
 	veil_ctx_params_default(&cp);
 	cp.n_ctx = e->p.n_ctx;
 	cp.n_seq = e->p.max_batch;
 	cp.n_batch = e->p.step_tokens;
 	cp.n_outputs = e->p.max_batch;
 	cp.n_threads = e->p.n_threads;
+	cp.pool = e->pool;
 	if ((rc = veil_ctx_new(m, &cp, &e->ctx)) < 0)
 		goto fail;
 	e->p.n_ctx = veil_ctx_n_ctx(e->ctx);
@@ -420,7 +459,9 @@ int veil_engine_new(struct veil_model *m, struct veil_tok *tok,
 	e->b_pos = calloc(B, sizeof(int32_t));
 	e->b_seq = calloc(B, sizeof(int32_t));
 	e->b_logits = calloc(B, sizeof(bool));
-	if (!e->slots || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_logits) {
+	e->to_sample = calloc((size_t)e->p.max_batch, sizeof(int32_t));
+	if (!e->slots || !e->b_tok || !e->b_pos || !e->b_seq || !e->b_logits ||
+	    !e->to_sample) {
 		rc = VEIL_ENOMEM;
 		goto fail;
 	}
@@ -468,9 +509,11 @@ void veil_engine_free(struct veil_engine *e)
 	free(e->b_pos);
 	free(e->b_seq);
 	free(e->b_logits);
+	free(e->to_sample);
 	veil_buf_free(&e->emit);
 	veil_wipe(e->piece, sizeof(e->piece));
 	veil_ctx_free(e->ctx);
+	veil_pool_free(e->pool);
 	veil_tok_free(e->tok);
 	veil_model_free(e->m);
 	pthread_cond_destroy(&e->cv);

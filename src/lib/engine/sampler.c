@@ -623,6 +623,44 @@ static int32_t first_max(const float *l, int32_t n, float mx)
 	return 0;
 }
 
+/* Index of the first maximum of l[0..n) as the chain sees it (NaN never
+ * wins, +inf counts as FLT_MAX), in one read-only vectorised pass; -1 when
+ * every logit is -inf or NaN.  Each lane keeps its first maximum (strict >),
+ * so the lowest index wins among the lanes' equal maxima. */
+static int32_t argmax_first(const float *l, size_t n)
+{
+	vf m = vsplat(-INFINITY);
+	vi mi = {-1, -1, -1, -1}, cur = {0, 1, 2, 3};
+	float best = -INFINITY;
+	int32_t id = -1;
+	size_t i;
+
+	for (i = 0; i + VL <= n; i += VL) {
+		vf v = vload(l + i);
+		vi gt;
+
+		v = vsel(v == vsplat(INFINITY), vsplat(FLT_MAX), v);
+		gt = v > m;
+		m = vsel(gt, v, m);
+		mi = (gt & cur) | (~gt & mi);
+		cur += VL;
+	}
+	for (int k = 0; k < VL; k++)
+		if (mi[k] >= 0 && (m[k] > best || (m[k] == best && mi[k] < id))) {
+			best = m[k];
+			id = mi[k];
+		}
+	for (; i < n; i++) {
+		float v = l[i] == INFINITY ? FLT_MAX : l[i];
+
+		if (v > best) {
+			best = v;
+			id = (int32_t)i;
+		}
+	}
+	return id;
+}
+
 #define HEAP_BLOCK 64
 
 /* The k best of l[0..n) in chain order into h[0..k) (a heap, unordered):
@@ -708,6 +746,44 @@ static int32_t run_chain(struct veil_sampler *s, const float *l)
 	if (p->min_p > 0.0f && n > 1)
 		n = chain_min_p(c, n, p->min_p);
 	return chain_pick(s, c, n);
+}
+
+int veil_sampler_pick(struct veil_sampler *s, float *logits, int32_t *id)
+{
+	const struct veil_sampler_params *p;
+	int32_t nv, t;
+	float mx;
+	bool greedy, pen;
+
+	if (!s || !logits || !id)
+		return veil_errf(VEIL_EINVAL, "sampler: bad arguments");
+	p = &s->p;
+	nv = s->n_vocab;
+	greedy = p->temperature <= 0.0f || p->top_k == 1;
+	pen = penalties_on(p) && (s->ring_len > 0 || s->n_seen > 0);
+	if (greedy && !pen) {
+		/* the common case: one read-only pass, no log-softmax */
+		if ((t = argmax_first(logits, (size_t)nv)) < 0)
+			goto all_inf;
+		*id = t;
+		return 0;
+	}
+	mx = sanitize_max(logits, (size_t)nv);
+	if (mx == -INFINITY)
+		goto all_inf;
+	if (pen)
+		apply_penalties(s, logits);
+	if (greedy)
+		t = first_max(logits, nv, pen ? max_of(logits, (size_t)nv) : mx);
+	else
+		t = run_chain(s, logits);
+	if (pen)
+		unpenalize(s, logits);
+	*id = t;
+	return 0;
+all_inf:
+	return veil_errf(VEIL_EINVAL, "sampler: all %d logits are -inf or NaN",
+			 (int)nv);
 }
 
 int veil_sampler_sample(struct veil_sampler *s, float *logits,
