@@ -94,6 +94,9 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
 .PHONY: all deps test run bench fuzz asan repro clean unit-bins asan-bins fuzz-bins bench-bins
 .DELETE_ON_ERROR:
+# Objects reached only through pattern rules would count as intermediate and
+# be deleted after each link, so every fuzz/ASan build would recompile them.
+.SECONDARY: $(FUZZ_LIB_OBJ) $(ASAN_LIB_OBJ) $(ASAN_HELPER_OBJ)
 
 all: $(VEIL) $(VEIL_NODE)
 

@@ -129,6 +129,13 @@ int veil_hex_encode(const uint8_t *p, size_t n, char *out, size_t outcap);
 int veil_hex_decode(const char *s, size_t len, uint8_t *out, size_t outcap,
 		    size_t *outlen);
 
+/* Hex as text files and command lines carry it: leading whitespace, an
+ * optional "0x", then hex digits with any whitespace between them.  Appends
+ * the bytes to out (capped by out->max).  VEIL_EFORMAT for any other
+ * character or an odd number of digits (out is then left as it was); zero
+ * digits append nothing and succeed. */
+int veil_hex_text_decode(const char *s, size_t n, struct veil_buf *out);
+
 #define VEIL_B64_URL 1u     /* URL-safe alphabet */
 #define VEIL_B64_NOPAD 2u   /* no '=' padding on encode; optional on decode */
 

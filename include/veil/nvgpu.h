@@ -127,9 +127,7 @@ int veil_nvgpu_parse(const uint8_t *p, size_t n, struct veil_nvgpu_evidence *ev)
 const struct veil_nvgpu_tlv *veil_nvgpu_find_tlv(const struct veil_nvgpu_evidence *ev,
 						 uint16_t type);
 
-/* Decodes evidence given as hex text (whitespace and a leading "0x"
- * ignored) into `out` (a capped buffer, appended to). */
-int veil_nvgpu_hex_text_decode(const char *s, size_t n, struct veil_buf *out);
+/* Evidence given as hex text is decoded with veil_hex_text_decode(). */
 
 /* The pinned NVIDIA Device Identity CA, DER. */
 const uint8_t *veil_nvgpu_pinned_root(size_t *len);
@@ -157,9 +155,9 @@ struct veil_nvgpu_rim {
 /* Scans a SWID tag for its Meta attributes and every
  * <Resource type="Measurement" index= active= alternatives= HashN=>.
  * A minimal, bounds-checked scanner, not an XML parser: it refuses what it
- * does not understand.  TODO: verify the XML-DSig signature against
- * NVIDIA's RIM root (attest/roots/nvidia/verifier_RIM_root.pem); today a
- * RIM is trusted as given by the caller. */
+ * does not understand.  The RIM's XML-DSig signature is NOT verified: the
+ * golden values are trusted as the caller supplies them (from a channel it
+ * trusts), and verdicts report checks.rim_signature = null (not checked). */
 int veil_nvgpu_rim_parse(const char *xml, size_t n, struct veil_nvgpu_rim *out);
 
 /* ---- verification -------------------------------------------------------- */

@@ -64,7 +64,8 @@ static void usage(FILE *f)
 		"  --nonce HEX     expected 32-byte nonce (report: required for freshness)\n"
 		"  --policy F      JSON: node_binary/node_config/model (SHA-384 hex), tcb_status[]\n"
 		"  --allow-sim     accept SIMULATED TEE evidence (tests and demos only)\n"
-		"  --rim F         NVIDIA RIM (first: driver, second: VBIOS)\n"
+		"  --rim F         NVIDIA RIM golden values (first: driver, second: VBIOS);\n"
+		"                  its XML signature is not checked: use a RIM you trust\n"
 		"Exit status: 0 verified, 1 not verified, 2 usage or I/O error.\n");
 }
 
@@ -93,39 +94,11 @@ static int parse_time(const char *s, int64_t *out)
 	return veil_x509_iso8601_parse(s, strlen(s), out);
 }
 
-/* Hex text (optional 0x, whitespace) -> bytes into out; false if not hex. */
+/* Hex text (optional 0x, whitespace) -> bytes into an empty out; false if
+ * not hex. */
 static bool hex_text(const uint8_t *p, size_t n, struct veil_buf *out)
 {
-	size_t i = 0, digits = 0;
-	char *d;
-	size_t got;
-	bool ok;
-
-	while (i < n && isspace(p[i]))
-		i++;
-	if (n - i >= 2 && p[i] == '0' && (p[i + 1] == 'x' || p[i + 1] == 'X'))
-		i += 2;
-	for (size_t j = i; j < n; j++) {
-		if (isxdigit(p[j]))
-			digits++;
-		else if (!isspace(p[j]))
-			return false;
-	}
-	if (digits == 0 || digits % 2)
-		return false;
-	d = malloc(digits);
-	if (!d)
-		return false;
-	digits = 0;
-	for (size_t j = i; j < n; j++)
-		if (isxdigit(p[j]))
-			d[digits++] = (char)p[j];
-	ok = veil_buf_reserve(out, digits / 2) == 0 &&
-	     veil_hex_decode(d, digits, out->data, digits / 2, &got) == 0;
-	if (ok)
-		out->len = got;
-	free(d);
-	return ok;
+	return veil_hex_text_decode((const char *)p, n, out) == 0 && out->len > 0;
 }
 
 static uint16_t le16(const uint8_t *p)

@@ -84,7 +84,7 @@ int main(int argc, char **argv)
 	load(paths[1], &vcek);
 	load(paths[2], &hex);
 	load(paths[3], &pem);
-	if (!nr || veil_nvgpu_hex_text_decode((const char *)hex.data, hex.len, &ev) < 0) {
+	if (!nr || veil_hex_text_decode((const char *)hex.data, hex.len, &ev) < 0) {
 		fprintf(stderr, "attest_bench: %s is not hex evidence\n", paths[2]);
 		return 1;
 	}

@@ -1,5 +1,6 @@
 /* Fuzzes the hex and base64 decoders: any input either decodes to a buffer
  * that re-encodes to the same text (canonical forms) or is refused. */
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -21,6 +22,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (strncasecmp(re, (const char *)data, size))
 			abort();
+	}
+	{
+		/* hex text: success appends exactly half the hex digits, failure
+		 * appends nothing */
+		struct veil_buf t = VEIL_BUF_INIT(4096);
+		size_t digits = 0;
+
+		for (size_t i = 0; i < size; i++)
+			if (isxdigit(data[i]))
+				digits++;
+		if (veil_hex_text_decode((const char *)data, size, &t) == 0) {
+			if (t.len * 2 > digits)
+				abort();
+		} else if (t.len != 0) {
+			abort();
+		}
+		veil_buf_free(&t);
 	}
 	for (unsigned flags = 0; flags < 4; flags++) {
 		if (veil_b64_decode((const char *)data, size, flags, out, sizeof(out), &n) == 0) {

@@ -130,6 +130,25 @@ static void test_hex_round_trip_and_errors(void **state)
 	assert_int_equal(veil_hex_decode("0011223344", 10, out, 4, &n), VEIL_ERANGE);
 }
 
+static void test_hex_text_accepts_0x_and_whitespace_and_refuses_garbage(void **state)
+{
+	struct veil_buf b = VEIL_BUF_INIT(16), small = VEIL_BUF_INIT(1);
+
+	(void)state;
+	assert_int_equal(veil_hex_text_decode(" \n0xAB cd\n\tef\n", 14, &b), 0);
+	assert_int_equal(b.len, 3);
+	assert_memory_equal(b.data, "\xab\xcd\xef", 3);
+	assert_int_equal(veil_hex_text_decode("abc", 3, &b), VEIL_EFORMAT);
+	assert_int_equal(veil_hex_text_decode("ab zz", 5, &b), VEIL_EFORMAT);
+	assert_int_equal(b.len, 3); /* a failed decode leaves out as it was */
+	assert_int_equal(veil_hex_text_decode("  \n", 3, &b), 0);
+	assert_int_equal(b.len, 3);
+	assert_int_equal(veil_hex_text_decode("0102", 4, &small), VEIL_ERANGE);
+	assert_int_equal(small.len, 0);
+	veil_buf_free(&b);
+	veil_buf_free(&small);
+}
+
 /* RFC 4648 §10 test vectors. */
 static void test_base64_rfc4648_vectors(void **state)
 {
@@ -255,6 +274,7 @@ int main(void)
 		cmocka_unit_test(test_buf_steal_transfers_ownership),
 		cmocka_unit_test(test_buf_read_file_enforces_cap),
 		cmocka_unit_test(test_hex_round_trip_and_errors),
+		cmocka_unit_test(test_hex_text_accepts_0x_and_whitespace_and_refuses_garbage),
 		cmocka_unit_test(test_base64_rfc4648_vectors),
 		cmocka_unit_test(test_base64_url_nopad_and_rejects_garbage),
 		cmocka_unit_test(test_random_fills_and_differs),

@@ -51,7 +51,7 @@ static bool load_vec(struct vec *v, const char *report, const char *chain)
 	if (!load(report, &t))
 		return false;
 	v->ev.max = VEIL_NVGPU_MAX_EVIDENCE;
-	ok = veil_nvgpu_hex_text_decode((const char *)t.data, t.len, &v->ev) == 0;
+	ok = veil_hex_text_decode((const char *)t.data, t.len, &v->ev) == 0;
 	veil_buf_free(&t);
 	assert_true(ok);
 	return load(chain, &v->pem);
@@ -455,6 +455,15 @@ static void test_rim_comparison_reports_per_measurement_results(void **state)
 			memcpy(rim->e[i].hash[0], r->ev.blocks[rim->e[i].index].value, 48);
 	assert_int_equal(verify(&v, &o, r), 0);
 	assert_true(r->rim_ok);
+	{
+		/* the verdict says the RIM's own signature was not checked */
+		json_t *j = veil_nvgpu_verdict_json(r, 0), *c = json_object_get(j, "checks");
+
+		assert_true(json_is_true(json_object_get(c, "rim")));
+		assert_non_null(json_object_get(c, "rim_signature"));
+		assert_true(json_is_null(json_object_get(c, "rim_signature")));
+		json_decref(j);
+	}
 	veil_buf_free(&b);
 	free_vec(&v);
 	free(rim);

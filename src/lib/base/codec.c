@@ -51,6 +51,48 @@ int veil_hex_decode(const char *s, size_t len, uint8_t *out, size_t outcap,
 	return 0;
 }
 
+int veil_hex_text_decode(const char *s, size_t n, struct veil_buf *out)
+{
+	size_t i = 0, start = out->len;
+	int hi = -1, rc;
+
+	while (i < n && (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r')))
+		i++;
+	if (n - i >= 2 && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X'))
+		i += 2;
+	if ((rc = veil_buf_reserve(out, (n - i) / 2)) < 0)
+		return rc;
+	for (; i < n; i++) {
+		int v;
+
+		if (s[i] == ' ' || (s[i] >= '\t' && s[i] <= '\r'))
+			continue;
+		if ((v = hexval(s[i])) < 0) {
+			rc = veil_errf(VEIL_EFORMAT, "hex text: bad character at %zu", i);
+			goto fail;
+		}
+		if (hi < 0) {
+			hi = v;
+		} else {
+			uint8_t b = (uint8_t)(hi << 4 | v);
+
+			if ((rc = veil_buf_append(out, &b, 1)) < 0)
+				goto fail;
+			hi = -1;
+		}
+	}
+	if (hi >= 0) {
+		rc = veil_errf(VEIL_EFORMAT, "hex text: odd number of digits");
+		goto fail;
+	}
+	return 0;
+fail:
+	out->len = start;
+	if (out->data)
+		out->data[start] = '\0';
+	return rc;
+}
+
 static const char b64std[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 static const char b64url[] =

@@ -3,7 +3,6 @@
  * MEASUREMENTS Table 43, measurement block Table 44, DMTF measurement
  * Table 45); NVIDIA's opaque data is a list of (u16 type, u16 size, value)
  * little-endian TLVs whose ids follow nvtrust's OpaqueDataType. */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,44 +299,6 @@ const struct veil_nvgpu_tlv *veil_nvgpu_find_tlv(const struct veil_nvgpu_evidenc
 		if (ev->tlvs[i].type == type)
 			return &ev->tlvs[i];
 	return NULL;
-}
-
-int veil_nvgpu_hex_text_decode(const char *s, size_t n, struct veil_buf *out)
-{
-	size_t i = 0;
-	int hi = -1, rc;
-
-	while (i < n && isspace((unsigned char)s[i]))
-		i++;
-	if (n - i >= 2 && s[i] == '0' && (s[i + 1] == 'x' || s[i + 1] == 'X'))
-		i += 2;
-	for (; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		int v;
-
-		if (isspace(c))
-			continue;
-		if (c >= '0' && c <= '9')
-			v = c - '0';
-		else if (c >= 'a' && c <= 'f')
-			v = c - 'a' + 10;
-		else if (c >= 'A' && c <= 'F')
-			v = c - 'A' + 10;
-		else
-			return veil_errf(VEIL_EFORMAT, "evidence hex text: bad character at %zu", i);
-		if (hi < 0) {
-			hi = v;
-		} else {
-			uint8_t b = (uint8_t)(hi << 4 | v);
-
-			if ((rc = veil_buf_append(out, &b, 1)) < 0)
-				return rc;
-			hi = -1;
-		}
-	}
-	if (hi >= 0)
-		return veil_errf(VEIL_EFORMAT, "evidence hex text: odd number of digits");
-	return 0;
 }
 
 const uint8_t *veil_nvgpu_pinned_root(size_t *len)

@@ -94,6 +94,9 @@ json_t *veil_nvgpu_verdict_json(const struct veil_nvgpu_result *r, int rc)
 								      : json_null()) < 0;
 	bad |= json_object_set_new(checks, "rim", r->rim_checked ? json_boolean(r->rim_ok)
 								  : json_null()) < 0;
+	/* RIM signatures are never checked (see veil_nvgpu_rim_parse) */
+	if (r->rim_checked)
+		bad |= json_object_set_new(checks, "rim_signature", json_null()) < 0;
 	bad |= json_object_set_new(j, "checks", checks) < 0;
 	checks = NULL;
 	if (!bad)

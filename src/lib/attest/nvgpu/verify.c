@@ -474,7 +474,7 @@ static int b64_field(json_t *obj, const char *key, bool maybe_hex, struct veil_b
 	if (rc < 0) {
 		rc = veil_errf(VEIL_EFORMAT, "evidence list: \"%s\" is not base64", key);
 	} else if (maybe_hex && got >= 4 && !memcmp(tmp, "11e0", 4)) {
-		rc = veil_nvgpu_hex_text_decode((const char *)tmp, got, out);
+		rc = veil_hex_text_decode((const char *)tmp, got, out);
 	} else {
 		rc = veil_buf_append(out, tmp, got);
 	}

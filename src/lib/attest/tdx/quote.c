@@ -3,7 +3,6 @@
  * Layouts: Intel TDX DCAP Quoting Library API (quote format v4, appendix A),
  * and its v5 update (body descriptor: u16 type, u32 size); SGX ECDSA quote
  * v3 from the SGX DCAP Quote Library reference.  All integers little-endian. */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -237,43 +236,18 @@ int veil_tdx_quote_parse(const uint8_t *p, size_t n, struct veil_tdx_quote *out)
 int veil_tdx_quote_load(const char *path, uint8_t **out, size_t *out_len)
 {
 	struct veil_buf b = VEIL_BUF_INIT(2 * (size_t)VEIL_TDX_QUOTE_MAX + 64);
+	struct veil_buf hex = VEIL_BUF_INIT(VEIL_TDX_QUOTE_MAX);
 	uint8_t *bin = NULL;
-	size_t i = 0, h = 0, len;
-	bool hex = true;
+	size_t len;
 	int rc;
 
 	if (!path || !out || !out_len)
 		return VEIL_EINVAL;
 	if ((rc = veil_buf_read_file(&b, path)) < 0)
 		goto out;
-	while (i < b.len && isspace(b.data[i]))
-		i++;
-	if (b.len - i >= 2 && b.data[i] == '0' && (b.data[i + 1] == 'x' || b.data[i + 1] == 'X'))
-		i += 2;
-	/* Compact the hex digits in place; anything else means raw bytes. */
-	for (size_t j = i; j < b.len && hex; j++) {
-		if (isxdigit(b.data[j]))
-			h++;
-		else if (!isspace(b.data[j]))
-			hex = false;
-	}
-	if (hex && h > 0 && h % 2 == 0) {
-		char *digits = malloc(h);
-
-		bin = malloc(h / 2);
-		if (!digits || !bin) {
-			free(digits);
-			rc = VEIL_ENOMEM;
-			goto out;
-		}
-		h = 0;
-		for (size_t j = i; j < b.len; j++)
-			if (isxdigit(b.data[j]))
-				digits[h++] = (char)b.data[j];
-		rc = veil_hex_decode(digits, h, bin, h / 2, &len);
-		free(digits);
-		if (rc < 0)
-			goto out;
+	/* Hex text if it decodes as such; anything else is raw bytes. */
+	if (veil_hex_text_decode((const char *)b.data, b.len, &hex) == 0 && hex.len > 0) {
+		bin = veil_buf_steal(&hex, &len);
 	} else {
 		if (b.len > VEIL_TDX_QUOTE_MAX) {
 			rc = veil_errf(VEIL_ERANGE, "quote file %s: larger than %u bytes", path,
@@ -292,6 +266,7 @@ int veil_tdx_quote_load(const char *path, uint8_t **out, size_t *out_len)
 	rc = 0;
 out:
 	free(bin);
+	veil_buf_free(&hex);
 	veil_buf_free(&b);
 	return rc;
 }
