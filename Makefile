@@ -20,6 +20,8 @@
 #     *_avx512vnni.c           as above plus AVX512-VNNI
 #   src/cli/*.c                -> build/bin/veil
 #   src/node/*.c               -> build/bin/veil-node
+#   src/gateway/*.c            -> build/bin/veil-gateway
+#   src/proxy/*.c              -> build/bin/veil-proxy
 #   tests/unit/test_*.c        -> one cmocka binary each
 #   tests/integration/test_*.sh
 #   tests/fuzz/fuzz_*.c        -> libFuzzer harnesses (corpus in
@@ -40,7 +42,7 @@ ifndef GIT_COMMIT
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 endif
 
-PKGS := libssl libcrypto jansson libevent libevent_openssl libevent_pthreads libcurl sqlite3
+PKGS := libssl libcrypto jansson libevent libevent_openssl libevent_pthreads libcurl sqlite3 libpq
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
@@ -67,6 +69,8 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all \
 LIB_SRC := $(sort $(wildcard src/lib/*/*.c src/lib/*/*/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 NODE_SRC := $(sort $(wildcard src/node/*.c))
+GATEWAY_SRC := $(sort $(wildcard src/gateway/*.c))
+PROXY_SRC := $(sort $(wildcard src/proxy/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_HELPERS := $(sort $(wildcard tests/unit/helpers/*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
@@ -78,11 +82,16 @@ isa_flags = $(if $(filter %_avx512vnni.c,$1),$(ISA_avx512vnni),$(if $(filter %_a
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 NODE_OBJ := $(NODE_SRC:%.c=$(BUILD)/obj/%.o)
+GATEWAY_OBJ := $(GATEWAY_SRC:%.c=$(BUILD)/obj/%.o)
+PROXY_OBJ := $(PROXY_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_OBJ := $(UNIT_HELPERS:%.c=$(BUILD)/obj/%.o)
 LIBVEIL := $(BUILD)/lib/libveil.a
 VEIL := $(BUILD)/bin/veil
 VEIL_NODE := $(BUILD)/bin/veil-node
+# Each server is built once its sources exist.
+VEIL_GATEWAY := $(if $(GATEWAY_SRC),$(BUILD)/bin/veil-gateway)
+VEIL_PROXY := $(if $(PROXY_SRC),$(BUILD)/bin/veil-proxy)
 
 ASAN_LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/asan/obj/%.o)
 ASAN_HELPER_OBJ := $(UNIT_HELPERS:%.c=$(BUILD)/asan/obj/%.o)
@@ -98,7 +107,7 @@ FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 # be deleted after each link, so every fuzz/ASan build would recompile them.
 .SECONDARY: $(FUZZ_LIB_OBJ) $(ASAN_LIB_OBJ) $(ASAN_HELPER_OBJ)
 
-all: $(VEIL) $(VEIL_NODE)
+all: $(VEIL) $(VEIL_NODE) $(VEIL_GATEWAY) $(VEIL_PROXY)
 
 deps:
 	@bash scripts/deps.sh
@@ -121,6 +130,14 @@ $(VEIL): $(CLI_OBJ) $(LIBVEIL)
 $(VEIL_NODE): $(NODE_OBJ) $(LIBVEIL)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $(NODE_OBJ) $(LIBVEIL) $(LDLIBS_ALL)
+
+$(BUILD)/bin/veil-gateway: $(GATEWAY_OBJ) $(LIBVEIL)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $(GATEWAY_OBJ) $(LIBVEIL) $(LDLIBS_ALL)
+
+$(BUILD)/bin/veil-proxy: $(PROXY_OBJ) $(LIBVEIL)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $(PROXY_OBJ) $(LIBVEIL) $(LDLIBS_ALL)
 
 $(BUILD)/tests/%: tests/unit/%.c $(HELPER_OBJ) $(LIBVEIL)
 	@mkdir -p $(dir $@)

@@ -9,10 +9,12 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 PKGS=(
 	build-essential pkg-config git ca-certificates python3
 	libssl-dev          # TLS, X.509, ECDSA, Ed25519, X25519, AES-GCM, HKDF, SHA-2/3
-	libevent-dev        # event loop, HTTP server (later issues)
-	libcurl4-openssl-dev # outbound HTTP (later issues)
+	libevent-dev        # event loop, HTTP servers
+	libcurl4-openssl-dev # outbound HTTP
 	libjansson-dev      # JSON
-	libsqlite3-dev      # usage / key store (later issues)
+	libsqlite3-dev      # gateway store (default backend)
+	libpq-dev postgresql # gateway store shared by several gateways; tests start a cluster
+	nginx-light         # reference reverse proxy in the gateway benchmark
 	libcmocka-dev       # unit tests
 	clang-14 libclang-rt-14-dev libfuzzer-14-dev  # fuzz harnesses, sanitizers
 )
