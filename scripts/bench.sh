@@ -119,6 +119,22 @@ if [ -x scripts/bench_node.sh ] || [ -f scripts/bench_node.sh ]; then
 	bash scripts/bench_node.sh --build "$BUILD" 2>"$OUT/node.log" | grep '^BENCH|' >>"$OTHER" || true
 fi
 
+# ---- 3d. veil-gateway against the node and nginx (scripts/bench_gateway.sh) -
+if [ -f scripts/bench_gateway.sh ] && [ -x "$BUILD/bin/veil-gateway" ]; then
+	say "veil-gateway benchmarks"
+	bash scripts/bench_gateway.sh --build "$BUILD" 2>"$OUT/gateway.log" | grep '^BENCH|' >>"$OTHER" || true
+fi
+
+# ---- 3e. proxy + gateway + node end to end, and veil up cold start ---------
+if [ -f scripts/bench_e2e.sh ] && [ -x "$BUILD/bin/veil-proxy" ]; then
+	say "end-to-end benchmarks"
+	bash scripts/bench_e2e.sh --build "$BUILD" 2>"$OUT/e2e.log" | grep '^BENCH|' >>"$OTHER" || true
+fi
+if [ -f scripts/bench_up.sh ] && [ -x "$BUILD/bin/veil-proxy" ]; then
+	say "veil up cold start"
+	bash scripts/bench_up.sh --build "$BUILD" 2>"$OUT/up.log" | grep '^BENCH|' >>"$OTHER" || true
+fi
+
 # ---- 4. the table ----------------------------------------------------------------
 python3 - "$OUT" "$SMOL" "$L1B" "$THREADS" <<'PY' || say "could not print the table"
 import json, os, re, sys

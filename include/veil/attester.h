@@ -89,10 +89,13 @@ const char *veil_attester_kind(const struct veil_attester *a);
  * (name, payload) and appends it to the event log.  veil's node calls it
  * three times, in this order (DESIGN §4), with the 48-byte SHA-384 of the
  * thing as payload: VEIL_EVLOG_NODE_BINARY, VEIL_EVLOG_NODE_CONFIG,
- * VEIL_EVLOG_MODEL.  Those three are also recorded as the report's
- * "measurements"; each veil name may be extended once (a repeated one makes
- * later reports fail with VEIL_EFORMAT: a verifier must not guess which
- * counts).  Not thread-safe against a concurrent report. */
+ * VEIL_EVLOG_MODEL.  A gateway calls it twice instead:
+ * VEIL_EVLOG_GATEWAY_BINARY, VEIL_EVLOG_GATEWAY_CONFIG (report.h).  These
+ * are also recorded as the report's "measurements"; each veil name may be
+ * extended once, and one attester carries one role's events (a repeated
+ * name, or node and gateway events mixed, makes later reports fail with
+ * VEIL_EFORMAT: a verifier must not guess which counts).  Not thread-safe
+ * against a concurrent report. */
 int veil_attester_extend(struct veil_attester *a, const char *name, const uint8_t *payload,
 			 size_t len);
 

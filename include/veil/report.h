@@ -8,9 +8,18 @@
  *    "certificate_chain":PEM}], "gpu_nonce":hex,
  *    "keys":{"encoding":hex, "ed25519", "secp256k1", "eth_address",
  *    "x25519_hpke", "tls_spki_sha256"}, "report_data":hex, "nonce":hex,
- *    "event_log":[...], "measurements":{"node_binary","node_config","model"},
+ *    "event_log":[...], "measurements":{"node_binary","node_config","model"}
+ *    (a node) or {"gateway_binary","gateway_config"} (a gateway),
  *    "model"?:{"name","sha256"}, "collateral"?:{dcap-qvl layout},
  *    "generated_at":unix seconds}
+ *
+ * Roles.  A node measures VEIL_EVLOG_NODE_BINARY, VEIL_EVLOG_NODE_CONFIG and
+ * VEIL_EVLOG_MODEL (eventlog.h) into RTMR3; a gateway, which runs in a TEE
+ * too, measures VEIL_EVLOG_GATEWAY_BINARY and VEIL_EVLOG_GATEWAY_CONFIG and
+ * binds a key set without an HPKE key.  A report carries one role's events,
+ * never both (building or verifying a mixed log is VEIL_EFORMAT): a verifier
+ * must not have to guess which program it is talking to.  The verdict's
+ * "role" says which ("node" also for a log with no veil event at all).
  *
  * A "sim" report carries a TDX v4 quote signed by a simulated chain whose
  * root is the last certificate of the quote's PCK chain; it verifies only
@@ -29,6 +38,11 @@
 #include "veil/tdx.h"
 
 #define VEIL_REPORT_VERSION "veil-report/1"
+
+/* The gateway's runtime events (RTMR3, 48-byte SHA-384 payloads, measured
+ * once each, in this order); the node's are in eventlog.h. */
+#define VEIL_EVLOG_GATEWAY_BINARY "veil-gateway-binary"
+#define VEIL_EVLOG_GATEWAY_CONFIG "veil-gateway-config"
 #define VEIL_REPORT_MAX (8u << 20) /* a report larger than this is refused */
 
 /* ---- building (the node side; veil_attester_report() calls this) -------- */
@@ -60,7 +74,8 @@ struct veil_report_parts {
 };
 
 /* Assembles the report object (the caller json_decref()s *out).  The
- * measurements are taken from the log's veil runtime events. */
+ * measurements are taken from the log's veil runtime events (a node's or a
+ * gateway's; a log holding both is VEIL_EFORMAT). */
 int veil_report_build(const struct veil_report_parts *p, json_t **out);
 
 /* ---- verification ----------------------------------------------------------- */
@@ -104,11 +119,13 @@ struct veil_report_verdict {
  *  - report_data == SHA-256(keys.encoding) || nonce, and the broken-out
  *    keys equal the encoding's;
  *  - the event log: runtime-event digests, replay == the quote's RTMR0..3;
- *  - "measurements" == the log's veil runtime events, and == the policy;
+ *  - "measurements" == the log's veil runtime events (node or gateway
+ *    events, never both), and == the policy (whose pins are a node's);
  *  - every GPU: veil_nvgpu_verify() (sim: at the chain's own root) with
  *    nonce SHA-256(report_data).
  * *v is always filled (v->json when memory allows: {"ok","kind":"report",
- * "tee","sim","status","advisories","error","warning"?, "report_data",
+ * "tee","sim","status","advisories","error","warning"?, "role"
+ * ("node"|"gateway", once the event log was read), "report_data",
  * "nonce","keys","measurements","quote":{tdx verdict},"gpus":[...],
  * "checks":{...}}); release with veil_report_verdict_free().  Returns 0
  * when verified, else the first failure's code. */

@@ -24,6 +24,26 @@ int veil_cli_sign(int argc, char **argv);
 int veil_cli_verify(int argc, char **argv);
 int veil_cli_attest(int argc, char **argv);
 
+/* veil policy init|show|check (policy.c), veil receipts verify (receipts.c) */
+int veil_cli_policy(int argc, char **argv);
+int veil_cli_receipts(int argc, char **argv);
+
+/* veil up [...]: the whole stack on this machine (up.c); veil chat [...]
+ * (chat.c). */
+int veil_cli_up(int argc, char **argv);
+int veil_cli_chat(int argc, char **argv);
+
+/* One chat through a veil-proxy (the body of `veil chat`, and veil up's
+ * self-check): sends `text` as one user message to <proxy>/v1/chat/
+ * completions (proxy: "http://HOST:PORT" with or without "/v1"; model NULL:
+ * the first of the proxy's /v1/models); once the answer's receipt is
+ * verified, prints the answer on stdout (each line prefixed with `indent`),
+ * then one line of verification (TEE, TCB status, model and its SHA-256,
+ * receipt).  Returns 0 when the answer came and verified, 1 otherwise (the
+ * reason on stderr, the answer not printed). */
+int veil_cli_chat_run(const char *proxy, const char *model, const char *text,
+		      int max_tokens, const char *indent);
+
 /* Resolves the model to use: `arg` if given, else $VEIL_MODEL, else
  * ./models/stories260K.gguf, else ../shared/models/stories260K.gguf.  On
  * failure prints where it looked and where to get the model, returns -1. */

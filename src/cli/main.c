@@ -35,6 +35,12 @@ static void usage(FILE *f)
 		"  verify FILE   verify attestation evidence offline (TDX/SGX quote, SEV-SNP,\n"
 		"                NVIDIA GPU, veil report, NEAR AI report); JSON verdict\n"
 		"  attest <sub>  evidence generators: sim-report (simulated TEE report)\n"
+		"  policy <sub>  attestation policies: init (pin a server, trust on first\n"
+		"                use), show, check\n"
+		"  receipts verify FILE  re-verify a veil-proxy receipts log offline\n"
+		"  up            bring the private stack up on this machine (nodes, gateway,\n"
+		"                proxy), self-check, serve an OpenAI endpoint on 127.0.0.1\n"
+		"  chat TEXT     one chat through a veil-proxy, with its verification\n"
 		"  model <sub>   work with GGUF models:\n");
 	for (size_t i = 0; i < VEIL_ARRAY_LEN(model_cmds); i++)
 		fprintf(f, "    %-10s  %s\n", model_cmds[i].name, model_cmds[i].summary);
@@ -106,6 +112,14 @@ int main(int argc, char **argv)
 		return veil_cli_verify(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "attest"))
 		return veil_cli_attest(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "policy"))
+		return veil_cli_policy(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "receipts"))
+		return veil_cli_receipts(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "up"))
+		return veil_cli_up(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "chat"))
+		return veil_cli_chat(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "model"))
 		return run_sub(model_cmds, VEIL_ARRAY_LEN(model_cmds), argc - 1,
 			       argv + 1, model_usage);

@@ -251,16 +251,73 @@ void veil_report_verdict_free(struct veil_report_verdict *v)
 
 /* ---- building ------------------------------------------------------------------------ */
 
-static int set_measurement(json_t *m, const char *key, const struct veil_evlog_value *val)
+/* The veil measurements, both roles; a log holds one role's events. */
+static const struct {
+	const char *key, *event;
+	bool gateway;
+} MEAS[] = {
+	{"node_binary", VEIL_EVLOG_NODE_BINARY, false},
+	{"node_config", VEIL_EVLOG_NODE_CONFIG, false},
+	{"model", VEIL_EVLOG_MODEL, false},
+	{"gateway_binary", VEIL_EVLOG_GATEWAY_BINARY, true},
+	{"gateway_config", VEIL_EVLOG_GATEWAY_CONFIG, true},
+};
+#define N_MEAS VEIL_ARRAY_LEN(MEAS)
+
+struct role_meas {
+	bool gateway;                       /* false: a node (or no veil event) */
+	struct veil_evlog_value v[N_MEAS];  /* indexed like MEAS */
+};
+
+/* Reads the veil runtime events of a log (each at most once, 48 bytes) and
+ * decides the role.  A log with both node and gateway events is refused: a
+ * verifier must not guess which program it talks to. */
+static int log_measurements(const struct veil_evlog *log, struct role_meas *m)
 {
-	return val->present ? rpt_set_hex(m, key, val->p, val->len) : 0;
+	struct veil_evlog_claims cl;
+	bool node = false, gw = false;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	if ((rc = veil_evlog_claims(log, &cl)) < 0)
+		return rc;
+	m->v[0] = cl.node_binary;
+	m->v[1] = cl.node_config;
+	m->v[2] = cl.model;
+	for (size_t i = 3; i < N_MEAS; i++) {
+		const struct veil_evlog_event *e;
+
+		rc = veil_evlog_find_runtime(log, MEAS[i].event, &e);
+		if (rc == VEIL_ENOENT)
+			continue;
+		if (rc < 0)
+			return rc;
+		if (e->payload_len != 48)
+			return veil_errf(VEIL_EFORMAT, "runtime event %s: payload is %zu bytes, "
+					 "not a 48-byte SHA-384", MEAS[i].event, e->payload_len);
+		m->v[i] = (struct veil_evlog_value){true, e->payload, e->payload_len};
+	}
+	for (size_t i = 0; i < N_MEAS; i++) {
+		if (!m->v[i].present)
+			continue;
+		if (MEAS[i].gateway)
+			gw = true;
+		else
+			node = true;
+	}
+	if (node && gw)
+		return veil_errf(VEIL_EFORMAT, "the event log holds both node (veil-node-*, "
+				 "veil-model) and gateway (veil-gateway-*) events; a report "
+				 "has one role");
+	m->gateway = gw;
+	return 0;
 }
 
 int veil_report_build(const struct veil_report_parts *p, json_t **out)
 {
 	json_t *r = NULL, *gpus, *m, *keys, *log, *col = NULL;
 	struct veil_keyset ks;
-	struct veil_evlog_claims cl;
+	struct role_meas rm;
 	uint8_t gn[32];
 	int rc = VEIL_ENOMEM;
 
@@ -268,7 +325,7 @@ int veil_report_build(const struct veil_report_parts *p, json_t **out)
 	    !p->log || (p->n_gpus && !p->gpus))
 		return VEIL_EINVAL;
 	if ((rc = veil_keyset_parse(p->keyset, p->keyset_len, &ks)) < 0 ||
-	    (rc = veil_evlog_claims(p->log, &cl)) < 0)
+	    (rc = log_measurements(p->log, &rm)) < 0)
 		return rc;
 	if (p->collateral) {
 		json_error_t e;
@@ -310,10 +367,9 @@ int veil_report_build(const struct veil_report_parts *p, json_t **out)
 		    json_object_set_new(g, "certificate_chain", json_string(p->gpus[i].pem)) < 0)
 			goto out;
 	}
-	if (set_measurement(m, "node_binary", &cl.node_binary) < 0 ||
-	    set_measurement(m, "node_config", &cl.node_config) < 0 ||
-	    set_measurement(m, "model", &cl.model) < 0)
-		goto out;
+	for (size_t i = 0; i < N_MEAS; i++)
+		if (rm.v[i].present && rpt_set_hex(m, MEAS[i].key, rm.v[i].p, rm.v[i].len) < 0)
+			goto out;
 	if (p->model || p->model_sha256) {
 		json_t *mo = json_object();
 
@@ -386,50 +442,57 @@ static int keys_consistent(struct veil_report_verdict *v, json_t *given, json_t 
 }
 
 static int measurements_check(struct veil_report_verdict *v, json_t *j, json_t *m,
-			      const struct veil_evlog_claims *cl,
+			      const struct role_meas *rm,
 			      const struct veil_report_policy *pol)
 {
-	const struct {
-		const char *key;
-		const struct veil_evlog_value *val;
-		const uint8_t *want;
-	} f[] = {
-		{"node_binary", &cl->node_binary, pol ? pol->node_binary : NULL},
-		{"node_config", &cl->node_config, pol ? pol->node_config : NULL},
-		{"model", &cl->model, pol ? pol->model : NULL},
-	};
-	json_t *out = json_object();
+	const uint8_t *want[N_MEAS] = {0};
+	json_t *out = json_object(), *val;
+	const char *key;
 
 	if (!out)
 		return VEIL_ENOMEM;
 	json_object_set_new(j, "measurements", out);
+	json_object_set_new(j, "role", json_string(rm->gateway ? "gateway" : "node"));
+	if (pol) {
+		want[0] = pol->node_binary;
+		want[1] = pol->node_config;
+		want[2] = pol->model;
+	}
 	if (!json_is_object(m))
 		return rpt_fail(v, VEIL_EFORMAT, "\"measurements\" missing or not an object");
-	for (size_t i = 0; i < VEIL_ARRAY_LEN(f); i++) {
-		json_t *g = json_object_get(m, f[i].key);
+	json_object_foreach(m, key, val) {
+		size_t i = 0;
+
+		while (i < N_MEAS && strcmp(MEAS[i].key, key))
+			i++;
+		if (i == N_MEAS)
+			return rpt_fail(v, VEIL_EFORMAT, "measurements: unknown key \"%.64s\"", key);
+	}
+	for (size_t i = 0; i < N_MEAS; i++) {
+		json_t *g = json_object_get(m, MEAS[i].key);
 		uint8_t b[48];
 
-		if (f[i].val->present)
-			rpt_set_hex(out, f[i].key, f[i].val->p, f[i].val->len);
-		if (!g && !f[i].val->present)
+		if (rm->v[i].present)
+			rpt_set_hex(out, MEAS[i].key, rm->v[i].p, rm->v[i].len);
+		if (!g && !rm->v[i].present)
 			continue;
-		if (!g || !f[i].val->present)
-			return rpt_fail(v, VEIL_EBADMSG, "measurements: \"%s\" %s", f[i].key,
+		if (!g || !rm->v[i].present)
+			return rpt_fail(v, VEIL_EBADMSG, "measurements: \"%s\" %s", MEAS[i].key,
 					g ? "is not in the event log" : "is in the event log but not listed");
-		if (rpt_hex_exact(m, f[i].key, b, 48) < 0 || memcmp(b, f[i].val->p, 48))
+		if (rpt_hex_exact(m, MEAS[i].key, b, 48) < 0 || memcmp(b, rm->v[i].p, 48))
 			return rpt_fail(v, VEIL_EBADMSG,
-					"measurements: \"%s\" differs from the event log", f[i].key);
+					"measurements: \"%s\" differs from the event log", MEAS[i].key);
 	}
 	check(j, "measurements", true);
-	for (size_t i = 0; i < VEIL_ARRAY_LEN(f); i++) {
-		if (!f[i].want)
+	for (size_t i = 0; i < N_MEAS; i++) {
+		if (!want[i])
 			continue;
-		if (!f[i].val->present)
+		if (!rm->v[i].present)
 			return rpt_fail(v, VEIL_EPERM, "policy: no \"%s\" measurement in the report",
-					f[i].key);
-		if (memcmp(f[i].want, f[i].val->p, 48))
+					MEAS[i].key);
+		if (memcmp(want[i], rm->v[i].p, 48))
 			return rpt_fail(v, VEIL_EPERM, "policy: \"%s\" measurement differs from the "
-					"expected value", f[i].key);
+					"expected value", MEAS[i].key);
 	}
 	if (pol)
 		check(j, "policy", true);
@@ -623,7 +686,7 @@ static int verify_doc(struct veil_report_verdict *v, json_t *j, json_t *doc,
 	size_t enc_len = 0;
 	json_t *keys, *derived = NULL;
 	struct veil_evlog log = VEIL_EVLOG_INIT;
-	struct veil_evlog_claims cl;
+	struct role_meas rm;
 	unsigned mask = 0;
 	bool tdx_like;
 	int rc;
@@ -707,6 +770,12 @@ static int verify_doc(struct veil_report_verdict *v, json_t *j, json_t *doc,
 		rpt_fail(v, rc, "%s", veil_err_detail());
 		goto out;
 	}
+	/* the role (structure) before the replay (cryptography): a log that
+	 * mixes roles is refused for that, whatever else is wrong with it */
+	if ((rc = log_measurements(&log, &rm)) < 0) {
+		rpt_fail(v, rc, "event_log: %s", veil_err_detail());
+		goto out;
+	}
 	if (tdx_like) {
 		if ((rc = veil_evlog_check_rtmrs(&log, (const uint8_t(*)[48])rtmr, &mask)) < 0) {
 			rpt_fail(v, rc, "%s", veil_err_detail());
@@ -716,11 +785,7 @@ static int verify_doc(struct veil_report_verdict *v, json_t *j, json_t *doc,
 	} else {
 		json_object_set_new(j, "event_log_replayed", json_false());
 	}
-	if ((rc = veil_evlog_claims(&log, &cl)) < 0) {
-		rpt_fail(v, rc, "event_log: %s", veil_err_detail());
-		goto out;
-	}
-	if ((rc = measurements_check(v, j, json_object_get(doc, "measurements"), &cl, o->policy)) < 0)
+	if ((rc = measurements_check(v, j, json_object_get(doc, "measurements"), &rm, o->policy)) < 0)
 		goto out;
 	rc = gpus_check(v, j, json_object_get(doc, "gpu_evidence"), v->sim, rd, now);
 out:
