@@ -3,12 +3,12 @@
  * audit log.
  *
  * Backends.  veil_store_open() takes a URI: "sqlite:PATH" (the default, an
- * embedded database file) or "postgres://..." / "postgresql://..." (several
- * gateways sharing one database; not built yet: VEIL_ENOTSUP).  Every
- * operation goes through a table of backend functions
- * (src/lib/store/store_impl.h), so a PostgreSQL backend slots in behind this
- * same API.  Every statement is prepared once with bound parameters; no SQL
- * is ever assembled from strings.
+ * embedded database file) or "postgres://..." / "postgresql://..." (libpq's
+ * URI syntax; several gateways sharing one database).  Every operation goes
+ * through a table of backend functions (src/lib/store/store_impl.h) and
+ * behaves the same on both; docs/store.md describes them.  Every statement
+ * is prepared once with bound parameters; no SQL is ever assembled from
+ * strings.
  *
  * SQLite: the file is created 0600, put in WAL mode with synchronous=FULL
  * (each commit is fsync'd to the WAL before the call returns: a call that
@@ -18,18 +18,31 @@
  * runs on close; a checkpoint never drops committed data, it only moves it
  * from the WAL into the main file.
  *
+ * PostgreSQL: the session runs with synchronous_commit = on, so a call that
+ * returned 0 has its commit flushed to the server's WAL (and to synchronous
+ * standbys, when the server has any).  A connection found dropped (server
+ * restart, backend terminated, idle timeout) is reopened before the next
+ * call; a call whose connection drops mid-way is reopened and retried once
+ * (see docs/store.md for which calls are idempotent under that retry).
+ * Errors from the server are VEIL_EIO with the server's message (never the
+ * URI or its password); serialization failures, deadlocks, lock and statement
+ * timeouts and "too many connections" are VEIL_EAGAIN.
+ *
  * Schema.  A table schema_version holds the version; migrations up to
- * VEIL_STORE_SCHEMA_VERSION run at open inside one BEGIN IMMEDIATE
- * transaction (so two processes opening a new file at once do not race).  A
- * file whose version is newer than this program's is refused (VEIL_ENOTSUP,
+ * VEIL_STORE_SCHEMA_VERSION run at open inside one transaction (SQLite:
+ * BEGIN IMMEDIATE; PostgreSQL: under a transaction-scoped advisory lock), so
+ * two processes opening a new database at once do not race.  A database
+ * whose version is newer than this program's is refused (VEIL_ENOTSUP,
  * detail names both versions) and left untouched.
  *
  * Concurrency.  One struct veil_store is one database connection guarded by
  * a mutex: any number of threads may share a handle (calls are serialised),
  * or each thread/process may open its own handle on the same file.
- * Read-modify-write operations (rate windows, migrations) run inside
- * BEGIN IMMEDIATE, so several gateway processes sharing one file agree.  A
- * handle must not be used across fork(); open a new one in the child.
+ * Read-modify-write operations (rate windows, migrations) are atomic across
+ * processes (SQLite: BEGIN IMMEDIATE; PostgreSQL: one INSERT ... ON CONFLICT
+ * DO UPDATE, which locks the row), so several gateways sharing one database
+ * agree.  A handle must not be used across fork(); open a new one in the
+ * child.
  *
  * Secrets and content.  API keys are never stored: only HMAC-SHA256(server
  * secret, key text) and a short display prefix.  Prompts and answers are
@@ -70,6 +83,7 @@
 #define VEIL_STORE_RECEIPT_MAX (64u * 1024)  /* receipt JSON bytes */
 #define VEIL_STORE_VERDICT_MAX (64u * 1024)  /* attestation verdict JSON */
 #define VEIL_STORE_TOKENS_MAX ((int64_t)1 << 40) /* per record / request */
+#define VEIL_STORE_BATCH_MAX 1000       /* usage records per add_many */
 
 struct veil_store;
 
@@ -77,8 +91,10 @@ struct veil_store;
  * `secret` must be VEIL_STORE_SECRET_LEN bytes; the store keeps a copy
  * (wiped on close).  All gateways sharing a database must use the same
  * secret, or no key will be found.  Errors: VEIL_EINVAL bad URI or secret;
- * VEIL_ENOTSUP a postgres URI (backend not built) or a schema newer than
- * this program; VEIL_EFORMAT not a database; VEIL_EIO cannot open. */
+ * VEIL_ENOTSUP a schema newer than this program (or a PostgreSQL server
+ * older than 10); VEIL_EFORMAT not a database; VEIL_EIO cannot open or
+ * connect (the detail carries the reason, never the URI); VEIL_EAGAIN a
+ * concurrent migration held the lock too long. */
 int veil_store_open(const char *uri, const struct veil_secret *secret,
 		    struct veil_store **out);
 /* Closes the connection, finalises statements, wipes the secret.  NULL is
@@ -87,7 +103,7 @@ void veil_store_close(struct veil_store *s);
 /* The schema version the open database is at (== VEIL_STORE_SCHEMA_VERSION
  * after a successful open). */
 int veil_store_schema_version(struct veil_store *s, int *out);
-/* "sqlite", later "postgres". */
+/* "sqlite" or "postgres". */
 const char *veil_store_backend(const struct veil_store *s);
 
 /* ---- API keys ------------------------------------------------------------ */
@@ -157,6 +173,23 @@ struct veil_store_usage {
 /* Records `u`; when it returns 0 the record is durable.  VEIL_ENOENT when
  * the key id does not exist. */
 int veil_store_usage_add(struct veil_store *s, const struct veil_store_usage *u);
+/* Records u[0..n-1] in one transaction (group commit: one fsync / WAL flush
+ * for all of them): when it returns 0 all n are durable; when it fails NONE
+ * is recorded.  One bad record fails the whole batch with that record's
+ * error (veil_store_usage_add's codes; a request id repeated within the
+ * batch or already recorded is VEIL_EINVAL), the detail naming its index
+ * ("usage record 3 of a batch of 10, none recorded: ...").  A caller that
+ * wants the others recorded anyway re-submits them without it, or one by
+ * one.  n == 0 does nothing; n > VEIL_STORE_BATCH_MAX is VEIL_ERANGE. */
+int veil_store_usage_add_many(struct veil_store *s,
+			      const struct veil_store_usage *u, size_t n);
+/* The same, also telling which record failed: on failure *failed (when not
+ * NULL) is the index of the record to blame, or n when none is (the batch
+ * is too large, or the transaction itself failed: begin/commit, connection
+ * lost, database locked). */
+int veil_store_usage_add_batch(struct veil_store *s,
+			       const struct veil_store_usage *u, size_t n,
+			       size_t *failed);
 
 struct veil_store_totals {
 	int64_t requests;
@@ -208,14 +241,14 @@ int veil_store_quota_check(struct veil_store *s, int64_t key_id);
 /* Fixed one-minute windows (aligned to now_ms / 60000) per key, shared by
  * every handle and process on the database.  Takes one request and `tokens`
  * tokens (an estimate, e.g. prompt tokens + max_tokens; 0 is fine) from the
- * key's current window, atomically (BEGIN IMMEDIATE).  Returns 0 when they
- * fit under the key's requests_per_min and tokens_per_min; VEIL_EBUSY when
- * not, with *retry_after_s (1..60) set to the seconds until the window
- * rolls over and nothing taken; VEIL_EPERM when the key is revoked or
- * `tokens` alone exceeds tokens_per_min (waiting cannot help); VEIL_ENOENT
- * unknown key.  retry_after_s is written only with VEIL_EBUSY.  If another
- * gateway's clock is ahead and already opened a later window, that window is
- * used (never reset backwards). */
+ * key's current window, atomically across every process on the database.
+ * Returns 0 when they fit under the key's requests_per_min and
+ * tokens_per_min; VEIL_EBUSY when not, with *retry_after_s (1..60) set to
+ * the seconds until the window rolls over and nothing taken; VEIL_EPERM
+ * when the key is revoked or `tokens` alone exceeds tokens_per_min (waiting
+ * cannot help); VEIL_ENOENT unknown key.  retry_after_s is written only
+ * with VEIL_EBUSY.  If another gateway's clock is ahead and already opened a
+ * later window, that window is used (never reset backwards). */
 int veil_store_rate_take(struct veil_store *s, int64_t key_id, int64_t now_ms,
 			 int64_t tokens, int *retry_after_s);
 /* Adds tokens to the key's current window without checking (e.g. the

@@ -735,9 +735,9 @@ out:
 
 /* ---- usage ------------------------------------------------------------- */
 
-static int sq_usage_add(void *be, const struct veil_store_usage *u)
+/* One INSERT in whatever transaction is open (autocommit when none). */
+static int sq_usage_insert(struct sq *q, const struct veil_store_usage *u)
 {
-	struct sq *q = be;
 	sqlite3_stmt *st = NULL;
 	int rc, src;
 
@@ -752,7 +752,6 @@ static int sq_usage_add(void *be, const struct veil_store_usage *u)
 	    (rc = sq_bind_blob(q, st, 8, u->receipt_len ? u->receipt : NULL,
 			       u->receipt_len)) < 0)
 		goto out;
-	/* Autocommit: the INSERT is its own transaction, fsync'd on return. */
 	src = sqlite3_step(st);
 	if (src == SQLITE_DONE)
 		rc = 0;
@@ -766,6 +765,38 @@ static int sq_usage_add(void *be, const struct veil_store_usage *u)
 		rc = sq_err(q, src, "usage insert");
 out:
 	sq_done(st);
+	return rc;
+}
+
+static int sq_usage_add_many(void *be, const struct veil_store_usage *u,
+			     size_t n, size_t *failed)
+{
+	struct sq *q = be;
+	size_t i = 0;
+	int rc;
+
+	/* One record: autocommit, the INSERT is its own transaction. */
+	if (n == 1) {
+		if ((rc = sq_usage_insert(q, u)) < 0)
+			*failed = 0;
+		return rc;
+	}
+	/* Several: one write transaction, so one WAL fsync for all of them
+	 * (group commit), and a failing record rolls back the others. */
+	if ((rc = sq_begin(q)) < 0) {
+		*failed = n;
+		return rc;
+	}
+	for (i = 0; i < n; i++)
+		if ((rc = sq_usage_insert(q, &u[i])) < 0)
+			goto out;
+	i = n;
+	rc = sq_commit(q);
+out:
+	if (rc < 0) {
+		*failed = i;
+		sq_rollback(q);
+	}
 	return rc;
 }
 
@@ -1158,7 +1189,7 @@ const struct store_ops store_sqlite_ops = {
 	.key_list = sq_key_list,
 	.key_revoke = sq_key_revoke,
 	.key_set_limits = sq_key_set_limits,
-	.usage_add = sq_usage_add,
+	.usage_add_many = sq_usage_add_many,
 	.usage_totals = sq_usage_totals,
 	.usage_grouped = sq_usage_grouped,
 	.receipt_get = sq_receipt_get,

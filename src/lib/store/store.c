@@ -4,6 +4,7 @@
  * backend call.  See include/veil/store.h for the contract. */
 #include <pthread.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -124,7 +125,8 @@ int veil_store_open(const char *uri, const struct veil_secret *secret,
 		    struct veil_store **out)
 {
 	struct veil_store *s = NULL;
-	const char *path;
+	const struct store_ops *ops;
+	const char *path = NULL;
 	int rc;
 
 	if (!uri || !out)
@@ -133,15 +135,17 @@ int veil_store_open(const char *uri, const struct veil_secret *secret,
 		return veil_errf(VEIL_EINVAL, "store: the server secret must be "
 				 "%d bytes", VEIL_STORE_SECRET_LEN);
 	/* The URI is never echoed: a postgres one may carry a password. */
-	if (has_prefix(uri, "postgres://") || has_prefix(uri, "postgresql://"))
-		return veil_errf(VEIL_ENOTSUP, "store: the PostgreSQL backend is "
-				 "not built yet; use sqlite:PATH");
-	if (!has_prefix(uri, "sqlite:"))
+	if (has_prefix(uri, "postgres://") || has_prefix(uri, "postgresql://")) {
+		ops = &store_pg_ops;
+	} else if (has_prefix(uri, "sqlite:")) {
+		ops = &store_sqlite_ops;
+		path = uri + strlen("sqlite:");
+		if (!*path)
+			return veil_errf(VEIL_EINVAL, "store: sqlite: empty path");
+	} else {
 		return veil_errf(VEIL_EINVAL, "store: URI must be sqlite:PATH or "
 				 "postgres://...");
-	path = uri + strlen("sqlite:");
-	if (!*path)
-		return veil_errf(VEIL_EINVAL, "store: sqlite: empty path");
+	}
 
 	if (!(s = calloc(1, sizeof(*s))))
 		return veil_errf(VEIL_ENOMEM, "store: open");
@@ -155,8 +159,9 @@ int veil_store_open(const char *uri, const struct veil_secret *secret,
 		free(s);
 		return veil_errf(VEIL_ENOMEM, "store: mutex");
 	}
-	s->ops = &store_sqlite_ops;
-	if ((rc = store_sqlite_open(path, &s->be)) < 0) {
+	s->ops = ops;
+	rc = path ? store_sqlite_open(path, &s->be) : store_pg_open(uri, &s->be);
+	if (rc < 0) {
 		veil_store_close(s);
 		return rc;
 	}
@@ -380,12 +385,10 @@ int veil_store_key_set_limits(struct veil_store *s, int64_t id,
 
 /* ---- usage ------------------------------------------------------------- */
 
-int veil_store_usage_add(struct veil_store *s, const struct veil_store_usage *u)
+static int check_usage(const struct veil_store_usage *u)
 {
 	int rc;
 
-	if (!s || !u)
-		return veil_errf(VEIL_EINVAL, "store: usage: missing argument");
 	if ((rc = check_id(u->key_id)) < 0 ||
 	    (rc = check_name("model", u->model, VEIL_STORE_MODEL_MAX)) < 0 ||
 	    (rc = check_name("node id", u->node_id, VEIL_STORE_ID_MAX)) < 0 ||
@@ -402,10 +405,70 @@ int veil_store_usage_add(struct veil_store *s, const struct veil_store_usage *u)
 		return veil_errf(VEIL_ERANGE, "store: usage: receipt of %zu "
 				 "bytes exceeds %u", u->receipt_len,
 				 VEIL_STORE_RECEIPT_MAX);
+	return 0;
+}
+
+/* Re-states the current detail with the record's index in front, so an
+ * operator can tell which of a batch's records was refused. */
+static int batch_err(int rc, size_t i, size_t n)
+{
+	char detail[400];
+
+	snprintf(detail, sizeof(detail), "%s", veil_err_detail());
+	if (i >= n)
+		return veil_errf(rc, "usage batch of %zu records, none "
+				 "recorded: %s", n, detail);
+	return veil_errf(rc, "usage record %zu of a batch of %zu, none "
+			 "recorded: %s", i, n, detail);
+}
+
+int veil_store_usage_add_batch(struct veil_store *s,
+			       const struct veil_store_usage *u, size_t n,
+			       size_t *failed)
+{
+	size_t bad = n;
+	int rc;
+
+	if (!s || (n && !u)) {
+		rc = veil_errf(VEIL_EINVAL, "store: usage: missing argument");
+		goto out;
+	}
+	if (n == 0)
+		return 0;
+	if (n > VEIL_STORE_BATCH_MAX) {
+		rc = veil_errf(VEIL_ERANGE, "store: usage batch of %zu records "
+			       "exceeds %d", n, VEIL_STORE_BATCH_MAX);
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++)
+		if ((rc = check_usage(&u[i])) < 0) {
+			bad = i;
+			goto out;
+		}
 	lock(s);
-	rc = s->ops->usage_add(s->be, u);
+	rc = s->ops->usage_add_many(s->be, u, n, &bad);
 	unlock(s);
+out:
+	if (rc < 0) {
+		if (n > 1)
+			rc = batch_err(rc, bad, n);
+		if (failed)
+			*failed = bad;
+	}
 	return rc;
+}
+
+int veil_store_usage_add_many(struct veil_store *s,
+			      const struct veil_store_usage *u, size_t n)
+{
+	return veil_store_usage_add_batch(s, u, n, NULL);
+}
+
+int veil_store_usage_add(struct veil_store *s, const struct veil_store_usage *u)
+{
+	if (!s || !u)
+		return veil_errf(VEIL_EINVAL, "store: usage: missing argument");
+	return veil_store_usage_add_batch(s, u, 1, NULL);
 }
 
 int veil_store_usage_totals(struct veil_store *s, int64_t key_id,

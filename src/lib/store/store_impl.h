@@ -41,7 +41,11 @@ struct store_ops {
 	int (*key_set_limits)(void *be, int64_t id,
 			      const struct veil_store_limits *l);
 
-	int (*usage_add)(void *be, const struct veil_store_usage *u);
+	/* All n records (1..VEIL_STORE_BATCH_MAX) in one transaction, or
+	 * none.  On failure *failed is the index of the record to blame, or n
+	 * when no single record is (begin/commit failed, connection lost). */
+	int (*usage_add_many)(void *be, const struct veil_store_usage *u,
+			      size_t n, size_t *failed);
 	/* to_ms is already INT64_MAX when unbounded. */
 	int (*usage_totals)(void *be, int64_t key_id, int64_t from_ms,
 			    int64_t to_ms, struct veil_store_totals *out);
@@ -70,6 +74,13 @@ struct store_ops {
 /* sqlite.c: opens (creating 0600) and migrates the file at `path`. */
 int store_sqlite_open(const char *path, void **out_be);
 extern const struct store_ops store_sqlite_ops;
+
+/* postgres.c: connects to the postgres:// or postgresql:// URI (libpq's own
+ * syntax) and migrates the schema under an advisory lock.  The URI (it may
+ * hold a password) is kept for reconnecting and wiped on close; it never
+ * appears in an error detail. */
+int store_pg_open(const char *uri, void **out_be);
+extern const struct store_ops store_pg_ops;
 
 /* Fixed one-minute rate windows, shared by the backends. */
 #define STORE_RATE_WINDOW_MS 60000
