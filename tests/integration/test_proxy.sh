@@ -1,0 +1,368 @@
+#!/usr/bin/env bash
+# veil-proxy end to end, real processes on 127.0.0.1: the official openai npm
+# client through veil-proxy to a veil-node (TLS, the attested key pinned) and
+# through veil-gateway when it is built; a man in the middle (a node.js relay)
+# that flips a bit, drops bytes, cuts before the final chunk, swaps a receipt
+# or replays an old answer, each of which must end in an explicit error,
+# streamed or not; a relay with its own TLS certificate refused by the pin;
+# policies that refuse (simulated TEE, another model hash) before any
+# plaintext leaves; key change and expiry; the receipts log re-verified by
+# `veil receipts verify`; a canary prompt that must appear in no log.
+# Env: VEIL_BIN (dir with veil-proxy, veil-node, veil), VEIL_SHARED.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+VEIL_BIN="${VEIL_BIN:-build/bin}"
+VEIL_SHARED="${VEIL_SHARED:-../shared}"
+VEIL="$VEIL_BIN/veil"
+PROXY_BIN="$VEIL_BIN/veil-proxy"
+NODE_BIN="$VEIL_BIN/veil-node"
+GW_BIN="$VEIL_BIN/veil-gateway"
+MODEL="$VEIL_SHARED/models/stories260K.gguf"
+JS=tests/js/proxy_client.mjs
+MITM=tests/js/proxy_mitm.mjs
+fails=0
+ok() { echo "ok - $1"; }
+notok() { echo "not ok - $1"; fails=$((fails + 1)); }
+skip() { echo "ok - $1 # SKIP $2"; }
+check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
+jqt() { jq -e "$@" >/dev/null 2>&1; }
+
+if [ ! -x "$PROXY_BIN" ] || [ ! -x "$NODE_BIN" ]; then
+	notok "veil-proxy: $PROXY_BIN or $NODE_BIN not built"
+	exit 1
+fi
+if [ ! -f "$MODEL" ]; then
+	skip "veil-proxy" "$MODEL missing (set VEIL_SHARED)"
+	exit 0
+fi
+have_js=1
+if ! command -v node >/dev/null 2>&1 || [ ! -d tests/js/node_modules/openai ]; then
+	have_js=0
+fi
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+CANARY="canary-$(openssl rand -hex 12)"
+
+# start NAME CMD...: runs CMD (logging to $tmp/NAME.log), waits for its
+# "listening on http(s)://127.0.0.1:PORT" line; sets PORT and PID.
+start() {
+	local name="$1"; shift
+	"$@" >"$tmp/$name.log" 2>&1 &
+	PID=$!
+	pids+=("$PID")
+	PORT=""
+	for _ in $(seq 1 200); do
+		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$tmp/$name.log" | tail -1 | sed 's/.*://')"
+		[ -n "$PORT" ] && return 0
+		kill -0 "$PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "# $name did not start:"; sed 's/^/#   /' "$tmp/$name.log" | tail -5
+	return 1
+}
+start_node() { local n="$1"; shift; start "$n" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --model "$MODEL" "$@"; }
+ppids=()
+start_proxy() { local n="$1"; shift; start "$n" "$PROXY_BIN" --listen 127.0.0.1:0 "$@" && ppids+=("$PID"); }
+start_mitm() { local n="$1"; shift; start "$n" node "$MITM" "$@"; }
+
+# wait_state URL: until /veil/status is no longer verifying; prints the state.
+wait_state() {
+	local s=""
+	for _ in $(seq 1 100); do
+		s="$(curl -s "$1/veil/status" | jq -r 'if .verifying or .state == "unverified" then "" else .state end' 2>/dev/null)"
+		[ -n "$s" ] && break
+		sleep 0.1
+	done
+	echo "$s"
+}
+
+# js CMD BASE ARGS...: relays the client's ok/not ok lines.
+js() {
+	local out line rc
+	out="$(node "$JS" "$@" 2>&1)"; rc=$?
+	while IFS= read -r line; do
+		case "$line" in
+		"ok - "*) echo "$line" ;;
+		"not ok - "*) echo "$line"; fails=$((fails + 1)) ;;
+		*) echo "# $line" ;;
+		esac
+	done <<<"$out"
+	[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || notok "$1: client exited $rc"
+}
+
+prompt_lines() { grep -c "prompt tokens" "$tmp/$1.log"; }
+
+chat='{"model":"stories260K","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8}'
+
+# ---- command line -------------------------------------------------------------
+"$PROXY_BIN" --help | grep -q "usage: veil-proxy"; check "veil-proxy --help prints usage" test $? -eq 0
+"$PROXY_BIN" --listen 127.0.0.1:0 >/dev/null 2>&1; check "veil-proxy without --gateway exits 2" test $? -eq 2
+"$PROXY_BIN" --listen 0.0.0.0:0 --gateway https://127.0.0.1:1 >/dev/null 2>&1
+check "a non-loopback --listen is refused (exit 2)" test $? -eq 2
+echo '{"version":"veil-policy/1","tee_kinds":["tdx"]}' >"$tmp/typo.json"
+"$PROXY_BIN" --listen 127.0.0.1:0 --gateway https://127.0.0.1:1 --policy "$tmp/typo.json" >/dev/null 2>&1
+check "a policy with an unknown key is refused (exit 2)" test $? -eq 2
+
+# ---- A: straight to a TLS node (the default); its TLS key pinned -----------------
+if ! start_node a; then
+	notok "node A (TLS) starts"
+	exit 1
+fi
+A_PORT=$PORT
+PID_A=$PID
+A="https://127.0.0.1:$A_PORT"
+if ! start_proxy pa --gateway "$A" --allow-sim --receipts "$tmp/receipts.jsonl" --log-level debug; then
+	notok "proxy to node A starts"
+	exit 1
+fi
+PA="http://127.0.0.1:$PORT"
+check "proxy A verifies node A" test "$(wait_state "$PA")" = verified
+check "--allow-sim is announced loudly" grep -q "SIMULATED TEE evidence is ACCEPTED" "$tmp/pa.log"
+curl -s "$PA/veil/status" >"$tmp/status.json"
+spki="$(openssl s_client -connect "127.0.0.1:$A_PORT" </dev/null 2>/dev/null | openssl x509 -pubkey -noout |
+	openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)"
+sha_model="$(sha256sum "$MODEL" | cut -d' ' -f1)"
+check "/veil/status: the pinned TLS key is node A's" jqt --arg s "$spki" '.tls_spki_sha256 == $s and .transport == "https" and .mode == "node"' "$tmp/status.json"
+check "/veil/status: TEE, TCB status, measurements, model hash" \
+	jqt --arg m "$sha_model" '.nodes[0] | .ok and .tee == "sim" and .sim and .tcb_status == "UpToDate" and
+		(.measurements.node_binary | length) == 96 and (.measurements.model | length) == 96 and
+		.model == "stories260K" and .model_sha256 == $m and (.hpke_key_id | length) == 16' "$tmp/status.json"
+check "/veil/status: when, and the nonce it was verified with" jqt '.verified_at > 0 and .expires_at > .verified_at and (.nonce | length) == 64' "$tmp/status.json"
+hdrs="$(curl -s -D - -o "$tmp/a.json" -H 'Content-Type: application/json' -d "$chat" "$PA/v1/chat/completions" | tr -d '\r')"
+check "curl: a chat answer is plain OpenAI JSON with X-Veil-Verified: receipt" \
+	bash -c 'grep -qi "^x-veil-verified: receipt" <<<"$0" && grep -qi "^x-veil-warning: simulated" <<<"$0" && jq -e ".choices[0].message.content | length > 0" "$1" >/dev/null' "$hdrs" "$tmp/a.json"
+curl -sN -H 'Content-Type: application/json' \
+	-d '{"model":"stories260K","prompt":"Once","max_tokens":6,"stream":true}' "$PA/v1/completions" >"$tmp/a.sse"
+check "curl: a stream is plain SSE ending in [DONE], nothing sealed left in it" \
+	bash -c '[ "$(tail -c 14 "$0")" = "data: [DONE]" ] && ! grep -q "veil.receipt" "$0" && grep -q "\"text_completion\"" "$0"' "$tmp/a.sse"
+if [ "$have_js" = 1 ]; then
+	js openai "$PA" stories260K
+	js canary "$PA" stories260K "$CANARY"
+else
+	skip "openai client through veil-proxy" "node or tests/js/node_modules missing (cd tests/js && npm install)"
+fi
+sleep 0.3 # the receipts writer syncs in the background
+check "receipts log: an attestation line (node) with its report and verdict" \
+	bash -c 'jq -s -e "map(select(.type == \"attestation\" and .role == \"node\" and .verdict.ok and .report.version == \"veil-report/1\")) | length >= 1" "$0" >/dev/null' "$tmp/receipts.jsonl"
+check "receipts log: receipt lines, all verified, each naming its attestation line" \
+	bash -c 'jq -s -e "(map(select(.type == \"attestation\")) | map(.report_sha256)) as \$a |
+		map(select(.type == \"receipt\")) | length >= 8 and all(.ok and (.node_report_sha256 as \$r | \$a | index(\$r)) != null)" "$0" >/dev/null' "$tmp/receipts.jsonl"
+if "$VEIL" receipts verify --help >/dev/null 2>&1; then
+	"$VEIL" receipts verify "$tmp/receipts.jsonl" --allow-sim >"$tmp/rv.out" 2>&1
+	check "veil receipts verify re-verifies the proxy's log offline" test $? -eq 0
+	"$VEIL" receipts verify "$tmp/receipts.jsonl" >/dev/null 2>&1
+	check "veil receipts verify refuses it without --allow-sim" test $? -eq 1
+	jq -c 'if .type == "receipt" then .response_sha256 = ("00" + .response_sha256[2:]) else . end' \
+		"$tmp/receipts.jsonl" >"$tmp/receipts-bad.jsonl"
+	"$VEIL" receipts verify "$tmp/receipts-bad.jsonl" --allow-sim >/dev/null 2>&1
+	check "veil receipts verify catches an altered observed hash in the log" test $? -eq 1
+else
+	skip "veil receipts verify" "the command is not built"
+fi
+
+# ---- refusals before any plaintext leaves -----------------------------------------
+if start_node b; then
+	B="https://127.0.0.1:$PORT"
+	if start_proxy pb --gateway "$B"; then
+		PB="http://127.0.0.1:$PORT"
+		code="$(curl -s -o "$tmp/b.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PB/v1/chat/completions")"
+		check "without --allow-sim a simulated TEE is refused: 403 policy_refused" \
+			bash -c '[ "$0" = 403 ] && jq -e ".error.code == \"policy_refused\" and (.error.message | test(\"simulated\"))" "$1" >/dev/null' "$code" "$tmp/b.json"
+	fi
+	zero="$(printf '0%.0s' $(seq 64))"
+	printf '{"version":"veil-policy/1","allow_sim":true,"models":{"stories260K":{"model_sha256":["%s"]}}}\n' "$zero" >"$tmp/pin.json"
+	if start_proxy pc --gateway "$B" --policy "$tmp/pin.json"; then
+		PC="http://127.0.0.1:$PORT"
+		code="$(curl -s -o "$tmp/c.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PC/v1/chat/completions")"
+		check "a node whose model hash is not the policy's is refused (403, names the hash)" \
+			bash -c '[ "$0" = 403 ] && jq -e --arg m "$2" ".error.code == \"policy_refused\" and (.error.message | contains(\$m))" "$1" >/dev/null' "$code" "$tmp/c.json" "$sha_model"
+		if [ "$have_js" = 1 ]; then
+			js expect-error "$PC" stories260K "model hash refused, streamed" stream policy_refused
+		fi
+		check "/veil/status says failed and why" jqt '.state == "failed" and .error.code == "policy_refused"' <(curl -s "$PC/veil/status")
+	fi
+	check "node B received no completion request (no plaintext, not even sealed)" test "$(prompt_lines b)" = 0
+else
+	notok "node B starts"
+fi
+
+# A relay with its own TLS certificate in front of node A: the pin refuses it.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/mitm.key" \
+	-out "$tmp/mitm.crt" -days 1 -subj /CN=mitm -addext subjectAltName=IP:127.0.0.1 >/dev/null 2>&1
+if [ "$have_js" = 1 ] && start_mitm mt "$A" --tls "$tmp/mitm.crt" "$tmp/mitm.key"; then
+	MT="https://127.0.0.1:$PORT"
+	if start_proxy pt --gateway "$MT" --allow-sim; then
+		PT="http://127.0.0.1:$PORT"
+		code="$(curl -s -o "$tmp/t.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PT/v1/chat/completions")"
+		check "a TLS relay with its own certificate is refused: tls_key_not_attested" \
+			bash -c '[ "$0" -ge 400 ] && jq -e ".error.code == \"tls_key_not_attested\"" "$1" >/dev/null' "$code" "$tmp/t.json"
+		check "nothing was sent through that relay" test "$(curl -sk "$MT/__mitm" | jq -r .completions)" = 0
+	fi
+	code="$(curl -s -o "$tmp/g.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" \
+		"http://127.0.0.1:$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/pa.log" | sed 's/.*://')/v1/chat/completions")"
+	check "proxy A still answers (its pin is untouched)" test "$code" = 200
+fi
+
+# Nothing listening: an explicit 502, and /veil/status says why.
+if start_proxy pd --gateway "https://127.0.0.1:1" --allow-sim; then
+	PD="http://127.0.0.1:$PORT"
+	code="$(curl -s -o "$tmp/d.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PD/v1/chat/completions")"
+	check "an unreachable gateway is a 502 gateway_unreachable" \
+		bash -c '[ "$0" = 502 ] && jq -e ".error.code == \"gateway_unreachable\"" "$1" >/dev/null' "$code" "$tmp/d.json"
+	check "/readyz is 503 while nothing is verified" test "$(curl -s -o /dev/null -w '%{http_code}' "$PD/readyz")" = 503
+fi
+
+# ---- C: a man in the middle (plain http: TLS would stop a relay by design) -----------
+[ "$have_js" = 1 ] || skip "man-in-the-middle relays" "node or tests/js/node_modules missing"
+if [ "$have_js" = 1 ] && start_node c --plain-http; then
+	C_PORT=$PORT
+	PID_C=$PID
+	if start_mitm mc "http://127.0.0.1:$C_PORT" && MC="http://127.0.0.1:$PORT" &&
+		start_proxy pm --gateway "$MC" --allow-sim --receipts "$tmp/mitm-receipts.jsonl"; then
+		PM="http://127.0.0.1:$PORT"
+		check "plain http --gateway is allowed with a warning" grep -q "gateway is plain http" "$tmp/pm.log"
+		js openai "$PM" stories260K
+		js tamper "$PM" stories260K "$MC" "relay"
+		code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PM/v1/chat/completions")"
+		check "untouched traffic works again after the attacks" test "$code" = 200
+		sleep 0.3
+		check "receipts log records the failed exchanges with their errors" \
+			bash -c 'jq -s -e "map(select(.type == \"receipt\" and (.ok | not) and (.error | length > 0))) | length >= 8" "$0" >/dev/null' "$tmp/mitm-receipts.jsonl"
+
+		# Key change: node C restarts on the same port with new keys; the proxy
+		# seals to the old key, the node says unknown_key_id, the proxy
+		# verifies again and seals anew.
+		gen0="$(curl -s "$PM/veil/status" | jq -r .generation)"
+		key0="$(curl -s "$PM/veil/status" | jq -r .nodes[0].hpke_key_id)"
+		kill "$PID_C" 2>/dev/null
+		wait "$PID_C" 2>/dev/null
+		if start_node c2 --plain-http --listen "127.0.0.1:$C_PORT"; then
+			code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PM/v1/chat/completions")"
+			key1="$(curl -s "$PM/veil/status" | jq -r .nodes[0].hpke_key_id)"
+			gen1="$(curl -s "$PM/veil/status" | jq -r .generation)"
+			check "a restarted node (new keys) is verified again and used (200, key $key0 -> $key1)" \
+				bash -c '[ "$0" = 200 ] && [ "$1" != "$2" ] && [ "$3" -gt "$4" ]' "$code" "$key0" "$key1" "$gen1" "$gen0"
+		else
+			notok "node C restarts on its port"
+		fi
+	fi
+fi
+
+# Key change over TLS: node A restarts on its port; the pin no longer matches.
+PA_PORT="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/pa.log" | sed 's/.*://')"
+PA="http://127.0.0.1:$PA_PORT"
+pin0="$(curl -s "$PA/veil/status" | jq -r .tls_spki_sha256)"
+kill "$PID_A" 2>/dev/null
+wait "$PID_A" 2>/dev/null
+if start_node a2 --listen "127.0.0.1:$A_PORT"; then
+	code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PA/v1/chat/completions")"
+	pin1="$(curl -s "$PA/veil/status" | jq -r .tls_spki_sha256)"
+	check "a TLS key change is verified again and pinned anew (200)" \
+		bash -c '[ "$0" = 200 ] && [ "$1" != "$2" ] && [ ${#2} = 64 ]' "$code" "$pin0" "$pin1"
+else
+	notok "node A restarts on its port"
+fi
+
+# Expiry: a short --recheck-s verifies again in the background.
+if start_proxy pe --gateway "$A" --allow-sim --recheck-s 1; then
+	PE="http://127.0.0.1:$PORT"
+	wait_state "$PE" >/dev/null
+	sleep 2.2
+	check "--recheck-s 1: verified again in the background" jqt '.stats.verifications >= 3 and .state == "verified"' <(curl -s "$PE/veil/status")
+fi
+
+# ---- through veil-gateway ---------------------------------------------------------------
+if [ -x "$GW_BIN" ] && [ "$have_js" = 1 ]; then
+	"$GW_BIN" keys create --db "sqlite:$tmp/gw.db" --name proxy >"$tmp/key.out" 2>&1
+	KEY="$(tail -1 "$tmp/key.out")"
+	start_node ga && GA=$PORT && start_node gb && GB=$PORT
+	printf '[{"url":"https://127.0.0.1:%s","model":"stories260K","id":"ga"},{"url":"https://127.0.0.1:%s","model":"stories260K","id":"gb"}]\n' \
+		"$GA" "$GB" >"$tmp/nodes.json"
+	if start gw "$GW_BIN" --listen 127.0.0.1:0 --db "sqlite:$tmp/gw.db" --nodes "$tmp/nodes.json" \
+		--allow-sim --tee sim --health-interval-ms 300; then
+		G="https://127.0.0.1:$PORT"
+		gw_spki="$(openssl s_client -connect "127.0.0.1:$PORT" </dev/null 2>/dev/null | openssl x509 -pubkey -noout |
+			openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)"
+		for _ in $(seq 1 50); do
+			[ "$(curl -sk "$G/v1/attestation/report" | jq '.nodes | length' 2>/dev/null)" = 2 ] && break
+			sleep 0.1
+		done
+		if start_proxy pg --gateway "$G" --api-key "$KEY" --allow-sim --receipts "$tmp/gw-receipts.jsonl"; then
+			PG="http://127.0.0.1:$PORT"
+			check "through the gateway: verified (gateway + 2 nodes)" test "$(wait_state "$PG")" = verified
+			curl -s "$PG/veil/status" >"$tmp/gstatus.json"
+			check "/veil/status: the gateway's attestation, its TLS key pinned, both nodes" \
+				jqt --arg s "$gw_spki" '.mode == "gateway" and .tls_spki_sha256 == $s and .gateway_attestation.ok and
+					.gateway_attestation.tee == "sim" and (.gateway_attestation.measurements | has("gateway_binary")) and
+					([.nodes[] | select(.ok)] | length) == 2' "$tmp/gstatus.json"
+			js openai "$PG" stories260K
+			for _ in 1 2 3 4; do
+				curl -s -D - -o /dev/null -H 'Content-Type: application/json' -d "$chat" "$PG/v1/chat/completions"
+			done | tr -d '\r' | awk -F': ' 'tolower($1) == "x-veil-node" { print $2 }' | sort -u >"$tmp/gnodes"
+			check "requests are sealed to both verified nodes in turn" test "$(wc -l <"$tmp/gnodes")" = 2
+			sleep 0.3
+			check "receipts log: gateway and node attestation lines, verified receipts" \
+				bash -c 'jq -s -e "(map(select(.type == \"attestation\")) | map(.role) | unique) == [\"gateway\", \"node\"] and
+					(map(select(.type == \"receipt\")) | length >= 8 and all(.ok))" "$0" >/dev/null' "$tmp/gw-receipts.jsonl"
+			if "$VEIL" receipts verify --help >/dev/null 2>&1; then
+				"$VEIL" receipts verify "$tmp/gw-receipts.jsonl" --allow-sim >"$tmp/grv.out" 2>&1
+				check "veil receipts verify re-verifies the gateway run's log" test $? -eq 0
+			fi
+		fi
+		if start_proxy pk --gateway "$G" --api-key "sk-veil-wrong" --allow-sim; then
+			code="$(curl -s -o "$tmp/k.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "http://127.0.0.1:$PORT/v1/chat/completions")"
+			check "a wrong API key: the gateway's 401 is passed on" test "$code" = 401
+		fi
+		n0="$(( $(prompt_lines ga) + $(prompt_lines gb) ))"
+		if start_proxy pz --gateway "$G" --policy "$tmp/pin.json"; then
+			code="$(curl -s -o "$tmp/z.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "http://127.0.0.1:$PORT/v1/chat/completions")"
+			check "through the gateway: nodes with another model hash are refused (403 policy_refused)" \
+				bash -c '[ "$0" = 403 ] && jq -e ".error.code == \"policy_refused\"" "$1" >/dev/null' "$code" "$tmp/z.json"
+			check "... and no node received a request" test "$(( $(prompt_lines ga) + $(prompt_lines gb) ))" = "$n0"
+		fi
+	else
+		notok "veil-gateway starts"
+	fi
+	# A man in the middle between the proxy and a plain-http gateway.
+	if start gwp "$GW_BIN" --listen 127.0.0.1:0 --db "sqlite:$tmp/gw.db" --nodes "$tmp/nodes.json" \
+		--allow-sim --tee sim --plain-http --health-interval-ms 300 &&
+		start_mitm mg "http://127.0.0.1:$PORT" && MG="http://127.0.0.1:$PORT" &&
+		start_proxy pgm --gateway "$MG" --api-key "$KEY" --allow-sim; then
+		PGM="http://127.0.0.1:$PORT"
+		for _ in $(seq 1 50); do
+			[ "$(curl -s "$MG/v1/attestation/report" | jq '.nodes | length' 2>/dev/null)" = 2 ] && break
+			sleep 0.1
+		done
+		js tamper "$PGM" stories260K "$MG" "through the gateway, relay"
+	else
+		notok "plain-http gateway, relay and proxy start"
+	fi
+else
+	skip "veil-proxy through veil-gateway" "$GW_BIN not built (or no node.js)"
+fi
+
+# ---- no plaintext in any log ------------------------------------------------------------
+if [ "$have_js" = 1 ]; then
+	check "the canary prompt appears in no log (proxy at debug level included)" bash -c '! grep -rqF "$0" "$1"/*.log' "$CANARY" "$tmp"
+	check "no proxy log holds completion text" bash -c '! grep -qE "\"content\"|\"text\":" "$0"/p*.log' "$tmp"
+fi
+
+# ---- shutdown: every proxy stops cleanly (a sanitizer build reports here) -----------------
+bad=0
+for p in "${ppids[@]}"; do
+	kill -TERM "$p" 2>/dev/null
+	wait "$p" 2>/dev/null || bad=$((bad + 1))
+done
+check "every veil-proxy exits 0 on SIGTERM (${#ppids[@]} of them, $bad did not)" test "$bad" -eq 0
+check "no sanitizer report in any proxy log" bash -c '! grep -lE "AddressSanitizer|LeakSanitizer|runtime error" "$0"/p*.log' "$tmp"
+
+echo "# test_proxy: $fails failed"
+[ "$fails" -eq 0 ]
