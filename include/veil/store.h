@@ -10,9 +10,12 @@
  * is prepared once with bound parameters; no SQL is ever assembled from
  * strings.
  *
- * SQLite: the file is created 0600, put in WAL mode with synchronous=FULL
- * (each commit is fsync'd to the WAL before the call returns: a call that
- * returned 0 is durable across a crash, SIGKILL or power loss), foreign keys
+ * SQLite ("sqlite:PATH", optionally ending "?sync=normal|full"): the file is
+ * created 0600, put in WAL mode.  sync=normal (the default) writes each
+ * commit to the WAL before the call returns, so a call that returned 0
+ * survives the process dying (SIGKILL, OOM, a crash) but an OS crash or power
+ * loss may lose the last commits; sync=full also fsyncs every commit, so it
+ * survives power loss at one disk flush per transaction.  Foreign keys
  * on, a busy timeout of VEIL_STORE_BUSY_MS.  Checkpoints are SQLite's
  * automatic ones (every ~1000 WAL pages) plus the one the last connection
  * runs on close; a checkpoint never drops committed data, it only moves it

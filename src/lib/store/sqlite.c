@@ -482,7 +482,18 @@ static int sq_wal(struct sq *q, const char *path)
 				 NULL);
 	if (src != SQLITE_OK)
 		return sq_err(q, src, "journal_mode");
-	if ((rc = sq_step(q, st, "journal_mode")) < 0)
+	/* Switching a new file to WAL while another process does the same can
+	 * answer BUSY without consulting the busy handler: retry for as long
+	 * as the busy timeout would have waited. */
+	for (int waited = 0;; waited += 10) {
+		if ((rc = sq_step(q, st, "journal_mode")) != VEIL_EAGAIN ||
+		    waited >= VEIL_STORE_BUSY_MS)
+			break;
+		sqlite3_reset(st);
+		veil_err_clear();
+		usleep(10 * 1000);
+	}
+	if (rc < 0)
 		goto out;
 	mode = rc ? (const char *)sqlite3_column_text(st, 0) : NULL;
 	rc = 0;
@@ -496,7 +507,7 @@ out:
 	return rc;
 }
 
-int store_sqlite_open(const char *path, void **out_be)
+int store_sqlite_open(const char *path, bool sync_full, void **out_be)
 {
 	struct sq *q;
 	int rc, src, fd;
@@ -530,10 +541,16 @@ int store_sqlite_open(const char *path, void **out_be)
 	}
 	if ((rc = sq_wal(q, path)) < 0)
 		goto out;
-	/* Constant pragmas: a commit is fsync'd to the WAL before it returns
-	 * (FULL), and usage rows must name an existing key. */
-	src = sqlite3_exec(q->db, "PRAGMA synchronous = FULL;"
-			   "PRAGMA foreign_keys = ON;", NULL, NULL, NULL);
+	/* In WAL mode a commit has been written to the WAL file (the OS's
+	 * page cache) before it returns: NORMAL survives the process being
+	 * killed (SIGKILL, OOM, a crash); FULL also fsyncs each commit, so it
+	 * survives power loss, at one disk flush per transaction.  Usage rows
+	 * must name an existing key. */
+	src = sqlite3_exec(q->db, sync_full ? "PRAGMA synchronous = FULL;"
+					      "PRAGMA foreign_keys = ON;"
+					    : "PRAGMA synchronous = NORMAL;"
+					      "PRAGMA foreign_keys = ON;",
+			   NULL, NULL, NULL);
 	if (src != SQLITE_OK) {
 		rc = sq_err(q, src, "pragma");
 		goto out;

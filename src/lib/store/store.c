@@ -127,6 +127,9 @@ int veil_store_open(const char *uri, const struct veil_secret *secret,
 	struct veil_store *s = NULL;
 	const struct store_ops *ops;
 	const char *path = NULL;
+	char pathbuf[4096];
+	size_t plen;
+	bool sync_full = false;
 	int rc;
 
 	if (!uri || !out)
@@ -138,10 +141,29 @@ int veil_store_open(const char *uri, const struct veil_secret *secret,
 	if (has_prefix(uri, "postgres://") || has_prefix(uri, "postgresql://")) {
 		ops = &store_pg_ops;
 	} else if (has_prefix(uri, "sqlite:")) {
+		const char *q;
+
 		ops = &store_sqlite_ops;
 		path = uri + strlen("sqlite:");
-		if (!*path)
+		/* An optional "?sync=normal|full" ends the URI; the path
+		 * itself may hold any other '?'. */
+		if ((q = strrchr(path, '?')) && has_prefix(q, "?sync=")) {
+			if (!strcmp(q, "?sync=full"))
+				sync_full = true;
+			else if (strcmp(q, "?sync=normal") != 0)
+				return veil_errf(VEIL_EINVAL, "store: sqlite: sync "
+						 "must be normal or full");
+			plen = (size_t)(q - path);
+		} else {
+			plen = strlen(path);
+		}
+		if (!plen)
 			return veil_errf(VEIL_EINVAL, "store: sqlite: empty path");
+		if (plen >= sizeof(pathbuf))
+			return veil_errf(VEIL_EINVAL, "store: sqlite: path too long");
+		memcpy(pathbuf, path, plen);
+		pathbuf[plen] = '\0';
+		path = pathbuf;
 	} else {
 		return veil_errf(VEIL_EINVAL, "store: URI must be sqlite:PATH or "
 				 "postgres://...");
@@ -160,7 +182,8 @@ int veil_store_open(const char *uri, const struct veil_secret *secret,
 		return veil_errf(VEIL_ENOMEM, "store: mutex");
 	}
 	s->ops = ops;
-	rc = path ? store_sqlite_open(path, &s->be) : store_pg_open(uri, &s->be);
+	rc = path ? store_sqlite_open(path, sync_full, &s->be)
+		  : store_pg_open(uri, &s->be);
 	if (rc < 0) {
 		veil_store_close(s);
 		return rc;

@@ -72,7 +72,7 @@ struct store_ops {
 };
 
 /* sqlite.c: opens (creating 0600) and migrates the file at `path`. */
-int store_sqlite_open(const char *path, void **out_be);
+int store_sqlite_open(const char *path, bool sync_full, void **out_be);
 extern const struct store_ops store_sqlite_ops;
 
 /* postgres.c: connects to the postgres:// or postgresql:// URI (libpq's own
