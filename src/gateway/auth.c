@@ -1,0 +1,331 @@
+/* API keys on the request path.
+ *
+ * The store keeps only HMAC(secret, key) and compares in constant time
+ * (veil_store_key_lookup).  So that a request costs no database round trip,
+ * a key the store accepted is cached in memory for --key-cache-ms (default
+ * 5 s), indexed by SHA-256 of the key text (the text itself is not kept);
+ * unknown keys are cached as such for the same time, so a flood of bad keys
+ * does not reach the database either.  The cost is the revocation delay: a
+ * key revoked by another gateway (or `veil-gateway keys revoke`) keeps
+ * working here for up to --key-cache-ms; this gateway's own admin API
+ * forgets it at once.  Keys with limits (requests/min, tokens/min, quota)
+ * take from their shared rate window in the store on every request. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "gateway.h"
+
+#define CACHE_BUCKETS 4096
+#define CACHE_MAX 65536
+
+struct centry {
+	struct centry *next;
+	uint8_t h[32];          /* SHA-256 of the key text */
+	uint64_t expires_ms;    /* monotonic */
+	bool known;             /* false: the store does not know the key */
+	struct gw_key k;
+};
+
+struct gw_key_cache {
+	struct centry *b[CACHE_BUCKETS];
+	size_t n;
+};
+
+int gw_keys_init(struct gw *g)
+{
+	return (g->keys = calloc(1, sizeof(*g->keys))) ? 0 : VEIL_ENOMEM;
+}
+
+static void cache_clear(struct gw_key_cache *c)
+{
+	for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+		struct centry *e = c->b[i], *nx;
+
+		for (; e; e = nx) {
+			nx = e->next;
+			free(e);
+		}
+		c->b[i] = NULL;
+	}
+	c->n = 0;
+}
+
+void gw_keys_free(struct gw *g)
+{
+	if (g->keys) {
+		cache_clear(g->keys);
+		free(g->keys);
+		g->keys = NULL;
+	}
+}
+
+static size_t bucket(const uint8_t h[32])
+{
+	return ((size_t)h[0] | (size_t)h[1] << 8) % CACHE_BUCKETS;
+}
+
+static struct centry *cache_get(struct gw_key_cache *c, const uint8_t h[32],
+				uint64_t now)
+{
+	struct centry **pp = &c->b[bucket(h)], *e;
+
+	while ((e = *pp)) {
+		if (e->expires_ms <= now) {
+			*pp = e->next;
+			free(e);
+			c->n--;
+			continue;
+		}
+		if (!CRYPTO_memcmp(e->h, h, 32))
+			return e;
+		pp = &e->next;
+	}
+	return NULL;
+}
+
+static void cache_put(struct gw *g, const uint8_t h[32], bool known,
+		      const struct gw_key *k)
+{
+	struct gw_key_cache *c = g->keys;
+	uint64_t now = veil_now_ns() / 1000000;
+	struct centry *e = cache_get(c, h, now);
+
+	if (!g->o.key_cache_ms)
+		return;
+	if (!e) {
+		if (c->n >= CACHE_MAX)
+			cache_clear(c); /* rare: a flood of distinct keys */
+		if (!(e = calloc(1, sizeof(*e))))
+			return;
+		memcpy(e->h, h, 32);
+		e->next = c->b[bucket(h)];
+		c->b[bucket(h)] = e;
+		c->n++;
+	}
+	e->expires_ms = now + g->o.key_cache_ms;
+	e->known = known;
+	if (k)
+		e->k = *k;
+}
+
+void gw_keys_forget(struct gw *g, int64_t key_id)
+{
+	struct gw_key_cache *c = g->keys;
+
+	for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+		struct centry **pp = &c->b[i], *e;
+
+		while ((e = *pp)) {
+			if (e->known && e->k.id == key_id) {
+				*pp = e->next;
+				free(e);
+				c->n--;
+				continue;
+			}
+			pp = &e->next;
+		}
+	}
+}
+
+/* ---- jobs --------------------------------------------------------------------- */
+
+struct auth_job {
+	struct gw_job job;
+	struct gw *g;
+	gw_auth_fn cb;
+	void *arg;
+	char key_text[VEIL_STORE_KEY_TEXT_MAX]; /* wiped after use */
+	uint8_t h[32];
+	bool lookup;            /* else: rate take only */
+	bool take;              /* take from the rate window */
+	struct gw_key k;
+	bool found, revoked;
+	int retry_after;
+	int rate_rc, quota_rc;
+};
+
+static bool has_limits(const struct gw_key *k)
+{
+	return k->limits.requests_per_min > 0 || k->limits.tokens_per_min > 0 ||
+	       k->limits.quota_tokens > 0;
+}
+
+static void rate_run(struct auth_job *a, struct veil_store *s)
+{
+	int rc;
+
+	a->rate_rc = 0;
+	a->quota_rc = 0;
+	if (a->k.limits.requests_per_min > 0 || a->k.limits.tokens_per_min > 0) {
+		/* Tokens are charged once the receipt says how many (writer);
+		 * one here makes a window that is already full refuse. */
+		rc = veil_store_rate_take(s, a->k.id, (int64_t)veil_wall_ms(),
+					  a->k.limits.tokens_per_min > 0 ? 1 : 0,
+					  &a->retry_after);
+		a->rate_rc = rc;
+		if (rc < 0)
+			return;
+	}
+	if (a->k.limits.quota_tokens > 0)
+		a->quota_rc = veil_store_quota_check(s, a->k.id);
+}
+
+static void job_run(struct gw_job *j, struct veil_store *s)
+{
+	struct auth_job *a = (struct auth_job *)j;
+	struct veil_store_key_info ki;
+	int rc;
+
+	j->rc = 0;
+	if (a->lookup) {
+		rc = veil_store_key_lookup(s, a->key_text, &ki);
+		veil_wipe(a->key_text, sizeof(a->key_text));
+		if (rc == VEIL_ENOENT || rc == VEIL_EPERM) {
+			a->found = rc == VEIL_EPERM;
+			a->revoked = rc == VEIL_EPERM;
+			return;
+		}
+		if (rc < 0) {
+			VEIL_ERROR(GW_MOD, "key lookup failed: %s (%s)", veil_strerror(rc),
+				   veil_err_detail());
+			j->rc = rc;
+			return;
+		}
+		a->found = true;
+		a->k.id = ki.id;
+		a->k.limits = ki.limits;
+		a->k.revoked = ki.revoked_ms != 0;
+		if (a->k.revoked || !a->take || !has_limits(&a->k))
+			return;
+	}
+	rate_run(a, s);
+}
+
+static void finish(struct auth_job *a)
+{
+	struct gw *g = a->g;
+	gw_auth_fn cb = a->cb;
+	void *arg = a->arg;
+	struct gw_key k = a->k;
+	int rr = a->rate_rc, qr = a->quota_rc, ra = a->retry_after;
+
+	veil_wipe(a, sizeof(*a));
+	free(a);
+	(void)g;
+	if (rr == VEIL_EBUSY) {
+		cb(arg, 429, &k, ra > 0 ? ra : 1, "rate_limit_exceeded",
+		   "Rate limit reached for this API key; retry later");
+	} else if (rr == VEIL_EPERM) {
+		cb(arg, 429, &k, 60, "rate_limit_exceeded",
+		   "This request exceeds the API key's tokens-per-minute limit");
+	} else if (rr < 0) {
+		cb(arg, 503, &k, 1, "store_unavailable", "The usage store is not available");
+	} else if (qr == VEIL_EPERM) {
+		cb(arg, 429, &k, 3600, "insufficient_quota",
+		   "This API key has used its token quota");
+	} else if (qr < 0) {
+		cb(arg, 503, &k, 1, "store_unavailable", "The usage store is not available");
+	} else {
+		cb(arg, 0, &k, 0, NULL, NULL);
+	}
+}
+
+static void job_done(struct gw_job *j)
+{
+	struct auth_job *a = (struct auth_job *)j;
+	struct gw *g = a->g;
+
+	if (!a->lookup) {
+		finish(a);
+		return;
+	}
+	if (j->rc < 0) {
+		gw_auth_fn cb = a->cb;
+		void *arg = a->arg;
+
+		veil_wipe(a, sizeof(*a));
+		free(a);
+		cb(arg, 503, NULL, 1, "store_unavailable", "The key store is not available");
+		return;
+	}
+	g->m.key_cache_misses++;
+	cache_put(g, a->h, a->found && !a->revoked, a->found ? &a->k : NULL);
+	if (!a->found || a->revoked || a->k.revoked) {
+		gw_auth_fn cb = a->cb;
+		void *arg = a->arg;
+
+		veil_wipe(a, sizeof(*a));
+		free(a);
+		cb(arg, 401, NULL, 0, "invalid_api_key",
+		   "Incorrect API key provided (unknown or revoked)");
+		return;
+	}
+	finish(a);
+}
+
+void gw_auth(struct gw *g, struct veil_http_req *req, bool take, gw_auth_fn cb,
+	     void *arg)
+{
+	const char *h = veil_http_req_header(req, "Authorization");
+	const char *key;
+	size_t len;
+	uint8_t d[32];
+	struct centry *e;
+	struct auth_job *a;
+
+	if (!h || strncasecmp(h, "Bearer ", 7)) {
+		cb(arg, 401, NULL, 0, "missing_api_key",
+		   "You didn't provide an API key (Authorization: Bearer sk-veil-...)");
+		return;
+	}
+	key = h + 7;
+	while (*key == ' ')
+		key++;
+	len = strlen(key);
+	if (len != VEIL_STORE_KEY_TEXT_LEN ||
+	    strncmp(key, VEIL_STORE_KEY_TAG, strlen(VEIL_STORE_KEY_TAG))) {
+		cb(arg, 401, NULL, 0, "invalid_api_key", "Incorrect API key provided");
+		return;
+	}
+	gw_sha256(key, len, d);
+	e = cache_get(g->keys, d, veil_now_ns() / 1000000);
+	if (e) {
+		g->m.key_cache_hits++;
+		if (!e->known) {
+			cb(arg, 401, NULL, 0, "invalid_api_key",
+			   "Incorrect API key provided (unknown or revoked)");
+			return;
+		}
+		if (!take || !has_limits(&e->k)) {
+			struct gw_key k = e->k;
+
+			cb(arg, 0, &k, 0, NULL, NULL);
+			return;
+		}
+	}
+	if (!(a = calloc(1, sizeof(*a)))) {
+		cb(arg, 503, NULL, 1, "overloaded", "out of memory");
+		return;
+	}
+	a->job.run = job_run;
+	a->job.done = job_done;
+	a->g = g;
+	a->cb = cb;
+	a->arg = arg;
+	a->take = take;
+	memcpy(a->h, d, 32);
+	if (e) {
+		a->k = e->k;
+	} else {
+		a->lookup = true;
+		memcpy(a->key_text, key, len);
+	}
+	if (gw_worker_submit(g->query, &a->job) < 0) {
+		veil_wipe(a, sizeof(*a));
+		free(a);
+		cb(arg, 503, NULL, 1, "overloaded", "The gateway is overloaded; retry later");
+	}
+}

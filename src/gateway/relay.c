@@ -1,0 +1,851 @@
+/* The OpenAI endpoints of veil-gateway: POST /v1/chat/completions and
+ * /v1/completions, relayed to a verified node.
+ *
+ * A request is authenticated (auth.c), routed (nodes.c: sealed bodies to
+ * the node whose attested HPKE key id the sealed header names, plaintext
+ * ones to the least busy node of the model, with optional prefix
+ * affinity), and relayed byte for byte over a connection pinned to the
+ * node's attested TLS key.  Bodies are never parsed beyond the "model" of a
+ * plaintext request (and its first messages with --affinity prefix), never
+ * logged and never stored.
+ *
+ * Receipts and usage.  The node's signed receipt (X-Veil-Receipt header;
+ * in a stream, the veil.receipt event before [DONE]) is checked on the CPU
+ * worker: signatures against the node's attested keys, request_sha256 ==
+ * SHA-256 of the body relayed, response_sha256 == SHA-256 of the response
+ * bytes relayed before it, model == the node's.  A good receipt becomes a
+ * usage record (tokens from the receipt, the receipt JSON stored with it:
+ * it holds only hashes) handed straight to the writer.  The client's answer
+ * is completed (a plain reply sent; a stream's final [DONE] sent) only once
+ * that record is durable: an answer the client got is a record that
+ * survives a crash.  If the store fails, the answer is not completed (503,
+ * or a stream error event) — no unrecorded answers.  A receipt that fails
+ * its checks is logged (no content), counted, not billed, and the answer is
+ * still delivered (the client's proxy judges it).
+ *
+ * Failures.  A request that failed before any response byte (no connection,
+ * or the node answered 429/503) is retried once on another node of the
+ * model (not sealed ones: they are bound to one node's key; the client gets
+ * 503 node_unavailable and seals again).  A connection error takes the node
+ * out of rotation at once.  A stream cut mid-way ends with an explicit
+ * `event: error`, never [DONE]. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+#include "veil/receipt.h"
+#include "veil/seal.h"
+
+#include "gateway.h"
+
+#define SEALED_TYPE "application/veil-sealed"
+#define MAX_RESPONSE (64u << 20)
+#define PAUSE_ABOVE (256u << 10)
+
+struct usage_req;
+
+struct gw_relay {
+	struct gw *g;
+	struct gw_relay *prev, *next;
+	struct veil_http_req *req;      /* NULL once completed */
+	bool chat;
+	bool sealed;
+	bool auth_pending;
+	struct usage_req *usage;        /* a receipt/usage job in flight */
+	struct gw_key key;
+	char model[VEIL_STORE_MODEL_MAX + 1];
+	uint8_t key_id[VEIL_SEAL_KEY_ID_LEN];
+	bool has_aff;
+	uint8_t aff[32];
+	const uint8_t *body;            /* the request's (valid while req is) */
+	size_t body_len;
+	uint8_t req_sha[32];
+	uint64_t t0_ns;
+	uint64_t up_start_ns, up_ns;    /* time spent waiting for nodes */
+
+	/* the current attempt */
+	struct gw_node *node;           /* ref held while set */
+	struct gw_node *tried;          /* the first attempt's node (ref) */
+	struct veil_http_call *call;
+	int attempts;
+	int up_status;
+	bool sse;                       /* the node answers with a stream */
+	bool got_bytes;
+	bool paused;
+
+	/* stream */
+	bool started;                   /* client head sent */
+	struct gw_framer fr;
+	EVP_MD_CTX *md;                 /* response bytes before the receipt */
+	struct veil_buf receipt;
+	bool receipt_seen, done_seen, error_seen;
+	struct veil_buf held;           /* [DONE] and anything after it */
+
+	/* plain answer */
+	struct veil_buf resp;
+	char ctype[128];
+	char retry_after[16];
+	char receipt_id[VEIL_STORE_ID_MAX + 1];
+};
+
+struct usage_req {
+	struct gw_usage_job uj;
+	struct gw_relay *r;
+	struct gw *g;
+	struct veil_keyset keys;
+	uint8_t req_sha[32], resp_sha[32];
+	char expect_model[VEIL_STORE_MODEL_MAX + 1];
+	bool full_check;                /* every signature, not just Ed25519 */
+	bool receipt_ok;                /* verified (billed if rc == 0) */
+	char error[256];
+	uint64_t t0_ns;
+};
+
+static void relay_try(struct gw_relay *r);
+
+/* ---- bookkeeping --------------------------------------------------------- */
+
+static void drop_node(struct gw_relay *r)
+{
+	if (r->node) {
+		if (r->node->outstanding)
+			r->node->outstanding--;
+		gw_node_unref(r->node);
+		r->node = NULL;
+	}
+}
+
+static void relay_free(struct gw_relay *r)
+{
+	struct gw *g = r->g;
+
+	if (r->prev)
+		r->prev->next = r->next;
+	else if (g->relays == r)
+		g->relays = r->next;
+	if (r->next)
+		r->next->prev = r->prev;
+	if (r->call)
+		veil_http_call_cancel(r->call);
+	drop_node(r);
+	gw_node_unref(r->tried);
+	gw_framer_free(&r->fr);
+	EVP_MD_CTX_free(r->md);
+	veil_buf_free(&r->receipt);
+	veil_buf_free(&r->held);
+	veil_buf_free(&r->resp);
+	if (g->m.relays_active)
+		g->m.relays_active--;
+	if (r->started && g->m.streams_active)
+		g->m.streams_active--;
+	veil_wipe(r, sizeof(*r));
+	free(r);
+}
+
+/* Frees the relay once nothing refers to it any more. */
+static void relay_maybe_free(struct gw_relay *r)
+{
+	if (!r->req && !r->call && !r->auth_pending && !r->usage)
+		relay_free(r);
+}
+
+static void reply_error(struct gw_relay *r, int status, const char *type,
+			const char *code, const char *msg)
+{
+	if (!r->req)
+		return;
+	gw_reply_error(r->g, r->req, status, type, code, "%s", msg);
+	r->req = NULL;
+}
+
+/* Ends a started stream with an explicit error event (never [DONE]). */
+static void stream_cut(struct gw_relay *r, const char *code, const char *msg)
+{
+	struct veil_buf b = VEIL_BUF_INIT(4096);
+	json_t *e;
+	char *s;
+
+	if (!r->req)
+		return;
+	e = json_pack("{s:{s:s, s:s, s:s}}", "error", "message", msg, "type",
+		      "server_error", "code", code);
+	s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+	json_decref(e);
+	if (s && veil_buf_appendf(&b, "event: error\ndata: %s\n\n", s) == 0)
+		veil_http_stream_write(r->req, b.data, b.len);
+	free(s);
+	veil_buf_free(&b);
+	veil_http_stream_end(r->req);
+	r->req = NULL;
+	r->g->m.streams_cut++;
+}
+
+/* ---- receipts and usage (CPU worker, then writer) ------------------------ */
+
+static void usage_done(struct gw_job *j);
+
+static void usage_verify_run(struct gw_job *j, struct veil_store *s)
+{
+	struct usage_req *u = (struct usage_req *)j;
+	struct veil_receipt rc;
+	int e;
+
+	(void)s;
+	memset(&rc, 0, sizeof(rc));
+	j->rc = 0;
+	if ((e = veil_receipt_parse(u->uj.receipt, u->uj.receipt_len, &rc)) < 0) {
+		snprintf(u->error, sizeof(u->error), "malformed: %s", veil_err_detail());
+		goto out;
+	}
+	if (u->full_check) {
+		if ((e = veil_receipt_verify(&rc, &u->keys)) < 0) {
+			snprintf(u->error, sizeof(u->error), "signature: %s", veil_err_detail());
+			goto out;
+		}
+	} else if (CRYPTO_memcmp(rc.ed25519_public_key, u->keys.ed25519, 32) ||
+		   CRYPTO_memcmp(rc.eth_address, u->keys.eth_address, 20) ||
+		   veil_ed25519_verify(u->keys.ed25519, rc.payload, strlen(rc.payload),
+				       rc.sig_ed25519) < 0) {
+		/* One signature by a key of the attested set proves where the
+		 * payload comes from; the ECDSA and text signatures are the
+		 * clients' to check (--receipt-check full checks them here too,
+		 * at ~10x the CPU). */
+		snprintf(u->error, sizeof(u->error),
+			 "the Ed25519 signature is not the attested node's");
+		goto out;
+	}
+	if (CRYPTO_memcmp(rc.request_sha256, u->req_sha, 32)) {
+		snprintf(u->error, sizeof(u->error),
+			 "request_sha256 is not the hash of the body relayed");
+		goto out;
+	}
+	if (CRYPTO_memcmp(rc.response_sha256, u->resp_sha, 32)) {
+		snprintf(u->error, sizeof(u->error),
+			 "response_sha256 is not the hash of the answer relayed");
+		goto out;
+	}
+	if (strcmp(rc.model, u->expect_model)) {
+		snprintf(u->error, sizeof(u->error), "model is not the node's");
+		goto out;
+	}
+	if (!rc.id[0] || strlen(rc.id) > VEIL_STORE_ID_MAX) {
+		snprintf(u->error, sizeof(u->error), "bad id");
+		goto out;
+	}
+	u->receipt_ok = true;
+	if (u->uj.charge_tokens)
+		u->uj.charge_tokens = VEIL_MAX(rc.prompt_tokens + rc.completion_tokens - 1, 0);
+	snprintf(u->uj.request_id, sizeof(u->uj.request_id), "%s", rc.id);
+	u->uj.u.request_id = u->uj.request_id;
+	u->uj.u.prompt_tokens = rc.prompt_tokens;
+	u->uj.u.completion_tokens = rc.completion_tokens;
+	u->uj.u.created_ms = (int64_t)veil_wall_ms();
+	u->uj.u.receipt = u->uj.receipt;
+	u->uj.u.receipt_len = u->uj.receipt_len;
+	/* on to the writer: a usage record (run NULL) */
+	j->run = NULL;
+	if (gw_job_handoff(u->g->writer, j) == 0) {
+		veil_receipt_free(&rc);
+		return;
+	}
+	j->run = usage_verify_run;
+	j->rc = VEIL_EBUSY;
+out:
+	veil_receipt_free(&rc);
+}
+
+/* The stream's held tail, or the plain reply: the record is durable. */
+static void relay_complete(struct gw_relay *r)
+{
+	struct gw *g = r->g;
+
+	if (!r->req)
+		return;
+	if (r->sse) {
+		if (r->held.len)
+			veil_http_stream_write(r->req, r->held.data, r->held.len);
+		veil_http_stream_end(r->req);
+		r->req = NULL;
+		return;
+	}
+	gw_status(g, r->up_status);
+	/* the gateway's own share: all but the node's time */
+	gw_hist_add(&g->m.added, (double)(veil_now_ns() - r->t0_ns - r->up_ns) / 1e9);
+	veil_http_reply(r->req, r->up_status, r->ctype[0] ? r->ctype : "application/json",
+			r->resp.data ? r->resp.data : (const uint8_t *)"", r->resp.len);
+	r->req = NULL;
+}
+
+static void usage_done(struct gw_job *j)
+{
+	struct usage_req *u = (struct usage_req *)j;
+	struct gw_relay *r = u->r;
+	struct gw *g = u->g;
+
+	r->usage = NULL;
+	if (!u->receipt_ok) {
+		g->m.receipts_bad++;
+		VEIL_WARN(GW_MOD, "request %s: receipt from node %s refused (%s); not billed",
+			  r->receipt_id[0] ? r->receipt_id : "?", u->uj.node_id, u->error);
+		relay_complete(r);
+	} else if (j->rc < 0) {
+		g->m.usage_failed++;
+		g->m.receipts_ok++;
+		VEIL_ERROR(GW_MOD, "request %s: usage record not stored (%s): answer withheld",
+			   u->uj.request_id, veil_strerror(j->rc));
+		if (r->req && r->sse) {
+			stream_cut(r, "usage_store_unavailable",
+				   "the usage record could not be stored; the answer is withheld");
+		} else {
+			reply_error(r, 503, NULL, "usage_store_unavailable",
+				    "the usage record could not be stored; retry later");
+		}
+	} else {
+		g->m.receipts_ok++;
+		g->m.usage_records++;
+		gw_hist_add(&g->m.usage_write, (double)(veil_now_ns() - u->t0_ns) / 1e9);
+		relay_complete(r);
+	}
+	free(u->uj.receipt);
+	veil_wipe(u, sizeof(*u));
+	free(u);
+	relay_maybe_free(r);
+}
+
+/* Hands the receipt to the CPU worker; the answer completes in usage_done.
+ * Without a receipt the answer completes now (not billed). */
+static void settle(struct gw_relay *r, const uint8_t resp_sha[32])
+{
+	struct gw *g = r->g;
+	struct usage_req *u;
+
+	if (!r->receipt.len) {
+		g->m.receipts_missing++;
+		VEIL_WARN(GW_MOD, "request to node %s: no receipt; not billed",
+			  r->node ? r->node->id : "?");
+		relay_complete(r);
+		return;
+	}
+	if (!(u = calloc(1, sizeof(*u))) || !(u->uj.receipt = malloc(r->receipt.len))) {
+		free(u);
+		goto fail;
+	}
+	u->uj.job.run = usage_verify_run;
+	u->uj.job.done = usage_done;
+	memcpy(u->uj.receipt, r->receipt.data, r->receipt.len);
+	u->uj.receipt_len = r->receipt.len;
+	u->r = r;
+	u->g = g;
+	u->keys = r->node->keys;
+	u->full_check = g->o.receipt_check_full;
+	memcpy(u->req_sha, r->req_sha, 32);
+	memcpy(u->resp_sha, resp_sha, 32);
+	snprintf(u->expect_model, sizeof(u->expect_model), "%s", r->node->model);
+	snprintf(u->uj.model, sizeof(u->uj.model), "%s", r->node->model);
+	snprintf(u->uj.node_id, sizeof(u->uj.node_id), "%s", r->node->id);
+	u->uj.u.key_id = r->key.id;
+	u->uj.u.model = u->uj.model;
+	u->uj.u.node_id = u->uj.node_id;
+	u->t0_ns = veil_now_ns();
+	if (r->key.limits.tokens_per_min > 0)
+		u->uj.charge_tokens = -1; /* set from the receipt below */
+	r->usage = u;
+	if (gw_worker_submit(g->cpu[g->cpu_rr++ % g->n_cpu], &u->uj.job) < 0) {
+		r->usage = NULL;
+		free(u->uj.receipt);
+		free(u);
+		goto fail;
+	}
+	return;
+fail:
+	g->m.usage_failed++;
+	if (r->sse)
+		stream_cut(r, "overloaded", "the gateway is overloaded; the answer is withheld");
+	else
+		reply_error(r, 503, NULL, "overloaded", "the gateway is overloaded; retry later");
+}
+
+/* ---- the node's answer -------------------------------------------------------- */
+
+static int write_client(struct gw_relay *r, const uint8_t *p, size_t n)
+{
+	/* VEIL_EBUSY cannot happen (the transfer pauses above PAUSE_ABOVE,
+	 * far below the server's cap); if it did, the stream must end with
+	 * an error rather than lose bytes */
+	return veil_http_stream_write(r->req, p, n);
+}
+
+static int on_event(void *arg, const uint8_t *raw, size_t n)
+{
+	struct gw_relay *r = arg;
+	enum gw_ev_kind k = GW_EV_DATA;
+
+	if (r->done_seen) {
+		/* after [DONE]: held with it */
+		return veil_buf_append(&r->held, raw, n) < 0 ? VEIL_ERANGE : 0;
+	}
+	if (!r->receipt_seen) {
+		veil_buf_reset(&r->receipt);
+		if (gw_sse_classify(raw, n, &k, &r->receipt) < 0)
+			k = GW_EV_DATA;
+	} else if (gw_sse_classify(raw, n, &k, NULL) < 0) {
+		k = GW_EV_DATA;
+	}
+	switch (k) {
+	case GW_EV_RECEIPT:
+		if (r->receipt_seen)
+			break; /* a second one: relayed, not used */
+		r->receipt_seen = true;
+		break;
+	case GW_EV_DONE:
+		r->done_seen = true;
+		return veil_buf_append(&r->held, raw, n) < 0 ? VEIL_ERANGE : 0;
+	case GW_EV_ERROR:
+		r->error_seen = true;
+		/* fall through */
+	default:
+		if (!r->receipt_seen) {
+			veil_buf_reset(&r->receipt);
+			EVP_DigestUpdate(r->md, raw, n);
+		}
+		break;
+	}
+	return write_client(r, raw, n);
+}
+
+static void on_drain(struct veil_http_req *req, void *arg)
+{
+	struct gw_relay *r = arg;
+
+	(void)req;
+	if (r->paused && r->call) {
+		r->paused = false;
+		veil_http_call_resume(r->call);
+	}
+}
+
+static void up_head(void *arg, struct veil_http_call *call, int status)
+{
+	struct gw_relay *r = arg;
+	const char *ct = veil_http_call_header(call, "Content-Type");
+	const char *ra = veil_http_call_header(call, "Retry-After");
+	const char *rid = veil_http_call_header(call, "X-Veil-Receipt-Id");
+
+	r->up_status = status;
+	snprintf(r->ctype, sizeof(r->ctype), "%s", ct ? ct : "");
+	snprintf(r->retry_after, sizeof(r->retry_after), "%s", ra ? ra : "");
+	if (rid)
+		snprintf(r->receipt_id, sizeof(r->receipt_id), "%s", rid);
+	r->sse = status == 200 && ct && !strncasecmp(ct, "text/event-stream", 17);
+}
+
+static int up_data(void *arg, struct veil_http_call *call, const uint8_t *p, size_t n)
+{
+	struct gw_relay *r = arg;
+	int rc;
+
+	(void)call;
+	if (!r->req)
+		return VEIL_ECANCELED;
+	r->got_bytes = true;
+	if (!r->sse) {
+		if (veil_buf_append(&r->resp, p, n) < 0)
+			return VEIL_ERANGE;
+		return 0;
+	}
+	if (!r->started) {
+		if (!(r->md = EVP_MD_CTX_new()) ||
+		    !EVP_DigestInit_ex(r->md, EVP_sha256(), NULL))
+			return VEIL_ENOMEM;
+		veil_http_add_header(r->req, "X-Veil-Node", r->node->id);
+		if ((rc = veil_http_stream_start(r->req, 200, r->ctype)) < 0)
+			return rc;
+		r->started = true;
+		r->g->m.streams_active++;
+		gw_status(r->g, 200);
+		veil_http_req_on_drain(r->req, on_drain, r);
+	}
+	/* Backpressure: a client that reads slowly pauses the node's stream
+	 * (the bytes are not taken now; curl hands them again on resume). */
+	if (veil_http_stream_pending(r->req) > PAUSE_ABOVE) {
+		r->paused = true;
+		return VEIL_HTTP_PAUSE;
+	}
+	rc = gw_framer_feed(&r->fr, p, n, on_event, r);
+	return rc < 0 ? rc : 0;
+}
+
+/* The node failed us (not the client, not a size cap): passive health. */
+static bool node_fault(int rc, int status)
+{
+	return rc == VEIL_EIO || rc == VEIL_EBADMSG || (rc == VEIL_ETIMEDOUT && status == 0);
+}
+
+static bool retryable(const struct gw_relay *r, int rc, int status)
+{
+	/* nothing reached the client yet (a plain answer is sent only at the
+	 * end), and the node did not answer, broke off, or said it is busy */
+	if (r->sealed || r->attempts >= 2 || r->started)
+		return false;
+	if (rc == 0)
+		return status == 503 || status == 429;
+	return node_fault(rc, status);
+}
+
+static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t len)
+{
+	struct gw_relay *r = arg;
+	struct gw *g = r->g;
+	struct gw_node *n = r->node;
+
+	(void)body;
+	(void)len;
+	r->call = NULL;
+	r->up_ns += veil_now_ns() - r->up_start_ns;
+	if (!r->req) {
+		drop_node(r);
+		relay_maybe_free(r);
+		return;
+	}
+	if (node_fault(rc, status)) /* passive health: out of rotation now */
+		gw_node_failed(g, n, rc == VEIL_EBADMSG ? "TLS key does not match the pin"
+				     : rc == VEIL_ETIMEDOUT ? "timed out"
+				     : status ? "the answer broke off" : "connection failed");
+	if (retryable(r, rc, status)) {
+		g->m.retries++;
+		VEIL_INFO(GW_MOD, "request %llu: node %s %s; retrying on another node",
+			  (unsigned long long)veil_http_req_id(r->req), n->id,
+			  rc == 0 ? "is busy" : "failed before the client saw a byte");
+		gw_node_unref(r->tried);
+		r->tried = n;
+		gw_node_ref(n);
+		drop_node(r);
+		veil_buf_reset(&r->resp);
+		relay_try(r);
+		return;
+	}
+	if (r->sse) {
+		if (rc == 0 && r->done_seen && gw_framer_pending(&r->fr) == 0) {
+			uint8_t d[32];
+			unsigned l = 32;
+
+			EVP_DigestFinal_ex(r->md, d, &l);
+			settle(r, d);
+		} else if (r->error_seen && rc == 0) {
+			/* the node ended its stream with its own error event */
+			veil_http_stream_end(r->req);
+			r->req = NULL;
+		} else if (r->started) {
+			VEIL_WARN(GW_MOD, "request %llu: stream from node %s cut (%s)",
+				  (unsigned long long)veil_http_req_id(r->req), n->id,
+				  rc < 0 ? veil_strerror(rc) : "ended without [DONE]");
+			stream_cut(r, "upstream_stream_cut",
+				   "the node's stream broke before the answer was complete");
+		} else {
+			reply_error(r, 502, "server_error", "upstream_error",
+				    "the node's stream ended before it began");
+		}
+	} else if (rc < 0) {
+		if (rc == VEIL_ERANGE)
+			reply_error(r, 502, "server_error", "upstream_too_large",
+				    "the node's answer is too large");
+		else if (r->sealed && status == 0)
+			reply_error(r, 503, NULL, "node_unavailable",
+				    "the node this request is sealed to is not reachable; "
+				    "fetch reports and seal to another node");
+		else
+			reply_error(r, 502, "server_error", "upstream_error",
+				    status ? "the node's answer broke off"
+					   : "no node could be reached");
+	} else if (status == 200) {
+		uint8_t d[32];
+
+		gw_sha256(r->resp.data ? r->resp.data : (const uint8_t *)"", r->resp.len, d);
+		veil_http_add_header(r->req, "X-Veil-Node", n->id);
+		settle(r, d);
+	} else {
+		/* the node's own error: passed on as it is */
+		if (r->retry_after[0])
+			veil_http_add_header(r->req, "Retry-After", r->retry_after);
+		gw_status(g, status);
+		veil_http_reply(r->req, status, r->ctype[0] ? r->ctype : "application/json",
+				r->resp.data ? r->resp.data : (const uint8_t *)"", r->resp.len);
+		r->req = NULL;
+	}
+	drop_node(r);
+	relay_maybe_free(r);
+}
+
+/* The head of the node's answer; a plain answer's receipt header is read
+ * here (the header list is complete once the head is). */
+static void up_head_receipt(void *arg, struct veil_http_call *call, int status)
+{
+	struct gw_relay *r = arg;
+	const char *h;
+
+	up_head(arg, call, status);
+	veil_buf_reset(&r->receipt);
+	if (status == 200 && !r->sse &&
+	    (h = veil_http_call_header(call, "X-Veil-Receipt")) &&
+	    gw_receipt_from_header(h, strlen(h), &r->receipt) < 0)
+		veil_buf_reset(&r->receipt);
+	if (r->req && status == 200 && !r->sse) {
+		if ((h = veil_http_call_header(call, "X-Veil-Receipt")))
+			veil_http_add_header(r->req, "X-Veil-Receipt", h);
+		if ((h = veil_http_call_header(call, "X-Veil-Receipt-Id")))
+			veil_http_add_header(r->req, "X-Veil-Receipt-Id", h);
+	}
+}
+
+static void relay_try(struct gw_relay *r)
+{
+	struct gw *g = r->g;
+	struct gw_node *n;
+	struct veil_http_request rq = {0};
+	char url[VEIL_STORE_URL_MAX + 32], ct[160], mh[VEIL_STORE_MODEL_MAX + 32];
+	const char *hdrs[6];
+	const char *cth = veil_http_req_header(r->req, "Content-Type");
+	int k = 0, rc;
+
+	r->attempts++;
+	n = r->sealed ? gw_pick_by_key_id(g, r->key_id)
+		      : gw_pick(g, r->model, r->has_aff ? r->aff : NULL, r->tried);
+	if (!n) {
+		if (r->sealed)
+			reply_error(r, 503, NULL, "node_unavailable",
+				    "no verified node holds the key this body is sealed to; "
+				    "fetch reports and seal to another node");
+		else if (r->tried)
+			reply_error(r, 503, NULL, "no_node_available",
+				    "no other verified, healthy node serves this model");
+		else if (!gw_model_available(g, r->model)) {
+			bool known = false;
+
+			for (struct gw_node *x = g->nodes; x; x = x->next)
+				known |= !strcmp(x->model, r->model);
+			if (known)
+				reply_error(r, 503, NULL, "no_node_available",
+					    "no verified, healthy node serves this model right now");
+			else {
+				gw_reply_error(g, r->req, 404, "invalid_request_error",
+					       "model_not_found", "The model '%.100s' does not exist",
+					       r->model);
+				r->req = NULL;
+			}
+		} else
+			reply_error(r, 503, NULL, "no_node_available",
+				    "no verified, healthy node serves this model right now");
+		relay_maybe_free(r);
+		return;
+	}
+	r->node = n;
+	gw_node_ref(n);
+	n->outstanding++;
+	n->requests++;
+	r->up_status = 0;
+	r->sse = false;
+	r->got_bytes = false;
+	snprintf(url, sizeof(url), "%s%s", n->url,
+		 r->chat ? "/v1/chat/completions" : "/v1/completions");
+	snprintf(ct, sizeof(ct), "Content-Type: %s", cth ? cth : "application/json");
+	hdrs[k++] = ct;
+	hdrs[k++] = "Accept: text/event-stream, application/json";
+	hdrs[k++] = "Expect:"; /* no 100-continue round trip */
+	if (r->sealed) {
+		snprintf(mh, sizeof(mh), "X-Veil-Model: %s", r->model);
+		hdrs[k++] = mh;
+	}
+	hdrs[k] = NULL;
+	rq.method = "POST";
+	rq.url = url;
+	rq.headers = hdrs;
+	rq.body = r->body_len ? r->body : (const uint8_t *)"";
+	rq.body_len = r->body_len;
+	rq.timeout_ms = g->o.upstream_timeout_ms;
+	gw_node_request(n, &rq);
+	rq.max_response = MAX_RESPONSE;
+	rq.on_head = up_head_receipt;
+	rq.on_data = up_data;
+	rq.on_done = up_done;
+	rq.arg = r;
+	r->up_start_ns = veil_now_ns();
+	if ((rc = veil_http_client_start(g->client, &rq, &r->call)) < 0) {
+		r->call = NULL;
+		drop_node(r);
+		reply_error(r, 500, NULL, "internal", "the request could not be started");
+		relay_maybe_free(r);
+	}
+}
+
+/* ---- the client ------------------------------------------------------------------ */
+
+static void on_close(struct veil_http_req *req, void *arg)
+{
+	struct gw_relay *r = arg;
+
+	if (r->req != req)
+		return;
+	if (r->call) {
+		veil_http_call_cancel(r->call);
+		r->call = NULL;
+	}
+	drop_node(r);
+	if (r->started)
+		veil_http_stream_end(req);
+	else
+		veil_http_reply(req, 499, "text/plain", "", 0);
+	r->req = NULL;
+	relay_maybe_free(r);
+}
+
+static void auth_done(void *arg, int status, const struct gw_key *k, int retry_after,
+		      const char *code, const char *msg)
+{
+	struct gw_relay *r = arg;
+	struct gw *g = r->g;
+
+	r->auth_pending = false;
+	if (!r->req) {
+		relay_maybe_free(r);
+		return;
+	}
+	if (status) {
+		if (retry_after > 0)
+			veil_http_set_retry_after(r->req, (unsigned)retry_after);
+		reply_error(r, status, NULL, code, msg);
+		relay_maybe_free(r);
+		return;
+	}
+	r->key = *k;
+	(void)g;
+	relay_try(r);
+}
+
+static void h_completion(struct veil_http_req *req, void *arg, bool chat)
+{
+	struct gw *g = arg;
+	const char *ct = veil_http_req_header(req, "Content-Type");
+	struct gw_relay *r;
+	size_t len;
+	const uint8_t *body = veil_http_req_body(req, &len);
+
+	if (!g->ready || g->stopping) {
+		gw_reply_error(g, req, 503, NULL, "not_ready", "the gateway is not ready");
+		return;
+	}
+	if (!veil_http_req_header(req, "Authorization")) {
+		/* before looking at the body: no key, no further answer */
+		gw_reply_error(g, req, 401, NULL, "missing_api_key",
+			       "You didn't provide an API key (Authorization: Bearer "
+			       "sk-veil-...)");
+		return;
+	}
+	if (!(r = calloc(1, sizeof(*r)))) {
+		gw_reply_error(g, req, 503, NULL, "overloaded", "out of memory");
+		return;
+	}
+	r->g = g;
+	r->req = req;
+	r->chat = chat;
+	r->body = body;
+	r->body_len = len;
+	r->t0_ns = veil_now_ns();
+	gw_framer_init(&r->fr, 4u << 20);
+	r->receipt = (struct veil_buf)VEIL_BUF_INIT(VEIL_STORE_RECEIPT_MAX);
+	r->held = (struct veil_buf)VEIL_BUF_INIT(1u << 20);
+	r->resp = (struct veil_buf)VEIL_BUF_INIT(MAX_RESPONSE);
+	r->next = g->relays;
+	if (g->relays)
+		g->relays->prev = r;
+	g->relays = r;
+	g->m.relays_active++;
+	r->sealed = ct && !strncasecmp(ct, SEALED_TYPE, strlen(SEALED_TYPE));
+	if (r->sealed) {
+		const char *m = veil_http_req_header(req, "X-Veil-Model");
+
+		if (!m || !gw_model_valid(m, strlen(m))) {
+			reply_error(r, 400, NULL, "missing_model",
+				    "a sealed request names its model in X-Veil-Model");
+			goto out;
+		}
+		snprintf(r->model, sizeof(r->model), "%s", m);
+		if (veil_seal_peek_key_id(body, len, r->key_id) < 0) {
+			reply_error(r, 400, NULL, "bad_sealed_body",
+				    "the sealed body's header is malformed");
+			goto out;
+		}
+	} else {
+		json_t *o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, NULL);
+		json_t *m = json_object_get(o, "model");
+
+		if (!json_is_object(o)) {
+			json_decref(o);
+			reply_error(r, 400, NULL, "invalid_json", "the body is not a JSON object");
+			goto out;
+		}
+		if (!json_is_string(m) ||
+		    !gw_model_valid(json_string_value(m), json_string_length(m))) {
+			json_decref(o);
+			reply_error(r, 400, NULL, "missing_model", "'model' must be a string");
+			goto out;
+		}
+		snprintf(r->model, sizeof(r->model), "%s", json_string_value(m));
+		json_decref(o);
+		if (g->o.affinity) {
+			const char *ah = veil_http_req_header(req, "X-Veil-Affinity");
+
+			if (ah && *ah) {
+				gw_sha256(ah, strlen(ah), r->aff);
+				r->has_aff = true;
+			} else {
+				r->has_aff = gw_affinity_key(body, len, r->aff);
+			}
+		}
+	}
+	gw_sha256(body, len, r->req_sha);
+	veil_http_req_on_close(req, on_close, r);
+	r->auth_pending = true;
+	gw_auth(g, req, true, auth_done, r);
+	return;
+out:
+	relay_maybe_free(r);
+}
+
+static void h_chat(struct veil_http_req *req, void *arg)
+{
+	h_completion(req, arg, true);
+}
+
+static void h_cmpl(struct veil_http_req *req, void *arg)
+{
+	h_completion(req, arg, false);
+}
+
+void gw_relay_routes(struct gw *g)
+{
+	veil_http_route(g->srv, "POST", "/v1/chat/completions", false, h_chat, g);
+	veil_http_route(g->srv, "POST", "/v1/completions", false, h_cmpl, g);
+}
+
+void gw_relay_abort_all(struct gw *g, const char *why)
+{
+	struct gw_relay *r, *next;
+
+	for (r = g->relays; r; r = next) {
+		next = r->next;
+		if (!r->req)
+			continue;
+		if (r->call) {
+			veil_http_call_cancel(r->call);
+			r->call = NULL;
+		}
+		drop_node(r);
+		if (r->started)
+			stream_cut(r, "shutting_down", why);
+		else
+			reply_error(r, 503, NULL, "shutting_down", why);
+		relay_maybe_free(r);
+	}
+}
