@@ -73,6 +73,55 @@ int veil_hpke_keypair_from_private(const uint8_t priv[VEIL_HPKE_NSK],
 				   struct veil_hpke_keypair *kp);
 void veil_hpke_keypair_wipe(struct veil_hpke_keypair *kp);
 
+/* Ephemeral key pool (sender side; off until started).
+ *
+ * A seal (veil_hpke_setup_sender / veil_hpke_seal with opts->eph NULL, and
+ * so veil_seal_client_new / veil_seal_request) spends half its fixed cost
+ * making the ephemeral key pair: one X25519 scalar multiplication, ~26 us.
+ * A started pool makes them ahead of use in a background thread (signals
+ * blocked), holding up to `size` keys; a seal takes one when there is one
+ * and otherwise makes its own, as without a pool.  Only when the key is
+ * made changes: what is sealed, and how, is the same.  One pool per
+ * process; these functions are thread-safe.
+ *
+ * Safety (an ephemeral key sealing two messages to one recipient repeats the
+ * AES-GCM key and nonce):
+ *  - each key leaves the pool once: it is copied out and its slot wiped under
+ *    the pool's lock, and the seal wipes it after use, failed or not;
+ *  - a child of fork() never takes a key of the parent's pool: the keys
+ *    live in memory marked MADV_WIPEONFORK (zeroed in the child; start fails
+ *    with VEIL_ENOTSUP where the kernel lacks it), a pthread_atfork handler
+ *    drops the pool in the child, and every take checks the pid; the wipe
+ *    or the pid check alone suffices, after fork() and after a bare clone
+ *    that runs no atfork handler (test_hpke checks both).  The
+ *    child seals with fresh keys and may start a pool of its own.  (Its
+ *    memory is otherwise a copy of the parent's, as after any fork.);
+ *  - the memory is kept out of core dumps and locked when RLIMIT_MEMLOCK
+ *    allows;
+ *  - not for a machine whose memory may be snapshotted and resumed twice
+ *    (cloned VMs): both copies would hold the same unused keys.  The host
+ *    of a TDX or SEV-SNP guest cannot restore its encrypted memory into a
+ *    second guest; on ordinary VMs with snapshots leave the pool off.
+ * Keys wait unused in memory for a while: an attacker who can read this
+ * process's memory learns them, as it would any key the process holds. */
+#define VEIL_HPKE_EPH_POOL_MAX 1024
+
+/* Starts the process's pool of `size` keys (1..VEIL_HPKE_EPH_POOL_MAX).
+ * VEIL_EINVAL when one is running, VEIL_ENOTSUP without MADV_WIPEONFORK. */
+int veil_hpke_eph_pool_start(unsigned size);
+/* Stops the thread and wipes the unused keys; a no-op without a pool. */
+void veil_hpke_eph_pool_stop(void);
+
+/* Counts since the last start. */
+struct veil_hpke_eph_pool_stats {
+	unsigned size;   /* 0 when no pool runs in this process */
+	unsigned ready;  /* keys waiting now */
+	uint64_t made;   /* keys the pool made */
+	uint64_t taken;  /* seals that took a pool key */
+	uint64_t missed; /* seals that found it empty and made their own */
+};
+void veil_hpke_eph_pool_stats(struct veil_hpke_eph_pool_stats *st);
+
 /* Name ("aes256gcm", "aes128gcm", "chacha20poly1305", "exportonly") <->
  * id.  Parse returns the id or VEIL_EINVAL for an unknown name. */
 int veil_hpke_aead_parse(const char *name);

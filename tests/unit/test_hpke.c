@@ -1,16 +1,28 @@
 /* Unit tests of HPKE (RFC 9180): every vector of
- * $VEIL_SHARED/vectors/hpke/test-vectors.json (default ../shared), plus the
- * refusals the vectors do not cover. */
+ * $VEIL_SHARED/vectors/hpke/test-vectors.json (default ../shared), exports
+ * longer than the vectors' against OpenSSL's own HKDF, the refusals the
+ * vectors do not cover, and the ephemeral key pool (each key once, none
+ * across fork). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include <jansson.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
 
 #include "veil/base.h"
 #include "veil/hpke.h"
@@ -46,6 +58,64 @@ static const char *shared_dir(void)
 struct counts {
 	int vectors, encryptions, exports;
 };
+
+/* Export = LabeledExpand(exporter_secret, "sec", ctx, L) (RFC 9180 §5.3)
+ * computed with OpenSSL's HKDF, which hpke.c no longer uses: lengths the
+ * vectors do not have (they export 32 bytes), up to the 255 * 32 limit. */
+static void check_long_exports(json_t *t, struct veil_hpke_ctx *sc, int aead)
+{
+	static const size_t lens[] = {1, 31, 33, 44, 64, 65, 1000, VEIL_HPKE_MAX_EXPORT};
+	static const uint8_t ectx[] = "veil long export";
+	uint8_t info[2 + 7 + 10 + 3 + sizeof(ectx)];
+	size_t sl, ilen = 0;
+	uint8_t *secret = hexfield(t, "exporter_secret", &sl);
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+
+	assert_int_equal(sl, 32);
+	assert_non_null(kdf);
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(lens); i++) {
+		size_t L = lens[i];
+		uint8_t *want = malloc(L), *got = malloc(L);
+		int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+		EVP_KDF_CTX *kc = EVP_KDF_CTX_new(kdf);
+		OSSL_PARAM params[5];
+
+		assert_non_null(want);
+		assert_non_null(got);
+		assert_non_null(kc);
+		ilen = 0;
+		info[ilen++] = (uint8_t)(L >> 8);
+		info[ilen++] = (uint8_t)L;
+		memcpy(info + ilen, "HPKE-v1HPKE\x00\x20\x00\x01", 15);
+		ilen += 15;
+		info[ilen++] = (uint8_t)(aead >> 8);
+		info[ilen++] = (uint8_t)aead;
+		memcpy(info + ilen, "sec", 3);
+		ilen += 3;
+		memcpy(info + ilen, ectx, sizeof(ectx) - 1);
+		ilen += sizeof(ectx) - 1;
+		params[0] = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+		params[1] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
+		params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, secret, 32);
+		params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, ilen);
+		params[4] = OSSL_PARAM_construct_end();
+		assert_true(EVP_KDF_derive(kc, want, L, params) > 0);
+		assert_int_equal(veil_hpke_ctx_export(sc, ectx, sizeof(ectx) - 1, got, L), 0);
+		assert_memory_equal(got, want, L);
+		EVP_KDF_CTX_free(kc);
+		free(want);
+		free(got);
+	}
+	{
+		uint8_t x[1];
+
+		assert_int_equal(veil_hpke_ctx_export(sc, ectx, 3, x, VEIL_HPKE_MAX_EXPORT + 1),
+				 VEIL_ERANGE);
+		assert_int_equal(veil_hpke_ctx_export(sc, ectx, 3, x, 0), VEIL_ERANGE);
+	}
+	EVP_KDF_free(kdf);
+	free(secret);
+}
 
 static void run_vector(json_t *t, struct counts *cnt)
 {
@@ -172,6 +242,7 @@ static void run_vector(json_t *t, struct counts *cnt)
 		free(want);
 		free(got);
 	}
+	check_long_exports(t, sc, aead);
 	cnt->vectors++;
 	free(base_nonce);
 	free((void *)so.info);
@@ -484,6 +555,241 @@ static void test_derive_keypair_needs_32_bytes(void **state)
 	assert_int_equal(veil_hpke_derive_keypair(ikm, sizeof(ikm), &k), VEIL_EINVAL);
 }
 
+/* ---- ephemeral key pool --------------------------------------------------- */
+
+#define POOL_SIZE 16
+#define POOL_THREADS 4
+#define POOL_SEALS 150 /* per thread */
+
+/* Waits (up to 10 s) until the pool holds all its keys. */
+static void pool_wait_full(void)
+{
+	struct veil_hpke_eph_pool_stats st;
+
+	for (int i = 0; i < 1000; i++) {
+		veil_hpke_eph_pool_stats(&st);
+		if (st.size && st.ready == st.size)
+			return;
+		usleep(10000);
+	}
+	fail_msg("the pool did not fill in 10 s");
+}
+
+/* One base-mode seal of a 1-byte message; its enc (the ephemeral public key)
+ * into enc. */
+static void seal_one(const uint8_t pk[32], uint8_t enc[32], uint8_t ct[17])
+{
+	struct veil_hpke_opts o = {.aead = VEIL_HPKE_AES256GCM};
+	size_t n;
+
+	assert_int_equal(veil_hpke_seal(&o, pk, NULL, 0, (const uint8_t *)"x", 1, enc, ct,
+					17, &n), 0);
+	assert_int_equal(n, 17);
+}
+
+static int cmp32(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+/* No two of the n 32-byte values are equal. */
+static void assert_all_distinct(uint8_t (*v)[32], size_t n)
+{
+	qsort(v, n, 32, cmp32);
+	for (size_t i = 1; i < n; i++)
+		assert_true(memcmp(v[i - 1], v[i], 32) != 0);
+}
+
+struct pool_job {
+	const struct veil_hpke_keypair *kr;
+	uint8_t enc[POOL_SEALS][32];
+	uint8_t ct[POOL_SEALS][17];
+	int failed;
+};
+
+static void *pool_sealer(void *arg)
+{
+	struct pool_job *j = arg;
+	struct veil_hpke_opts o = {.aead = VEIL_HPKE_AES256GCM};
+	size_t n;
+
+	for (int i = 0; i < POOL_SEALS; i++)
+		if (veil_hpke_seal(&o, j->kr->pub, NULL, 0, (const uint8_t *)"x", 1,
+				   j->enc[i], j->ct[i], 17, &n) < 0)
+			j->failed++;
+	return NULL;
+}
+
+static void test_eph_pool_hands_out_each_key_once(void **state)
+{
+	static struct pool_job jobs[POOL_THREADS];
+	static uint8_t all[POOL_THREADS * POOL_SEALS][32];
+	struct veil_hpke_opts o = {.aead = VEIL_HPKE_AES256GCM};
+	struct veil_hpke_eph_pool_stats st;
+	struct veil_hpke_keypair kr;
+	pthread_t th[POOL_THREADS];
+	uint8_t pt[1];
+	size_t n, k = 0;
+
+	(void)state;
+	assert_int_equal(veil_hpke_keygen(&kr), 0);
+	assert_int_equal(veil_hpke_eph_pool_start(POOL_SIZE), 0);
+	pool_wait_full();
+	for (int t = 0; t < POOL_THREADS; t++) {
+		jobs[t].kr = &kr;
+		jobs[t].failed = 0;
+		assert_int_equal(pthread_create(&th[t], NULL, pool_sealer, &jobs[t]), 0);
+	}
+	for (int t = 0; t < POOL_THREADS; t++)
+		assert_int_equal(pthread_join(th[t], NULL), 0);
+	veil_hpke_eph_pool_stats(&st);
+	veil_hpke_eph_pool_stop();
+	for (int t = 0; t < POOL_THREADS; t++) {
+		assert_int_equal(jobs[t].failed, 0);
+		for (int i = 0; i < POOL_SEALS; i++) {
+			/* every message opens: the pool's key pairs are whole */
+			assert_int_equal(veil_hpke_open(&o, &kr, jobs[t].enc[i], NULL, 0,
+							jobs[t].ct[i], 17, pt, 1, &n), 0);
+			assert_int_equal(pt[0], 'x');
+			memcpy(all[k++], jobs[t].enc[i], 32);
+		}
+	}
+	/* the pool started full, so the first POOL_SIZE seals took from it */
+	assert_true(st.taken >= POOL_SIZE);
+	assert_int_equal(st.taken + st.missed, POOL_THREADS * POOL_SEALS);
+	assert_true(st.made >= st.taken);
+	assert_all_distinct(all, k);
+	veil_hpke_keypair_wipe(&kr);
+}
+
+/* A child made by `how` (fork(), or a bare clone that skips the
+ * pthread_atfork handlers) seals `count` messages and writes their encs to
+ * the pipe, then exits 0 when its pool also looked absent.  Returns the
+ * child's pid. */
+static pid_t pool_child(int how, const uint8_t pk[32], int count, int fd)
+{
+	pid_t pid = how == 0 ? fork() : (pid_t)syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct veil_hpke_eph_pool_stats st;
+		uint8_t enc[32], ct[17];
+		int bad = 0;
+
+		veil_hpke_eph_pool_stats(&st);
+		if (st.size != 0 || st.ready != 0)
+			bad = 1;
+		for (int i = 0; i < count; i++) {
+			struct veil_hpke_opts o = {.aead = VEIL_HPKE_AES256GCM};
+			size_t n;
+
+			if (veil_hpke_seal(&o, pk, NULL, 0, (const uint8_t *)"x", 1, enc, ct,
+					   sizeof(ct), &n) < 0 ||
+			    write(fd, enc, 32) != 32)
+				bad = 2;
+		}
+		veil_hpke_eph_pool_stats(&st);
+		if (st.taken != 0 && how == 0)
+			bad = 3; /* fork: the atfork handler dropped the pool */
+		_exit(bad);
+	}
+	return pid;
+}
+
+static void test_eph_pool_child_of_fork_never_gets_a_parent_key(void **state)
+{
+	enum { N = 32 };
+	static uint8_t mine[N][32], theirs[N][32], both[2 * N][32];
+	struct veil_hpke_eph_pool_stats st;
+	struct veil_hpke_keypair kr;
+	uint8_t ct[17];
+
+	(void)state;
+	assert_int_equal(veil_hpke_keygen(&kr), 0);
+	for (int how = 0; how < 2; how++) {
+		int fds[2], status = -1;
+		pid_t pid;
+		size_t got = 0;
+
+		assert_int_equal(veil_hpke_eph_pool_start(N), 0);
+		pool_wait_full(); /* N keys wait: exactly what a child might inherit */
+		assert_int_equal(pipe(fds), 0);
+		pid = pool_child(how, kr.pub, N, fds[1]);
+		close(fds[1]);
+		/* the parent's first N seals take the N keys that were there at
+		 * the fork (oldest first; the refill goes behind them) */
+		for (int i = 0; i < N; i++)
+			seal_one(kr.pub, mine[i], ct);
+		veil_hpke_eph_pool_stats(&st);
+		assert_true(st.taken >= N);
+		while (got < sizeof(theirs)) {
+			ssize_t r = read(fds[0], (uint8_t *)theirs + got, sizeof(theirs) - got);
+
+			assert_true(r > 0);
+			got += (size_t)r;
+		}
+		close(fds[0]);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		/* the property: no ephemeral key on both sides of the fork */
+		memcpy(both, mine, sizeof(mine));
+		memcpy(both + N, theirs, sizeof(theirs));
+		assert_all_distinct(both, 2 * N);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+		veil_hpke_eph_pool_stop();
+	}
+	veil_hpke_keypair_wipe(&kr);
+}
+
+static void test_eph_pool_start_stop_and_limits(void **state)
+{
+	struct veil_hpke_eph_pool_stats st;
+	struct veil_hpke_keypair kr, ke;
+	struct veil_hpke_opts o = {.aead = VEIL_HPKE_AES256GCM};
+	uint8_t enc[32], ct[17];
+	uint64_t taken;
+	size_t n;
+
+	(void)state;
+	assert_int_equal(veil_hpke_keygen(&kr), 0);
+	assert_int_equal(veil_hpke_keygen(&ke), 0);
+	veil_hpke_eph_pool_stop(); /* none: a no-op */
+	assert_int_equal(veil_hpke_eph_pool_start(0), VEIL_ERANGE);
+	assert_int_equal(veil_hpke_eph_pool_start(VEIL_HPKE_EPH_POOL_MAX + 1), VEIL_ERANGE);
+	assert_int_equal(veil_hpke_eph_pool_start(4), 0);
+	assert_int_equal(veil_hpke_eph_pool_start(4), VEIL_EINVAL);
+	pool_wait_full();
+	veil_hpke_eph_pool_stats(&st);
+	assert_int_equal(st.size, 4);
+	assert_int_equal(st.ready, 4);
+	taken = st.taken;
+	/* a fixed ephemeral key (vectors, tests) leaves the pool alone */
+	o.eph = &ke;
+	assert_int_equal(veil_hpke_seal(&o, kr.pub, NULL, 0, (const uint8_t *)"x", 1, enc, ct,
+					sizeof(ct), &n), 0);
+	assert_memory_equal(enc, ke.pub, 32);
+	veil_hpke_eph_pool_stats(&st);
+	assert_int_equal(st.taken, taken);
+	/* a pool key is a real key pair: enc differs and the message opens */
+	seal_one(kr.pub, enc, ct);
+	assert_memory_not_equal(enc, ke.pub, 32);
+	o.eph = NULL;
+	assert_int_equal(veil_hpke_open(&o, &kr, enc, NULL, 0, ct, 17, ct, 17, &n), 0);
+	veil_hpke_eph_pool_stats(&st);
+	assert_int_equal(st.taken, taken + 1);
+	veil_hpke_eph_pool_stop();
+	veil_hpke_eph_pool_stats(&st);
+	assert_int_equal(st.size, 0);
+	assert_int_equal(st.ready, 0);
+	veil_hpke_eph_pool_stop();
+	/* it starts again after a stop, and seals work with no pool */
+	assert_int_equal(veil_hpke_eph_pool_start(2), 0);
+	veil_hpke_eph_pool_stop();
+	seal_one(kr.pub, enc, ct);
+	veil_hpke_keypair_wipe(&kr);
+	veil_hpke_keypair_wipe(&ke);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -496,6 +802,9 @@ int main(void)
 		cmocka_unit_test(test_low_order_public_keys_are_refused),
 		cmocka_unit_test(test_aead_names_parse),
 		cmocka_unit_test(test_derive_keypair_needs_32_bytes),
+		cmocka_unit_test(test_eph_pool_hands_out_each_key_once),
+		cmocka_unit_test(test_eph_pool_child_of_fork_never_gets_a_parent_key),
+		cmocka_unit_test(test_eph_pool_start_stop_and_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
  * "Sealed bodies (veil-seal/1)"). */
 #include "veil/seal.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -276,6 +277,13 @@ int veil_seal_body(struct veil_seal *s, const uint8_t *pt, size_t len,
 
 	if (!s || !out || (len && !pt))
 		return veil_errf(VEIL_EINVAL, "veil-seal: NULL argument");
+	/* All of it at once: one allocation, not a copy at every doubling
+	 * (and a body over the buffer's cap fails before any chunk is sealed). */
+	n = len / VEIL_SEAL_MAX_CHUNK + 1;
+	if (len > SIZE_MAX - n * VEIL_SEAL_CHUNK_OVERHEAD)
+		return veil_errf(VEIL_EOVERFLOW, "veil-seal: body of %zu bytes", len);
+	if ((rc = veil_buf_reserve(out, len + n * VEIL_SEAL_CHUNK_OVERHEAD)) < 0)
+		return rc;
 	do {
 		bool final;
 
@@ -320,8 +328,12 @@ static long parse_chunk_head(const uint8_t *p, bool *final)
 	return (long)len;
 }
 
-static int open_chunk(struct veil_seal *s, uint8_t *buf, size_t len,
-		      size_t *out_len, bool *is_final)
+/* Opens the whole chunk frame[0..len) (framing, ciphertext, tag), writing
+ * its plaintext to `pt`: either frame + VEIL_SEAL_CHUNK_HEAD (in place) or a
+ * buffer apart from the frame of at least len - VEIL_SEAL_CHUNK_OVERHEAD
+ * bytes (EVP allows no other overlap). */
+static int open_frame(struct veil_seal *s, const uint8_t *frame, size_t len,
+		      uint8_t *pt, size_t *out_len, bool *is_final)
 {
 	uint8_t aad[VEIL_SEAL_HEADER_LEN + 1];
 	struct veil_hpke_ctx *c;
@@ -335,7 +347,7 @@ static int open_chunk(struct veil_seal *s, uint8_t *buf, size_t len,
 	if (len < VEIL_SEAL_CHUNK_OVERHEAD)
 		return veil_errf(VEIL_EFORMAT, "veil-seal chunk: %zu bytes, shorter than %d",
 				 len, VEIL_SEAL_CHUNK_OVERHEAD);
-	if ((clen = parse_chunk_head(buf, &final)) < 0)
+	if ((clen = parse_chunk_head(frame, &final)) < 0)
 		return (int)clen;
 	if ((size_t)clen + VEIL_SEAL_CHUNK_OVERHEAD != len)
 		return veil_errf(VEIL_EFORMAT, "veil-seal chunk: length %ld does not match "
@@ -351,19 +363,16 @@ static int open_chunk(struct veil_seal *s, uint8_t *buf, size_t len,
 		memcpy(aad, s->hdr, VEIL_SEAL_HEADER_LEN);
 		plen = VEIL_SEAL_HEADER_LEN;
 	}
-	aad[plen] = buf[4];
-	/* Decrypt where the ciphertext is (EVP allows exact in-place only),
-	 * then move the plaintext to the front. */
-	rc = veil_hpke_ctx_open(c, aad, plen + 1, buf + VEIL_SEAL_CHUNK_HEAD,
-				len - VEIL_SEAL_CHUNK_HEAD, buf + VEIL_SEAL_CHUNK_HEAD,
-				len - VEIL_SEAL_CHUNK_HEAD, &n);
+	aad[plen] = frame[4];
+	rc = veil_hpke_ctx_open(c, aad, plen + 1, frame + VEIL_SEAL_CHUNK_HEAD,
+				len - VEIL_SEAL_CHUNK_HEAD, pt,
+				len - VEIL_SEAL_CHUNK_OVERHEAD, &n);
 	if (rc < 0)
 		return rc == VEIL_EBADMSG
 			       ? veil_errf(VEIL_EBADMSG, "veil-seal: chunk %u does not authenticate "
 					   "(tampered, reordered, replayed or another key)",
 					   s->in_chunks)
 			       : rc;
-	memmove(buf, buf + VEIL_SEAL_CHUNK_HEAD, n);
 	s->in_chunks++;
 	if (final)
 		s->state = IN_DONE;
@@ -394,8 +403,11 @@ int veil_seal_open_chunk(struct veil_seal *s, uint8_t *buf, size_t len,
 		return veil_errf(VEIL_EINVAL, "veil-seal: chunk before the request header");
 	if (s->have)
 		return veil_errf(VEIL_EINVAL, "veil-seal: chunk while a fed chunk is partial");
-	if ((rc = open_chunk(s, buf, len, out_len, is_final)) < 0)
+	/* Decrypt where the ciphertext is (EVP allows exact in-place only),
+	 * then move the plaintext to the front. */
+	if ((rc = open_frame(s, buf, len, buf + VEIL_SEAL_CHUNK_HEAD, out_len, is_final)) < 0)
 		return fail(s, rc);
+	memmove(buf, buf + VEIL_SEAL_CHUNK_HEAD, *out_len);
 	return 0;
 }
 
@@ -422,6 +434,28 @@ int veil_seal_feed(struct veil_seal *s, const uint8_t *p, size_t n,
 		if (s->state == IN_DONE)
 			return fail(s, veil_errf(VEIL_EFORMAT, "veil-seal: %zu bytes after the "
 						 "final chunk", n));
+		if (s->state == IN_CHUNK_HEAD && s->have == 0 && n >= VEIL_SEAL_CHUNK_HEAD) {
+			/* A whole chunk in the input: open it straight from there
+			 * into s->buf, sparing the copy in and the move out. */
+			bool final;
+			long clen = parse_chunk_head(p, &final);
+			size_t whole, len;
+
+			if (clen < 0)
+				return fail(s, (int)clen);
+			whole = (size_t)clen + VEIL_SEAL_CHUNK_OVERHEAD;
+			if (n >= whole) {
+				if ((rc = open_frame(s, p, whole, s->buf, &len, &final)) < 0)
+					return fail(s, rc);
+				p += whole;
+				n -= whole;
+				rc = emit ? emit(arg, s->buf, len, final) : 0;
+				veil_wipe(s->buf, len);
+				if (rc)
+					return fail(s, rc < 0 ? rc : VEIL_ECANCELED);
+				continue;
+			}
+		}
 		take = VEIL_MIN(n, s->need - s->have);
 		memcpy(s->buf + s->have, p, take);
 		s->have += take;
@@ -450,8 +484,10 @@ int veil_seal_feed(struct veil_seal *s, const uint8_t *p, size_t n,
 			s->have = 0;
 			s->need = VEIL_SEAL_CHUNK_HEAD;
 			s->state = IN_CHUNK_HEAD;
-			if ((rc = open_chunk(s, s->buf, whole, &len, &final)) < 0)
+			if ((rc = open_frame(s, s->buf, whole, s->buf + VEIL_SEAL_CHUNK_HEAD,
+					      &len, &final)) < 0)
 				return fail(s, rc);
+			memmove(s->buf, s->buf + VEIL_SEAL_CHUNK_HEAD, len);
 			rc = emit ? emit(arg, s->buf, len, final) : 0;
 			veil_wipe(s->buf, len);
 			if (rc)
@@ -489,6 +525,11 @@ int veil_seal_open_body(struct veil_seal *s, const uint8_t *body, size_t len,
 	if (!s || !out || (len && !body))
 		return veil_errf(VEIL_EINVAL, "veil-seal: NULL argument");
 	start = out->len;
+	/* The plaintext is shorter than the body: reserve it once (a secret
+	 * buffer copies and wipes at every growth).  Best effort: a body longer
+	 * than the cap may still open to a plaintext within it. */
+	if (len <= out->max - VEIL_MIN(out->max, out->len))
+		(void)veil_buf_reserve(out, len);
 	if ((rc = veil_seal_feed(s, body, len, append_emit, out)) < 0 ||
 	    (rc = veil_seal_finish(s)) < 0) {
 		veil_wipe(out->data + start, out->len - start);
