@@ -10,7 +10,7 @@
 #
 # Needs DIR/bin/{veil,veil-node,veil-gateway,veil-proxy} and
 # DIR/bench/e2e_bench (make all bench-bins).  What runs, all on 127.0.0.1:
-#   ours  `veil up --tee sim --model stories260K.gguf --state-dir TMP` in
+#   ours  `veil up --tee sim --model MODEL --state-dir TMP` in
 #         the background, exactly as a user starts it: one veil-node (TLS,
 #         veil up's flags), veil-gateway (TLS, sqlite, API key), veil-proxy
 #         (policy pinning what was launched, --receipts log, fsync'd).  The
@@ -22,11 +22,21 @@
 #         127.0.0.1:0, --tee sim) plus --allow-plaintext: the same JSON
 #         request, unsealed, over TLS (its self-signed certificate is not
 #         checked), straight to the node.
+# MODEL: a model whose first token takes a realistic time, so that the
+# figures say what a user sees: SmolLM2-135M's shapes and vocabulary, q8_0,
+# random weights (`veil model synth`; the file scripts/bench.sh step 1
+# makes): DIR/bench-models/smollm2-135m-synth-q8_0.gguf or
+# $VEIL_CACHE/synth/ (the same bytes), else made once into
+# DIR/bench-models (~5 s).  Only when it cannot be made (no tokenizer in
+# VEIL_SHARED): stories260K, whose ~1 ms TTFT is pure transport cost (two
+# extra TLS hops can never be within 5% of it).  The figures name the
+# model.  VEIL_E2E_MODEL=PATH picks another.
 # Both are idle while the other answers.  e2e_bench (tests/bench/e2e_bench.c,
 # which says exactly how each figure is taken) takes turns between them on
 # one kept-alive connection each, back to back in a new order every round,
-# BENCH_E2E_REPS (30) streamed /v1/completions each (a fixed prompt,
-# max_tokens 128, temperature 0, identical text checked); medians of:
+# BENCH_E2E_REPS (20; 30 with stories260K) streamed /v1/completions each (a
+# fixed prompt, max_tokens BENCH_E2E_TOKENS: 32; 128 with stories260K,
+# temperature 0, identical text checked); medians of:
 #   TTFT        request sent -> first token's text at the client;
 #   tokens/s    completion tokens / (request sent -> last token's text);
 #   decode      tokens after the first chunk / (first chunk -> last chunk),
@@ -34,22 +44,28 @@
 #   [DONE]      request sent -> data: [DONE] (through the stack: after the
 #               gateway stored the usage record and the proxy verified the
 #               receipt).
-# Two more sides take the same turns and split the overhead (stderr only):
-# the request sealed by the client itself and posted to veil up's gateway,
-# and straight to veil up's node.  Then 8 streams at once, BENCH_E2E_ROUNDS
-# (7) rounds each side alternating: median aggregate tok/s.
+# With BENCH_E2E_BREAKDOWN=1 (the default with stories260K only: with a
+# real model the ~1 ms they split is below the noise, and the time is
+# better spent on more turns of the two measured sides) two more sides take
+# the same turns and split the overhead (stderr only): the request sealed
+# by the client itself and posted to veil up's gateway, and straight to
+# veil up's node.  Then 8 streams at once, BENCH_E2E_ROUNDS
+# (5; 7 with stories260K) rounds each side alternating: median aggregate
+# tok/s.
 # Output: BENCH|figure|ours|unit|reference|ratio lines on stdout (ratio:
 # node/ours for times, ours/node for rates), progress and the breakdown on
-# stderr.  About 10 s with stories260K.
-# Env: VEIL_SHARED (../shared), VEIL_E2E_MODEL (a GGUF instead of
-# stories260K), BENCH_E2E_REPS, BENCH_E2E_ROUNDS, BENCH_E2E_TOKENS (128).
+# stderr.  About 40-60 s on 2 cores (10 s with stories260K).
+# Env: VEIL_SHARED (../shared), VEIL_CACHE, VEIL_E2E_MODEL, BENCH_E2E_REPS,
+# BENCH_E2E_ROUNDS, BENCH_E2E_TOKENS, BENCH_E2E_BREAKDOWN, BENCH_E2E_PROMPT
+# (another prompt than e2e_bench's one-sentence default; a longer one makes
+# TTFT longer, and the figures then say "own prompt").
 set -uo pipefail
 
 BUILD=build
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--build) BUILD="$2"; shift 2 ;;
-	-h|--help) sed -n '2,45p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,56p' "$0"; exit 0 ;;
 	*) echo "bench_e2e: unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -61,10 +77,6 @@ VEIL="$BUILD/bin/veil"
 NODE="$BUILD/bin/veil-node"
 EB="$BUILD/bench/e2e_bench"
 SHARED="${VEIL_SHARED:-$ROOT/../shared}"
-MODEL="${VEIL_E2E_MODEL:-$SHARED/models/stories260K.gguf}"
-REPS="${BENCH_E2E_REPS:-30}"
-ROUNDS="${BENCH_E2E_ROUNDS:-7}"
-TOKENS="${BENCH_E2E_TOKENS:-128}"
 CLIENTS=8
 
 FIG_TTFT="e2e TTFT proxy+gateway+node vs node"
@@ -74,6 +86,34 @@ FIG_DONE="e2e time to verified [DONE] proxy+gateway+node vs node"
 FIG_CONC="e2e $CLIENTS concurrent streams aggregate tok/s proxy+gateway+node vs node"
 
 say() { echo "bench_e2e: $*" >&2; }
+
+# The model (see the top): a given one, the synthetic SmolLM2-135M q8_0
+# (cached or made now), else stories260K.
+SMOL_FILE=smollm2-135m-synth-q8_0.gguf
+pick_model() {
+	local c tok="$SHARED/models/smollm2-135m-tokenizer/tokenizer.json"
+	local out="$BUILD/bench-models/$SMOL_FILE"
+	if [ -n "${VEIL_E2E_MODEL:-}" ]; then echo "$VEIL_E2E_MODEL"; return; fi
+	for c in "$out" ${VEIL_CACHE:+"$VEIL_CACHE/synth/$SMOL_FILE"} "$BUILD/cache/synth/$SMOL_FILE"; do
+		if [ -s "$c" ]; then echo "$c"; return; fi
+	done
+	if [ -x "$VEIL" ] && [ -f "$tok" ] && mkdir -p "$BUILD/bench-models"; then
+		say "synthesizing $SMOL_FILE (once; cached in $BUILD/bench-models)"
+		# made under a temporary name: an interrupted run leaves no
+		# truncated model behind for the next one
+		trap 'rm -f "$out.tmp.$$"; exit 1' INT TERM HUP
+		if "$VEIL" model synth --preset smollm2-135m --tokenizer "$tok" --type q8_0 \
+			-o "$out.tmp.$$" >&2 && mv -f "$out.tmp.$$" "$out"; then
+			echo "$out"; return
+		fi
+		rm -f "$out.tmp.$$"
+		say "veil model synth failed"
+	else
+		say "cannot synthesize $SMOL_FILE (no $tok or no $VEIL)"
+	fi
+	say "falling back to stories260K (TTFT ~1 ms: the ratios are transport cost only)"
+	echo "$SHARED/models/stories260K.gguf"
+}
 na() { # figure unit why
 	echo "BENCH|$1|n/a|$2|$3|n/a"
 }
@@ -92,6 +132,17 @@ for f in "$VEIL" "$NODE" "$BUILD/bin/veil-gateway" "$BUILD/bin/veil-proxy" "$EB"
 		exit 0
 	fi
 done
+MODEL="$(pick_model)"
+case "$(basename "$MODEL")" in
+stories*) dr=30 dt=128 dn=7 db=1 ;;  # ~20 000 tok/s: many short runs
+*) dr=20 dt=32 dn=5 db=0 ;;          # ~100 tok/s on 2 cores: within ~60 s
+esac
+REPS="${BENCH_E2E_REPS:-$dr}"
+TOKENS="${BENCH_E2E_TOKENS:-$dt}"
+ROUNDS="${BENCH_E2E_ROUNDS:-$dn}"
+BREAKDOWN="${BENCH_E2E_BREAKDOWN:-$db}"
+prompt=()
+[ -n "${BENCH_E2E_PROMPT:-}" ] && prompt=(--prompt "$BENCH_E2E_PROMPT")
 if [ ! -f "$MODEL" ]; then
 	say "no model at $MODEL (VEIL_SHARED)"
 	all_na "no model $MODEL"
@@ -172,30 +223,32 @@ if [ -z "$REF" ]; then
 fi
 
 # ---- 1. one stream at a time -------------------------------------------------
-# The breakdown sides (the client seals: to veil up's gateway, and to
-# veil up's node directly) take turns with the two measured ones; the
+# The breakdown sides, when on (the client seals: to veil up's gateway, and
+# to veil up's node directly) take turns with the two measured ones; the
 # gateway's API key goes in the environment, never on a command line.
 # run_eb OUT ERR ARGS...: e2e_bench, bounded, in the background so that a
 # signal reaches the traps at once (cleanup stops it first).
 run_eb() {
 	local out="$1" err="$2"; shift 2
-	timeout -k 5 60 "$EB" "$@" >"$out" 2>"$err" &
+	timeout -k 5 150 "$EB" "$@" >"$out" 2>"$err" &
 	local p=$!
 	pids=("$p" "${pids[@]}")
 	wait "$p"
 	pids=("${pids[@]:1}")
 	cat "$err" >&2
 }
+split=()
+[ "$BREAKDOWN" = 1 ] && split=(--gateway "$GW" --node "$UPNODE")
 say "latency: $REPS streamed requests each way, in turns ($TOKENS tokens)"
 VEIL_API_KEY="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["api_key"])' "$tmp/up/up.json")" \
 	run_eb "$tmp/lat.txt" "$tmp/lat.err" latency --ours "$PROXY" --ref "$REF" \
-	--model-name "$MNAME" --model "$MODEL" --gateway "$GW" --node "$UPNODE" \
+	--model-name "$MNAME" --model "$MODEL" "${split[@]}" "${prompt[@]}" \
 	--max-tokens "$TOKENS" --reps "$REPS" --insecure
 # ---- 2. 8 streams at once ----------------------------------------------------------
 say "$CLIENTS streams at once, $ROUNDS rounds each way, alternating"
 run_eb "$tmp/conc.txt" "$tmp/conc.err" concurrent --ours "$PROXY" --ref "$REF" \
 	--model-name "$MNAME" --max-tokens "$TOKENS" --clients "$CLIENTS" --rounds "$ROUNDS" \
-	--insecure
+	"${prompt[@]}" --insecure
 
 # anything that went wrong on the servers' side
 for l in "$tmp"/up/logs/*.log; do
@@ -203,7 +256,8 @@ for l in "$tmp"/up/logs/*.log; do
 		tail -n 3 | sed "s|^|bench_e2e: $(basename "$l"): |" >&2
 done
 
-python3 - "$tmp/lat.txt" "$tmp/conc.txt" "$(basename "$MODEL" .gguf)" "$TOKENS" "$ROUNDS" \
+python3 - "$tmp/lat.txt" "$tmp/conc.txt" \
+	"$(basename "$MODEL" .gguf)${BENCH_E2E_PROMPT:+, own prompt of ${#BENCH_E2E_PROMPT} characters}" "$TOKENS" "$ROUNDS" \
 	"$CLIENTS" "$FIG_TTFT" "$FIG_TOK" "$FIG_DEC" "$FIG_DONE" "$FIG_CONC" <<'PY'
 import sys
 lat, conc, model, tokens, rounds, clients = sys.argv[1:7]

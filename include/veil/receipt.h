@@ -58,6 +58,19 @@ int veil_receipt_parse(const uint8_t *json, size_t n, struct veil_receipt *out);
  * address. */
 int veil_receipt_verify(const struct veil_receipt *r, const struct veil_keyset *keys);
 
+/* The Ed25519 half of veil_receipt_verify: the payload's Ed25519 signature
+ * (and the text's, when present) under keys->ed25519; the payload's
+ * ed25519_public_key must be the attested key, and its signing_address the
+ * attested Ethereum address when keys has one.  The ECDSA (EIP-191)
+ * signatures are NOT checked.  For a hot path that already trusts the key
+ * set: one attestation binds both keys, so an Ed25519 signature under the
+ * attested key proves the receipt came from the attested node; ECDSA is
+ * there for Ethereum-style verifiers and is left to a full check later
+ * (veil_receipt_verify, e.g. `veil receipts verify`).  VEIL_EBADMSG with a
+ * detail on a mismatch; VEIL_EINVAL when keys lacks an Ed25519 key. */
+int veil_receipt_verify_ed25519(const struct veil_receipt *r,
+				const struct veil_keyset *keys);
+
 /* NEAR AI text "<model>:<req hex>:<resp hex>" into out (cap >= 300).
  * Returns its length. */
 int veil_receipt_text(const struct veil_receipt *r, char *out, size_t cap);

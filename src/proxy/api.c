@@ -12,6 +12,9 @@
  *  - streamed: each sealed event is opened and relayed as the plain SSE
  *    event it carries; the node's [DONE] (the final sealed chunk) is held
  *    back until the receipt after it has been checked; then [DONE].
+ * Receipts are checked on the receipt checker's thread (verify.c): the
+ * request waits for the verdict (r->check) while the loop serves the
+ * other streams.
  * Any failure ends the request with an explicit OpenAI-shaped error: an
  * HTTP status >= 400 when nothing was sent yet, else an `event: error`
  * and no [DONE].  A gateway answer that names a key or node it does not
@@ -65,8 +68,14 @@ struct preq {
 	bool ss_init;
 	uint8_t *ct;                   /* one chunk, opened in place (wiped) */
 	size_t ct_cap;
+	size_t ct_high;                /* the most of ct ever used */
 	bool final_done, node_error, receipt_ok;
 	json_t *receipt_obj;
+	struct rcheck *check;          /* the receipt being checked, or NULL */
+	bool up_ended;                 /* the upstream call ended well */
+	bool in_cb;                    /* inside an upstream callback */
+	struct veil_buf answer;        /* secret: non-stream plaintext, held
+					* until its receipt is verified */
 
 	/* the first failure, reported when the call ends */
 	bool failed;
@@ -80,8 +89,19 @@ struct preq {
 
 /* ---- life cycle ---------------------------------------------------------- */
 
+/* The request no longer wants the verdict (the check still runs and logs
+ * its line). */
+static void check_detach(struct preq *r)
+{
+	if (r->check)
+		r->check->owner = NULL;
+	r->check = NULL;
+}
+
 static void exchange_reset(struct preq *r)
 {
+	check_detach(r);
+	veil_buf_free(&r->answer);
 	veil_seal_free(r->seal);
 	r->seal = NULL;
 	veil_buf_free(&r->resp);
@@ -94,13 +114,16 @@ static void exchange_reset(struct preq *r)
 	EVP_MD_CTX_free(r->md);
 	r->md = NULL;
 	if (r->ct) {
-		veil_wipe(r->ct, r->ct_cap);
+		/* each opened chunk is wiped after use already; this is in
+		 * case a path missed one (only the part ever used) */
+		veil_wipe(r->ct, r->ct_high);
 		free(r->ct);
 	}
 	r->ct = NULL;
+	r->ct_high = 0;
 	r->up_status = 0;
 	r->up_sealed = r->up_sse = r->paused = false;
-	r->final_done = r->node_error = r->receipt_ok = false;
+	r->final_done = r->node_error = r->receipt_ok = r->up_ended = false;
 	vstate_unref(r->st);
 	r->st = NULL;
 	r->node = NULL;
@@ -134,9 +157,6 @@ static void preq_done(struct preq *r)
 }
 
 /* ---- failures ---------------------------------------------------------------- */
-
-static void log_receipt_line(struct preq *r, const struct veil_receipt *rc,
-			     const uint8_t *resp_sha, bool ok, const char *error);
 
 /* Records the first failure; the caller aborts the transfer (returns the
  * code from a callback) and the failure is answered when the call ends. */
@@ -204,105 +224,45 @@ static void fail(struct preq *r, int status, const char *code, const char *fmt, 
 
 /* ---- receipts ------------------------------------------------------------------ */
 
-static void hex(const uint8_t *b, size_t n, char *out, size_t cap)
+/* A failed exchange without a receipt to check: its line says why. */
+static void log_fail(struct preq *r, const uint8_t *resp_sha, const char *error)
 {
-	veil_hex_encode(b, n, out, cap);
+	proxy_log_receipt(r->p, r->model, r->node->id, r->node->report_sha256, r->req_sha,
+			  resp_sha, NULL, false, error, NULL);
 }
 
-static void log_receipt_line(struct preq *r, const struct veil_receipt *rc,
-			     const uint8_t *resp_sha, bool ok, const char *error)
+static void on_checked(struct rcheck *c);
+
+/* Hands the receipt to the checker (verify.c): it must be signed by the
+ * node's attested keys and name the sealed bytes sent (req_sha), the bytes
+ * received (resp_sha), the model asked for and the attested model hash.
+ * The answer waits for the verdict (on_checked), which may come before
+ * this returns. */
+static int submit_check(struct preq *r, const char *json, size_t len, const uint8_t resp_sha[32])
 {
-	struct proxy *p = r->p;
-	char rq[65], rs[65];
-	json_t *line, *obj = NULL;
+	struct rcheck *c = calloc(1, sizeof(*c));
 
-	if (rc && rc->json)
-		obj = json_loads(rc->json, JSON_REJECT_DUPLICATES, NULL);
-	if (ok) {
-		json_decref(p->last_receipt);
-		p->last_receipt = json_pack("{s:I, s:s, s:s, s:s, s:s, s:I, s:I}", "time",
-					    (json_int_t)(veil_wall_ms() / 1000), "id", rc->id,
-					    "model", rc->model, "node", r->node->id, "node_key_id",
-					    r->node->key_id_hex, "prompt_tokens",
-					    (json_int_t)rc->prompt_tokens, "completion_tokens",
-					    (json_int_t)rc->completion_tokens);
+	if (!c || !(c->json = malloc(len + 1))) {
+		free(c);
+		return set_fail(r, 500, "internal", "out of memory checking the receipt");
 	}
-	if (!p->rlog) {
-		json_decref(obj);
-		return;
-	}
-	hex(r->req_sha, 32, rq, sizeof(rq));
-	if (resp_sha)
-		hex(resp_sha, 32, rs, sizeof(rs));
-	line = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:s?, s:o, s:b, s:s?}", "type", "receipt",
-			 "version", "veil-receipts/1", "time", (json_int_t)(veil_wall_ms() / 1000),
-			 "model", r->model, "node_report_sha256", r->node->report_sha256,
-			 "request_sha256", rq, "response_sha256", resp_sha ? rs : NULL,
-			 "receipt", obj ? obj : json_null(), "ok", ok, "error", error);
-	if (line) {
-		json_object_set_new(line, "node_id", json_string(r->node->id));
-		rlog_write(p->rlog, line);
-	}
-}
-
-/* The receipt must be signed by the keys the node's attestation bound, and
- * name exactly the sealed bytes sent, the bytes received, the model asked
- * for and the attested model hash. */
-static int check_receipt(struct preq *r, const uint8_t *json, size_t len,
-			 const uint8_t resp_sha[32])
-{
-	struct veil_receipt rc = {0};
-	char want[65], got[65];
-	const char *why = NULL;
-	bool parsed = false;
-	int ret;
-
-	if (veil_receipt_parse(json, len, &rc) < 0) {
-		ret = set_fail(r, 502, "receipt_invalid", "the receipt is malformed: %s",
-			       veil_err_detail());
-		goto out;
-	}
-	parsed = true;
-	if (veil_receipt_verify(&rc, &r->node->keys) < 0) {
-		ret = set_fail(r, 502, "receipt_invalid", "the receipt is not signed by the "
-			       "attested keys of node %s: %s", r->node->id, veil_err_detail());
-		goto out;
-	}
-	if (memcmp(rc.request_sha256, r->req_sha, 32))
-		why = "it is for another request (request_sha256 is not the hash of the "
-		      "sealed request sent): a swapped or replayed receipt";
-	else if (memcmp(rc.response_sha256, resp_sha, 32))
-		why = "it does not cover the response received (response_sha256 differs): "
-		      "the response was altered or is not the one the node sent";
-	else if (strcmp(rc.model, r->model))
-		why = "it names another model than the one asked for";
-	if (!why && r->node->model_sha256[0]) {
-		if (!rc.has_model_sha256)
-			why = "it names no model_sha256 while the attested report does";
-		else {
-			hex(rc.model_sha256, 32, got, sizeof(got));
-			memcpy(want, r->node->model_sha256, sizeof(want));
-			if (strcmp(got, want))
-				why = "its model_sha256 is not the attested model's";
-		}
-	}
-	if (why) {
-		ret = set_fail(r, 502, "receipt_mismatch", "the receipt does not match: %s", why);
-		goto out;
-	}
-	r->receipt_ok = true;
-	r->p->stats.receipts_ok++;
-	json_decref(r->receipt_obj);
-	r->receipt_obj = json_loads(rc.json, 0, NULL);
-	snprintf(r->rcpt_id, sizeof(r->rcpt_id), "%s", rc.id);
-	log_receipt_line(r, &rc, resp_sha, true, NULL);
-	veil_receipt_free(&rc);
-	return 0;
-out:
-	r->p->stats.receipts_failed++;
-	log_receipt_line(r, parsed ? &rc : NULL, resp_sha, false, r->f_msg);
-	veil_receipt_free(&rc);
-	return ret;
+	memcpy(c->json, json, len);
+	c->json[len] = '\0';
+	c->len = len;
+	c->owner = r;
+	c->done = on_checked;
+	c->keys = r->node->keys;
+	snprintf(c->model, sizeof(c->model), "%s", r->model);
+	memcpy(c->model_sha256, r->node->model_sha256, sizeof(c->model_sha256));
+	snprintf(c->node_id, sizeof(c->node_id), "%s", r->node->id);
+	memcpy(c->node_key_id, r->node->key_id_hex, sizeof(c->node_key_id));
+	memcpy(c->node_report_sha256, r->node->report_sha256, sizeof(c->node_report_sha256));
+	memcpy(c->req_sha, r->req_sha, 32);
+	memcpy(c->resp_sha, resp_sha, 32);
+	c->want_obj = r->stream && r->receipt_chunk;
+	r->check = c;
+	proxy_verify_submit(r->p, c);
+	return r->failed ? VEIL_ECANCELED : 0;
 }
 
 /* ---- answering --------------------------------------------------------------- */
@@ -339,10 +299,30 @@ static int stream_begin(struct preq *r)
 	return 0;
 }
 
+/* The non-streamed answer, once its receipt verified. */
+static void plain_reply(struct preq *r)
+{
+	struct proxy *p = r->p;
+
+	verified_headers(r, "receipt");
+	veil_http_add_header(r->req, "X-Veil-Receipt", r->rcpt_b64);
+	veil_http_add_header(r->req, "X-Veil-Receipt-Id", r->rcpt_id);
+	veil_http_reply(r->req, 200, "application/json",
+			r->answer.data ? r->answer.data : (uint8_t *)"", r->answer.len);
+	r->req = NULL;
+	p->stats.answered++;
+	VEIL_INFO(PROXY_MOD, "request %llu: answered by node %s (key %s), %zu bytes, "
+		  "receipt %s verified, %.1f ms", (unsigned long long)r->rid, r->node->id,
+		  r->node->key_id_hex, r->answer.len, r->rcpt_id,
+		  (double)(veil_now_ns() - r->t0_ns) / 1e6);
+	veil_buf_free(&r->answer);
+}
+
+/* Opens the whole sealed answer and hands its receipt to the checker; the
+ * plaintext waits in r->answer for the verdict. */
 static void finish_plain(struct preq *r)
 {
 	struct proxy *p = r->p;
-	struct veil_buf plain = VEIL_BUF_SECRET_INIT(MAX_SEALED_RESPONSE);
 	struct veil_buf rj = VEIL_BUF_INIT(MAX_RECEIPT_HEADER);
 	uint8_t rs[32];
 	int rc;
@@ -353,21 +333,16 @@ static void finish_plain(struct preq *r)
 		     "(Content-Type is not " SEALED_TYPE "): refused");
 		goto out;
 	}
-	if ((rc = veil_seal_open_body(r->seal, r->resp.data, r->resp.len, &plain)) < 0) {
+	r->answer = (struct veil_buf)VEIL_BUF_SECRET_INIT(MAX_SEALED_RESPONSE);
+	if ((rc = veil_seal_open_body(r->seal, r->resp.data, r->resp.len, &r->answer)) < 0) {
 		set_fail(r, 502, rc == VEIL_EBADMSG ? "bad_sealed_response" : "malformed_sealed_response",
 			 "the sealed answer does not open (%s: %s): it was altered, truncated, "
 			 "replayed or is not for this request", veil_strerror(rc), veil_err_detail());
-		p->stats.receipts_failed++;
-		log_receipt_line(r, NULL, rs, false, r->f_msg);
-		report_fail(r);
-		goto out;
+		goto bad;
 	}
 	if (!r->rcpt_b64) {
 		set_fail(r, 502, "receipt_missing", "the answer came without a receipt");
-		p->stats.receipts_failed++;
-		log_receipt_line(r, NULL, rs, false, r->f_msg);
-		report_fail(r);
-		goto out;
+		goto bad;
 	}
 	rc = veil_buf_reserve(&rj, strlen(r->rcpt_b64) + 4); /* decodes shorter */
 	if (rc == 0) {
@@ -379,28 +354,23 @@ static void finish_plain(struct preq *r)
 	}
 	if (rc < 0) {
 		set_fail(r, 502, "receipt_invalid", "the X-Veil-Receipt header is not base64url");
-		p->stats.receipts_failed++;
-		log_receipt_line(r, NULL, rs, false, r->f_msg);
-		report_fail(r);
-		goto out;
+		goto bad;
 	}
-	if (check_receipt(r, rj.data, rj.len, rs) < 0) {
+	submit_check(r, (const char *)rj.data, rj.len, rs);
+	if (r->check)
+		goto out; /* on_checked answers */
+	if (r->failed)
 		report_fail(r);
-		goto out;
-	}
-	verified_headers(r, "receipt");
-	veil_http_add_header(r->req, "X-Veil-Receipt", r->rcpt_b64);
-	veil_http_add_header(r->req, "X-Veil-Receipt-Id", r->rcpt_id);
-	veil_http_reply(r->req, 200, "application/json", plain.data ? plain.data : (uint8_t *)"",
-			plain.len);
-	r->req = NULL;
-	p->stats.answered++;
-	VEIL_INFO(PROXY_MOD, "request %llu: answered by node %s (key %s), %zu bytes, "
-		  "receipt %s verified, %.1f ms", (unsigned long long)r->rid, r->node->id,
-		  r->node->key_id_hex, plain.len, r->rcpt_id,
-		  (double)(veil_now_ns() - r->t0_ns) / 1e6);
+	else
+		plain_reply(r);
+	goto out;
+bad:
+	p->stats.receipts_failed++;
+	log_fail(r, rs, r->f_msg);
+	report_fail(r);
 out:
-	veil_buf_free(&plain);
+	if (!r->req)
+		veil_buf_free(&r->answer);
 	veil_buf_free(&rj);
 }
 
@@ -455,6 +425,7 @@ static int ss_chunk(void *arg, const char *b64, size_t len)
 	if ((rc = proxy_b64_chunk(b64, len, r->ct, r->ct_cap, &clen)) < 0)
 		return set_fail(r, 502, "bad_sealed_response",
 				"a sealed event is not a base64 chunk: %s", veil_err_detail());
+	r->ct_high = VEIL_MAX(r->ct_high, clen);
 	if ((rc = veil_seal_open_chunk(r->seal, r->ct, clen, &plen, &final)) < 0)
 		return set_fail(r, 502, "bad_sealed_response",
 				"sealed chunk %zu does not open (%s): the answer was altered, "
@@ -505,7 +476,42 @@ static int ss_receipt(void *arg, const char *json, size_t len)
 	unsigned n = 32;
 
 	EVP_DigestFinal_ex(r->md, rs, &n);
-	return check_receipt(r, (const uint8_t *)json, len, rs);
+	return submit_check(r, json, len, rs);
+}
+
+/* The checker's verdict on the loop (or at once, inside the upstream
+ * callback that submitted it: that callback then goes on from here). */
+static void on_checked(struct rcheck *c)
+{
+	struct preq *r = c->owner;
+
+	r->check = NULL;
+	if (c->ok) {
+		r->receipt_ok = true;
+		snprintf(r->rcpt_id, sizeof(r->rcpt_id), "%s", c->id);
+		if (c->obj) {
+			json_decref(r->receipt_obj);
+			r->receipt_obj = c->obj;
+			c->obj = NULL;
+		}
+	} else {
+		set_fail(r, 502, c->code, "%s", c->msg);
+	}
+	if (r->in_cb)
+		return;
+	if (r->failed) {
+		/* the rest of the stream is not wanted */
+		if (r->call) {
+			veil_http_call_cancel(r->call);
+			r->call = NULL;
+		}
+		report_fail(r);
+	} else if (!r->stream) {
+		plain_reply(r);
+	} else if (r->up_ended) {
+		finish_stream(r);
+	}
+	preq_done(r);
 }
 
 /* ---- the upstream call ----------------------------------------------------------- */
@@ -561,7 +567,9 @@ static int up_data(void *arg, struct veil_http_call *call, const uint8_t *p, siz
 		r->paused = true;
 		return VEIL_HTTP_PAUSE;
 	}
+	r->in_cb = true;
 	rc = proxy_sealed_feed(&r->ss, p, n);
+	r->in_cb = false;
 	if (rc < 0 && !r->failed)
 		set_fail(r, 502, "bad_sealed_response", "the sealed stream is malformed: %s",
 			 veil_err_detail());
@@ -582,7 +590,7 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 	if (r->failed) {
 		if (r->stream && r->up_status == 200 && !r->receipt_ok &&
 		    !proxy_sealed_final_seen(&r->ss))
-			log_receipt_line(r, NULL, NULL, false, r->f_msg);
+			log_fail(r, NULL, r->f_msg);
 		report_fail(r);
 		goto out;
 	}
@@ -615,12 +623,14 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 	if (rc < 0) {
 		fail(r, 502, "response_truncated", "the answer broke off (%s): nothing after "
 		     "the last verified chunk is trusted", veil_strerror(rc));
-		if (r->stream && !r->receipt_ok)
-			log_receipt_line(r, NULL, NULL, false, r->f_msg);
+		if (r->stream && !r->receipt_ok && !r->check)
+			log_fail(r, NULL, r->f_msg);
 		goto out;
 	}
 	if (!r->stream) {
+		r->in_cb = true;
 		finish_plain(r);
+		r->in_cb = false;
 		goto out;
 	}
 	if (r->node_error) {
@@ -634,8 +644,12 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 	if (proxy_sealed_end(&r->ss) < 0) {
 		fail(r, 502, "response_truncated", "%s: the answer is incomplete",
 		     veil_err_detail());
-		if (!r->receipt_ok)
-			log_receipt_line(r, NULL, NULL, false, r->f_msg);
+		if (!r->receipt_ok && !r->check)
+			log_fail(r, NULL, r->f_msg);
+		goto out;
+	}
+	if (r->final_done && r->check) {
+		r->up_ended = true; /* on_checked finishes */
 		goto out;
 	}
 	if (!r->final_done || !r->receipt_ok) {
@@ -653,7 +667,7 @@ static int send_upstream(struct preq *r)
 	struct veil_buf sealed = VEIL_BUF_INIT(r->p->o.max_body + 65536);
 	uint8_t header[VEIL_SEAL_HEADER_LEN];
 	char url[1200], mh[PROXY_NAME_MAX + 16], auth[600];
-	const char *hdrs[6];
+	const char *hdrs[7];
 	size_t nh = 0;
 	struct veil_http_request rq = {0};
 	int rc;
@@ -681,6 +695,9 @@ static int send_upstream(struct preq *r)
 	hdrs[nh++] = "Content-Type: " SEALED_TYPE;
 	hdrs[nh++] = mh;
 	hdrs[nh++] = r->stream ? "Accept: text/event-stream" : "Accept: " SEALED_TYPE;
+	/* curl would ask "Expect: 100-continue" for a body over 1 MiB and
+	 * wait a round trip (up to 1 s) before sending it */
+	hdrs[nh++] = "Expect:";
 	if (p->o.api_key) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", p->o.api_key);
 		hdrs[nh++] = auth;

@@ -2,9 +2,12 @@
  *
  * Threads: one event loop runs the local OpenAI server and every upstream
  * call; the attestation worker (attest.c) fetches and verifies reports and
- * hands each result to the loop through a channel; the receipts writer
- * (rlog.c) appends and fsyncs the JSON-lines log.  Everything below is
- * loop-only unless a comment says otherwise.
+ * hands each result to the loop through a channel; the receipt checker
+ * (verify.c) checks receipts and hands each verdict back the same way, so
+ * no signature check ever stalls the streams on the loop; the receipts
+ * log's syncer (rlog.c) fdatasyncs the JSON-lines log that those threads
+ * append to.  Everything below is loop-only unless a comment says
+ * otherwise.
  *
  * wire.c holds the parsers of what the gateway sends (attestation document,
  * sealed event stream, error bodies); it depends on libveil only, so the
@@ -185,6 +188,40 @@ struct proxy_waiter {
 	void (*cb)(struct proxy_waiter *w, struct vstate *st);
 };
 
+/* One receipt to check on the receipt checker's thread (verify.c).  The
+ * loop fills the inputs and submits; the worker reads only the inputs and
+ * writes only the outputs; the loop reads the outputs in done() (the
+ * channel orders the two).  Owned by verify.c once submitted. */
+struct rcheck {
+	/* loop only */
+	void *owner;               /* NULL once the request is gone: done() is
+				    * then not called (the line is logged all
+				    * the same) */
+	void (*done)(struct rcheck *c);
+	struct rcheck *next;       /* the worker's queue (under its mutex) */
+
+	/* inputs */
+	char *json;                /* the receipt object's text (owned) */
+	size_t len;
+	struct veil_keyset keys;   /* the node's attested keys */
+	char model[PROXY_NAME_MAX];          /* the model asked for */
+	char model_sha256[65];     /* the attested model hash, "" when none */
+	char node_id[PROXY_NAME_MAX];
+	char node_key_id[17];
+	char node_report_sha256[65];
+	uint8_t req_sha[32];       /* SHA-256 of the sealed request sent */
+	uint8_t resp_sha[32];      /* of the bytes the receipt must cover */
+	bool want_obj;             /* return the receipt object (obj) */
+
+	/* outputs */
+	bool ok;
+	const char *code;          /* "receipt_invalid" | "receipt_mismatch" */
+	char msg[768];
+	char id[160];              /* the receipt's id (ok) */
+	json_t *obj;               /* the receipt object (ok and want_obj) */
+	json_t *last;              /* /veil/status last_receipt (ok) */
+};
+
 struct proxy_stats {
 	uint64_t requests, answered, failed;
 	uint64_t receipts_ok, receipts_failed;
@@ -215,6 +252,16 @@ struct proxy {
 	struct proxy_waiter *waiters;
 	size_t n_waiters;
 	struct event *refresh;
+
+	/* receipt checks (verify.c) */
+	struct veil_http_chan *cchan;
+	pthread_t checker;
+	bool checker_inited, checker_started;
+	pthread_mutex_t cmu;
+	pthread_cond_t ccond;
+	struct rcheck *cq_head, *cq_tail; /* under cmu */
+	bool c_stop;                   /* under cmu */
+	size_t checks_out;             /* submitted, verdict not yet handled */
 
 	struct proxy_stats stats;
 	json_t *last_receipt;          /* for /veil/status */
@@ -247,12 +294,30 @@ void proxy_api_routes(struct proxy *p);
 /* Ends every request still open with an explicit error. */
 void proxy_api_abort_all(struct proxy *p, const char *why);
 
+/* verify.c: the receipt checker */
+int proxy_verify_init(struct proxy *p);
+/* Checks what the queue still holds (their lines are logged), joins the
+ * worker and frees the channel (verdicts not yet handled are dropped). */
+void proxy_verify_free(struct proxy *p);
+/* Takes c (done() on the loop later, unless c->owner is cleared first).
+ * When the checker is behind by as many checks as its channel holds, the
+ * check runs here and now, and done() is called before this returns. */
+void proxy_verify_submit(struct proxy *p, struct rcheck *c);
+/* A receipts-log line of kind "receipt" (docs/proxy.md), any thread;
+ * `receipt` is taken (NULL: null); resp_sha NULL: null. */
+void proxy_log_receipt(struct proxy *p, const char *model, const char *node_id,
+		       const char *node_report_sha256, const uint8_t req_sha[32],
+		       const uint8_t *resp_sha, json_t *receipt, bool ok,
+		       const char *error, const char *checked);
+
 /* rlog.c: the receipts log (JSON lines, appended, fsync'd). */
 int rlog_open(const char *path, struct rlog **out);
-/* Thread-safe.  Takes `line` (an object); VEIL_EBUSY when the writer is
- * too far behind (the line is dropped and counted). */
+/* Thread-safe.  Takes `line` (an object) and writes it before returning
+ * (one write(2), in call order); a thread of the log syncs it soon after.
+ * A line that cannot be written is dropped and counted (VEIL_EIO,
+ * VEIL_ENOMEM). */
 int rlog_write(struct rlog *l, json_t *line);
-/* Writes what is queued, syncs, stops the writer and frees.  NULL is fine. */
+/* Syncs what was written, stops the syncer and frees.  NULL is fine. */
 void rlog_close(struct rlog *l);
 uint64_t rlog_dropped(struct rlog *l);
 

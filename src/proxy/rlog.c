@@ -1,9 +1,16 @@
 /* The receipts log of veil-proxy (--receipts FILE): JSON lines, appended,
- * made durable with fdatasync before the writer takes the next batch
- * (group commit: several lines queued together share one sync).  A writer
- * thread does the I/O so a slow disk never stalls the event loop; the
- * queue is bounded and a line that does not fit is dropped and counted
- * (the answer itself is not held back by the log).  Format: docs/proxy.md,
+ * made durable with fdatasync (group commit: lines written while a sync
+ * runs share the next one).
+ *
+ * A line is written (one write(2) of the whole line, O_APPEND, in the
+ * order of the calls) by the thread that logs it, before rlog_write
+ * returns: a receipt line is in the file before the answer it covers is
+ * released (so `veil receipts verify` right after an answer sees it), and
+ * an attestation line is before every receipt line that names it.  Lines
+ * come from the attestation worker and the receipt checker; the event loop
+ * writes only the rare line of an exchange that failed without a receipt,
+ * into the page cache.  The sync, the slow part, runs on a thread of its
+ * own: no caller ever waits for the disk.  Format: docs/proxy.md,
  * "Receipts log"; `veil receipts verify FILE` re-checks it offline. */
 #include <errno.h>
 #include <fcntl.h>
@@ -13,22 +20,14 @@
 
 #include "proxy.h"
 
-#define RLOG_MAX_QUEUE 65536
-
-struct rline {
-	struct rline *next;
-	char *text;            /* one JSON object, no newline (owned) */
-};
-
 struct rlog {
 	int fd;
 	pthread_t th;
-	pthread_mutex_t mu;
+	pthread_mutex_t mu;    /* orders the writes; guards what follows */
 	pthread_cond_t cv;
-	struct rline *head, *tail;
-	size_t n;
+	bool dirty;            /* written since the last sync began */
 	bool stop;
-	uint64_t dropped;      /* under mu */
+	uint64_t dropped;
 };
 
 static int write_all(int fd, const char *p, size_t n)
@@ -46,34 +45,19 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-static void *writer(void *arg)
+static void *syncer(void *arg)
 {
 	struct rlog *l = arg;
 
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
-		struct rline *batch, *next;
-		bool wrote = false;
-
-		while (!l->head && !l->stop)
+		while (!l->dirty && !l->stop)
 			pthread_cond_wait(&l->cv, &l->mu);
-		if (!l->head && l->stop)
-			break;
-		batch = l->head;
-		l->head = l->tail = NULL;
-		l->n = 0;
+		if (!l->dirty)
+			break; /* stopping, and everything is synced */
+		l->dirty = false;
 		pthread_mutex_unlock(&l->mu);
-		for (; batch; batch = next) {
-			next = batch->next;
-			if (write_all(l->fd, batch->text, strlen(batch->text)) < 0 ||
-			    write_all(l->fd, "\n", 1) < 0)
-				VEIL_ERROR(PROXY_MOD, "receipts log: write failed: %s",
-					   strerror(errno));
-			wrote = true;
-			free(batch->text);
-			free(batch);
-		}
-		if (wrote && fdatasync(l->fd) < 0)
+		if (fdatasync(l->fd) < 0)
 			VEIL_ERROR(PROXY_MOD, "receipts log: fdatasync failed: %s",
 				   strerror(errno));
 		pthread_mutex_lock(&l->mu);
@@ -97,12 +81,12 @@ int rlog_open(const char *path, struct rlog **out)
 	}
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->cv, NULL);
-	if (pthread_create(&l->th, NULL, writer, l) != 0) {
+	if (pthread_create(&l->th, NULL, syncer, l) != 0) {
 		close(l->fd);
 		pthread_mutex_destroy(&l->mu);
 		pthread_cond_destroy(&l->cv);
 		free(l);
-		return veil_errf(VEIL_EIO, "cannot start the receipts log writer");
+		return veil_errf(VEIL_EIO, "cannot start the receipts log syncer");
 	}
 	*out = l;
 	return 0;
@@ -110,44 +94,38 @@ int rlog_open(const char *path, struct rlog **out)
 
 int rlog_write(struct rlog *l, json_t *line)
 {
-	struct rline *r = NULL;
-	char *text;
+	char *text, *t = NULL;
+	size_t n = 0;
 	int rc = VEIL_ENOMEM;
 
 	if (!l) {
 		json_decref(line);
 		return 0;
 	}
+	/* serialized outside the lock; the line and its "\n" in one write */
 	text = json_dumps(line, JSON_COMPACT);
 	json_decref(line);
-	if (!text || !(r = calloc(1, sizeof(*r))))
-		goto fail;
-	r->text = text;
+	if (text && (t = realloc(text, (n = strlen(text)) + 2))) {
+		text = t;
+		text[n] = '\n';
+		text[n + 1] = '\0';
+		rc = 0;
+	}
 	pthread_mutex_lock(&l->mu);
-	if (l->n >= RLOG_MAX_QUEUE || l->stop) {
+	if (rc == 0 && l->stop)
+		rc = VEIL_ECANCELED;
+	if (rc == 0 && (rc = write_all(l->fd, text, n + 1)) < 0)
+		VEIL_ERROR(PROXY_MOD, "receipts log: write failed: %s", strerror(errno));
+	if (rc == 0) {
+		l->dirty = true;
+		pthread_cond_signal(&l->cv);
+	} else {
 		l->dropped++;
-		pthread_mutex_unlock(&l->mu);
-		rc = VEIL_EBUSY;
-		goto fail;
 	}
-	if (l->tail)
-		l->tail->next = r;
-	else
-		l->head = r;
-	l->tail = r;
-	l->n++;
-	pthread_cond_signal(&l->cv);
 	pthread_mutex_unlock(&l->mu);
-	return 0;
-fail:
-	if (rc == VEIL_ENOMEM && l) {
-		pthread_mutex_lock(&l->mu);
-		l->dropped++;
-		pthread_mutex_unlock(&l->mu);
-	}
-	VEIL_ERROR(PROXY_MOD, "receipts log: a line was dropped (%s)", veil_strerror(rc));
+	if (rc < 0 && rc != VEIL_EIO)
+		VEIL_ERROR(PROXY_MOD, "receipts log: a line was dropped (%s)", veil_strerror(rc));
 	free(text);
-	free(r);
 	return rc;
 }
 

@@ -164,9 +164,19 @@ if "$VEIL" receipts verify --help >/dev/null 2>&1; then
 		"$tmp/receipts.jsonl" >"$tmp/receipts-bad.jsonl"
 	"$VEIL" receipts verify "$tmp/receipts-bad.jsonl" --allow-sim >/dev/null 2>&1
 	check "veil receipts verify catches an altered observed hash in the log" test $? -eq 1
+	# The proxy checks the Ed25519 signatures on its hot path and leaves the
+	# ECDSA ones to this offline check: a broken ECDSA signature must fail it.
+	jq -c 'if .type == "receipt" and .receipt != null then .receipt.signature_ecdsa |=
+		("0x" + (if .[2:3] == "0" then "1" else "0" end) + .[3:]) else . end' \
+		"$tmp/receipts.jsonl" >"$tmp/receipts-ecdsa.jsonl"
+	"$VEIL" receipts verify "$tmp/receipts-ecdsa.jsonl" --allow-sim >"$tmp/rv-ecdsa.out" 2>&1
+	check "veil receipts verify catches a broken ECDSA signature (left to it by the proxy)" \
+		bash -c '[ "$1" -eq 1 ] && grep -q "ECDSA" "$0"' "$tmp/rv-ecdsa.out" "$?"
 else
 	skip "veil receipts verify" "the command is not built"
 fi
+check "receipts log: each receipt line says which signatures the proxy checked (ed25519)" \
+	bash -c 'jq -s -e "map(select(.type == \"receipt\")) | length >= 8 and all(.signatures_checked == \"ed25519\")" "$0" >/dev/null' "$tmp/receipts.jsonl"
 
 # ---- refusals before any plaintext leaves -----------------------------------------
 if start_node b; then

@@ -2,7 +2,9 @@
  * here exactly as veil-node makes them (payload sorted and compact, signed
  * with Ed25519 and EIP-191 by fresh keys; with and without NEAR AI text
  * signatures) parse and verify against the key set that binds those keys;
- * every tampered field, signature, or key mismatch fails; the parser refuses
+ * every tampered field, signature, or key mismatch fails; the Ed25519-only
+ * check (veil_receipt_verify_ed25519) catches all of that but the ECDSA
+ * signatures, which it leaves to the full check; the parser refuses
  * malformed objects with a detail; the canonical report hash of the
  * receipts log. */
 #include <setjmp.h>
@@ -409,6 +411,110 @@ static void test_receipt_by_other_keys_fails_against_attested_keys(void **state)
 	signer_free(&other);
 }
 
+/* ---- the Ed25519-only check (veil-proxy's hot path) ----------------------------- */
+
+static int parse_verify_ed(const char *txt, const struct veil_keyset *ks)
+{
+	struct veil_receipt r;
+	int rc;
+
+	assert_int_equal(veil_receipt_parse((const uint8_t *)txt, strlen(txt), &r), 0);
+	rc = veil_receipt_verify_ed25519(&r, ks);
+	veil_receipt_free(&r);
+	return rc;
+}
+
+/* Checks exactly the Ed25519 half: every Ed25519 signature, payload field
+ * and key binding still counts; the ECDSA signatures are not looked at
+ * (the full check, veil_receipt_verify, still catches them). */
+static void test_ed25519_only_check(void **state)
+{
+	struct signer s, other;
+	struct veil_keyset mixed;
+	char *good, *bad, *txt;
+
+	(void)state;
+	signer_new(&s);
+	signer_new(&other);
+	good = make_receipt(&s, true);
+	assert_int_equal(parse_verify_ed(good, &s.ks), 0);
+	txt = make_receipt(&s, false);
+	assert_int_equal(parse_verify_ed(txt, &s.ks), 0);
+	free(txt);
+	/* a broken ECDSA signature: not this check's business, the full one's */
+	bad = flip_field(good, "signature_ecdsa", 10);
+	assert_int_equal(parse_verify_ed(bad, &s.ks), 0);
+	assert_int_equal(parse_verify(bad, &s.ks), VEIL_EBADMSG);
+	free(bad);
+	bad = flip_field(good, "text_signature_ecdsa", 20);
+	assert_int_equal(parse_verify_ed(bad, &s.ks), 0);
+	assert_int_equal(parse_verify(bad, &s.ks), VEIL_EBADMSG);
+	free(bad);
+	/* a broken Ed25519 signature, payload or text */
+	bad = flip_field(good, "signature_ed25519", 7);
+	assert_int_equal(parse_verify_ed(bad, &s.ks), VEIL_EBADMSG);
+	assert_non_null(strstr(veil_err_detail(), "payload Ed25519"));
+	free(bad);
+	bad = flip_field(good, "text_signature_ed25519", 100);
+	assert_int_equal(parse_verify_ed(bad, &s.ks), VEIL_EBADMSG);
+	assert_non_null(strstr(veil_err_detail(), "text Ed25519"));
+	free(bad);
+	/* a payload field changed after signing */
+	{
+		json_t *r = json_loads(good, 0, NULL);
+		json_t *p = json_loads(json_string_value(json_object_get(r, "payload")), 0, NULL);
+		char *ptxt;
+
+		assert_non_null(p);
+		json_object_set_new(p, "response_sha256", json_string(REQ_HEX));
+		ptxt = json_dumps(p, JSON_COMPACT | JSON_SORT_KEYS);
+		json_object_set_new(r, "payload", json_string(ptxt));
+		txt = json_dumps(r, JSON_COMPACT);
+		assert_int_equal(parse_verify_ed(txt, &s.ks), VEIL_EBADMSG);
+		free(txt);
+		free(ptxt);
+		json_decref(p);
+		json_decref(r);
+	}
+	/* other keys: signed by them and naming them, or naming the attested
+	 * keys but signed by others */
+	txt = make_receipt(&other, true);
+	assert_int_equal(parse_verify_ed(txt, &other.ks), 0);
+	assert_int_equal(parse_verify_ed(txt, &s.ks), VEIL_EBADMSG);
+	free(txt);
+	{
+		json_t *p = payload_obj(&s);
+
+		txt = make_receipt_from(&other, p, true);
+		assert_int_equal(parse_verify_ed(txt, &s.ks), VEIL_EBADMSG);
+		assert_non_null(strstr(veil_err_detail(), "Ed25519 signature"));
+		free(txt);
+		json_decref(p);
+	}
+	/* the payload's signing_address must still be the attested one (free
+	 * to check, and signed by the Ed25519 signature) */
+	mixed = s.ks;
+	memcpy(mixed.eth_address, other.ks.eth_address, 20);
+	assert_int_equal(parse_verify_ed(good, &mixed), VEIL_EBADMSG);
+	assert_non_null(strstr(veil_err_detail(), "signing_address"));
+	mixed = s.ks;
+	memcpy(mixed.ed25519, other.ks.ed25519, 32);
+	assert_int_equal(parse_verify_ed(good, &mixed), VEIL_EBADMSG);
+	assert_non_null(strstr(veil_err_detail(), "ed25519_public_key"));
+	/* a key set with the Ed25519 key alone is enough; none is not */
+	memset(&mixed, 0, sizeof(mixed));
+	memcpy(mixed.ed25519, s.ks.ed25519, 32);
+	mixed.present = VEIL_KEYSET_HAS(VEIL_KEY_ED25519);
+	assert_int_equal(parse_verify_ed(good, &mixed), 0);
+	assert_int_equal(parse_verify(good, &mixed), VEIL_EINVAL);
+	memset(&mixed, 0, sizeof(mixed));
+	assert_int_equal(parse_verify_ed(good, &mixed), VEIL_EINVAL);
+	assert_int_equal(veil_receipt_verify_ed25519(NULL, &s.ks), VEIL_EINVAL);
+	free(good);
+	signer_free(&s);
+	signer_free(&other);
+}
+
 /* ---- malformed ----------------------------------------------------------------- */
 
 /* good receipt with one outer change */
@@ -565,6 +671,7 @@ int main(void)
 		cmocka_unit_test(test_every_tampered_payload_field_fails),
 		cmocka_unit_test(test_every_tampered_signature_fails),
 		cmocka_unit_test(test_receipt_by_other_keys_fails_against_attested_keys),
+		cmocka_unit_test(test_ed25519_only_check),
 		cmocka_unit_test(test_parser_refuses_malformed_receipts),
 		cmocka_unit_test(test_receipts_report_sha256_is_of_the_canonical_form),
 	};

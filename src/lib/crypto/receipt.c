@@ -260,44 +260,59 @@ int veil_receipt_text(const struct veil_receipt *r, char *out, size_t cap)
 	return n;
 }
 
-/* Ed25519 under the attested key and EIP-191 by the attested address. */
+/* Ed25519 under the attested key and, unless ed_only, EIP-191 by the
+ * attested address. */
 static int check_pair(const struct veil_keyset *keys, const char *what, const char *msg,
-		      size_t n, const uint8_t ed[64], const uint8_t ec[65])
+		      size_t n, const uint8_t ed[64], const uint8_t ec[65], bool ed_only)
 {
 	if (veil_ed25519_verify(keys->ed25519, msg, n, ed) < 0)
 		return veil_errf(VEIL_EBADMSG, "receipt: %s Ed25519 signature does not verify "
 				 "under the attested key", what);
-	if (veil_eip191_verify(msg, n, ec, keys->eth_address) < 0)
+	if (!ed_only && veil_eip191_verify(msg, n, ec, keys->eth_address) < 0)
 		return veil_errf(VEIL_EBADMSG, "receipt: %s ECDSA (EIP-191) signature does not "
 				 "recover the attested address", what);
 	return 0;
 }
 
-int veil_receipt_verify(const struct veil_receipt *r, const struct veil_keyset *keys)
+/* Both verifiers: the payload must name the attested keys (the address
+ * only where the key set has one, for ed_only), then the signatures. */
+static int verify(const struct veil_receipt *r, const struct veil_keyset *keys, bool ed_only)
 {
 	char text[VEIL_RECEIPT_TEXT_MAX];
+	bool has_eth;
 	int rc, n;
 
 	if (!r || !r->payload || !keys)
 		return veil_errf(VEIL_EINVAL, "receipt verify: bad arguments");
-	if (!(keys->present & VEIL_KEYSET_HAS(VEIL_KEY_ED25519)) ||
-	    !(keys->present & VEIL_KEYSET_HAS(VEIL_KEY_ETH_ADDRESS)))
+	has_eth = keys->present & VEIL_KEYSET_HAS(VEIL_KEY_ETH_ADDRESS);
+	if (!(keys->present & VEIL_KEYSET_HAS(VEIL_KEY_ED25519)) || (!ed_only && !has_eth))
 		return veil_errf(VEIL_EINVAL, "receipt verify: the attested key set has no "
-				 "Ed25519 key or Ethereum address");
+				 "Ed25519 key%s", ed_only ? "" : " or Ethereum address");
 	if (memcmp(r->ed25519_public_key, keys->ed25519, 32))
 		return veil_errf(VEIL_EBADMSG, "receipt: ed25519_public_key is not the attested "
 				 "Ed25519 key");
-	if (memcmp(r->eth_address, keys->eth_address, 20))
+	if (has_eth && memcmp(r->eth_address, keys->eth_address, 20))
 		return veil_errf(VEIL_EBADMSG, "receipt: signing_address is not the attested "
 				 "Ethereum address");
 	if ((rc = check_pair(keys, "payload", r->payload, strlen(r->payload), r->sig_ed25519,
-			     r->sig_ecdsa)) < 0)
+			     r->sig_ecdsa, ed_only)) < 0)
 		return rc;
 	if (!r->has_text_sigs)
 		return 0;
 	if ((n = veil_receipt_text(r, text, sizeof(text))) < 0)
 		return n;
-	return check_pair(keys, "text", text, (size_t)n, r->text_sig_ed25519, r->text_sig_ecdsa);
+	return check_pair(keys, "text", text, (size_t)n, r->text_sig_ed25519, r->text_sig_ecdsa,
+			  ed_only);
+}
+
+int veil_receipt_verify(const struct veil_receipt *r, const struct veil_keyset *keys)
+{
+	return verify(r, keys, false);
+}
+
+int veil_receipt_verify_ed25519(const struct veil_receipt *r, const struct veil_keyset *keys)
+{
+	return verify(r, keys, true);
 }
 
 void veil_receipt_free(struct veil_receipt *r)
