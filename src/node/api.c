@@ -8,8 +8,9 @@
  * the job to the channel; so the channel holds each job at most once and
  * never fills (its capacity exceeds the most jobs that can exist).  The loop
  * drains the inbox and writes to the client.  A job is freed on the loop
- * once its final event was drained (engine) or its call ended (upstream);
- * a client that leaves first cancels the engine sequence at once. */
+ * once its final event was drained (engine) or its call ended (upstream)
+ * and its receipt, signed off the loop (receipt.c), came back; a client
+ * that leaves first cancels the engine sequence at once. */
 #include <ctype.h>
 #include <strings.h>
 #include <stdlib.h>
@@ -74,9 +75,17 @@ struct job {
 	json_t *lp_content;             /* chat logprobs.content */
 	json_t *lp_cmpl;                /* completions logprobs object */
 	size_t text_off;
+	char *chunk_prefix;             /* token chunks' JSON up to the choice */
+	size_t chunk_prefix_len;
 	EVP_MD_CTX *resp_md;            /* SHA-256 of the response as sent */
 	uint8_t req_sha[32];
 	struct veil_seal *seal;
+
+	/* the end: the answer is complete, its receipt is being signed */
+	bool released;                  /* the engine / upstream side is done */
+	bool receipt_pending;           /* node_receipt_start() called, done not yet */
+	char *reply_body;               /* secret: a non-streamed answer's JSON */
+	struct veil_buf reply_sealed;   /* ... sealed, when the request was */
 
 	/* upstream */
 	struct veil_http_call *call;
@@ -102,8 +111,14 @@ static void job_free(struct job *j)
 	veil_buf_free(&j->full);
 	json_decref(j->lp_content);
 	json_decref(j->lp_cmpl);
+	free(j->chunk_prefix);
 	EVP_MD_CTX_free(j->resp_md);
 	veil_seal_free(j->seal);
+	if (j->reply_body) {
+		veil_wipe(j->reply_body, strlen(j->reply_body));
+		free(j->reply_body);
+	}
+	veil_buf_free(&j->reply_sealed);
 	if (j->call)
 		veil_http_call_cancel(j->call);
 	veil_http_sse_free(&j->sse);
@@ -111,6 +126,15 @@ static void job_free(struct job *j)
 		j->n->m.jobs_active--;
 	veil_wipe(j, sizeof(*j));
 	free(j);
+}
+
+/* The engine or upstream side of the job is done; it is freed now, or when
+ * its receipt comes back. */
+static void job_release(struct job *j)
+{
+	j->released = true;
+	if (!j->receipt_pending)
+		job_free(j);
 }
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -232,50 +256,230 @@ static int stream_begin(struct job *j)
 	return 0;
 }
 
-/* One SSE event of the answer: plaintext, or sealed as one response chunk
- * whose plaintext is the whole event's bytes. */
+/* Empties a scratch buffer of the loop, wiping what it held (its bytes
+ * beyond len were wiped when it was emptied before). */
+static void scratch_reset(struct veil_buf *b)
+{
+	if (b->data) {
+		veil_wipe(b->data, b->len);
+		b->len = 0;
+		b->data[0] = '\0';
+	}
+}
+
+static json_t *chunk_base(struct job *j);
+
+/* Sends the event in n->sc_ev (a whole SSE event) and empties it:
+ * plaintext, or sealed as one response chunk whose plaintext is the whole
+ * event's bytes, base64 in a "data:" line.  The loop's scratch buffers
+ * make this allocation-free once they have grown. */
+static int out_event_scratch(struct job *j, bool final)
+{
+	struct node *n = j->n;
+	struct veil_buf *ev = &n->sc_ev, *o = &n->sc_out, *ct = &n->sc_ct;
+	size_t cap, clen, blen;
+	int rc;
+
+	if ((rc = stream_begin(j)) < 0)
+		goto out;
+	if (!j->seal) {
+		rc = out_raw(j, ev->data, ev->len);
+		goto out;
+	}
+	cap = ev->len + VEIL_SEAL_CHUNK_OVERHEAD;
+	ct->len = o->len = 0;
+	if ((rc = veil_buf_reserve(ct, cap)) < 0 ||
+	    (rc = veil_seal_chunk(j->seal, ev->data, ev->len, final, ct->data, cap,
+				  &clen)) < 0)
+		goto out;
+	blen = veil_b64_encoded_len(clen, 0);
+	if ((rc = veil_buf_reserve(o, 6 + blen + 2)) < 0)
+		goto out;
+	memcpy(o->data, "data: ", 6);
+	veil_b64_encode(ct->data, clen, 0, (char *)o->data + 6, blen + 1);
+	memcpy(o->data + 6 + blen, "\n\n", 2);
+	o->len = 6 + blen + 2;
+	rc = out_raw(j, o->data, o->len);
+out:
+	scratch_reset(ev);
+	return rc;
+}
+
+/* One SSE event of the answer ("event: <event>" when event is non-NULL). */
 static int out_event(struct job *j, const char *event, const char *data,
 		     size_t len, bool final)
 {
-	struct veil_buf ev = VEIL_BUF_SECRET_INIT(VEIL_SEAL_MAX_CHUNK);
-	uint8_t *ct = NULL;
-	char *b64 = NULL;
+	struct veil_buf *ev = &j->n->sc_ev;
 	int rc;
 
 	if ((rc = stream_begin(j)) < 0)
 		return rc;
-	if (event && (rc = veil_buf_appendf(&ev, "event: %s\n", event)) < 0)
-		goto out;
-	if ((rc = veil_buf_append_str(&ev, "data: ")) < 0 ||
-	    (rc = veil_buf_append(&ev, data, len)) < 0 ||
-	    (rc = veil_buf_append_str(&ev, "\n\n")) < 0)
-		goto out;
-	if (!j->seal) {
-		rc = out_raw(j, ev.data, ev.len);
-	} else {
-		size_t cap = ev.len + VEIL_SEAL_CHUNK_OVERHEAD, clen, blen;
-		struct veil_buf w = VEIL_BUF_INIT(4 * cap + 64);
-
-		rc = VEIL_ENOMEM;
-		if (!(ct = malloc(cap)))
-			goto out;
-		if ((rc = veil_seal_chunk(j->seal, ev.data, ev.len, final, ct, cap,
-					  &clen)) < 0)
-			goto out;
-		blen = veil_b64_encoded_len(clen, 0);
-		rc = VEIL_ENOMEM;
-		if (!(b64 = malloc(blen + 1)))
-			goto out;
-		veil_b64_encode(ct, clen, 0, b64, blen + 1);
-		if ((rc = veil_buf_appendf(&w, "data: %s\n\n", b64)) == 0)
-			rc = out_raw(j, w.data, w.len);
-		veil_buf_free(&w);
+	scratch_reset(ev);
+	if ((event && ((rc = veil_buf_append_str(ev, "event: ")) < 0 ||
+		       (rc = veil_buf_append_str(ev, event)) < 0 ||
+		       (rc = veil_buf_append_str(ev, "\n")) < 0)) ||
+	    (rc = veil_buf_append_str(ev, "data: ")) < 0 ||
+	    (rc = veil_buf_append(ev, data, len)) < 0 ||
+	    (rc = veil_buf_append_str(ev, "\n\n")) < 0) {
+		scratch_reset(ev);
+		return rc;
 	}
-out:
-	free(ct);
-	free(b64);
-	veil_buf_free(&ev);
-	return rc;
+	return out_event_scratch(j, final);
+}
+
+/* ---- token chunks without jansson ----------------------------------------- */
+
+/* A token chunk is the hot path of a stream (one per token and stream):
+ * built straight into the scratch buffer, byte for byte what json_pack +
+ * json_dumps(JSON_COMPACT) make of it (chunk_base() and the choice of
+ * job_on_msg()), without a dozen allocations per token.  Text that is not
+ * valid UTF-8 goes the jansson way, which has its own rules for it. */
+
+/* Valid UTF-8 as jansson checks it (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF). */
+static bool utf8_strict(const unsigned char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned c = s[i], k;
+		uint32_t u;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			k = 1;
+			u = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			k = 2;
+			u = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			k = 3;
+			u = c & 0x07;
+		} else {
+			return false;
+		}
+		if (n - i <= k)
+			return false;
+		for (unsigned m = 1; m <= k; m++) {
+			if ((s[i + m] & 0xc0) != 0x80)
+				return false;
+			u = (u << 6) | (s[i + m] & 0x3f);
+		}
+		if ((k == 2 && (u < 0x800 || (u >= 0xd800 && u <= 0xdfff))) ||
+		    (k == 3 && (u < 0x10000 || u > 0x10ffff)))
+			return false;
+		i += k + 1;
+	}
+	return true;
+}
+
+/* Appends s as a JSON string exactly as jansson's json_dumps writes one
+ * (no JSON_ENSURE_ASCII, no JSON_ESCAPE_SLASH): '"', '\\' and control
+ * characters escaped, \b \f \n \r \t by name, others as \u00XX (upper
+ * case); everything else as is.  s must pass utf8_strict(). */
+static int json_str_append(struct veil_buf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i = 0, run;
+	int rc;
+
+	if ((rc = veil_buf_reserve(b, n + 2)) < 0)
+		return rc;
+	b->data[b->len++] = '"';
+	while (i < n) {
+		unsigned char c;
+		char esc[6];
+		size_t el = 2;
+
+		for (run = i; run < n; run++) {
+			c = (unsigned char)s[run];
+			if (c < 0x20 || c == '"' || c == '\\')
+				break;
+		}
+		if (run > i && (rc = veil_buf_append(b, s + i, run - i)) < 0)
+			return rc;
+		if ((i = run) == n)
+			break;
+		c = (unsigned char)s[i++];
+		esc[0] = '\\';
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			memcpy(esc + 1, "u00", 3);
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			el = 6;
+		}
+		if ((rc = veil_buf_append(b, esc, el)) < 0)
+			return rc;
+	}
+	return veil_buf_append(b, "\"", 1);
+}
+
+/* The part of every chunk of this job before the choice:
+ * {"id":..., "object":..., "created":..., "model":...,
+ * "system_fingerprint":null[, "usage":null], "choices":[ -- jansson's own
+ * output of chunk_base(), cut before its empty choices' "]}". */
+static int chunk_prefix(struct job *j)
+{
+	json_t *c;
+	char *t;
+	size_t len;
+
+	if (j->chunk_prefix)
+		return 0;
+	c = chunk_base(j);
+	if (!c || json_object_set_new(c, "choices", json_array()) < 0) {
+		json_decref(c);
+		return VEIL_ENOMEM;
+	}
+	t = json_dumps(c, JSON_COMPACT);
+	json_decref(c);
+	if (!t)
+		return VEIL_ENOMEM;
+	len = strlen(t);
+	if (len < 2 || strcmp(t + len - 2, "]}")) {
+		free(t);
+		return VEIL_EINTERNAL;
+	}
+	t[len - 2] = '\0';
+	j->chunk_prefix = t;
+	j->chunk_prefix_len = len - 2;
+	return 0;
+}
+
+/* A token chunk of `text` with no logprobs.  VEIL_EAGAIN: not for this
+ * path (the caller builds it with jansson). */
+static int out_text_chunk(struct job *j, const char *text, size_t len)
+{
+	struct veil_buf *ev = &j->n->sc_ev;
+	int rc;
+
+	if (!utf8_strict((const unsigned char *)text, len))
+		return VEIL_EAGAIN;
+	if ((rc = stream_begin(j)) < 0 || (rc = chunk_prefix(j)) < 0)
+		return rc;
+	scratch_reset(ev);
+	if ((rc = veil_buf_append(ev, "data: ", 6)) < 0 ||
+	    (rc = veil_buf_append(ev, j->chunk_prefix, j->chunk_prefix_len)) < 0 ||
+	    (rc = veil_buf_append_str(ev, j->chat ? "{\"index\":0,\"delta\":{\"content\":"
+						  : "{\"text\":")) < 0 ||
+	    (rc = json_str_append(ev, text, len)) < 0 ||
+	    (rc = veil_buf_append_str(ev, j->chat ? "},\"logprobs\":null,\"finish_reason\":null}]}\n\n"
+						  : ",\"index\":0,\"logprobs\":null,\"finish_reason\":null}]}\n\n")) < 0) {
+		scratch_reset(ev);
+		return rc;
+	}
+	return out_event_scratch(j, false);
 }
 
 static int out_json_event(struct job *j, json_t *obj, bool final)
@@ -335,104 +539,132 @@ static json_t *chunk_base(struct job *j)
 	return o;
 }
 
-/* Receipt event, then [DONE]; completes the request. */
+/* The receipt of a stream is signed: its event, then [DONE]; completes the
+ * request. */
+static void stream_receipt_done(void *arg, int rc, char *rj)
+{
+	struct job *j = arg;
+	struct veil_buf b = VEIL_BUF_INIT(1 << 16);
+
+	j->receipt_pending = false;
+	if (!j->req)
+		goto out; /* the client left, or a shutdown answered it */
+	if (rc < 0)
+		goto fail;
+	/* Sealed streams go to veil-aware clients: a named event outside the
+	 * sealed body.  Plaintext streams reach any OpenAI client, which
+	 * passes named events up as if they were chunks: there the receipt is
+	 * a chunk with no choices (like the usage chunk). */
+	if (j->seal) {
+		if (veil_buf_appendf(&b, "event: veil.receipt\ndata: %s\n\ndata: [DONE]\n\n",
+				     rj) < 0)
+			goto fail;
+	} else {
+		json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", j->id,
+				      "object", "veil.receipt", "created",
+				      (json_int_t)j->created, "model", j->n->o.model_name,
+				      "choices", "veil_receipt", json_loads(rj, 0, NULL));
+		char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+		json_decref(o);
+		rc = t ? veil_buf_appendf(&b, "data: %s\n\ndata: [DONE]\n\n", t)
+		       : VEIL_ENOMEM;
+		free(t);
+		if (rc < 0)
+			goto fail;
+	}
+	veil_http_stream_write(j->req, b.data, b.len);
+	job_complete_stream(j);
+	goto out;
+fail:
+	stream_fail(j, "receipt_failed", "the answer could not be completed");
+out:
+	veil_buf_free(&b);
+	free(rj);
+	if (j->released)
+		job_free(j);
+}
+
+/* The answer is complete: for sealed streams the final sealed chunk, then
+ * the receipt (stream_receipt_done). */
 static void stream_finish(struct job *j, int64_t p, int64_t c)
 {
 	uint8_t rs[32];
-	char *rj = NULL;
 	struct node_receipt_in ri;
 
 	if (j->seal) {
 		static const char done[] = "[DONE]";
 
-		if (out_event(j, NULL, done, sizeof(done) - 1, true) < 0)
-			goto fail;
+		if (out_event(j, NULL, done, sizeof(done) - 1, true) < 0) {
+			stream_fail(j, "receipt_failed", "the answer could not be completed");
+			return;
+		}
 	}
 	hash_final(j, rs);
 	ri = (struct node_receipt_in){j->id, j->req_sha, rs, p, c, j->created};
-	if (node_receipt_make(j->n, &ri, &rj) < 0)
-		goto fail;
-	{
-		struct veil_buf b = VEIL_BUF_INIT(1 << 16);
-
-		/* Sealed streams go to veil-aware clients: a named event outside
-		 * the sealed body.  Plaintext streams reach any OpenAI client,
-		 * which passes named events up as if they were chunks: there the
-		 * receipt is a chunk with no choices (like the usage chunk). */
-		if (j->seal)
-			veil_buf_appendf(&b, "event: veil.receipt\ndata: %s\n\ndata: [DONE]\n\n", rj);
-		else {
-			json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", j->id,
-					      "object", "veil.receipt", "created",
-					      (json_int_t)j->created, "model",
-					      j->n->o.model_name, "choices", "veil_receipt",
-					      json_loads(rj, 0, NULL));
-			char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
-
-			json_decref(o);
-			if (!t)
-				goto fail;
-			veil_buf_appendf(&b, "data: %s\n\ndata: [DONE]\n\n", t);
-			free(t);
-		}
-		if (j->req)
-			veil_http_stream_write(j->req, b.data, b.len);
-		veil_buf_free(&b);
-	}
-	free(rj);
-	job_complete_stream(j);
-	return;
-fail:
-	free(rj);
-	stream_fail(j, "receipt_failed", "the answer could not be completed");
+	j->receipt_pending = true;
+	node_receipt_start(j->n, &ri, stream_receipt_done, j);
 }
 
 /* ---- non-streamed replies ------------------------------------------------ */
 
+/* The receipt of a whole answer is signed: the reply with it. */
+static void reply_receipt_done(void *arg, int rc, char *rj)
+{
+	struct job *j = arg;
+	char *hdr = NULL;
+
+	j->receipt_pending = false;
+	if (j->req) {
+		const uint8_t *out = (const uint8_t *)j->reply_body;
+		size_t outlen = strlen(j->reply_body);
+
+		if (j->seal) {
+			out = j->reply_sealed.data;
+			outlen = j->reply_sealed.len;
+		}
+		if (rc == 0 && (hdr = node_b64url(rj, strlen(rj))))
+			veil_http_add_header(j->req, "X-Veil-Receipt", hdr);
+		veil_http_add_header(j->req, "X-Veil-Receipt-Id", j->id);
+		node_metrics_status(j->n, 200);
+		veil_http_reply(j->req, 200, j->seal ? SEALED_TYPE : "application/json",
+				out, outlen);
+		j->req = NULL;
+	}
+	free(hdr);
+	free(rj);
+	if (j->released)
+		job_free(j);
+}
+
 static void reply_final(struct job *j, json_t *resp, int64_t p, int64_t c)
 {
-	char *body = json_dumps(resp, JSON_COMPACT);
-	struct veil_buf sealed = VEIL_BUF_INIT(64u << 20);
-	const uint8_t *out;
-	size_t outlen;
 	uint8_t rs[32];
-	char *rj = NULL, *hdr = NULL;
 	struct node_receipt_in ri;
 
+	j->reply_body = json_dumps(resp, JSON_COMPACT);
 	json_decref(resp);
-	if (!body) {
+	if (!j->reply_body) {
 		reply_err(j->n, j->req, 500, NULL, "internal", "out of memory");
 		j->req = NULL;
 		return;
 	}
-	out = (const uint8_t *)body;
-	outlen = strlen(body);
+	j->reply_sealed = (struct veil_buf)VEIL_BUF_INIT(64u << 20);
 	if (j->seal) {
-		if (veil_seal_body(j->seal, out, outlen, &sealed) < 0) {
+		if (veil_seal_body(j->seal, (const uint8_t *)j->reply_body,
+				   strlen(j->reply_body), &j->reply_sealed) < 0) {
 			reply_err(j->n, j->req, 500, NULL, "seal_failed",
 				  "the answer could not be sealed");
 			j->req = NULL;
-			goto out;
+			return;
 		}
-		out = sealed.data;
-		outlen = sealed.len;
+		sha256(j->reply_sealed.data, j->reply_sealed.len, rs);
+	} else {
+		sha256(j->reply_body, strlen(j->reply_body), rs);
 	}
-	sha256(out, outlen, rs);
 	ri = (struct node_receipt_in){j->id, j->req_sha, rs, p, c, j->created};
-	if (node_receipt_make(j->n, &ri, &rj) == 0 &&
-	    (hdr = node_b64url(rj, strlen(rj))))
-		veil_http_add_header(j->req, "X-Veil-Receipt", hdr);
-	veil_http_add_header(j->req, "X-Veil-Receipt-Id", j->id);
-	node_metrics_status(j->n, 200);
-	veil_http_reply(j->req, 200, j->seal ? SEALED_TYPE : "application/json",
-			out, outlen);
-	j->req = NULL;
-out:
-	veil_wipe(body, strlen(body));
-	free(body);
-	free(rj);
-	free(hdr);
-	veil_buf_free(&sealed);
+	j->receipt_pending = true;
+	node_receipt_start(j->n, &ri, reply_receipt_done, j);
 }
 
 /* ---- engine events ------------------------------------------------------- */
@@ -554,6 +786,40 @@ static const char *finish_reason(enum veil_finish f)
 	return f == VEIL_FINISH_LENGTH ? "length" : "stop";
 }
 
+/* A token chunk built with jansson: with logprobs, or text out_text_chunk()
+ * leaves to jansson. */
+static json_t *token_chunk_json(struct job *j, const struct inbox *in)
+{
+	json_t *c = chunk_base(j), *ch;
+
+	if (j->chat)
+		ch = json_pack("{s:i, s:{s:s%}, s:n, s:n}", "index", 0, "delta",
+			       "content", in->text.len ? (char *)in->text.data : "",
+			       in->text.len, "logprobs", "finish_reason");
+	else
+		ch = json_pack("{s:s%, s:i, s:n, s:n}", "text",
+			       in->text.len ? (char *)in->text.data : "",
+			       in->text.len, "index", 0, "logprobs",
+			       "finish_reason");
+	if (j->logprobs && in->ntoks) {
+		if (j->chat) {
+			json_t *content = json_array();
+
+			add_logprobs(j, in->toks, in->ntoks, content, NULL);
+			json_object_set_new(ch, "logprobs",
+					    json_pack("{s:o, s:n}", "content",
+						      content, "refusal"));
+		} else {
+			json_t *lp = new_cmpl_logprobs();
+
+			add_logprobs(j, in->toks, in->ntoks, NULL, lp);
+			json_object_set_new(ch, "logprobs", lp);
+		}
+	}
+	json_object_set_new(c, "choices", json_pack("[o]", ch));
+	return c;
+}
+
 static void job_on_msg(struct job *j)
 {
 	struct node *n = j->n;
@@ -575,35 +841,14 @@ static void job_on_msg(struct job *j)
 
 	if (j->req && !in.error && (in.text.len || in.ntoks)) {
 		if (j->stream) {
-			json_t *c = chunk_base(j), *ch;
-			int rc;
+			const char *t = in.text.len ? (char *)in.text.data : "";
+			int rc = VEIL_EAGAIN;
 
-			if (j->chat)
-				ch = json_pack("{s:i, s:{s:s%}, s:n, s:n}", "index", 0, "delta",
-					       "content", in.text.len ? (char *)in.text.data : "",
-					       in.text.len, "logprobs", "finish_reason");
-			else
-				ch = json_pack("{s:s%, s:i, s:n, s:n}", "text",
-					       in.text.len ? (char *)in.text.data : "",
-					       in.text.len, "index", 0, "logprobs",
-					       "finish_reason");
-			if (j->logprobs && in.ntoks) {
-				if (j->chat) {
-					json_t *content = json_array();
-
-					add_logprobs(j, in.toks, in.ntoks, content, NULL);
-					json_object_set_new(ch, "logprobs",
-							    json_pack("{s:o, s:n}", "content",
-								      content, "refusal"));
-				} else {
-					json_t *lp = new_cmpl_logprobs();
-
-					add_logprobs(j, in.toks, in.ntoks, NULL, lp);
-					json_object_set_new(ch, "logprobs", lp);
-				}
-			}
-			json_object_set_new(c, "choices", json_pack("[o]", ch));
-			if ((rc = out_json_event(j, c, false)) < 0) {
+			if (!(j->logprobs && in.ntoks))
+				rc = out_text_chunk(j, t, in.text.len);
+			if (rc == VEIL_EAGAIN)
+				rc = out_json_event(j, token_chunk_json(j, &in), false);
+			if (rc < 0) {
 				/* The client reads too slowly or left. */
 				if (j->submitted && !in.final)
 					veil_engine_cancel(n->engine, j->eng_id);
@@ -697,7 +942,7 @@ static void job_on_msg(struct job *j)
 	veil_buf_free(&in.text);
 	free(in.toks);
 	if (in.final)
-		job_free(j);
+		job_release(j);
 }
 
 static void chan_cb(void *msg, void *arg)
@@ -724,8 +969,10 @@ static void on_close(struct veil_http_req *req, void *arg)
 
 	if (j->req != req)
 		return;
-	n->m.cancelled++;
-	VEIL_INFO(NODE_MOD, "%s: client went away, cancelling", j->id);
+	if (!j->released)
+		n->m.cancelled++;
+	VEIL_INFO(NODE_MOD, "%s: client went away%s", j->id,
+		  j->released ? " before its receipt" : ", cancelling");
 	if (j->started)
 		veil_http_stream_end(req);
 	else
@@ -736,7 +983,7 @@ static void on_close(struct veil_http_req *req, void *arg)
 		job_free(j);
 		return;
 	}
-	if (j->submitted)
+	if (j->submitted && !j->released)
 		veil_engine_cancel(n->engine, j->eng_id);
 }
 
@@ -1180,7 +1427,7 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 			  "upstream_error", "the upstream engine failed");
 		j->req = NULL;
 	}
-	job_free(j);
+	job_release(j);
 }
 
 static int start_upstream(struct job *j, const char *path, json_t *body)
@@ -1396,6 +1643,9 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 		j->submitted = true;
 	}
 	veil_http_req_on_close(req, on_close, j);
+	/* while the engine prefills: off the first token's path */
+	if (j->stream)
+		chunk_prefix(j);
 	if (j->stream && j->chat) {
 		/* OpenAI's first chunk names the role. */
 		json_t *c = chunk_base(j);
@@ -1466,6 +1716,10 @@ int node_api_init(struct node *n)
 	 * jobs the engine accepts, plus jobs between submit and their end. */
 	size_t cap = (size_t)(n->o.max_batch + n->o.max_queue) * 2 + n->o.max_conns + 64;
 
+	n->sc_ev = (struct veil_buf)VEIL_BUF_SECRET_INIT(VEIL_SEAL_MAX_CHUNK);
+	n->sc_ct = (struct veil_buf)VEIL_BUF_INIT(VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD);
+	n->sc_out = (struct veil_buf)VEIL_BUF_INIT(2 * (VEIL_SEAL_MAX_CHUNK +
+							 VEIL_SEAL_CHUNK_OVERHEAD) + 16);
 	return veil_http_chan_new(n->base, cap, chan_cb, chan_drop, n, &n->chan);
 }
 
@@ -1495,7 +1749,7 @@ void node_api_abort_all(struct node *n, const char *why)
 			job_free(j); /* cancels the upstream call */
 			continue;
 		}
-		if (j->submitted)
+		if (j->submitted && !j->released)
 			veil_engine_cancel(n->engine, j->eng_id);
 	}
 }
@@ -1504,4 +1758,7 @@ void node_api_free(struct node *n)
 {
 	veil_http_chan_free(n->chan);
 	n->chan = NULL;
+	veil_buf_free(&n->sc_ev);
+	veil_buf_free(&n->sc_ct);
+	veil_buf_free(&n->sc_out);
 }

@@ -5,10 +5,14 @@
  * binary, the flags and the model; then one event loop serves the API until
  * SIGINT/SIGTERM, after which requests in flight get a grace period and
  * every key is wiped. */
+#include <errno.h>
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/thread.h>
@@ -302,6 +306,48 @@ static void free_keys(struct node *n)
 	n->tls_cert = NULL;
 }
 
+/* The loop thread asks for a short time slice.  Linux's EEVDF scheduler
+ * (6.12 on) takes sched_attr.sched_runtime of a SCHED_OTHER thread as its
+ * slice; with a short one the loop, woken by a token while the engine's
+ * threads keep every core busy, runs at once instead of after their slice
+ * (about a millisecond of a stream's time to first token).  The loop's
+ * work per wake-up is tens of microseconds.  Older kernels ignore the
+ * field; policy and nice stay as they are; threads started later (none but
+ * libcurl's resolver) inherit it.  Only a hint: failures are logged. */
+#define LOOP_SLICE_NS 100000ull
+
+/* The kernel's struct sched_attr, SCHED_ATTR_SIZE_VER1 (<linux/sched/types.h>
+ * cannot be included beside <sched.h>). */
+struct node_sched_attr {
+	uint32_t size;
+	uint32_t sched_policy;
+	uint64_t sched_flags;
+	int32_t sched_nice;
+	uint32_t sched_priority;
+	uint64_t sched_runtime;
+	uint64_t sched_deadline;
+	uint64_t sched_period;
+	uint32_t sched_util_min;
+	uint32_t sched_util_max;
+};
+
+static void loop_latency_hint(void)
+{
+	struct node_sched_attr a;
+
+	memset(&a, 0, sizeof(a));
+	if (syscall(SYS_sched_getattr, 0, &a, sizeof(a), 0) != 0 ||
+	    a.sched_policy != SCHED_OTHER) {
+		VEIL_DEBUG(NODE_MOD, "loop thread: scheduling policy left as is");
+		return;
+	}
+	a.size = sizeof(a);
+	a.sched_flags = 0;
+	a.sched_runtime = LOOP_SLICE_NS;
+	if (syscall(SYS_sched_setattr, 0, &a, 0) != 0)
+		VEIL_DEBUG(NODE_MOD, "loop thread: time slice hint refused (errno %d)", errno);
+}
+
 static void shutdown_done(void *arg)
 {
 	struct node *n = arg;
@@ -415,6 +461,8 @@ int main(int argc, char **argv)
 	}
 	if ((rc = receipt_store_new(16384, 60ull * 60 * 1000, &n->receipts)) < 0)
 		goto out;
+	if ((rc = node_signer_start(n)) < 0)
+		goto out;
 	if ((rc = node_attest_init(n)) < 0)
 		goto out;
 	so.addr = addr;
@@ -447,6 +495,7 @@ int main(int argc, char **argv)
 	if (n->o.allow_plaintext)
 		VEIL_WARN(NODE_MOD, "--allow-plaintext: unsealed request bodies accepted");
 	VEIL_INFO(NODE_MOD, "keys: ed25519 %s, ethereum %s", n->ed_pub_hex, n->eth_address);
+	loop_latency_hint();
 	n->ready = true;
 	VEIL_INFO(NODE_MOD, "listening on %s://%s:%u", n->o.plain_http ? "http" : "https",
 		  addr, (unsigned)veil_http_server_port(n->srv));
@@ -462,6 +511,8 @@ out:
 	if (n->base)
 		event_base_loop(n->base, EVLOOP_NONBLOCK);
 	veil_engine_free(n->engine);
+	/* after the engine: no answer can end (and want a receipt) any more */
+	node_signer_stop(n);
 	if (n->chan)
 		node_api_free(n);
 	veil_http_client_free(n->client);

@@ -2,7 +2,9 @@
  *
  * Everything here runs on the one event-loop thread, except the engine
  * callback in api.c (engine thread), which touches only its job's mutex-
- * guarded inbox and the channel. */
+ * guarded inbox and the channel, and the receipt signers in receipt.c
+ * (signer threads), which touch only their own requests, the read-only
+ * signing keys and their channel. */
 #ifndef VEIL_NODE_H
 #define VEIL_NODE_H
 
@@ -64,6 +66,7 @@ struct node_metrics {
 };
 
 struct receipt_store;
+struct node_signer;
 struct job;
 
 struct node {
@@ -100,7 +103,13 @@ struct node {
 	void *attester;                    /* struct veil_attester *, attest.c */
 	json_t *cached_report;
 
+	/* The loop's scratch space for one stream event at a time (api.c):
+	 * its plaintext (secret, wiped after each event), sealed chunk, and
+	 * base64 "data:" line. */
+	struct veil_buf sc_ev, sc_ct, sc_out;
+
 	struct receipt_store *receipts;
+	struct node_signer *signer;        /* receipt.c */
 	struct node_metrics m;
 	struct job *jobs;                  /* every live completion (api.c) */
 };
@@ -129,10 +138,21 @@ struct node_receipt_in {
 };
 int receipt_store_new(size_t cap, uint64_t keep_ms, struct receipt_store **out);
 void receipt_store_free(struct receipt_store *s);
-/* Signs a receipt, stores it (for /v1/signature/{id}) and returns its JSON
- * text (caller frees with free()). */
-int node_receipt_make(struct node *n, const struct node_receipt_in *in,
-		      char **json_text);
+/* The signer threads and their channel back to the loop. */
+int node_signer_start(struct node *n);
+/* Joins the signers (they finish what is queued) and hands every receipt
+ * still on its way to its owner, on the calling thread.  After the loop
+ * stopped, before the keys are freed. */
+void node_signer_stop(struct node *n);
+/* Called on the loop once a receipt is signed and stored (for
+ * /v1/signature/{id}): rc 0 and its JSON text (the callee frees it with
+ * free()), or rc < 0 and NULL. */
+typedef void (*node_receipt_done)(void *arg, int rc, char *json_text);
+/* Starts a receipt: `done` runs exactly once, later on the loop, or before
+ * this returns (when the signers are busy beyond their cap, or on a
+ * failure); in holds nothing needed after the call. */
+void node_receipt_start(struct node *n, const struct node_receipt_in *in,
+			node_receipt_done done, void *arg);
 /* base64url (no padding) of s, caller frees. */
 char *node_b64url(const char *s, size_t len);
 void node_receipt_routes(struct node *n);

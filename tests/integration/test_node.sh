@@ -71,10 +71,23 @@ start_node() {
 	return 1
 }
 
+# unhex HEX: the bytes (bash printf's \xHH).
+unhex() { printf "$(printf '%s' "$1" | sed 's/../\\x&/g')"; }
+# ossl_ed25519_verify PUBHEX SIGHEX MSGFILE: Ed25519 with the OpenSSL CLI.
+ossl_ed25519_verify() {
+	unhex "302a300506032b6570032100$1" |
+		openssl pkey -pubin -inform DER -out "$tmp/osslpub.pem" 2>/dev/null || return 1
+	unhex "$2" >"$tmp/osslsig"
+	openssl pkeyutl -verify -pubin -inkey "$tmp/osslpub.pem" -rawin -in "$3" \
+		-sigfile "$tmp/osslsig" >/dev/null 2>&1
+}
+
 # js CMD BASE [ARG]: relays the client's ok/not ok lines and counts failures;
-# "ed25519 PUB SIG B64MSG" lines are checked with `veil sign verify`.
+# "ed25519 PUB SIG B64MSG" lines are checked with `veil sign verify`,
+# "text-ed25519 PUB SIG B64MSG" lines (receipts' text signatures) with the
+# OpenSSL CLI, each also with a flipped message byte that must fail.
 js() {
-	local out line rc n=0 bad=0
+	local out line rc n=0 bad=0 nt=0 tbad=0
 	out="$(node "$JS" "$@" 2>&1)"; rc=$?
 	while IFS= read -r line; do
 		case "$line" in
@@ -86,11 +99,22 @@ js() {
 			printf '%s' "$msg" | base64 -d >"$tmp/msg"
 			"$VEIL" sign verify --algo ed25519 --public "$pub" --signature "$sig" <"$tmp/msg" >/dev/null || bad=$((bad + 1))
 			;;
+		"text-ed25519 "*)
+			read -r _ pub sig msg <<<"$line"
+			nt=$((nt + 1))
+			printf '%s' "$msg" | base64 -d >"$tmp/tmsg"
+			ossl_ed25519_verify "$pub" "$sig" "$tmp/tmsg" || tbad=$((tbad + 1))
+			printf 'x' >>"$tmp/tmsg"
+			! ossl_ed25519_verify "$pub" "$sig" "$tmp/tmsg" || tbad=$((tbad + 1))
+			;;
 		*) echo "# $line" ;;
 		esac
 	done <<<"$out"
 	if [ "$n" -gt 0 ]; then
 		check "$1: $n Ed25519 signatures verify with veil sign verify" test "$bad" -eq 0
+	fi
+	if [ "$nt" -gt 0 ]; then
+		check "$1: $nt receipts' Ed25519 text signatures verify with openssl pkeyutl (and fail on another text)" test "$tbad" -eq 0
 	fi
 	[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || notok "$1: client exited $rc"
 }

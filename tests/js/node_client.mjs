@@ -154,6 +154,23 @@ function checkReceipt(name, rc, model, reqBytes, respBytes, usage) {
       (!usage || (p.usage.prompt_tokens === usage.prompt_tokens && p.usage.completion_tokens === usage.completion_tokens)),
   );
   console.log(`ed25519 ${p.ed25519_public_key} ${rc.signature_ed25519} ${Buffer.from(rc.payload).toString("base64")}`);
+  // NEAR AI's text, signed too: a gateway answers /v1/signature/{id} from the receipt alone.
+  const text = `${p.model}:${p.request_sha256}:${p.response_sha256}`;
+  ok(
+    `${name}: text signatures are there (128 hex; 0x + 130 hex)`,
+    /^[0-9a-f]{128}$/.test(rc.text_signature_ed25519 ?? "") && /^0x[0-9a-f]{130}$/.test(rc.text_signature_ecdsa ?? ""),
+    JSON.stringify(Object.keys(rc)),
+  );
+  ok(
+    `${name}: ECDSA text signature of model:sha256(req):sha256(resp) recovers the node's address (ethers)`,
+    !!rc.text_signature_ecdsa && verifyMessage(text, rc.text_signature_ecdsa) === p.signing_address,
+  );
+  ok(
+    `${name}: the text signature is not the payload's`,
+    rc.text_signature_ecdsa !== rc.signature_ecdsa && rc.text_signature_ed25519 !== rc.signature_ed25519,
+  );
+  // checked with the OpenSSL CLI by test_node.sh
+  console.log(`text-ed25519 ${p.ed25519_public_key} ${rc.text_signature_ed25519} ${Buffer.from(text).toString("base64")}`);
   return p;
 }
 
@@ -183,6 +200,10 @@ async function receiptChecks(base, model) {
       console.log(`ed25519 ${s.signing_address} ${s.signature} ${Buffer.from(s.text).toString("base64")}`);
     }
     ok(`signature/${algo}: NEAR AI shape, text model:sha256(req):sha256(resp), valid`, s.text === text && s.signing_algo === algo && valid, JSON.stringify(s));
+    ok(
+      `signature/${algo}: the signature is the receipt's text_signature_${algo === "ecdsa" ? "ecdsa" : "ed25519"}`,
+      s.signature === (algo === "ecdsa" ? rc.text_signature_ecdsa : rc.text_signature_ed25519),
+    );
   }
   const nf = await fetch(`${base}/v1/signature/chatcmpl-unknown?signing_algo=ecdsa`);
   ok("signature: unknown id is a 404", nf.status === 404);
@@ -197,7 +218,11 @@ async function receiptChecks(base, model) {
   const evData = JSON.stringify(JSON.parse(tail.split("\n")[0].slice(6)).veil_receipt);
   const usageLine = all.subarray(0, last).toString().split("\n\n").filter((e) => e.includes('"usage":{')).pop();
   const su = usageLine ? JSON.parse(usageLine.slice(6)).usage : null;
-  checkReceipt("stream receipt", JSON.parse(evData), model, Buffer.from(sbody), all.subarray(0, last), su);
+  const src = JSON.parse(evData);
+  const sp = checkReceipt("stream receipt", src, model, Buffer.from(sbody), all.subarray(0, last), su);
+  // the receipt is stored before the client gets it: no race with /v1/signature
+  const ss = await (await fetch(`${base}/v1/signature/${sp.id}?signing_algo=ecdsa`)).json();
+  ok("stream receipt: /v1/signature/{id} right after [DONE] serves the receipt's text signature", ss.signature === src.text_signature_ecdsa, JSON.stringify(ss));
 }
 
 // ---- veil-seal/1 client (docs/protocol.md, "Sealed bodies") ----
@@ -303,12 +328,28 @@ async function concurrentChecks(base, model, n) {
   const one = async (i) => {
     const stream = await c.chat.completions.create({ model, messages: [{ role: "user", content: `Story ${i}` }], max_tokens: 32, stream: true });
     let finish = null;
-    for await (const ch of stream) for (const x of ch.choices) if (x.finish_reason) finish = x.finish_reason;
-    return finish;
+    let receipt = null;
+    let id = null;
+    for await (const ch of stream) {
+      if (ch.object === "veil.receipt") receipt = ch.veil_receipt;
+      else id = ch.id;
+      for (const x of ch.choices) if (x.finish_reason) finish = x.finish_reason;
+    }
+    return finish && receipt ? { id, receipt } : null;
   };
   const res = await Promise.allSettled(Array.from({ length: n }, (_, i) => one(i)));
-  const done = res.filter((r) => r.status === "fulfilled" && r.value).length;
-  ok(`concurrent: ${n} streaming clients all complete`, done === n, `${done}/${n} in ${Date.now() - t0} ms; ${res.find((r) => r.status === "rejected")?.reason ?? ""}`);
+  const got = res.filter((r) => r.status === "fulfilled" && r.value).map((r) => r.value);
+  ok(`concurrent: ${n} streaming clients all complete, each with a receipt`, got.length === n, `${got.length}/${n} in ${Date.now() - t0} ms; ${res.find((r) => r.status === "rejected")?.reason ?? ""}`);
+  // Receipts signed at once by the signer threads: each one is its own
+  // answer's, with valid payload and text signatures.
+  let bad = 0;
+  for (const { id, receipt } of got) {
+    const p = JSON.parse(receipt.payload);
+    const text = `${p.model}:${p.request_sha256}:${p.response_sha256}`;
+    if (p.id !== id || verifyMessage(receipt.payload, receipt.signature_ecdsa) !== p.signing_address ||
+        verifyMessage(text, receipt.text_signature_ecdsa) !== p.signing_address) bad++;
+  }
+  ok(`concurrent: all ${got.length} receipts name their answer and their ECDSA signatures recover the node's address`, got.length === n && bad === 0, `${bad} bad`);
 }
 
 async function canary(base, model, text) {
