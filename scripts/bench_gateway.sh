@@ -27,7 +27,10 @@
 #      with a second gateway whose store is on tmpfs (/dev/shm);
 #   2. requests/s through the gateway and through nginx in front of the
 #      same two nodes, same concurrency, alternating, three rounds, best of
-#      each; goal ratio >= 1 (and the tmpfs gateway for information);
+#      each; goal ratio >= 1 (and the tmpfs gateway for information); with
+#      it the CPU time each proxy process spent per request (median of the
+#      rounds): when the nodes and the proxy share a small machine, req/s
+#      is bound by the nodes' CPU and the proxy's cost shows there;
 #   3. 5000 concurrent SSE streams through the gateway, then through nginx,
 #      in front of one node: all must complete; memory per stream = RSS
 #      growth / streams open at once (nginx: its worker's).  The node runs
@@ -38,7 +41,8 @@
 # Output: BENCH|figure|ours|unit|reference|ratio lines on stdout, progress
 # on stderr.  Env: VEIL_SHARED (default ../shared), GW_BENCH_STREAMS
 # (5000), GW_BENCH_CONNS (32), GW_BENCH_SECONDS (2 per rps run),
-# GW_BENCH_STEPS (all | streams), GW_BENCH_KEEP (keep the logs).
+# GW_BENCH_STEPS (all | streams | fast: steps 1 and 2 only), GW_BENCH_KEEP
+# (keep the logs).
 set -uo pipefail
 
 BUILD=build
@@ -63,7 +67,7 @@ STREAMS="${GW_BENCH_STREAMS:-5000}"
 CONNS="${GW_BENCH_CONNS:-32}"
 SECONDS_PER_RUN="${GW_BENCH_SECONDS:-2}"
 BLOCKERS=4   # = the nodes' --max-batch: every decode slot held
-STEPS="${GW_BENCH_STEPS:-all}"   # all | streams (for a quick look at step 3)
+STEPS="${GW_BENCH_STEPS:-all}"   # all | streams | fast (1 and 2)
 
 say() { echo "bench_gateway: $*" >&2; }
 na() { echo "BENCH|$1|n/a|$2|$3|n/a"; }
@@ -303,14 +307,15 @@ run_timed() {
 # gateway's (store on disk, as deployed).
 LAT="veil-gateway added latency p50, small non-streamed request (goal <= 0.5 ms)"
 RPS="veil-gateway requests/s vs nginx, $CONNS connections, max_tokens 1 (goal ratio >= 1)"
+CPU="veil-gateway CPU time per request vs nginx under the requests/s load (all its threads; ratio: ours / nginx's)"
 if [ "$STEPS" = streams ]; then
 	:
 elif start_nodes 2 && start_gateway; then
-	GW1_URL="$GW_URL" KEY1="$KEY"
+	GW1_URL="$GW_URL" KEY1="$KEY" GW1_PID="$GW_PID"
 	GW2_URL=""
 	if [ -d /dev/shm ] && shm="$(mktemp -d /dev/shm/veil-bench.XXXXXX)" &&
 		DBDIR="$shm" start_gateway; then
-		GW2_URL="$GW_URL" KEY2="$KEY"
+		GW2_URL="$GW_URL" KEY2="$KEY" GW2_PID="$GW_PID"
 	fi
 	start_nginx
 
@@ -332,13 +337,26 @@ elif start_nodes 2 && start_gateway; then
 		# one key per gateway: rps sends one --key to all; the tmpfs
 		# gateway is measured in its own run
 		run_timed 120 "$GB" rps --url "$GW1_URL" --url "$NGINX_URL" --key "$KEY1" \
+			--cpu-pid "$GW1_PID" --cpu-pid "$NGINX_WORKER" \
 			--conns "$CONNS" --seconds "$SECONDS_PER_RUN" --rounds 3 >"$tmp/rps.txt"
 		if [ -n "$GW2_URL" ]; then
 			run_timed 60 "$GB" rps --url "$GW2_URL" --key "$KEY2" --conns "$CONNS" \
-				--seconds "$SECONDS_PER_RUN" --rounds 2 | sed 's/^rps 0 /rps 2 /' >>"$tmp/rps.txt"
+				--cpu-pid "$GW2_PID" --seconds "$SECONDS_PER_RUN" --rounds 2 |
+				sed 's/^rps 0 /rps 2 /' >>"$tmp/rps.txt"
 		fi
-		awk -v fig="$RPS" '
-		$1 == "rps" { if ($4 > best[$2]) best[$2] = $4 }
+		awk -v fig="$RPS" -v cfig="$CPU" '
+		function median(k,   n, i, j, t, v) {
+			n = nc[k]
+			for (i = 1; i <= n; i++) v[i] = c[k, i]
+			for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++)
+				if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+			if (n == 0) return -1
+			return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+		}
+		$1 == "rps" {
+			if ($4 > best[$2]) best[$2] = $4
+			if (NF >= 7 && $7 > 0) c[$2, ++nc[$2]] = $7
+		}
 		END {
 			g = best[0] + 0; n = best[1] + 0; t = best[2] + 0
 			ts = ""
@@ -351,15 +369,26 @@ elif start_nodes 2 && start_gateway; then
 				if (n > 0) ns = sprintf("%.0f", n)
 				printf "BENCH|%s|%s|req/s|nginx %s req/s (every run had failed requests)%s|n/a\n", fig, gs, ns, ts
 			}
+			cg = median(0); cn = median(1); ct = median(2)
+			if (cg > 0 && cn > 0) {
+				ts = ""
+				if (ct > 0) ts = sprintf("; gateway with its store on tmpfs %.0f us", ct)
+				printf "BENCH|%s|%.0f|us|nginx 1.22 (1 worker) %.0f us per request, same run (median of 3 rounds each)%s|%.2f\n", cfig, cg, cn, ts, cg / cn
+			} else {
+				printf "BENCH|%s|n/a|us|CPU times not read|n/a\n", cfig
+			}
 		}' "$tmp/rps.txt"
 	else
 		na "$RPS" "req/s" "nginx did not run"
+		na "$CPU" us "nginx did not run"
 	fi
 else
 	na "$LAT" ms "the nodes or the gateway did not start"
 	na "$RPS" "req/s" "the nodes or the gateway did not start"
+	na "$CPU" us "the nodes or the gateway did not start"
 fi
 stop_all
+[ "$STEPS" = fast ] && exit 0
 
 # ---- 3. many streams ----------------------------------------------------------------
 # One node (its engine thread is kept busy by the blockers: one core), a

@@ -9,6 +9,8 @@
  *             checks, registry sync with other gateways, routing choice
  *   relay.c   the OpenAI endpoints: request -> node -> response, receipts,
  *             usage records, retries, streams
+ *   upstream.c the HTTP/1.1 client of relayed requests: pinned TLS
+ *             connections to nodes, kept alive in a pool per node
  *   api.c     /v1/models, /v1/usage, /v1/signature, /v1/attestation/report,
  *             /healthz, /readyz, /metrics
  *   admin.c   /admin/... (bearer admin token)
@@ -21,9 +23,11 @@
 #define VEIL_GATEWAY_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 
 #include "veil/base.h"
@@ -37,6 +41,8 @@
 #include "parse.h"
 
 #define GW_MOD "gateway"
+
+struct evdns_base;
 
 struct gw_opts {
 	const char *listen;
@@ -132,6 +138,13 @@ struct gw_node {
 	/* routing */
 	unsigned outstanding;
 	uint64_t requests, errors;
+
+	/* relayed requests (upstream.c) */
+	struct gw_up_conn *up_idle;   /* kept-alive connections, newest first */
+	unsigned up_nidle;
+	EVP_MD_CTX *ed_vctx;          /* a verify context of keys.ed25519: receipt
+				       * checks copy it (no per-check key set-up) */
+	uint8_t ed_vctx_key[32];      /* the key it was made for */
 };
 
 /* ---- the gateway ------------------------------------------------------------- */
@@ -143,13 +156,18 @@ struct gw {
 	struct gw_opts o;
 	struct event_base *base;
 	struct veil_http_server *srv;
-	struct veil_http_client *client;
+	struct veil_http_client *client;    /* health checks, reports (curl) */
+	SSL_CTX *up_ctx;                    /* relayed requests: pinned TLS */
+	struct evdns_base *dns;             /* node host names (made on first use) */
 	struct veil_http_chan *chan;        /* worker results -> loop */
 	struct gw_worker *query;            /* store reads, rate takes, admin */
 	struct gw_worker *writer;           /* usage records (group commit) */
 #define GW_MAX_CPU 8
 	struct gw_worker *cpu[GW_MAX_CPU];  /* receipt verification */
 	unsigned n_cpu, cpu_rr;
+	atomic_uint cpu_pending;            /* receipt checks handed to them */
+	uint64_t inline_ms;                 /* receipt checks on the loop: this ms ... */
+	unsigned inline_n;                  /* ... and how many */
 	struct veil_store *store;           /* the loop's handle: start-up only */
 	struct veil_secret secret;          /* API-key HMAC key (wiped at exit) */
 	struct veil_policy *policy;
@@ -280,6 +298,47 @@ void gw_node_request(const struct gw_node *n, struct veil_http_request *rq);
 void gw_node_verify(struct gw *g, struct gw_node *n);
 bool gw_model_available(struct gw *g, const char *model);
 
+/* ---- upstream.c ---------------------------------------------------------------
+ * HTTP/1.1 requests to a node over kept-alive connections, pinned to the
+ * node's attested TLS key (https nodes must be verified: have_keys).
+ * Callbacks run on the loop; the call is freed right after on_done. */
+struct gw_up_call;
+struct gw_up_conn;
+
+struct gw_up_request {
+	const char *method;            /* "POST", "GET" */
+	const char *path;              /* "/v1/chat/completions" */
+	const char *const *headers;    /* NULL-terminated "Name: value"; copied */
+	const uint8_t *body;           /* borrowed: valid until on_done / cancel */
+	size_t body_len;
+	unsigned timeout_ms;           /* the whole answer (connect: --connect-timeout-ms) */
+	size_t max_response;           /* body cap (VEIL_ERANGE); 0 = 16 MiB */
+	/* the final head is in (gw_up_header works from here on) */
+	void (*on_head)(void *arg, struct gw_up_call *call, int status);
+	/* a piece of the body: 0 to go on, a negative VEIL_E* to abort (on_done
+	 * gets it).  NULL: the body is buffered and given to on_done. */
+	int (*on_data)(void *arg, struct gw_up_call *call, const uint8_t *p, size_t n);
+	/* once: rc 0, VEIL_ETIMEDOUT, VEIL_EBADMSG (the node's TLS key is not
+	 * the pin, or TLS failed), VEIL_ERANGE (over a cap), VEIL_EIO;
+	 * status 0 when no head came */
+	void (*on_done)(void *arg, int rc, int status, const uint8_t *body, size_t len);
+	void *arg;
+};
+
+int gw_up_init(struct gw *g);
+void gw_up_free(struct gw *g);
+int gw_up_start(struct gw *g, struct gw_node *n, const struct gw_up_request *rq,
+		struct gw_up_call **out);
+/* Stops / restarts reading the answer (backpressure); also from on_data. */
+void gw_up_pause(struct gw_up_call *call);
+void gw_up_resume(struct gw_up_call *call);
+/* Aborts without on_done; from on_head / on_data too, not from on_done. */
+void gw_up_cancel(struct gw_up_call *call);
+/* A header of the answer (from on_head on); NULL when absent. */
+const char *gw_up_header(struct gw_up_call *call, const char *name);
+/* Closes the node's idle connections (it failed, changed or goes away). */
+void gw_up_node_flush(struct gw_node *n);
+
 /* ---- relay.c ------------------------------------------------------------------ */
 
 struct gw_relay;
@@ -304,5 +363,7 @@ int gw_query(struct gw *g, struct gw_job *j, struct veil_http_req *req);
 /* base64url without padding; caller frees. */
 char *gw_b64url(const void *p, size_t n);
 void gw_sha256(const void *p, size_t n, uint8_t out[32]);
+/* SHA-256, fetched once (an implicit fetch per use costs a lookup). */
+const EVP_MD *gw_md_sha256(void);
 
 #endif

@@ -53,6 +53,8 @@ void gw_node_unref(struct gw_node *n)
 {
 	if (!n || --n->refs > 0)
 		return;
+	gw_up_node_flush(n);
+	EVP_MD_CTX_free(n->ed_vctx);
 	json_decref(n->report);
 	json_decref(n->verdict);
 	free(n);
@@ -498,6 +500,8 @@ void gw_node_failed(struct gw *g, struct gw_node *n, const char *why)
 	}
 	n->healthy = false;
 	n->reverify_wanted = true;
+	/* its kept-alive connections may be as broken as this one */
+	gw_up_node_flush(n);
 	/* look again soon */
 	n->next_health_ms = VEIL_MIN(n->next_health_ms, mono_ms() + 500);
 }
@@ -590,6 +594,7 @@ void gw_node_remove(struct gw *g, struct gw_node *n, bool persist)
 		store_submit(g, n, SOP_REMOVE, VEIL_NODE_REMOVED, false, NULL);
 	n->removed = true;
 	node_unlink(g, n);
+	gw_up_node_flush(n);
 	if (n->health_call) {
 		veil_http_call_cancel(n->health_call);
 		n->health_call = NULL;

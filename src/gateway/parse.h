@@ -123,4 +123,63 @@ int gw_sse_classify(const uint8_t *raw, size_t n, enum gw_ev_kind *kind,
  * (completions).  false when the body has neither (no affinity). */
 bool gw_affinity_key(const uint8_t *body, size_t n, uint8_t out[32]);
 
+/* ---- HTTP/1.1 answers of nodes ---------------------------------------------
+ * The gateway's own client to nodes (upstream.c) reads answers with this
+ * incremental parser, fed the bytes as they arrive in any split: the status
+ * line and header fields (strict RFC 9112 syntax: no obs-fold, no control
+ * bytes, one Content-Length of digits, Transfer-Encoding only "chunked" and
+ * never with Content-Length), then the body by Content-Length, by the
+ * chunked coding (extensions and trailer fields skipped), or until the
+ * connection closes.  1xx heads before the final one are skipped.  Body
+ * bytes are handed back as spans of the input, never copied; the head is
+ * kept (header lookups stay valid until gw_resp_free). */
+
+#define GW_RESP_HEAD_MAX (128u * 1024) /* X-Veil-Receipt alone may be 88 KiB */
+#define GW_RESP_HEADERS_MAX 64
+#define GW_RESP_LINE_MAX 1024          /* a chunk-size or trailer line */
+
+enum gw_resp_state {
+	GW_RESP_HEAD,       /* reading the status line and header fields */
+	GW_RESP_BODY_CL,    /* `left` body bytes to come */
+	GW_RESP_CHUNK_SIZE, /* a chunk-size line */
+	GW_RESP_CHUNK_DATA, /* `left` bytes of chunk data */
+	GW_RESP_CHUNK_END,  /* the line end after chunk data */
+	GW_RESP_TRAILER,    /* trailer fields, up to the empty line */
+	GW_RESP_BODY_EOF,   /* everything until the connection closes */
+	GW_RESP_DONE,       /* the answer is complete */
+};
+
+struct gw_resp {
+	enum gw_resp_state st;
+	int status;               /* valid once head_done */
+	bool head_done;
+	bool keep_alive;          /* the connection may carry another request */
+	struct veil_buf head;     /* the final head, split in place once parsed */
+	size_t nhdr;
+	uint32_t hdr[GW_RESP_HEADERS_MAX][2]; /* name, value offsets in head */
+	uint64_t left;
+	uint64_t body, max_body;  /* body bytes so far, and the cap */
+	char line[GW_RESP_LINE_MAX + 1];
+	size_t line_len;
+	size_t trailer;           /* trailer bytes so far */
+};
+
+/* max_body: body bytes allowed (VEIL_ERANGE beyond). */
+void gw_resp_init(struct gw_resp *r, uint64_t max_body);
+void gw_resp_free(struct gw_resp *r);
+/* Consumes some of p[0..n): *used bytes, of which the first *data (0 or
+ * *used) are body bytes.  Stops right after the head (head_done turns
+ * true: the caller may look at it before any body byte) and at the end of
+ * the answer (st GW_RESP_DONE; bytes after it are not consumed).  *used is
+ * 0 only when n is 0 or the answer is done.  VEIL_EBADMSG (malformed, with
+ * a detail) or VEIL_ERANGE (over a cap); the parser is then spent. */
+int gw_resp_step(struct gw_resp *r, const uint8_t *p, size_t n, size_t *used,
+		 size_t *data);
+/* The connection closed: 0 when that ends the answer (a body read until
+ * close; st becomes GW_RESP_DONE) or it was complete, else VEIL_EIO. */
+int gw_resp_eof(struct gw_resp *r);
+/* The first header field `name` (case-insensitive), value trimmed; NULL
+ * when absent or before the head is complete. */
+const char *gw_resp_header(const struct gw_resp *r, const char *name);
+
 #endif

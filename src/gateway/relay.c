@@ -10,8 +10,11 @@
  * logged and never stored.
  *
  * Receipts and usage.  The node's signed receipt (X-Veil-Receipt header;
- * in a stream, the veil.receipt event before [DONE]) is checked on the CPU
- * worker: signatures against the node's attested keys, request_sha256 ==
+ * in a stream, the veil.receipt event before [DONE]) is checked — on the
+ * loop while that is cheap (no check waiting on a CPU worker and at most
+ * INLINE_PER_MS in the current millisecond: a worker round trip costs two
+ * thread wake-ups, more than the check), else on a CPU worker —:
+ * signatures against the node's attested keys, request_sha256 ==
  * SHA-256 of the body relayed, response_sha256 == SHA-256 of the response
  * bytes relayed before it, model == the node's.  A good receipt becomes a
  * usage record (tokens from the receipt, the receipt JSON stored with it:
@@ -34,6 +37,7 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 
 #include "veil/receipt.h"
 #include "veil/seal.h"
@@ -43,6 +47,7 @@
 #define SEALED_TYPE "application/veil-sealed"
 #define MAX_RESPONSE (64u << 20)
 #define PAUSE_ABOVE (256u << 10)
+#define INLINE_PER_MS 4   /* receipt checks on the loop (~0.1 ms each) */
 
 struct usage_req;
 
@@ -68,7 +73,7 @@ struct gw_relay {
 	/* the current attempt */
 	struct gw_node *node;           /* ref held while set */
 	struct gw_node *tried;          /* the first attempt's node (ref) */
-	struct veil_http_call *call;
+	struct gw_up_call *call;
 	int attempts;
 	int up_status;
 	bool sse;                       /* the node answers with a stream */
@@ -95,6 +100,7 @@ struct usage_req {
 	struct gw_relay *r;
 	struct gw *g;
 	struct veil_keyset keys;
+	EVP_MD_CTX *ed_vctx;            /* ready to verify by keys.ed25519 (may be NULL) */
 	uint8_t req_sha[32], resp_sha[32];
 	char expect_model[VEIL_STORE_MODEL_MAX + 1];
 	bool full_check;                /* every signature, not just Ed25519 */
@@ -128,7 +134,7 @@ static void relay_free(struct gw_relay *r)
 	if (r->next)
 		r->next->prev = r->prev;
 	if (r->call)
-		veil_http_call_cancel(r->call);
+		gw_up_cancel(r->call);
 	drop_node(r);
 	gw_node_unref(r->tried);
 	gw_framer_free(&r->fr);
@@ -186,15 +192,62 @@ static void stream_cut(struct gw_relay *r, const char *code, const char *msg)
 
 static void usage_done(struct gw_job *j);
 
-static void usage_verify_run(struct gw_job *j, struct veil_store *s)
+/* A fresh verify context for the node's attested Ed25519 key: a copy of
+ * one set up once per key (setting one up costs a key import and an
+ * algorithm fetch; a copy does not).  NULL on failure (the caller falls
+ * back to veil_ed25519_verify). */
+static EVP_MD_CTX *node_ed_vctx(struct gw_node *n)
 {
-	struct usage_req *u = (struct usage_req *)j;
+	EVP_MD_CTX *c;
+
+	if (!n->ed_vctx || memcmp(n->ed_vctx_key, n->keys.ed25519, 32)) {
+		EVP_PKEY *pk = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL,
+							      n->keys.ed25519, 32);
+
+		EVP_MD_CTX_free(n->ed_vctx);
+		n->ed_vctx = pk ? EVP_MD_CTX_new() : NULL;
+		if (n->ed_vctx &&
+		    EVP_DigestVerifyInit_ex(n->ed_vctx, NULL, NULL, NULL, NULL, pk, NULL) != 1) {
+			EVP_MD_CTX_free(n->ed_vctx);
+			n->ed_vctx = NULL;
+		}
+		EVP_PKEY_free(pk); /* the context holds its own reference */
+		if (!n->ed_vctx) {
+			ERR_clear_error();
+			return NULL;
+		}
+		memcpy(n->ed_vctx_key, n->keys.ed25519, 32);
+	}
+	if ((c = EVP_MD_CTX_new()) && EVP_MD_CTX_copy_ex(c, n->ed_vctx) != 1) {
+		EVP_MD_CTX_free(c);
+		ERR_clear_error();
+		c = NULL;
+	}
+	return c;
+}
+
+/* The payload's Ed25519 signature by the attested key. */
+static int ed_verify(const struct usage_req *u, const struct veil_receipt *rc)
+{
+	if (!u->ed_vctx)
+		return veil_ed25519_verify(u->keys.ed25519, rc->payload, strlen(rc->payload),
+					   rc->sig_ed25519);
+	if (EVP_DigestVerify(u->ed_vctx, rc->sig_ed25519, 64, (const uint8_t *)rc->payload,
+			     strlen(rc->payload)) != 1) {
+		ERR_clear_error();
+		return VEIL_EBADMSG;
+	}
+	return 0;
+}
+
+/* Checks the receipt (loop or CPU worker: touches only u); a good one
+ * fills the usage record and sets receipt_ok. */
+static void receipt_check(struct usage_req *u)
+{
 	struct veil_receipt rc;
 	int e;
 
-	(void)s;
 	memset(&rc, 0, sizeof(rc));
-	j->rc = 0;
 	if ((e = veil_receipt_parse(u->uj.receipt, u->uj.receipt_len, &rc)) < 0) {
 		snprintf(u->error, sizeof(u->error), "malformed: %s", veil_err_detail());
 		goto out;
@@ -206,8 +259,7 @@ static void usage_verify_run(struct gw_job *j, struct veil_store *s)
 		}
 	} else if (CRYPTO_memcmp(rc.ed25519_public_key, u->keys.ed25519, 32) ||
 		   CRYPTO_memcmp(rc.eth_address, u->keys.eth_address, 20) ||
-		   veil_ed25519_verify(u->keys.ed25519, rc.payload, strlen(rc.payload),
-				       rc.sig_ed25519) < 0) {
+		   ed_verify(u, &rc) < 0) {
 		/* One signature by a key of the attested set proves where the
 		 * payload comes from; the ECDSA and text signatures are the
 		 * clients' to check (--receipt-check full checks them here too,
@@ -244,16 +296,28 @@ static void usage_verify_run(struct gw_job *j, struct veil_store *s)
 	u->uj.u.created_ms = (int64_t)veil_wall_ms();
 	u->uj.u.receipt = u->uj.receipt;
 	u->uj.u.receipt_len = u->uj.receipt_len;
-	/* on to the writer: a usage record (run NULL) */
-	j->run = NULL;
-	if (gw_job_handoff(u->g->writer, j) == 0) {
-		veil_receipt_free(&rc);
-		return;
-	}
-	j->run = usage_verify_run;
-	j->rc = VEIL_EBUSY;
 out:
 	veil_receipt_free(&rc);
+}
+
+/* CPU worker: the check, then straight on to the writer (a good receipt)
+ * or back to the loop. */
+static void usage_verify_run(struct gw_job *j, struct veil_store *s)
+{
+	struct usage_req *u = (struct usage_req *)j;
+
+	(void)s;
+	j->rc = 0;
+	receipt_check(u);
+	atomic_fetch_sub(&u->g->cpu_pending, 1);
+	if (!u->receipt_ok)
+		return;
+	/* on to the writer: a usage record (run NULL) */
+	j->run = NULL;
+	if (gw_job_handoff(u->g->writer, j) == 0)
+		return;
+	j->run = usage_verify_run;
+	j->rc = VEIL_EBUSY;
 }
 
 /* The stream's held tail, or the plain reply: the record is durable. */
@@ -278,9 +342,11 @@ static void relay_complete(struct gw_relay *r)
 	r->req = NULL;
 }
 
-static void usage_done(struct gw_job *j)
+/* The receipt's verdict and its record's fate: the answer completes (or is
+ * withheld); frees u, not the relay. */
+static void usage_finish(struct usage_req *u)
 {
-	struct usage_req *u = (struct usage_req *)j;
+	struct gw_job *j = &u->uj.job;
 	struct gw_relay *r = u->r;
 	struct gw *g = u->g;
 
@@ -309,9 +375,32 @@ static void usage_done(struct gw_job *j)
 		relay_complete(r);
 	}
 	free(u->uj.receipt);
+	EVP_MD_CTX_free(u->ed_vctx);
 	veil_wipe(u, sizeof(*u));
 	free(u);
+}
+
+static void usage_done(struct gw_job *j)
+{
+	struct gw_relay *r = ((struct usage_req *)j)->r;
+
+	usage_finish((struct usage_req *)j);
 	relay_maybe_free(r);
+}
+
+/* Whether this receipt is checked on the loop now (see the top). */
+static bool check_inline(struct gw *g)
+{
+	uint64_t ms;
+
+	if (g->o.receipt_check_full || atomic_load(&g->cpu_pending))
+		return false;
+	ms = veil_now_ns() / 1000000;
+	if (ms != g->inline_ms) {
+		g->inline_ms = ms;
+		g->inline_n = 0;
+	}
+	return g->inline_n++ < INLINE_PER_MS;
 }
 
 /* Hands the receipt to the CPU worker; the answer completes in usage_done.
@@ -328,14 +417,12 @@ static void settle(struct gw_relay *r, const uint8_t resp_sha[32])
 		relay_complete(r);
 		return;
 	}
-	if (!(u = calloc(1, sizeof(*u))) || !(u->uj.receipt = malloc(r->receipt.len))) {
-		free(u);
+	if (!(u = calloc(1, sizeof(*u))))
 		goto fail;
-	}
 	u->uj.job.run = usage_verify_run;
 	u->uj.job.done = usage_done;
-	memcpy(u->uj.receipt, r->receipt.data, r->receipt.len);
-	u->uj.receipt_len = r->receipt.len;
+	/* the receipt's bytes move to the record (no copy) */
+	u->uj.receipt = veil_buf_steal(&r->receipt, &u->uj.receipt_len);
 	u->r = r;
 	u->g = g;
 	u->keys = r->node->keys;
@@ -351,10 +438,28 @@ static void settle(struct gw_relay *r, const uint8_t resp_sha[32])
 	u->t0_ns = veil_now_ns();
 	if (r->key.limits.tokens_per_min > 0)
 		u->uj.charge_tokens = -1; /* set from the receipt below */
+	if (!u->full_check)
+		u->ed_vctx = node_ed_vctx(r->node);
 	r->usage = u;
+	if (check_inline(g)) {
+		receipt_check(u);
+		if (u->receipt_ok) {
+			u->uj.job.run = NULL; /* a usage record */
+			if (gw_worker_submit(g->writer, &u->uj.job) == 0)
+				return;
+			u->uj.job.rc = VEIL_EBUSY;
+		}
+		/* refused (delivered unbilled), or no room at the writer
+		 * (withheld); the caller frees the relay when it is done */
+		usage_finish(u);
+		return;
+	}
+	atomic_fetch_add(&g->cpu_pending, 1);
 	if (gw_worker_submit(g->cpu[g->cpu_rr++ % g->n_cpu], &u->uj.job) < 0) {
+		atomic_fetch_sub(&g->cpu_pending, 1);
 		r->usage = NULL;
 		free(u->uj.receipt);
+		EVP_MD_CTX_free(u->ed_vctx);
 		free(u);
 		goto fail;
 	}
@@ -372,8 +477,9 @@ fail:
 static int write_client(struct gw_relay *r, const uint8_t *p, size_t n)
 {
 	/* VEIL_EBUSY cannot happen (the transfer pauses above PAUSE_ABOVE,
-	 * far below the server's cap); if it did, the stream must end with
-	 * an error rather than lose bytes */
+	 * far below the server's cap, at most one read of the node's
+	 * connection later); if it did, the stream must end with an error
+	 * rather than lose bytes */
 	return veil_http_stream_write(r->req, p, n);
 }
 
@@ -419,19 +525,20 @@ static void on_drain(struct veil_http_req *req, void *arg)
 {
 	struct gw_relay *r = arg;
 
-	(void)req;
 	if (r->paused && r->call) {
+		VEIL_DEBUG(GW_MOD, "request %llu: node stream resumed",
+			   (unsigned long long)veil_http_req_id(req));
 		r->paused = false;
-		veil_http_call_resume(r->call);
+		gw_up_resume(r->call);
 	}
 }
 
-static void up_head(void *arg, struct veil_http_call *call, int status)
+static void up_head(void *arg, struct gw_up_call *call, int status)
 {
 	struct gw_relay *r = arg;
-	const char *ct = veil_http_call_header(call, "Content-Type");
-	const char *ra = veil_http_call_header(call, "Retry-After");
-	const char *rid = veil_http_call_header(call, "X-Veil-Receipt-Id");
+	const char *ct = gw_up_header(call, "Content-Type");
+	const char *ra = gw_up_header(call, "Retry-After");
+	const char *rid = gw_up_header(call, "X-Veil-Receipt-Id");
 
 	r->up_status = status;
 	snprintf(r->ctype, sizeof(r->ctype), "%s", ct ? ct : "");
@@ -441,12 +548,11 @@ static void up_head(void *arg, struct veil_http_call *call, int status)
 	r->sse = status == 200 && ct && !strncasecmp(ct, "text/event-stream", 17);
 }
 
-static int up_data(void *arg, struct veil_http_call *call, const uint8_t *p, size_t n)
+static int up_data(void *arg, struct gw_up_call *call, const uint8_t *p, size_t n)
 {
 	struct gw_relay *r = arg;
 	int rc;
 
-	(void)call;
 	if (!r->req)
 		return VEIL_ECANCELED;
 	r->got_bytes = true;
@@ -457,7 +563,7 @@ static int up_data(void *arg, struct veil_http_call *call, const uint8_t *p, siz
 	}
 	if (!r->started) {
 		if (!(r->md = EVP_MD_CTX_new()) ||
-		    !EVP_DigestInit_ex(r->md, EVP_sha256(), NULL))
+		    !EVP_DigestInit_ex(r->md, gw_md_sha256(), NULL))
 			return VEIL_ENOMEM;
 		veil_http_add_header(r->req, "X-Veil-Node", r->node->id);
 		if ((rc = veil_http_stream_start(r->req, 200, r->ctype)) < 0)
@@ -467,14 +573,17 @@ static int up_data(void *arg, struct veil_http_call *call, const uint8_t *p, siz
 		gw_status(r->g, 200);
 		veil_http_req_on_drain(r->req, on_drain, r);
 	}
+	if ((rc = gw_framer_feed(&r->fr, p, n, on_event, r)) < 0)
+		return rc;
 	/* Backpressure: a client that reads slowly pauses the node's stream
-	 * (the bytes are not taken now; curl hands them again on resume). */
-	if (veil_http_stream_pending(r->req) > PAUSE_ABOVE) {
+	 * until what waits for it has drained (on_drain). */
+	if (!r->paused && veil_http_stream_pending(r->req) > PAUSE_ABOVE) {
+		VEIL_DEBUG(GW_MOD, "request %llu: the client reads slowly; node stream paused",
+			   (unsigned long long)veil_http_req_id(r->req));
 		r->paused = true;
-		return VEIL_HTTP_PAUSE;
+		gw_up_pause(call);
 	}
-	rc = gw_framer_feed(&r->fr, p, n, on_event, r);
-	return rc < 0 ? rc : 0;
+	return 0;
 }
 
 /* The node failed us (not the client, not a size cap): passive health. */
@@ -580,21 +689,20 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 
 /* The head of the node's answer; a plain answer's receipt header is read
  * here (the header list is complete once the head is). */
-static void up_head_receipt(void *arg, struct veil_http_call *call, int status)
+static void up_head_receipt(void *arg, struct gw_up_call *call, int status)
 {
 	struct gw_relay *r = arg;
 	const char *h;
 
 	up_head(arg, call, status);
 	veil_buf_reset(&r->receipt);
-	if (status == 200 && !r->sse &&
-	    (h = veil_http_call_header(call, "X-Veil-Receipt")) &&
+	if (status == 200 && !r->sse && (h = gw_up_header(call, "X-Veil-Receipt")) &&
 	    gw_receipt_from_header(h, strlen(h), &r->receipt) < 0)
 		veil_buf_reset(&r->receipt);
 	if (r->req && status == 200 && !r->sse) {
-		if ((h = veil_http_call_header(call, "X-Veil-Receipt")))
+		if ((h = gw_up_header(call, "X-Veil-Receipt")))
 			veil_http_add_header(r->req, "X-Veil-Receipt", h);
-		if ((h = veil_http_call_header(call, "X-Veil-Receipt-Id")))
+		if ((h = gw_up_header(call, "X-Veil-Receipt-Id")))
 			veil_http_add_header(r->req, "X-Veil-Receipt-Id", h);
 	}
 }
@@ -603,9 +711,9 @@ static void relay_try(struct gw_relay *r)
 {
 	struct gw *g = r->g;
 	struct gw_node *n;
-	struct veil_http_request rq = {0};
-	char url[VEIL_STORE_URL_MAX + 32], ct[160], mh[VEIL_STORE_MODEL_MAX + 32];
-	const char *hdrs[6];
+	struct gw_up_request rq = {0};
+	char ct[160], mh[VEIL_STORE_MODEL_MAX + 32];
+	const char *hdrs[4];
 	const char *cth = veil_http_req_header(r->req, "Content-Type");
 	int k = 0, rc;
 
@@ -647,31 +755,28 @@ static void relay_try(struct gw_relay *r)
 	r->up_status = 0;
 	r->sse = false;
 	r->got_bytes = false;
-	snprintf(url, sizeof(url), "%s%s", n->url,
-		 r->chat ? "/v1/chat/completions" : "/v1/completions");
 	snprintf(ct, sizeof(ct), "Content-Type: %s", cth ? cth : "application/json");
 	hdrs[k++] = ct;
 	hdrs[k++] = "Accept: text/event-stream, application/json";
-	hdrs[k++] = "Expect:"; /* no 100-continue round trip */
 	if (r->sealed) {
 		snprintf(mh, sizeof(mh), "X-Veil-Model: %s", r->model);
 		hdrs[k++] = mh;
 	}
 	hdrs[k] = NULL;
 	rq.method = "POST";
-	rq.url = url;
+	rq.path = r->chat ? "/v1/chat/completions" : "/v1/completions";
 	rq.headers = hdrs;
-	rq.body = r->body_len ? r->body : (const uint8_t *)"";
+	rq.body = r->body; /* the request's: valid until it completes */
 	rq.body_len = r->body_len;
 	rq.timeout_ms = g->o.upstream_timeout_ms;
-	gw_node_request(n, &rq);
 	rq.max_response = MAX_RESPONSE;
 	rq.on_head = up_head_receipt;
 	rq.on_data = up_data;
 	rq.on_done = up_done;
 	rq.arg = r;
 	r->up_start_ns = veil_now_ns();
-	if ((rc = veil_http_client_start(g->client, &rq, &r->call)) < 0) {
+	r->paused = false;
+	if ((rc = gw_up_start(g, n, &rq, &r->call)) < 0) {
 		r->call = NULL;
 		drop_node(r);
 		reply_error(r, 500, NULL, "internal", "the request could not be started");
@@ -688,7 +793,7 @@ static void on_close(struct veil_http_req *req, void *arg)
 	if (r->req != req)
 		return;
 	if (r->call) {
-		veil_http_call_cancel(r->call);
+		gw_up_cancel(r->call);
 		r->call = NULL;
 	}
 	drop_node(r);
@@ -838,7 +943,7 @@ void gw_relay_abort_all(struct gw *g, const char *why)
 		if (!r->req)
 			continue;
 		if (r->call) {
-			veil_http_call_cancel(r->call);
+			gw_up_cancel(r->call);
 			r->call = NULL;
 		}
 		drop_node(r);

@@ -14,11 +14,16 @@
  *
  *   gateway_bench rps --url URL [--url URL ...] [--key K] --conns C
  *                     [--seconds S] [--rounds R] [--path P] [--body JSON]
+ *                     [--cpu-pid PID ...]
  *     C keep-alive connections, each sending the next request as soon as
  *     the previous answer is in (closed loop), for S seconds after a
  *     half-second warm-up; the URLs take turns, R rounds.  Prints one line
- *     per run: "rps <url index> <round> <req/s> <ok> <failed>" for the
- *     script to pick the best of each.
+ *     per run: "rps <url index> <round> <req/s> <ok> <failed> <cpu>" for
+ *     the script to pick the best of each; <cpu> is the CPU time (user +
+ *     system, all threads) the process of the --cpu-pid given in the same
+ *     place as the --url spent per answered request in the measured
+ *     seconds, in microseconds (-1 without one): on a machine the nodes
+ *     keep busy, what a proxy costs shows there better than in req/s.
  *
  *   gateway_bench streams --url URL --pid PID --n N [--key K]
  *                         [--max-tokens M] [--blockers B --blocker-url URL...]
@@ -695,6 +700,8 @@ struct opts {
 	size_t nheaders;
 	int reps, warmup, conns, seconds, rounds, n, max_tokens, blockers, timeout;
 	long pid;
+	long cpu_pids[MAX_URLS];
+	int ncpu_pids;
 	long idle_pids[MAX_URLS];
 	int nidle;
 };
@@ -902,13 +909,37 @@ static void rps_done(struct loop *l, struct conn *c, bool ok)
 	conn_start(l, c);
 }
 
+/* CPU time (user + system, every thread) of process pid in clock ticks;
+ * -1 when it cannot be read. */
+static long long proc_cpu_ticks(long pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, stm;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* fields after the command name (which may hold spaces) */
+	if (!(p = strrchr(buf, ')')) ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+		   &stm) != 2)
+		return -1;
+	return (long long)(ut + stm);
+}
+
 static double rps_run(const struct opts *o, const struct target *tg, const struct request *rq,
-		      long *ok, long *failed)
+		      long cpu_pid, long *ok, long *failed, double *cpu_us)
 {
 	struct loop l;
 	struct rps_state st = {0};
 	struct conn *cs = calloc((size_t)o->conns, sizeof(*cs));
 	uint64_t deadline;
+	long long c0 = -1, c1 = -1;
 
 	if (!cs)
 		die("out of memory");
@@ -922,8 +953,13 @@ static double rps_run(const struct opts *o, const struct target *tg, const struc
 		st.inflight++;
 		conn_start(&l, &cs[i]);
 	}
-	while (veil_now_ns() < st.t_stop)
-		loop_once(&l, 50);
+	while (veil_now_ns() < st.t_stop) {
+		loop_once(&l, 20);
+		if (cpu_pid > 0 && c0 < 0 && veil_now_ns() >= st.t_measure)
+			c0 = proc_cpu_ticks(cpu_pid);
+	}
+	if (cpu_pid > 0 && c0 >= 0)
+		c1 = proc_cpu_ticks(cpu_pid);
 	st.stopping = true;
 	deadline = veil_now_ns() + 10000000000ull;
 	while (st.inflight > 0 && veil_now_ns() < deadline)
@@ -935,6 +971,9 @@ static double rps_run(const struct opts *o, const struct target *tg, const struc
 	close(l.ep);
 	*ok = st.ok;
 	*failed = st.failed;
+	*cpu_us = c0 >= 0 && c1 >= c0 && st.ok > 0
+			  ? (double)(c1 - c0) * 1e6 / (double)sysconf(_SC_CLK_TCK) / (double)st.ok
+			  : -1;
 	return (double)st.ok / o->seconds;
 }
 
@@ -953,12 +992,15 @@ static int run_rps(const struct opts *o)
 	for (int r = 0; r < o->rounds; r++)
 		for (int i = 0; i < o->nurls; i++) {
 			long ok, failed;
-			double rps = rps_run(o, &tg[i], &rq[i], &ok, &failed);
+			double cpu;
+			double rps = rps_run(o, &tg[i], &rq[i], i < o->ncpu_pids ? o->cpu_pids[i] : 0,
+					     &ok, &failed, &cpu);
 
 			fprintf(stderr, "gateway_bench: %s round %d, %d connections: %.1f req/s "
-					"(%ld ok, %ld failed)\n", tg[i].text, r + 1, o->conns, rps,
-				ok, failed);
-			printf("rps %d %d %.1f %ld %ld\n", i, r + 1, failed ? 0.0 : rps, ok, failed);
+					"(%ld ok, %ld failed; %.0f us CPU per request)\n", tg[i].text,
+				r + 1, o->conns, rps, ok, failed, cpu);
+			printf("rps %d %d %.1f %ld %ld %.1f\n", i, r + 1, failed ? 0.0 : rps, ok,
+			       failed, cpu);
 			fflush(stdout);
 		}
 	for (int i = 0; i < o->nurls; i++)
@@ -1227,6 +1269,7 @@ static void usage(void)
 		"                     [--label L]\n"
 		"       gateway_bench rps --url URL [--url URL...] [--key K] [--conns C]\n"
 		"                     [--seconds S] [--rounds R] [--path P] [--body JSON]\n"
+		"                     [--cpu-pid PID...]\n"
 		"       gateway_bench streams --url URL --pid PID --n N [--key K]\n"
 		"                     [--max-tokens M] [--model NAME] [--blockers B\n"
 		"                     --blocker-url URL...] [--idle-pid PID...] [--label L]\n"
@@ -1296,6 +1339,11 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--blockers")) o.blockers = num(v);
 		else if (!strcmp(a, "--timeout")) o.timeout = num(v);
 		else if (!strcmp(a, "--pid")) o.pid = num(v);
+		else if (!strcmp(a, "--cpu-pid")) {
+			if (o.ncpu_pids == MAX_URLS)
+				usage();
+			o.cpu_pids[o.ncpu_pids++] = num(v);
+		}
 		else if (!strcmp(a, "--idle-pid")) {
 			if (o.nidle == MAX_URLS)
 				usage();
