@@ -325,8 +325,8 @@ struct gw_up_request {
 	void *arg;
 };
 
+/* The TLS context of node connections (at start). */
 int gw_up_init(struct gw *g);
-void gw_up_free(struct gw *g);
 int gw_up_start(struct gw *g, struct gw_node *n, const struct gw_up_request *rq,
 		struct gw_up_call **out);
 /* Stops / restarts reading the answer (backpressure); also from on_data. */

@@ -177,17 +177,6 @@ int gw_up_init(struct gw *g)
 	return 0;
 }
 
-void gw_up_free(struct gw *g)
-{
-	for (struct gw_node *n = g->nodes; n; n = n->next)
-		gw_up_node_flush(n);
-	if (g->dns)
-		evdns_base_free(g->dns, 0);
-	g->dns = NULL;
-	SSL_CTX_free(g->up_ctx);
-	g->up_ctx = NULL;
-}
-
 /* ---- calls ------------------------------------------------------------------- */
 
 static void call_process(struct gw_up_call *call);
