@@ -78,6 +78,14 @@ bool veil_policy_allows_sim(const struct veil_policy *p);
  * the policy's min_tcb_status (the ordering above; Revoked never). */
 bool veil_policy_tcb_allows(const struct veil_policy *p, const char *status);
 
+/* SEV-SNP evidence carries no DCAP-style TCB status.  A policy with
+ * "snp_min_tcb" judges a SEV-SNP report by its reported TCB (verified
+ * against the VCEK) instead: 0 when every component is at least the
+ * policy's minimum, VEIL_EPERM (detail names the component) when one is
+ * below or when the policy sets no minimum. */
+struct veil_snp_tcb;
+int veil_policy_snp_tcb_check(const struct veil_policy *p, const struct veil_snp_tcb *t);
+
 /* Verifies a veil-report/1 document (veil_report_verify with nonce and
  * allow_sim from the policy) AND checks it against the policy for `role`
  * (model: the model name the node must serve; NULL for the gateway): TEE
@@ -97,7 +105,8 @@ int veil_policy_verify_report(const struct veil_policy *p,
 /* Trust on first use: adds pins for what a verified report shows (role's
  * measurements; for a node also model and model_sha256 under `model`, which
  * defaults to the report's model.name when NULL).  The report is parsed, not
- * verified: verify it first.  Pins are added to the lists (kept sorted,
+ * verified: verify it first.  A SEV-SNP report also sets "snp_min_tcb" to
+ * its reported TCB when the policy has none.  Pins are added to the lists (kept sorted,
  * deduplicated); other_models becomes "refuse" once a model is pinned
  * unless the policy said "any" explicitly. */
 int veil_policy_pin(struct veil_policy *p, enum veil_policy_role role,

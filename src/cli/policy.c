@@ -528,6 +528,17 @@ static int cmd_show(int argc, char **argv)
 						   ? "ALLOWED (tests and demos only)"
 						   : "refused");
 	printf("  min TCB status:   %s\n", json_string_value(json_object_get(j, "min_tcb_status")));
+	if (json_object_get(j, "snp_min_tcb")) {
+		json_t *m = json_object_get(j, "snp_min_tcb");
+
+		printf("  SEV-SNP min TCB:  bootloader %lld, tee %lld, snp %lld, microcode %lld, "
+		       "fmc %lld\n",
+		       (long long)json_integer_value(json_object_get(m, "bootloader")),
+		       (long long)json_integer_value(json_object_get(m, "tee")),
+		       (long long)json_integer_value(json_object_get(m, "snp")),
+		       (long long)json_integer_value(json_object_get(m, "microcode")),
+		       (long long)json_integer_value(json_object_get(m, "fmc")));
+	}
 	printf("  GPU:              %s, at least %lld",
 	       json_is_true(json_object_get(gpu, "required")) ? "required" : "not required",
 	       (long long)json_integer_value(json_object_get(gpu, "min_count")));

@@ -24,6 +24,7 @@
 #include "veil/keyset.h"
 #include "veil/policy.h"
 #include "veil/report.h"
+#include "veil/snp.h"
 
 /* TCB statuses, best first (the DCAP names).  Revoked is never accepted. */
 static const char *const TCB_ORDER[] = {
@@ -37,6 +38,11 @@ static const char *const TCB_ORDER[] = {
 #define TCB_ANY (-1)
 
 enum { TEE_TDX = 1u, TEE_SNP = 2u };
+
+/* SEV-SNP TCB components a policy can set minimums for, in the order of
+ * "snp_min_tcb" in the canonical JSON (fmc exists on Turin only). */
+static const char *const SNP_PARTS[] = {"bootloader", "tee", "snp", "microcode", "fmc"};
+#define SNP_NPARTS 5
 enum other_models { OM_DEFAULT, OM_REFUSE, OM_ANY };
 
 static const char *const GPU_ARCHS[] = {"BLACKWELL", "HOPPER"}; /* sorted */
@@ -60,6 +66,8 @@ struct veil_policy {
 	unsigned tee;            /* TEE_* bits; with tee_set false: both */
 	bool allow_sim_file, allow_sim_caller;
 	int min_tcb;             /* index into TCB_ORDER, or TCB_ANY */
+	bool snp_min_set;        /* "snp_min_tcb" given: SEV-SNP judged by it */
+	uint8_t snp_min[SNP_NPARTS]; /* by SNP_PARTS */
 	bool gpu_required;
 	unsigned gpu_min_count;
 	bool gpu_arch_set;
@@ -409,10 +417,39 @@ static int load_models(struct veil_policy *p, json_t *ms)
 	return 0;
 }
 
+/* "snp_min_tcb": {"bootloader", "tee", "snp", "microcode", "fmc"?}, each
+ * 0..255; parts left out are 0 (no minimum). */
+static int load_snp_min(struct veil_policy *p, json_t *x)
+{
+	static const char *const keys[] = {"bootloader", "tee", "snp", "microcode", "fmc", NULL};
+	int rc;
+
+	if (!x)
+		return 0;
+	if (!json_is_object(x))
+		return veil_errf(VEIL_EFORMAT, "policy: \"snp_min_tcb\" is not an object");
+	if ((rc = only_keys(x, "snp_min_tcb.", keys)) < 0)
+		return rc;
+	for (size_t i = 0; i < SNP_NPARTS; i++) {
+		json_t *v = json_object_get(x, SNP_PARTS[i]);
+
+		if (!v)
+			continue;
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 255)
+			return veil_errf(VEIL_EFORMAT, "policy: \"snp_min_tcb.%s\" must be an "
+					 "integer 0..255", SNP_PARTS[i]);
+		p->snp_min[i] = (uint8_t)json_integer_value(v);
+	}
+	p->snp_min_set = true;
+	return 0;
+}
+
 static int load_doc(struct veil_policy *p, json_t *d)
 {
 	static const char *const keys[] = {"version", "tee", "allow_sim", "min_tcb_status",
-					   "gpu", "gateway", "models", "other_models", NULL};
+					   "snp_min_tcb", "gpu", "gateway", "models",
+					   "other_models", NULL};
 	static const char *const gkeys[] = {"gateway_binary", "gateway_config", NULL};
 	json_t *x;
 	bool lists_sim;
@@ -459,7 +496,8 @@ static int load_doc(struct veil_policy *p, json_t *d)
 					 "ConfigurationAndSWHardeningNeeded, OutOfDate, "
 					 "OutOfDateConfigurationNeeded, any");
 	}
-	if ((rc = load_gpu(p, json_object_get(d, "gpu"))) < 0)
+	if ((rc = load_snp_min(p, json_object_get(d, "snp_min_tcb"))) < 0 ||
+	    (rc = load_gpu(p, json_object_get(d, "gpu"))) < 0)
 		return rc;
 	x = json_object_get(d, "gateway");
 	if (x) {
@@ -570,6 +608,13 @@ json_t *veil_policy_to_json(const struct veil_policy *p)
 	bad |= json_object_set_new(d, "min_tcb_status",
 				   json_string(p->min_tcb == TCB_ANY ? "any"
 								     : TCB_ORDER[p->min_tcb])) < 0;
+	if (p->snp_min_set) {
+		json_t *m = json_object();
+
+		for (size_t k = 0; m && k < SNP_NPARTS; k++)
+			bad |= json_object_set_new(m, SNP_PARTS[k], json_integer(p->snp_min[k])) < 0;
+		bad |= json_object_set_new(d, "snp_min_tcb", m) < 0;
+	}
 	bad |= json_object_set_new(gpu, "required", json_boolean(p->gpu_required)) < 0;
 	bad |= json_object_set_new(gpu, "min_count", json_integer(p->gpu_min_count)) < 0;
 	if (p->gpu_arch_set) {
@@ -676,17 +721,89 @@ bool veil_policy_tcb_allows(const struct veil_policy *p, const char *st)
 	return i < VEIL_ARRAY_LEN(TCB_ORDER) && (int)i <= p->min_tcb;
 }
 
+static void snp_parts(const struct veil_snp_tcb *t, uint8_t out[SNP_NPARTS])
+{
+	out[0] = t->bootloader;
+	out[1] = t->tee;
+	out[2] = t->snp;
+	out[3] = t->microcode;
+	out[4] = t->fmc;
+}
+
+int veil_policy_snp_tcb_check(const struct veil_policy *p, const struct veil_snp_tcb *t)
+{
+	uint8_t have[SNP_NPARTS];
+
+	if (!p || !t)
+		return veil_errf(VEIL_EINVAL, "policy: no policy or TCB");
+	if (!p->snp_min_set)
+		return veil_errf(VEIL_EPERM, "policy: SEV-SNP evidence has no TCB status; it is "
+				 "accepted with \"snp_min_tcb\" (minimum SVNs) or "
+				 "min_tcb_status \"any\"");
+	snp_parts(t, have);
+	for (size_t i = 0; i < SNP_NPARTS; i++)
+		if (have[i] < p->snp_min[i])
+			return veil_errf(VEIL_EPERM, "policy: SEV-SNP reported TCB %s %u is below "
+					 "snp_min_tcb.%s %u", SNP_PARTS[i], have[i],
+					 SNP_PARTS[i], p->snp_min[i]);
+	return 0;
+}
+
+/* The reported TCB of a verified SEV-SNP verdict (quote.reported_tcb, which
+ * the verifier checked against the VCEK's TCB extensions). */
+static int verdict_snp_tcb(const struct veil_report_verdict *v, struct veil_snp_tcb *t)
+{
+	json_t *r = json_object_get(json_object_get(v->json, "quote"), "reported_tcb");
+	uint8_t parts[SNP_NPARTS] = {0};
+
+	if (!json_is_object(r))
+		return veil_errf(VEIL_EFORMAT, "policy: the SEV-SNP verdict has no reported_tcb");
+	for (size_t i = 0; i < SNP_NPARTS; i++) {
+		json_t *x = json_object_get(r, SNP_PARTS[i]);
+
+		if (!x)
+			continue;
+		if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+		    json_integer_value(x) > 255)
+			return veil_errf(VEIL_EFORMAT, "policy: bad reported_tcb.%s",
+					 SNP_PARTS[i]);
+		parts[i] = (uint8_t)json_integer_value(x);
+	}
+	memset(t, 0, sizeof(*t));
+	t->bootloader = parts[0];
+	t->tee = parts[1];
+	t->snp = parts[2];
+	t->microcode = parts[3];
+	t->fmc = parts[4];
+	return 0;
+}
+
 static int check_tcb(const struct veil_policy *p, struct veil_report_verdict *v)
 {
 	const char *st = v->status[0] ? v->status : "unknown";
 	size_t i = 0;
 
+	/* SEV-SNP has no DCAP status: a policy with SVN minimums judges its
+	 * verified reported TCB instead of min_tcb_status */
+	if (!strcmp(v->tee, "sev-snp") && p->snp_min_set) {
+		struct veil_snp_tcb t;
+		int rc;
+
+		if ((rc = verdict_snp_tcb(v, &t)) < 0 ||
+		    (rc = veil_policy_snp_tcb_check(p, &t)) < 0)
+			return pfail(v, rc, "%s", veil_err_detail());
+		return 0;
+	}
 	if (veil_policy_tcb_allows(p, st))
 		return 0;
 	while (i < VEIL_ARRAY_LEN(TCB_ORDER) && strcmp(st, TCB_ORDER[i]))
 		i++;
 	if (!strcmp(st, "Revoked"))
 		return pfail(v, VEIL_EPERM, "policy: TCB status Revoked is never accepted");
+	if (i == VEIL_ARRAY_LEN(TCB_ORDER) && !strcmp(v->tee, "sev-snp"))
+		return pfail(v, VEIL_EPERM, "policy: SEV-SNP evidence has no TCB status; it is "
+			     "accepted with \"snp_min_tcb\" (minimum SVNs, which `veil policy "
+			     "init` pins) or min_tcb_status \"any\"");
 	if (i == VEIL_ARRAY_LEN(TCB_ORDER))
 		return pfail(v, VEIL_EPERM, "policy: TCB status %.40s was not evaluated or is not "
 			     "known; it is accepted only with min_tcb_status \"any\"", st);
@@ -843,6 +960,32 @@ static int pin_meas(struct pinlist *l, json_t *meas, const char *key, bool need)
 	return pins_add(l, d);
 }
 
+/* A SEV-SNP report's REPORTED_TCB becomes the policy's snp_min_tcb (when it
+ * has none): what the platform runs now is the floor from now on. */
+static int pin_snp(struct veil_policy *p, json_t *doc)
+{
+	const char *tee = json_string_value(json_object_get(doc, "tee"));
+	const char *hex = json_string_value(json_object_get(doc, "quote"));
+	uint8_t raw[VEIL_SNP_REPORT_LEN];
+	struct veil_snp_report r;
+	struct veil_snp_tcb t;
+	size_t got;
+	int rc;
+
+	if (!tee || strcmp(tee, "sev-snp") || p->snp_min_set)
+		return 0;
+	if (!hex || strlen(hex) != 2 * sizeof(raw) ||
+	    veil_hex_decode(hex, strlen(hex), raw, sizeof(raw), &got) < 0)
+		return veil_errf(VEIL_EFORMAT, "pin: the SEV-SNP report's \"quote\" is not %zu "
+				 "bytes of hex", sizeof(raw));
+	if ((rc = veil_snp_report_parse(raw, sizeof(raw), &r)) < 0)
+		return rc;
+	veil_snp_tcb_decode(r.reported_tcb, veil_snp_report_product(&r), &t);
+	snp_parts(&t, p->snp_min);
+	p->snp_min_set = true;
+	return 0;
+}
+
 int veil_policy_pin(struct veil_policy *p, enum veil_policy_role role, const char *model,
 		    const uint8_t *json, size_t n)
 {
@@ -863,6 +1006,8 @@ int veil_policy_pin(struct veil_policy *p, enum veil_policy_role role, const cha
 		rc = veil_errf(VEIL_EFORMAT, "pin: not a report with \"measurements\"");
 		goto out;
 	}
+	if ((rc = pin_snp(p, doc)) < 0)
+		goto out;
 	if (role == VEIL_POLICY_GATEWAY) {
 		if (json_object_get(meas, "node_binary") || json_object_get(meas, "model")) {
 			rc = veil_errf(VEIL_EFORMAT, "pin: a node's report, not a gateway's");
