@@ -9,6 +9,8 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
 PKGS=(
 	build-essential pkg-config git ca-certificates python3
 	libssl-dev          # TLS, X.509, ECDSA, Ed25519, X25519, AES-GCM, HKDF, SHA-2/3
+	libsecp256k1-dev    # secp256k1 ECDSA (EIP-191): constant-time and ~10x OpenSSL's generic curve code
+	libsodium-dev       # Ed25519: ~2x OpenSSL 3.0's sign/verify (receipt checks on every request)
 	libevent-dev        # event loop, HTTP servers
 	libcurl4-openssl-dev # outbound HTTP
 	libjansson-dev      # JSON
