@@ -1,11 +1,18 @@
 /* veil sign module: Ed25519 (RFC 8032) and secp256k1 ECDSA with Ethereum's
  * EIP-191 "personal_sign" (version 0x45) messages.
  *
+ * Backends: libsodium for Ed25519, libsecp256k1 for secp256k1 (why:
+ * docs/security.md); Keccak-256, EIP-191 and EIP-55 are veil's own.
+ *
  * Keys are opaque, heap-allocated and hold their private half in wiped
  * memory; free them with the matching *_key_free() (which wipes).  Public
  * values are plain byte arrays.  Functions return 0 or a negative VEIL_E*
  * code (details via veil_err_detail()); out-params are written only on
- * success.  A signature that does not verify is VEIL_EBADMSG. */
+ * success.  A signature that does not verify is VEIL_EBADMSG.
+ *
+ * Every function may be called from any thread, and one key may be used
+ * by several threads at once (signing only reads it); only *_key_free
+ * needs the key to be unused. */
 #ifndef VEIL_SIGN_H
 #define VEIL_SIGN_H
 
@@ -40,8 +47,11 @@ int veil_ed25519_export_seed(const struct veil_ed25519_key *key,
 /* Deterministic signature R||S of n message bytes. */
 int veil_ed25519_sign(const struct veil_ed25519_key *key, const void *msg,
 		      size_t n, uint8_t sig[VEIL_ED25519_SIG_LEN]);
-/* 0 when sig is a valid signature of msg under pub; VEIL_EBADMSG when not
- * (including a public key that is not a valid point). */
+/* 0 when sig is a valid signature of msg under pub; VEIL_EBADMSG when not.
+ * Stricter than RFC 8032 §5.1.7 (libsodium's rules): also VEIL_EBADMSG for
+ * S >= L, for a public key that is not a canonically encoded point or is
+ * of small order, and for a small-order R.  No honest signer produces
+ * these; OpenSSL 3.0 accepts the small-order cases. */
 int veil_ed25519_verify(const uint8_t pub[VEIL_ED25519_PUB_LEN],
 			const void *msg, size_t n,
 			const uint8_t sig[VEIL_ED25519_SIG_LEN]);
@@ -57,7 +67,11 @@ int veil_ed25519_verify(const uint8_t pub[VEIL_ED25519_PUB_LEN],
 /* Nonce choice for signing. */
 enum veil_secp256k1_nonce {
 	VEIL_SECP256K1_RFC6979 = 0, /* deterministic k, RFC 6979 §3.2, HMAC-SHA256 */
-	VEIL_SECP256K1_RANDOM = 1,  /* k from the kernel CSPRNG */
+	/* k unpredictable: RFC 6979's generator with 32 fresh bytes from the
+	 * kernel CSPRNG as §3.6 additional data, so k depends on the key, the
+	 * digest and the randomness (never repeats across digests even if the
+	 * CSPRNG did). */
+	VEIL_SECP256K1_RANDOM = 1,
 };
 
 struct veil_secp256k1_key;
