@@ -51,7 +51,8 @@
 # by the client itself and posted to veil up's gateway, and straight to
 # veil up's node.  Then 8 streams at once, BENCH_E2E_ROUNDS
 # (5; 7 with stories260K) rounds each side alternating: median aggregate
-# tok/s.
+# tok/s (to the last [DONE]); every round must make the reference's
+# completion tokens (same work), else it is said and left out.
 # Output: BENCH|figure|ours|unit|reference|ratio lines on stdout (ratio:
 # node/ours for times, ours/node for rates), progress and the breakdown on
 # stderr.  About 40-60 s on 2 cores (10 s with stories260K).
@@ -65,7 +66,7 @@ BUILD=build
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--build) BUILD="$2"; shift 2 ;;
-	-h|--help) sed -n '2,56p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,62p' "$0"; exit 0 ;;
 	*) echo "bench_e2e: unknown argument $1" >&2; exit 2 ;;
 	esac
 done

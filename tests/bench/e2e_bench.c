@@ -53,7 +53,10 @@
  *     each, warmed up first), rounds alternating between ours and ref,
  *     back to back:
  *     aggregate completion tokens / the time from the first send to the
- *     last [DONE]; median of R rounds each.
+ *     last [DONE] (through the proxy: the last receipt verified); median of
+ *     R rounds each.  Every round must make as many completion tokens as
+ *     the reference's warm-up round (same work on both sides); one that
+ *     does not is said and left out.
  *
  * Output (stdout): "key value..." lines for the script to format into
  * BENCH| lines:
@@ -714,6 +717,7 @@ struct client {
 	const char *body;
 	uint64_t t0, t_end;
 	long tokens;
+	size_t text_len;
 	int rc;
 };
 
@@ -726,13 +730,22 @@ static void *client_main(void *arg)
 	c->rc = stream_run(c->o, c->h, c->sd, c->body, &s, &c->t0);
 	c->t_end = veil_now_ns();
 	c->tokens = s.completion_tokens;
+	c->text_len = s.text.len;
 	stream_free(&s);
 	return NULL;
 }
 
-/* One round: K requests at once to sd; aggregate tok/s, 0 if any failed. */
+/* What one round produced, to check that both sides did the same work:
+ * completion tokens and answer bytes over all streams. */
+struct work {
+	long tokens;
+	size_t bytes;
+};
+
+/* One round: K requests at once to sd; aggregate tok/s, 0 if any failed;
+ * *w gets what the round produced. */
 static double round_run(const struct opts *o, const struct side *sd, CURL **hs,
-			const char *body)
+			const char *body, struct work *w)
 {
 	int k = o->clients, ok = 0;
 	struct client cl[MAX_CLIENTS];
@@ -740,6 +753,7 @@ static double round_run(const struct opts *o, const struct side *sd, CURL **hs,
 	pthread_barrier_t bar;
 	uint64_t t_first = UINT64_MAX, t_last = 0;
 	long total = 0;
+	size_t bytes = 0;
 
 	pthread_barrier_init(&bar, NULL, (unsigned)k);
 	for (int i = 0; i < k; i++) {
@@ -753,11 +767,13 @@ static double round_run(const struct opts *o, const struct side *sd, CURL **hs,
 		if (cl[i].rc == 0) {
 			ok++;
 			total += cl[i].tokens;
+			bytes += cl[i].text_len;
 		}
 		t_first = VEIL_MIN(t_first, cl[i].t0);
 		t_last = VEIL_MAX(t_last, cl[i].t_end);
 	}
 	pthread_barrier_destroy(&bar);
+	*w = (struct work){total, bytes};
 	if (ok != k) {
 		fprintf(stderr, "e2e_bench: %s: %d of %d streams answered\n", sd->name, ok, k);
 		return 0;
@@ -773,6 +789,8 @@ static int run_concurrent(const struct opts *o)
 	struct run *agg[2];
 	size_t n[2] = {0, 0};
 	char *body = completion_body(o);
+	struct work w0[2], w;
+	int differ = 0;
 
 	agg[0] = calloc((size_t)o->rounds, sizeof(struct run));
 	agg[1] = calloc((size_t)o->rounds, sizeof(struct run));
@@ -784,21 +802,37 @@ static int run_concurrent(const struct opts *o)
 				die("out of memory");
 	/* warm-up: one round each opens (and keeps) every connection */
 	for (int k = 0; k < 2; k++)
-		if (round_run(o, &sides[k], hs[k], body) <= 0) {
+		if (round_run(o, &sides[k], hs[k], body, &w0[k]) <= 0) {
 			printf("agg_tok_s 0 0\n");
 			goto out;
 		}
+	/* Same work on both sides: the rates divide by the tokens each round
+	 * made, but a side whose streams stopped early (or ran longer) would
+	 * still not be doing the same job.  The warm-up rounds set what every
+	 * round must produce; a round that differs (greedy text can change
+	 * with the batch's make-up) is said, and left out. */
+	if (w0[0].tokens != w0[1].tokens)
+		fprintf(stderr, "e2e_bench: warning: the warm-up rounds made %ld (ours) and %ld "
+				"(ref) completion tokens: the sides do not do the same work\n",
+			w0[0].tokens, w0[1].tokens);
 	for (int r = 0; r < o->rounds; r++)
 		for (int j = 0; j < 2; j++) {
 			int k = (j + r) % 2;
-			double a = round_run(o, &sides[k], hs[k], body);
+			double a = round_run(o, &sides[k], hs[k], body, &w);
 
 			if (o->verbose)
-				fprintf(stderr, "e2e_bench: round %d %s: %.1f tok/s\n", r,
-					sides[k].name, a);
+				fprintf(stderr, "e2e_bench: round %d %s: %.1f tok/s, %ld tokens, "
+						"%zu bytes\n", r, sides[k].name, a, w.tokens, w.bytes);
+			if (a > 0 && w.tokens != w0[1].tokens) {
+				differ++;
+				continue;
+			}
 			if (a > 0)
 				agg[k][n[k]++].tok_s = a;
 		}
+	if (differ)
+		fprintf(stderr, "e2e_bench: %d round(s) left out: their completion tokens were not "
+				"the reference's %ld\n", differ, w0[1].tokens);
 	fprintf(stderr, "e2e_bench: %d streams at once: %zu/%d ours and %zu/%d ref rounds, "
 			"median %.0f vs %.0f tok/s\n", o->clients, n[0], o->rounds, n[1], o->rounds,
 		median(agg[0], n[0], offsetof(struct run, tok_s), false),
