@@ -175,6 +175,10 @@ int veil_http_client_new(struct event_base *base,
 	curl_multi_setopt(cl->multi, CURLMOPT_SOCKETDATA, cl);
 	curl_multi_setopt(cl->multi, CURLMOPT_TIMERFUNCTION, multi_timer_cb);
 	curl_multi_setopt(cl->multi, CURLMOPT_TIMERDATA, cl);
+	/* curl's default cache keeps 4x the transfers running: after a burst
+	 * of streams ends, the next burst would redo TLS handshakes with the
+	 * same peer.  128 idle connections (~50 KiB each) is a few MiB. */
+	curl_multi_setopt(cl->multi, CURLMOPT_MAXCONNECTS, 128L);
 	*out = cl;
 	return 0;
 }
