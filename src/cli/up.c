@@ -64,25 +64,7 @@ extern char **environ;
 #define UP_SELF_CHECK_PROMPT "Once upon a time"
 #define UP_SELF_CHECK_TOKENS 64
 
-/* The veil-node defaults that its measured configuration holds (see
- * config_json in src/node/main.c): veil up passes none of these flags, so
- * the node measures exactly these values. */
-#define NODE_MAX_BATCH 8
-#define NODE_MAX_QUEUE 64
-#define NODE_MAX_BODY (1 << 20)
-#define NODE_MAX_CONNS 1024
-#define NODE_MAX_HEADER_BYTES 16384
-#define NODE_REQUEST_TIMEOUT_MS 30000
-#define NODE_IDLE_TIMEOUT_MS 30000
 #define NODE_LISTEN "127.0.0.1:0"
-
-/* Likewise the veil-gateway defaults its measured configuration holds
- * (config_json in src/gateway/main.c). */
-#define GW_LISTEN "127.0.0.1:0"
-#define GW_MAX_BODY ((1u << 20) + (64u << 10))
-#define GW_MAX_CONNS 16384
-#define GW_REVERIFY_S 300
-#define GW_KEY_CACHE_MS 5000
 
 enum kid_role { KID_NODE, KID_GATEWAY, KID_PROXY };
 
@@ -703,71 +685,65 @@ static int make_admin_token(struct up *u)
 	return rc;
 }
 
-/* The configuration veil-node measures (config_json in src/node/main.c):
- * every flag that changes behaviour, sorted keys, no spaces.  veil up
- * passes only --model, --listen, --tee and (with several nodes) --threads,
- * so the rest are the node's defaults. */
-static char *node_config_json(const struct up *u)
-{
-	json_t *c = json_pack("{s:b, s:i, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:b, s:I, s:I, s:s, s:i, s:n}",
-			      "allow_plaintext", 0, "ctx", 0, "listen", NODE_LISTEN,
-			      "max_body", (json_int_t)NODE_MAX_BODY, "max_conns",
-			      (json_int_t)NODE_MAX_CONNS, "max_header_bytes",
-			      (json_int_t)NODE_MAX_HEADER_BYTES, "max_batch", NODE_MAX_BATCH,
-			      "max_queue", NODE_MAX_QUEUE, "model_name", u->model_name,
-			      "plain_http", 0, "request_timeout_ms",
-			      (json_int_t)NODE_REQUEST_TIMEOUT_MS, "idle_timeout_ms",
-			      (json_int_t)NODE_IDLE_TIMEOUT_MS, "tee", u->tee, "threads",
-			      u->threads, "upstream");
-	char *s = c ? json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+static int run_capture(struct up *u, char *const argv[], const char *log,
+		       struct veil_buf *out);
 
-	json_decref(c);
-	return s;
+/* The configuration a server measures, as it prints it with
+ * --print-config (argv: its command line with that flag), into hex. */
+static int measured_config(struct up *u, char *const argv[], char hex[97])
+{
+	struct veil_buf b = VEIL_BUF_INIT(65536);
+	char log[PATH_MAX];
+	size_t n;
+	int st, rc = -1;
+
+	snprintf(log, sizeof(log), "%s/logs/print-config.log", u->state);
+	st = run_capture(u, argv, log, &b);
+	if (st != 0 || !b.data || !b.len) {
+		fprintf(stderr, "veil up: %s --print-config failed (exit %d; see %s)\n", argv[0],
+			st, log);
+		goto out;
+	}
+	n = b.len;
+	if (b.data[n - 1] == '\n')
+		n--;
+	sha384_hex(b.data, n, hex);
+	rc = 0;
+out:
+	veil_buf_free(&b);
+	return rc;
 }
 
-/* The gateway's measured configuration: its flags that change behaviour
- * (config_json in src/gateway/main.c).  veil up passes --listen, --db,
- * --nodes, --admin-token-file, --policy, --tee and (sim) --allow-sim. */
-static char *gateway_config_json(const struct up *u, bool sim, const char *nodes_json)
-{
-	json_t *c = json_pack("{s:b, s:b, s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:I, s:I}",
-			      "allow_sim", sim, "plain_http", 0, "affinity", 0, "tee", u->tee,
-			      "nodes_file", nodes_json, "policy_file", u->policy_file,
-			      "listen", GW_LISTEN, "max_body", (json_int_t)GW_MAX_BODY,
-			      "reverify_s", (json_int_t)GW_REVERIFY_S, "key_cache_ms",
-			      (json_int_t)GW_KEY_CACHE_MS, "max_conns", (json_int_t)GW_MAX_CONNS);
-	char *s = c ? json_dumps(c, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-
-	json_decref(c);
-	return s;
-}
+static int gateway_argv(const struct up *u, const char *nodes_json, char *bin, char *db,
+			char **argv);
 
 static int measure_gateway(struct up *u, const char *nodes_json)
 {
-	char path[PATH_MAX + 32];
-	char *cfg;
-	int rc;
+	char path[PATH_MAX + 32], db[PATH_MAX];
+	char *argv[20];
+	int rc, i;
 
 	snprintf(path, sizeof(path), "%s/veil-gateway", u->bin_dir);
 	if ((rc = hash_file(path, EVP_sha384(), u->gw_bin_h, sizeof(u->gw_bin_h))) < 0) {
 		veil_cli_error("measuring", rc);
 		return -1;
 	}
-	if (!(cfg = gateway_config_json(u, !strcmp(u->tee_kind, "sim"), nodes_json))) {
-		fprintf(stderr, "veil up: out of memory\n");
+	i = gateway_argv(u, nodes_json, path, db, argv);
+	argv[i++] = "--print-config";
+	argv[i] = NULL;
+	if (measured_config(u, argv, u->gw_cfg_h) < 0)
 		return -1;
-	}
-	sha384_hex(cfg, strlen(cfg), u->gw_cfg_h);
-	free(cfg);
 	u->have_gw_pins = true;
 	return 0;
 }
 
+static int node_argv(const struct up *u, char *bin, char *threads, char **argv);
+
 static int measure_node(struct up *u)
 {
-	char path[PATH_MAX + 32];
-	char *cfg;
-	int rc;
+	char path[PATH_MAX + 32], threads[16];
+	char *argv[16];
+	int rc, i;
 
 	snprintf(path, sizeof(path), "%s/veil-node", u->bin_dir);
 	if ((rc = hash_file(path, EVP_sha384(), u->node_bin_h, sizeof(u->node_bin_h))) < 0 ||
@@ -777,16 +753,16 @@ static int measure_node(struct up *u)
 		veil_cli_error("measuring", rc);
 		return -1;
 	}
-	if (!(cfg = node_config_json(u))) {
-		fprintf(stderr, "veil up: out of memory\n");
-		return -1;
-	}
-	sha384_hex(cfg, strlen(cfg), u->node_cfg_h);
-	free(cfg);
-	return 0;
+	snprintf(threads, sizeof(threads), "%d", u->threads);
+	i = node_argv(u, path, threads, argv);
+	argv[i++] = "--print-config";
+	argv[i] = NULL;
+	return measured_config(u, argv, u->node_cfg_h);
 }
 
-static void node_argv(const struct up *u, char *bin, char *threads, char **argv)
+/* veil-node's command line (at most 9 entries and NULL); returns the
+ * count. */
+static int node_argv(const struct up *u, char *bin, char *threads, char **argv)
 {
 	int i = 0;
 
@@ -802,6 +778,7 @@ static void node_argv(const struct up *u, char *bin, char *threads, char **argv)
 		argv[i++] = threads;
 	}
 	argv[i] = NULL;
+	return i;
 }
 
 static int start_nodes(struct up *u)
@@ -1421,17 +1398,14 @@ out:
 	return rc < 0 ? -1 : 0;
 }
 
-static int start_gateway(struct up *u, const char *nodes_json)
+/* veil-gateway's command line (at most 14 entries and NULL) with bin
+ * filled in by the caller and db (PATH_MAX) here; returns the count. */
+static int gateway_argv(const struct up *u, const char *nodes_json, char *bin, char *db,
+			char **argv)
 {
-	char bin[PATH_MAX + 32], db[PATH_MAX];
-	char *argv[16];
-	struct kid *k = new_kid(u, KID_GATEWAY, "gateway");
-	int i = 0, rc;
+	int i = 0;
 
-	snprintf(bin, sizeof(bin), "%s/veil-gateway", u->bin_dir);
-	snprintf(db, sizeof(db), "sqlite:%s/gateway.db", u->state);
-	snprintf(k->log, sizeof(k->log), "%s/logs/gateway.log", u->state);
-	unlink(k->log);
+	snprintf(db, PATH_MAX, "sqlite:%s/gateway.db", u->state);
 	argv[i++] = bin;
 	argv[i++] = "--listen";
 	argv[i++] = "127.0.0.1:0";
@@ -1440,14 +1414,28 @@ static int start_gateway(struct up *u, const char *nodes_json)
 	argv[i++] = "--nodes";
 	argv[i++] = (char *)nodes_json;
 	argv[i++] = "--admin-token-file";
-	argv[i++] = u->admin_token_file;
+	argv[i++] = (char *)u->admin_token_file;
 	argv[i++] = "--policy";
-	argv[i++] = u->policy_file;
+	argv[i++] = (char *)u->policy_file;
 	argv[i++] = "--tee";
 	argv[i++] = (char *)u->tee;
 	if (!strcmp(u->tee_kind, "sim"))
 		argv[i++] = "--allow-sim";
 	argv[i] = NULL;
+	return i;
+}
+
+static int start_gateway(struct up *u, const char *nodes_json)
+{
+	char bin[PATH_MAX + 32], db[PATH_MAX];
+	char *argv[20];
+	struct kid *k = new_kid(u, KID_GATEWAY, "gateway");
+	int rc;
+
+	snprintf(bin, sizeof(bin), "%s/veil-gateway", u->bin_dir);
+	snprintf(k->log, sizeof(k->log), "%s/logs/gateway.log", u->state);
+	unlink(k->log);
+	gateway_argv(u, nodes_json, bin, db, argv);
 	if ((rc = spawn(u, k->log, argv, environ, -1, &k->pid)) < 0) {
 		veil_cli_error("gateway", rc);
 		return -1;

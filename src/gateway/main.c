@@ -66,6 +66,8 @@ static void usage(FILE *f)
 		"  --connect-timeout-ms N    to a node (default 2000)\n"
 		"  --log-level L             debug|info|warn|error (default info)\n"
 		"  --log-json                one JSON object per log line\n"
+		"  --print-config            print the configuration this gateway measures (one\n"
+		"                            line of JSON; its SHA-384 is gateway_config) and exit\n"
 		"\n"
 		"keys: create [--name N] [--rpm N] [--tpm N] [--quota N] | list |\n"
 		"      revoke --id N | limits --id N [--rpm N] [--tpm N] [--quota N]\n"
@@ -335,6 +337,9 @@ out:
 
 /* ---- the server -------------------------------------------------------------------- */
 
+/* --print-config: print the measured configuration and exit. */
+static bool print_config;
+
 static int parse_args(int argc, char **argv, struct gw_opts *o, int *exit_code)
 {
 	int lvl = VEIL_LOG_INFO;
@@ -374,6 +379,10 @@ static int parse_args(int argc, char **argv, struct gw_opts *o, int *exit_code)
 		}
 		if (!strcmp(a, "--plain-http")) {
 			o->plain_http = true;
+			continue;
+		}
+		if (!strcmp(a, "--print-config")) {
+			print_config = true;
 			continue;
 		}
 		if (!strcmp(a, "--log-json")) {
@@ -639,6 +648,13 @@ int main(int argc, char **argv)
 		fprintf(stderr, "veil-gateway: --plain-http is for loopback tests only; "
 				"refusing to listen on %s without TLS\n", addr);
 		code = 2;
+		goto out;
+	}
+	if (print_config) {
+		char *cfg = config_json(&g->o);
+
+		code = !cfg || printf("%s\n", cfg) < 0 || fflush(stdout) ? 1 : 0;
+		free(cfg);
 		goto out;
 	}
 	raise_nofile();

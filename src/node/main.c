@@ -26,6 +26,9 @@
 
 #define GRACE_MS 10000
 
+/* --print-config: print the measured configuration and exit. */
+static bool print_config;
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -51,7 +54,9 @@ static void usage(FILE *f)
 		"  --request-timeout-ms N  whole request head+body (default 30000; over: 408)\n"
 		"  --idle-timeout-ms N   keep-alive idle (default 30000)\n"
 		"  --log-level L         debug|info|warn|error (default info)\n"
-		"  --log-json            one JSON object per log line\n");
+		"  --log-json            one JSON object per log line\n"
+		"  --print-config        print the configuration this node measures (one line of\n"
+		"                        JSON; its SHA-384 is the report's node_config) and exit\n");
 }
 
 /* Jansson holds request bodies (prompts) and answers: wipe on free. */
@@ -114,6 +119,10 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 		}
 		if (!strcmp(a, "--log-json")) {
 			json_log = true;
+			continue;
+		}
+		if (!strcmp(a, "--print-config")) {
+			print_config = true;
 			continue;
 		}
 		if (!v) {
@@ -413,6 +422,10 @@ int main(int argc, char **argv)
 	}
 	if (!(n->o.config_json = config_json(&n->o)))
 		goto out;
+	if (print_config) {
+		code = printf("%s\n", n->o.config_json) < 0 || fflush(stdout) ? 1 : 0;
+		goto out;
+	}
 	n->started_ms = veil_wall_ms();
 	evthread_use_pthreads();
 	if (!(n->base = event_base_new()))
