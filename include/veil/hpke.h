@@ -1,5 +1,5 @@
 /* veil hpke: Hybrid Public Key Encryption (RFC 9180) on OpenSSL 3.0
- * primitives.
+ * primitives (SHA-256, the AEADs) and libsodium (X25519).
  *
  * One KEM and one KDF: DHKEM(X25519, HKDF-SHA256) (kem_id 0x0020) and
  * HKDF-SHA256 (kdf_id 0x0001).  AEADs: AES-128-GCM, AES-256-GCM,
@@ -151,7 +151,8 @@ struct veil_hpke_opts {
 };
 
 /* An encryption context (RFC 9180 §5.2).  Opaque; one role (sender seals,
- * receiver opens); not thread-safe.  Free with veil_hpke_ctx_free(), which
+ * receiver opens); not thread-safe (setups of different contexts may run
+ * on several threads at once).  Free with veil_hpke_ctx_free(), which
  * wipes the keys. */
 struct veil_hpke_ctx;
 

@@ -17,6 +17,9 @@
  * chunk authenticates, and a body is complete only when its final chunk has
  * opened (veil_seal_finish).  Any failure on the incoming side is sticky:
  * the exchange is dead and every later call fails with the same code.
+ * Threads: one exchange is used by one thread at a time; different
+ * exchanges (with the same node key or not) may be opened and sealed on
+ * several threads at once (test_seal checks it).
  *
  * Errors: VEIL_EFORMAT malformed framing or header (also data after the
  * final chunk); VEIL_ENOTSUP another version or suite; VEIL_ENOENT the key id

@@ -1,8 +1,8 @@
 /* Unit tests of HPKE (RFC 9180): every vector of
  * $VEIL_SHARED/vectors/hpke/test-vectors.json (default ../shared), exports
  * longer than the vectors' against OpenSSL's own HKDF, the refusals the
- * vectors do not cover, and the ephemeral key pool (each key once, none
- * across fork). */
+ * vectors do not cover, X25519 (libsodium) against OpenSSL's on edge inputs,
+ * and the ephemeral key pool (each key once, none across fork). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -555,6 +555,173 @@ static void test_derive_keypair_needs_32_bytes(void **state)
 	assert_int_equal(veil_hpke_derive_keypair(ikm, sizeof(ikm), &k), VEIL_EINVAL);
 }
 
+/* ---- X25519 against OpenSSL ----------------------------------------------
+ * hpke.c computes X25519 with libsodium; these check it against OpenSSL's
+ * EVP X25519 on the inputs the vectors do not have: public values with the
+ * top bit set (RFC 7748 §5: masked), non-canonical ones (p + k: reduced),
+ * and random ones, through the key pair function and both setups.  The
+ * setups' DH output is observed through the exporter, recomputed here from
+ * OpenSSL's DH with OpenSSL's HKDF (RFC 9180 §4.1, §5.1, §5.3; base mode). */
+
+/* HKDF-Extract (salt, ikm) or HKDF-Expand (key = prk, info) with OpenSSL. */
+static void ref_hkdf(bool extract, const uint8_t *key, size_t key_len,
+		     const uint8_t *in, size_t in_len, uint8_t *out, size_t len)
+{
+	static const uint8_t zero[32];
+	int mode = extract ? EVP_KDF_HKDF_MODE_EXTRACT_ONLY : EVP_KDF_HKDF_MODE_EXPAND_ONLY;
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *kc = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	OSSL_PARAM params[5], *p = params;
+
+	assert_non_null(kc);
+	*p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
+	if (extract) {
+		/* an empty salt is 32 zero bytes (RFC 5869 §2.2) */
+		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
+							 (void *)(key_len ? key : zero),
+							 key_len ? key_len : 32);
+		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)in, in_len);
+	} else {
+		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)key, key_len);
+		*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)in, in_len);
+	}
+	*p = OSSL_PARAM_construct_end();
+	assert_true(EVP_KDF_derive(kc, out, len, params) > 0);
+	EVP_KDF_CTX_free(kc);
+	EVP_KDF_free(kdf);
+}
+
+/* LabeledExtract / LabeledExpand (RFC 9180 §4) over ref_hkdf. */
+static void ref_labeled(bool extract, const uint8_t *suite, size_t suite_len,
+			const uint8_t *key, size_t key_len, const char *label,
+			const uint8_t *in, size_t in_len, uint8_t *out, size_t len)
+{
+	uint8_t buf[256];
+	size_t n = 0;
+
+	assert_true(in_len + 64 < sizeof(buf));
+	if (!extract) {
+		buf[n++] = (uint8_t)(len >> 8);
+		buf[n++] = (uint8_t)len;
+	}
+	memcpy(buf + n, "HPKE-v1", 7);
+	n += 7;
+	memcpy(buf + n, suite, suite_len);
+	n += suite_len;
+	memcpy(buf + n, label, strlen(label));
+	n += strlen(label);
+	if (in_len)
+		memcpy(buf + n, in, in_len);
+	n += in_len;
+	ref_hkdf(extract, key, key_len, buf, n, out, len);
+}
+
+/* Base-mode Export(exp_ctx "x25519 check", 32) of the context whose KEM gave
+ * `dh` with kem_context enc || pk_r, info "", AES-128-GCM. */
+static void ref_export(const uint8_t dh[32], const uint8_t enc[32], const uint8_t pk_r[32],
+		       uint8_t out[32])
+{
+	static const uint8_t kem[5] = {'K', 'E', 'M', 0x00, 0x20};
+	static const uint8_t suite[10] = {'H', 'P', 'K', 'E', 0x00, 0x20, 0x00, 0x01, 0x00, 0x01};
+	uint8_t kc[64], prk[32], shared[32], ksc[65], secret[32], exp[32];
+
+	memcpy(kc, enc, 32);
+	memcpy(kc + 32, pk_r, 32);
+	ref_labeled(true, kem, 5, NULL, 0, "eae_prk", dh, 32, prk, 32);
+	ref_labeled(false, kem, 5, prk, 32, "shared_secret", kc, 64, shared, 32);
+	ksc[0] = 0;
+	ref_labeled(true, suite, 10, NULL, 0, "psk_id_hash", NULL, 0, ksc + 1, 32);
+	ref_labeled(true, suite, 10, NULL, 0, "info_hash", NULL, 0, ksc + 33, 32);
+	ref_labeled(true, suite, 10, shared, 32, "secret", NULL, 0, secret, 32);
+	ref_labeled(false, suite, 10, secret, 32, "exp", ksc, sizeof(ksc), exp, 32);
+	ref_labeled(false, suite, 10, exp, 32, "sec", (const uint8_t *)"x25519 check", 12,
+		    out, 32);
+}
+
+/* OpenSSL's X25519(sk, u) into out; false when it refuses (all-zero). */
+static bool ossl_x25519(const uint8_t sk[32], const uint8_t u[32], uint8_t out[32])
+{
+	EVP_PKEY *ks = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, sk, 32);
+	EVP_PKEY *kp = EVP_PKEY_new_raw_public_key(EVP_PKEY_X25519, NULL, u, 32);
+	EVP_PKEY_CTX *pc = ks ? EVP_PKEY_CTX_new(ks, NULL) : NULL;
+	size_t n = 32;
+	bool ok;
+
+	assert_non_null(kp);
+	assert_non_null(pc);
+	ok = EVP_PKEY_derive_init(pc) > 0 && EVP_PKEY_derive_set_peer_ex(pc, kp, 0) > 0 &&
+	     EVP_PKEY_derive(pc, out, &n) > 0 && n == 32;
+	EVP_PKEY_CTX_free(pc);
+	EVP_PKEY_free(kp);
+	EVP_PKEY_free(ks);
+	return ok;
+}
+
+static void test_x25519_matches_openssl(void **state)
+{
+	struct veil_hpke_opts o = {.aead = VEIL_HPKE_AES128GCM};
+	int checked = 0, refused = 0;
+
+	(void)state;
+	for (int i = 0; i < 96; i++) {
+		struct veil_hpke_keypair kp, mine;
+		struct veil_hpke_ctx *c = NULL;
+		uint8_t u[32], want_dh[32], want[32], got[32], enc[32];
+		EVP_PKEY *k;
+		size_t n = 32;
+		bool ok;
+
+		assert_int_equal(veil_random(kp.priv, 32), 0);
+		assert_int_equal(veil_random(u, 32), 0);
+		if (i % 3 == 0)
+			u[31] |= 0x80;           /* top bit set: masked */
+		if (i >= 64 && i < 83) {         /* p + k, k = 0..18: non-canonical */
+			memset(u, 0xff, 32);
+			u[0] = (uint8_t)(0xed + (i - 64));
+			u[31] = i % 2 ? 0x7f : 0xff;
+		}
+		/* the public key, as OpenSSL computes it */
+		k = EVP_PKEY_new_raw_private_key(EVP_PKEY_X25519, NULL, kp.priv, 32);
+		assert_non_null(k);
+		assert_true(EVP_PKEY_get_raw_public_key(k, kp.pub, &n) > 0);
+		EVP_PKEY_free(k);
+		assert_int_equal(veil_hpke_keypair_from_private(kp.priv, &mine), 0);
+		assert_memory_equal(mine.pub, kp.pub, 32);
+
+		ok = ossl_x25519(kp.priv, u, want_dh);
+		/* receiver: DH(sk, enc = u), kem_context u || pk */
+		if (!ok) {
+			assert_int_equal(veil_hpke_setup_receiver(&o, &kp, u, &c), VEIL_EBADMSG);
+			o.eph = &kp;
+			assert_int_equal(veil_hpke_setup_sender(&o, u, enc, &c), VEIL_EBADMSG);
+			o.eph = NULL;
+			refused++;
+			continue;
+		}
+		assert_int_equal(veil_hpke_setup_receiver(&o, &kp, u, &c), 0);
+		ref_export(want_dh, u, kp.pub, want);
+		assert_int_equal(veil_hpke_ctx_export(c, (const uint8_t *)"x25519 check", 12, got, 32), 0);
+		assert_memory_equal(got, want, 32);
+		veil_hpke_ctx_free(c);
+		/* sender: ephemeral kp to pk_r = u, kem_context pk || u */
+		o.eph = &kp;
+		assert_int_equal(veil_hpke_setup_sender(&o, u, enc, &c), 0);
+		o.eph = NULL;
+		assert_memory_equal(enc, kp.pub, 32);
+		ref_export(want_dh, kp.pub, u, want);
+		assert_int_equal(veil_hpke_ctx_export(c, (const uint8_t *)"x25519 check", 12, got, 32), 0);
+		assert_memory_equal(got, want, 32);
+		veil_hpke_ctx_free(c);
+		checked++;
+		veil_hpke_keypair_wipe(&kp);
+		veil_hpke_keypair_wipe(&mine);
+	}
+	/* p + 0 and p + 1 are the low-order points 0 and 1 */
+	assert_true(refused >= 2);
+	assert_true(checked >= 80);
+}
+
 /* ---- ephemeral key pool --------------------------------------------------- */
 
 #define POOL_SIZE 16
@@ -800,6 +967,7 @@ int main(void)
 		cmocka_unit_test(test_sequence_overflow_is_refused),
 		cmocka_unit_test(test_bad_options_are_refused),
 		cmocka_unit_test(test_low_order_public_keys_are_refused),
+		cmocka_unit_test(test_x25519_matches_openssl),
 		cmocka_unit_test(test_aead_names_parse),
 		cmocka_unit_test(test_derive_keypair_needs_32_bytes),
 		cmocka_unit_test(test_eph_pool_hands_out_each_key_once),

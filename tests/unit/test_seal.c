@@ -1,11 +1,12 @@
 /* Unit tests of sealed bodies (veil-seal/1): the worked example of
- * docs/protocol.md byte for byte, round trips, and every way a sealed body
- * can be cut, shuffled, replayed or flipped. */
+ * docs/protocol.md byte for byte, round trips, every way a sealed body can
+ * be cut, shuffled, replayed or flipped, and exchanges on several threads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -585,6 +586,92 @@ static void test_consumer_can_stop_the_stream(void **state)
 	veil_hpke_keypair_wipe(&kp);
 }
 
+/* ---- threads -------------------------------------------------------------
+ * A node opens requests on several threads at once, with one or a few keys
+ * (and each thread keeps the last key's id).  Threads alternate between two
+ * node keys, so the kept id changes under them; a request for one key must
+ * still be refused by the other.  cmocka's asserts are for the main thread:
+ * workers count what went wrong and the main thread checks the counts. */
+
+#define MT_THREADS 4
+#define MT_ROUNDS 60
+
+struct mt_arg {
+	const struct veil_hpke_keypair *keys; /* two node keys, read-only */
+	int id;
+	int ok, bad;
+};
+
+/* One exchange with keys[k]: the request opens to what was sealed, the
+ * response back; the other key refuses the request (VEIL_ENOENT).  Returns
+ * true when all of that held. */
+static bool mt_exchange(const struct veil_hpke_keypair *keys, int k, int id, int round)
+{
+	struct veil_buf req = VEIL_BUF_INIT(1 << 16), resp = VEIL_BUF_INIT(1 << 16);
+	struct veil_buf got = VEIL_BUF_SECRET_INIT(1 << 16), back = VEIL_BUF_SECRET_INIT(1 << 16);
+	struct veil_seal *c = NULL, *n = NULL, *x = NULL;
+	char pt[64];
+	int len = snprintf(pt, sizeof(pt), "thread %d round %d key %d", id, round, k);
+	bool ok;
+
+	ok = veil_seal_request(keys[k].pub, (const uint8_t *)pt, (size_t)len, &req, &c) == 0 &&
+	     veil_seal_node_new(&keys[k], &n) == 0 &&
+	     veil_seal_open_body(n, req.data, req.len, &got) == 0 &&
+	     got.len == (size_t)len && !memcmp(got.data, pt, (size_t)len) &&
+	     veil_seal_body(n, (const uint8_t *)pt, (size_t)len, &resp) == 0 &&
+	     veil_seal_open_body(c, resp.data, resp.len, &back) == 0 &&
+	     back.len == (size_t)len && !memcmp(back.data, pt, (size_t)len) &&
+	     veil_seal_node_new(&keys[1 - k], &x) == 0;
+	veil_buf_reset(&got);
+	ok = ok && veil_seal_open_body(x, req.data, req.len, &got) == VEIL_ENOENT && got.len == 0;
+	veil_seal_free(c);
+	veil_seal_free(n);
+	veil_seal_free(x);
+	veil_buf_free(&req);
+	veil_buf_free(&resp);
+	veil_buf_free(&got);
+	veil_buf_free(&back);
+	return ok;
+}
+
+static void *mt_main(void *p)
+{
+	struct mt_arg *a = p;
+
+	for (int r = 0; r < MT_ROUNDS; r++) {
+		/* runs of the same key and switches, differently per thread */
+		int k = ((r + a->id) / 3) % 2;
+
+		if (mt_exchange(a->keys, k, a->id, r))
+			a->ok++;
+		else
+			a->bad++;
+	}
+	return NULL;
+}
+
+static void test_exchanges_on_several_threads_at_once(void **state)
+{
+	struct veil_hpke_keypair keys[2];
+	struct mt_arg args[MT_THREADS];
+	pthread_t th[MT_THREADS];
+
+	(void)state;
+	assert_int_equal(veil_hpke_keygen(&keys[0]), 0);
+	assert_int_equal(veil_hpke_keygen(&keys[1]), 0);
+	for (int i = 0; i < MT_THREADS; i++) {
+		args[i] = (struct mt_arg){.keys = keys, .id = i};
+		assert_int_equal(pthread_create(&th[i], NULL, mt_main, &args[i]), 0);
+	}
+	for (int i = 0; i < MT_THREADS; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(args[i].bad, 0);
+		assert_int_equal(args[i].ok, MT_ROUNDS);
+	}
+	veil_hpke_keypair_wipe(&keys[0]);
+	veil_hpke_keypair_wipe(&keys[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -598,6 +685,7 @@ int main(void)
 		cmocka_unit_test(test_every_single_bit_flip_fails),
 		cmocka_unit_test(test_limits_and_misuse),
 		cmocka_unit_test(test_consumer_can_stop_the_stream),
+		cmocka_unit_test(test_exchanges_on_several_threads_at_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* HPKE (RFC 9180) with DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and the
  * AEADs AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 and export-only, written
- * on OpenSSL 3.0 EVP primitives (3.0 has no HPKE API). */
+ * on OpenSSL 3.0 EVP primitives (3.0 has no HPKE API) for SHA-256 and the
+ * AEADs, and libsodium for X25519 (see "X25519" below for why). */
 #include "veil/hpke.h"
 
 #include <errno.h>
@@ -18,6 +19,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+
+#include <sodium.h>
 
 #include "veil/base.h"
 
@@ -192,113 +195,66 @@ static int labeled_expand(EVP_MD_CTX *mc, const uint8_t *suite, size_t suite_len
 static const uint8_t KEM_SUITE[5] = {'K', 'E', 'M', 0x00, 0x20};
 
 /* ---- X25519 -------------------------------------------------------------
- * One scalar multiplication is ~26 us here; the EVP objects around it cost
- * ~7 us more when made the obvious way in OpenSSL 3.0, mostly fetching the
- * X25519 key manager by name for each key.  Each thread keeps one
- * EVP_PKEY_CTX for EVP_PKEY_fromdata (it holds no key between calls) and
- * makes every key through it. */
+ * On libsodium (crypto_scalarmult / crypto_scalarmult_base), not OpenSSL's
+ * EVP: a seal makes two X25519 operations and an open one, on every sealed
+ * request's path to its first token.  Through EVP each needs key objects
+ * imported by the X25519 key manager (for the ephemeral key, OpenSSL's
+ * fixed-base table: 30 KB), a derive context and an algorithm fetch: in a
+ * hot loop that costs about as much as libsodium's plain ladder (keygen
+ * ~24 vs ~26 us, DH ~28 vs ~28 us here), but on the request path, with the
+ * caches cold, EVP took ~55 us per operation against libsodium's ~35
+ * (caches evicted before each call; tests/bench/hpke_bench.c measures
+ * whole setups, hot and cold, against raw OpenSSL X25519).
+ * libsodium clamps the scalar and masks the top bit of u as RFC 7748 §5
+ * says, like OpenSSL (test_hpke cross-checks the two, non-canonical and
+ * high-bit inputs included). */
 
-static pthread_key_t g_x_tls;
-static bool g_x_tls_ok;
-static pthread_once_t g_x_once = PTHREAD_ONCE_INIT;
+/* sodium_init picks CPU-specific code and must run before any other
+ * libsodium call; once per process (1: already done elsewhere, fine). */
+static pthread_once_t g_sodium_once = PTHREAD_ONCE_INIT;
+static bool g_sodium_ok;
 
-static void x_ctx_free(void *p)
+static void sodium_setup(void)
 {
-	EVP_PKEY_CTX_free(p);
+	g_sodium_ok = sodium_init() >= 0;
 }
 
-static void x_tls_init(void)
+static int sodium_ready(void)
 {
-	g_x_tls_ok = pthread_key_create(&g_x_tls, x_ctx_free) == 0;
-}
-
-/* This thread's fromdata context (owned by the thread; NULL on failure). */
-static EVP_PKEY_CTX *x_fromdata_ctx(void)
-{
-	EVP_PKEY_CTX *pc;
-
-	pthread_once(&g_x_once, x_tls_init);
-	if (!g_x_tls_ok)
-		return NULL;
-	if ((pc = pthread_getspecific(g_x_tls)))
-		return pc;
-	if ((pc = EVP_PKEY_CTX_new_from_name(NULL, "X25519", NULL)) &&
-	    pthread_setspecific(g_x_tls, pc) != 0) {
-		EVP_PKEY_CTX_free(pc);
-		pc = NULL;
-	}
-	return pc;
-}
-
-/* An X25519 EVP_PKEY.  With priv: the key pair (priv, pub), or with pub NULL
- * the private key whose public key OpenSSL computes (one scalar
- * multiplication; giving pub spares it).  Without priv: the public key pub. */
-static EVP_PKEY *x25519_key(const uint8_t *priv, const uint8_t *pub)
-{
-	EVP_PKEY_CTX *pc = x_fromdata_ctx();
-	OSSL_PARAM params[3], *p = params;
-	EVP_PKEY *k = NULL;
-
-	if (priv)
-		*p++ = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PRIV_KEY,
-							 (void *)priv, 32);
-	if (pub)
-		*p++ = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
-							 (void *)pub, 32);
-	*p = OSSL_PARAM_construct_end();
-	if (!pc || EVP_PKEY_fromdata_init(pc) <= 0 ||
-	    EVP_PKEY_fromdata(pc, &k, priv ? EVP_PKEY_KEYPAIR : EVP_PKEY_PUBLIC_KEY,
-			      params) <= 0)
-		k = NULL;
-	return k;
+	pthread_once(&g_sodium_once, sodium_setup);
+	return g_sodium_ok ? 0 : veil_errf(VEIL_EINTERNAL, "X25519: libsodium initialisation failed");
 }
 
 static int x25519_public(const uint8_t priv[32], uint8_t pub[32])
 {
-	EVP_PKEY *k = x25519_key(priv, NULL);
-	size_t n = 32;
-	int rc = 0;
+	int rc;
 
-	if (!k)
-		return veil_errf(VEIL_EINTERNAL, "X25519: private key import failed");
-	if (EVP_PKEY_get_raw_public_key(k, pub, &n) <= 0 || n != 32)
-		rc = veil_errf(VEIL_EINTERNAL, "X25519: public key export failed");
-	EVP_PKEY_free(k);
-	return rc;
+	if ((rc = sodium_ready()) < 0)
+		return rc;
+	/* fails only for an all-zero result, which a clamped scalar never
+	 * gives */
+	if (crypto_scalarmult_base(pub, priv) != 0)
+		return veil_errf(VEIL_EINTERNAL, "X25519: public key computation failed");
+	return 0;
 }
 
-/* DH(sk, pk) with the key pair (sk, sk_pub); a low-order pk gives an
- * all-zero output, which RFC 9180 §7.1.4 (via RFC 7748 §6.1) says to
- * refuse.  Only sk enters the computation; sk_pub just spares recomputing
- * it.  The peer is not "validated" by OpenSSL: for X25519 every 32-byte
- * string is a public key (RFC 7748 §5), and the zero check below is the
- * only check RFC 9180 asks for. */
-static int x25519_dh(const uint8_t sk[32], const uint8_t sk_pub[32],
-		     const uint8_t pk[32], uint8_t out[32])
+/* DH(sk, pk); a low-order pk gives an all-zero output, which RFC 9180
+ * §7.1.4 (via RFC 7748 §6.1) says to refuse: libsodium returns -1 for it,
+ * and the check below says so again without relying on that.  The peer is
+ * not otherwise "validated": for X25519 every 32-byte string is a public
+ * key (RFC 7748 §5). */
+static int x25519_dh(const uint8_t sk[32], const uint8_t pk[32], uint8_t out[32])
 {
 	static const uint8_t zero[32];
-	EVP_PKEY *ks = NULL, *kp = NULL;
-	EVP_PKEY_CTX *pc = NULL;
-	size_t n = 32;
-	int rc = 0;
+	int rc;
 
-	ks = x25519_key(sk, sk_pub);
-	kp = x25519_key(NULL, pk);
-	if (!ks || !kp || !(pc = EVP_PKEY_CTX_new_from_pkey(NULL, ks, NULL))) {
-		rc = veil_errf(VEIL_EINTERNAL, "X25519: key import failed");
-		goto out;
-	}
-	if (EVP_PKEY_derive_init(pc) <= 0 || EVP_PKEY_derive_set_peer_ex(pc, kp, 0) <= 0 ||
-	    EVP_PKEY_derive(pc, out, &n) <= 0 || n != 32 ||
-	    CRYPTO_memcmp(out, zero, 32) == 0) {
+	if ((rc = sodium_ready()) < 0)
+		return rc;
+	if (crypto_scalarmult(out, sk, pk) != 0 || CRYPTO_memcmp(out, zero, 32) == 0) {
 		veil_wipe(out, 32);
-		rc = veil_errf(VEIL_EBADMSG, "X25519: DH failed (low-order public key)");
+		return veil_errf(VEIL_EBADMSG, "X25519: DH failed (low-order public key)");
 	}
-out:
-	EVP_PKEY_CTX_free(pc);
-	EVP_PKEY_free(kp);
-	EVP_PKEY_free(ks);
-	return rc;
+	return 0;
 }
 
 int veil_hpke_keypair_from_private(const uint8_t priv[VEIL_HPKE_NSK],
@@ -834,12 +790,12 @@ int veil_hpke_setup_sender(const struct veil_hpke_opts *o,
 	else if (!pool_take(&eph) && (rc = veil_hpke_keygen(&eph)) < 0)
 		return rc;
 	/* §4.1 Encap / AuthEncap */
-	if ((rc = x25519_dh(eph.priv, eph.pub, pk_r, dh)) < 0)
+	if ((rc = x25519_dh(eph.priv, pk_r, dh)) < 0)
 		goto out;
 	memcpy(kem_ctx, eph.pub, 32);
 	memcpy(kem_ctx + 32, pk_r, 32);
 	if (o->mode == VEIL_HPKE_MODE_AUTH || o->mode == VEIL_HPKE_MODE_AUTH_PSK) {
-		if ((rc = x25519_dh(o->sender->priv, o->sender->pub, pk_r, dh + 32)) < 0)
+		if ((rc = x25519_dh(o->sender->priv, pk_r, dh + 32)) < 0)
 			goto out;
 		dh_len = 64;
 		memcpy(kem_ctx + 64, o->sender->pub, 32);
@@ -870,12 +826,12 @@ int veil_hpke_setup_receiver(const struct veil_hpke_opts *o,
 	if (!kp_r || !enc || !out)
 		return veil_errf(VEIL_EINVAL, "HPKE: NULL argument");
 	/* §4.1 Decap / AuthDecap */
-	if ((rc = x25519_dh(kp_r->priv, kp_r->pub, enc, dh)) < 0)
+	if ((rc = x25519_dh(kp_r->priv, enc, dh)) < 0)
 		goto out;
 	memcpy(kem_ctx, enc, 32);
 	memcpy(kem_ctx + 32, kp_r->pub, 32);
 	if (o->mode == VEIL_HPKE_MODE_AUTH || o->mode == VEIL_HPKE_MODE_AUTH_PSK) {
-		if ((rc = x25519_dh(kp_r->priv, kp_r->pub, o->sender_pub, dh + 32)) < 0)
+		if ((rc = x25519_dh(kp_r->priv, o->sender_pub, dh + 32)) < 0)
 			goto out;
 		dh_len = 64;
 		memcpy(kem_ctx + 64, o->sender_pub, 32);
