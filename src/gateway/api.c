@@ -701,6 +701,9 @@ static void h_metrics(struct veil_http_req *req, void *arg)
 		m->usage_records, false);
 	counter(&b, "veil_gateway_usage_failed_total", "Usage records the store refused.",
 		m->usage_failed, false);
+	counter(&b, "veil_gateway_usage_commits_total",
+		"Usage transactions (group commits) the writer ran.",
+		(uint64_t)atomic_load(&g->usage_commits), false);
 	counter(&b, "veil_gateway_streams_cut_total", "Streams ended with an error event.",
 		m->streams_cut, false);
 	counter(&b, "veil_gateway_streams_active", "Streams being relayed.",

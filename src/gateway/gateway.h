@@ -142,9 +142,9 @@ struct gw_node {
 	/* relayed requests (upstream.c) */
 	struct gw_up_conn *up_idle;   /* kept-alive connections, newest first */
 	unsigned up_nidle;
-	EVP_MD_CTX *ed_vctx;          /* a verify context of keys.ed25519: receipt
-				       * checks copy it (no per-check key set-up) */
-	uint8_t ed_vctx_key[32];      /* the key it was made for */
+	/* receipts (relay.c): the attested address as text, and for which */
+	char eth_text[VEIL_ETH_ADDRESS_STR_LEN];
+	uint8_t eth_text_of[20];
 };
 
 /* ---- the gateway ------------------------------------------------------------- */
@@ -166,6 +166,7 @@ struct gw {
 	struct gw_worker *cpu[GW_MAX_CPU];  /* receipt verification */
 	unsigned n_cpu, cpu_rr;
 	atomic_uint cpu_pending;            /* receipt checks handed to them */
+	atomic_uint_least64_t usage_commits; /* the writer's usage transactions */
 	uint64_t inline_ms;                 /* receipt checks on the loop: this ms ... */
 	unsigned inline_n;                  /* ... and how many */
 	struct veil_store *store;           /* the loop's handle: start-up only */
@@ -220,6 +221,13 @@ struct gw_job {
 int gw_worker_start(struct gw *g, const char *name, bool with_store,
 		    bool batching, size_t cap, struct gw_worker **out);
 int gw_worker_submit(struct gw_worker *w, struct gw_job *j);
+/* Loop thread, batching workers: as gw_worker_submit, but the job waits
+ * until the end of the current loop pass and goes to the worker with every
+ * other one queued meanwhile — one lock and one thread wake-up for the
+ * lot, and the writer commits them in one transaction.  It costs little
+ * latency: the rest of the pass runs first (the events that were ready
+ * together), nothing else. */
+int gw_worker_submit_pass(struct gw_worker *w, struct gw_job *j);
 /* From inside a job's `run`: passes the job on to worker `w` (its run
  * field says what happens there) instead of back to the loop.  The job
  * must not be touched after a 0 return; on failure it is still the

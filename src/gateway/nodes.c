@@ -54,7 +54,6 @@ void gw_node_unref(struct gw_node *n)
 	if (!n || --n->refs > 0)
 		return;
 	gw_up_node_flush(n);
-	EVP_MD_CTX_free(n->ed_vctx);
 	json_decref(n->report);
 	json_decref(n->verdict);
 	free(n);

@@ -7,6 +7,8 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "veil/receipt.h"
+
 #include "parse.h"
 
 static void sha256(const void *p, size_t n, uint8_t out[32])
@@ -352,30 +354,240 @@ int gw_parse_time(const char *s, int64_t *ms)
 	return 0;
 }
 
+/* base64url digit values, -1 for anything else.  The header is decoded
+ * here rather than with veil_b64_decode (same rules: URL alphabet, padding
+ * optional but then whole, zero trailing bits) because it is on every
+ * answer's path: a table and four digits a step, straight into `out`. */
+static const int8_t B64U[256] = {
+	['A'] = 0,  ['B'] = 1,  ['C'] = 2,  ['D'] = 3,  ['E'] = 4,  ['F'] = 5,  ['G'] = 6,
+	['H'] = 7,  ['I'] = 8,  ['J'] = 9,  ['K'] = 10, ['L'] = 11, ['M'] = 12, ['N'] = 13,
+	['O'] = 14, ['P'] = 15, ['Q'] = 16, ['R'] = 17, ['S'] = 18, ['T'] = 19, ['U'] = 20,
+	['V'] = 21, ['W'] = 22, ['X'] = 23, ['Y'] = 24, ['Z'] = 25, ['a'] = 26, ['b'] = 27,
+	['c'] = 28, ['d'] = 29, ['e'] = 30, ['f'] = 31, ['g'] = 32, ['h'] = 33, ['i'] = 34,
+	['j'] = 35, ['k'] = 36, ['l'] = 37, ['m'] = 38, ['n'] = 39, ['o'] = 40, ['p'] = 41,
+	['q'] = 42, ['r'] = 43, ['s'] = 44, ['t'] = 45, ['u'] = 46, ['v'] = 47, ['w'] = 48,
+	['x'] = 49, ['y'] = 50, ['z'] = 51, ['0'] = 52, ['1'] = 53, ['2'] = 54, ['3'] = 55,
+	['4'] = 56, ['5'] = 57, ['6'] = 58, ['7'] = 59, ['8'] = 60, ['9'] = 61, ['-'] = 62,
+	['_'] = 63,
+};
+
+/* The value of digit c (0..63), or -1.  The table's zero entries are
+ * every other byte; 'A' (value 0) is told apart by itself. */
+static inline int b64u(unsigned char c)
+{
+	return B64U[c] || c == 'A' ? B64U[c] : -1;
+}
+
 int gw_receipt_from_header(const char *v, size_t len, struct veil_buf *out)
 {
-	uint8_t *tmp;
-	size_t cap, got = 0;
+	const unsigned char *s = (const unsigned char *)v;
+	size_t pad = 0, nd, full, got, i;
+	uint8_t *o;
 	int rc;
 
 	if (len == 0)
 		return veil_errf(VEIL_EFORMAT, "X-Veil-Receipt: empty");
-	cap = len / 4 * 3 + 3;
-	if (cap > VEIL_STORE_RECEIPT_MAX + 3)
+	while (pad < 2 && len > pad && s[len - 1 - pad] == '=')
+		pad++;
+	nd = len - pad;
+	if ((pad && len % 4) || nd % 4 == 1)
+		return veil_errf(VEIL_EFORMAT, "X-Veil-Receipt: not base64url");
+	got = nd / 4 * 3 + (nd % 4 ? nd % 4 - 1 : 0);
+	if (got > VEIL_STORE_RECEIPT_MAX)
 		return veil_errf(VEIL_ERANGE, "X-Veil-Receipt: over %u bytes",
 				 VEIL_STORE_RECEIPT_MAX);
-	if (!(tmp = malloc(cap)))
-		return VEIL_ENOMEM;
-	rc = veil_b64_decode(v, len, VEIL_B64_URL | VEIL_B64_NOPAD, tmp, cap, &got);
-	if (rc < 0)
-		rc = veil_errf(VEIL_EFORMAT, "X-Veil-Receipt: not base64url");
-	else if (got > VEIL_STORE_RECEIPT_MAX)
-		rc = veil_errf(VEIL_ERANGE, "X-Veil-Receipt: over %u bytes",
-			       VEIL_STORE_RECEIPT_MAX);
-	else
-		rc = veil_buf_append(out, tmp, got);
-	free(tmp);
-	return rc;
+	if ((rc = veil_buf_reserve(out, got)) < 0)
+		return rc;
+	o = out->data + out->len;
+	full = nd / 4 * 4;
+	for (i = 0; i < full; i += 4) {
+		int a = b64u(s[i]), b = b64u(s[i + 1]), c = b64u(s[i + 2]), d = b64u(s[i + 3]);
+		uint32_t x;
+
+		if ((a | b | c | d) < 0)
+			goto bad;
+		x = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+		*o++ = (uint8_t)(x >> 16);
+		*o++ = (uint8_t)(x >> 8);
+		*o++ = (uint8_t)x;
+	}
+	if (nd > full) {
+		/* 2 or 3 digits left: 1 or 2 bytes, the rest of the bits zero */
+		int a = b64u(s[i]), b = b64u(s[i + 1]), c = nd - full == 3 ? b64u(s[i + 2]) : 0;
+		uint32_t x;
+
+		if ((a | b | c) < 0)
+			goto bad;
+		x = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
+		if (nd - full == 2 ? (x & 0xffff) : (x & 0xff))
+			goto bad;
+		*o++ = (uint8_t)(x >> 16);
+		if (nd - full == 3)
+			*o++ = (uint8_t)(x >> 8);
+	}
+	out->len += got;
+	out->data[out->len] = '\0';
+	return 0;
+bad:
+	out->data[out->len] = '\0'; /* nothing appended */
+	return veil_errf(VEIL_EFORMAT, "X-Veil-Receipt: not base64url");
+}
+
+/* ---- receipts: the canonical form ---------------------------------------------- */
+
+struct rcur {
+	const char *p, *end;
+};
+
+/* The literal `lit` next; advances past it. */
+static bool rc_lit(struct rcur *c, const char *lit, size_t n)
+{
+	if ((size_t)(c->end - c->p) < n || memcmp(c->p, lit, n))
+		return false;
+	c->p += n;
+	return true;
+}
+#define RC_LIT(c, s) rc_lit((c), (s), sizeof(s) - 1)
+
+static int rc_hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* Exactly 2 * want hex digits (either case, as veil_hex_decode takes
+ * them), then a quote. */
+static bool rc_hex(struct rcur *c, uint8_t *out, size_t want)
+{
+	if ((size_t)(c->end - c->p) < 2 * want + 1 || c->p[2 * want] != '"')
+		return false;
+	for (size_t i = 0; i < want; i++) {
+		int hi = rc_hexval(c->p[2 * i]), lo = rc_hexval(c->p[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		if (out)
+			out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	c->p += 2 * want + 1;
+	return true;
+}
+
+/* A non-negative integer as JSON writes it (no sign, no leading zero, no
+ * fraction or exponent), at most 18 digits so that it fits int64_t. */
+static bool rc_int(struct rcur *c, int64_t *out)
+{
+	int64_t v = 0;
+	size_t k = 0;
+
+	while (c->p + k < c->end && c->p[k] >= '0' && c->p[k] <= '9') {
+		if (k == 18)
+			return false;
+		v = v * 10 + (c->p[k] - '0');
+		k++;
+	}
+	if (k == 0 || (k > 1 && c->p[0] == '0'))
+		return false;
+	c->p += k;
+	*out = v;
+	return true;
+}
+
+/* A name up to its closing quote: 1..128 printable ASCII bytes (no quote;
+ * backslashes cannot occur, see gw_receipt_fast); an id has no spaces
+ * either (veil_receipt_parse's name_field rules). */
+static bool rc_name(struct rcur *c, bool id, char out[129])
+{
+	size_t k = 0;
+
+	while (c->p + k < c->end && c->p[k] != '"') {
+		unsigned char ch = (unsigned char)c->p[k];
+
+		if (k == 128 || ch < 0x20 || ch > 0x7e || (id && ch == ' '))
+			return false;
+		out[k++] = (char)ch;
+	}
+	if (k == 0 || c->p + k == c->end)
+		return false;
+	out[k] = '\0';
+	c->p += k + 1;
+	return true;
+}
+
+int gw_receipt_fast(const uint8_t *p, size_t n, const char *expect_address,
+		    struct gw_receipt_lite *out)
+{
+	struct rcur c = {(const char *)p, (const char *)p + n};
+	size_t k = 0, al = expect_address ? strlen(expect_address) : 0;
+
+	if (!p || !out || al != 42 || expect_address[0] != '0' || expect_address[1] != 'x')
+		return 1;
+	for (size_t i = 2; i < al; i++)
+		if (rc_hexval(expect_address[i]) < 0)
+			return 1;
+	/* the object: the payload string first (only \" escapes, printable
+	 * ASCII, no backslash left once unescaped) */
+	if (!RC_LIT(&c, "{\"payload\":\""))
+		return 1;
+	for (;;) {
+		unsigned char ch;
+
+		if (c.p == c.end)
+			return 1;
+		ch = (unsigned char)*c.p++;
+		if (ch == '"')
+			break;
+		if (ch == '\\') {
+			if (c.p == c.end || *c.p != '"')
+				return 1;
+			ch = (unsigned char)*c.p++;
+		} else if (ch < 0x20 || ch > 0x7e) {
+			return 1;
+		}
+		if (k == GW_RECEIPT_PAYLOAD_MAX)
+			return 1;
+		out->payload[k++] = (char)ch;
+	}
+	out->payload[k] = '\0';
+	out->payload_len = k;
+	if (!RC_LIT(&c, ",\"signature_ecdsa\":\"0x") || !rc_hex(&c, NULL, 65) ||
+	    !RC_LIT(&c, ",\"signature_ed25519\":\"") || !rc_hex(&c, out->sig_ed25519, 64))
+		return 1;
+	if (RC_LIT(&c, ",\"text_signature_ecdsa\":\"0x") &&
+	    (!rc_hex(&c, NULL, 65) || !RC_LIT(&c, ",\"text_signature_ed25519\":\"") ||
+	     !rc_hex(&c, NULL, 64)))
+		return 1;
+	if (!RC_LIT(&c, "}") || c.p != c.end)
+		return 1;
+
+	/* the payload */
+	c.p = out->payload;
+	c.end = out->payload + k;
+	if (!RC_LIT(&c, "{\"created\":") || !rc_int(&c, &out->created) ||
+	    !RC_LIT(&c, ",\"ed25519_public_key\":\"") ||
+	    !rc_hex(&c, out->ed25519_public_key, 32) || !RC_LIT(&c, ",\"id\":\"") ||
+	    !rc_name(&c, true, out->id) || !RC_LIT(&c, ",\"model\":\"") ||
+	    !rc_name(&c, false, out->model) || !RC_LIT(&c, ",\"model_sha256\":\""))
+		return 1;
+	if (!RC_LIT(&c, "\"") && !rc_hex(&c, NULL, 32))
+		return 1;
+	if (!RC_LIT(&c, ",\"request_sha256\":\"") || !rc_hex(&c, out->request_sha256, 32) ||
+	    !RC_LIT(&c, ",\"response_sha256\":\"") || !rc_hex(&c, out->response_sha256, 32) ||
+	    !RC_LIT(&c, ",\"signing_address\":\"") || !rc_lit(&c, expect_address, al) ||
+	    !RC_LIT(&c, "\",\"usage\":{\"completion_tokens\":") ||
+	    !rc_int(&c, &out->completion_tokens) || !RC_LIT(&c, ",\"prompt_tokens\":") ||
+	    !rc_int(&c, &out->prompt_tokens) || !RC_LIT(&c, ",\"total_tokens\":") ||
+	    !rc_int(&c, &out->total_tokens) ||
+	    !RC_LIT(&c, "},\"version\":\"" VEIL_RECEIPT_VERSION "\"}") || c.p != c.end)
+		return 1;
+	if (out->total_tokens != out->prompt_tokens + out->completion_tokens)
+		return 1;
+	return 0;
 }
 
 /* ---- SSE framing ---------------------------------------------------------------- */

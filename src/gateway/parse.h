@@ -72,6 +72,45 @@ int gw_parse_time(const char *s, int64_t *ms);
  * decoded bytes (at most VEIL_STORE_RECEIPT_MAX) are appended to `out`. */
 int gw_receipt_from_header(const char *v, size_t len, struct veil_buf *out);
 
+/* ---- receipts: the canonical form, without a JSON library -----------------
+ * veil_receipt_parse (two jansson parses and a Keccak for the address
+ * checksum) was the largest cost per request after the signature itself.
+ * A veil-node writes every receipt in one canonical form: keys sorted, no
+ * white space, the payload's only escapes \" (src/node/receipt.c:
+ * json_dumps with JSON_COMPACT | JSON_SORT_KEYS), e.g.
+ *   {"payload":"{\"created\":1,\"ed25519_public_key\":\"<64 hex>\",
+ *    \"id\":\"..\",\"model\":\"..\",\"model_sha256\":\"<64 hex or empty>\",
+ *    \"request_sha256\":..,\"response_sha256\":..,\"signing_address\":\"0x..\",
+ *    \"usage\":{\"completion_tokens\":1,\"prompt_tokens\":2,\"total_tokens\":3},
+ *    \"version\":\"veil-receipt/1\"}",
+ *   "signature_ecdsa":"0x<130 hex>","signature_ed25519":"<128 hex>"
+ *   [,"text_signature_ecdsa":"0x<130 hex>","text_signature_ed25519":"<128 hex>"]}
+ * gw_receipt_fast reads exactly that form (printable ASCII only, integers
+ * of at most 18 digits without leading zeros, names as veil_receipt_parse
+ * allows them minus quotes, `signing_address` spelled as `expect_address`)
+ * without allocating.  It is a strict subset of veil_receipt_parse: what it
+ * accepts, veil_receipt_parse accepts with the same values (the fuzz
+ * harness tests/fuzz/fuzz_gateway_receipt.c checks exactly that); anything
+ * else returns 1 and the caller falls back to veil_receipt_parse, so a
+ * receipt in another valid spelling is judged as before. */
+#define GW_RECEIPT_PAYLOAD_MAX 1024   /* a canonical payload is < 800 bytes */
+
+struct gw_receipt_lite {
+	char payload[GW_RECEIPT_PAYLOAD_MAX + 1]; /* the signed text, NUL-ended */
+	size_t payload_len;
+	uint8_t sig_ed25519[64];
+	uint8_t ed25519_public_key[32];
+	uint8_t request_sha256[32], response_sha256[32];
+	char id[129], model[129];
+	int64_t prompt_tokens, completion_tokens, total_tokens, created;
+};
+
+/* 0: parsed into *out; 1: not the canonical form (use veil_receipt_parse).
+ * expect_address: the "0x" + 40 hex text the payload's signing_address must
+ * be byte for byte (the attested address, veil_eth_address_format). */
+int gw_receipt_fast(const uint8_t *p, size_t n, const char *expect_address,
+		    struct gw_receipt_lite *out);
+
 /* ---- SSE framing of a relayed stream --------------------------------------
  * The gateway passes a node's stream through byte for byte, but it must
  * know where events end (to hold back the final [DONE] until the usage

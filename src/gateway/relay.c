@@ -37,7 +37,6 @@
 #include <strings.h>
 
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 
 #include "veil/receipt.h"
 #include "veil/seal.h"
@@ -100,9 +99,9 @@ struct usage_req {
 	struct gw_relay *r;
 	struct gw *g;
 	struct veil_keyset keys;
-	EVP_MD_CTX *ed_vctx;            /* ready to verify by keys.ed25519 (may be NULL) */
 	uint8_t req_sha[32], resp_sha[32];
 	char expect_model[VEIL_STORE_MODEL_MAX + 1];
+	char eth_text[VEIL_ETH_ADDRESS_STR_LEN]; /* the attested address, EIP-55 */
 	bool full_check;                /* every signature, not just Ed25519 */
 	bool receipt_ok;                /* verified (billed if rc == 0) */
 	char error[256];
@@ -192,107 +191,104 @@ static void stream_cut(struct gw_relay *r, const char *code, const char *msg)
 
 static void usage_done(struct gw_job *j);
 
-/* A fresh verify context for the node's attested Ed25519 key: a copy of
- * one set up once per key (setting one up costs a key import and an
- * algorithm fetch; a copy does not).  NULL on failure (the caller falls
- * back to veil_ed25519_verify). */
-static EVP_MD_CTX *node_ed_vctx(struct gw_node *n)
+/* What the checks read of a receipt, from either parser. */
+struct rview {
+	const uint8_t *request_sha256, *response_sha256;
+	const char *model, *id;
+	int64_t prompt_tokens, completion_tokens;
+};
+
+/* The canonical receipt (gw_receipt_fast): its signing_address is the
+ * attested one by construction; the Ed25519 key must be the attested one
+ * and sign the payload.  Only --receipt-check ed25519 (the default). */
+static int check_fast(struct usage_req *u, const struct gw_receipt_lite *l)
 {
-	EVP_MD_CTX *c;
-
-	if (!n->ed_vctx || memcmp(n->ed_vctx_key, n->keys.ed25519, 32)) {
-		EVP_PKEY *pk = EVP_PKEY_new_raw_public_key_ex(NULL, "ED25519", NULL,
-							      n->keys.ed25519, 32);
-
-		EVP_MD_CTX_free(n->ed_vctx);
-		n->ed_vctx = pk ? EVP_MD_CTX_new() : NULL;
-		if (n->ed_vctx &&
-		    EVP_DigestVerifyInit_ex(n->ed_vctx, NULL, NULL, NULL, NULL, pk, NULL) != 1) {
-			EVP_MD_CTX_free(n->ed_vctx);
-			n->ed_vctx = NULL;
-		}
-		EVP_PKEY_free(pk); /* the context holds its own reference */
-		if (!n->ed_vctx) {
-			ERR_clear_error();
-			return NULL;
-		}
-		memcpy(n->ed_vctx_key, n->keys.ed25519, 32);
-	}
-	if ((c = EVP_MD_CTX_new()) && EVP_MD_CTX_copy_ex(c, n->ed_vctx) != 1) {
-		EVP_MD_CTX_free(c);
-		ERR_clear_error();
-		c = NULL;
-	}
-	return c;
-}
-
-/* The payload's Ed25519 signature by the attested key. */
-static int ed_verify(const struct usage_req *u, const struct veil_receipt *rc)
-{
-	if (!u->ed_vctx)
-		return veil_ed25519_verify(u->keys.ed25519, rc->payload, strlen(rc->payload),
-					   rc->sig_ed25519);
-	if (EVP_DigestVerify(u->ed_vctx, rc->sig_ed25519, 64, (const uint8_t *)rc->payload,
-			     strlen(rc->payload)) != 1) {
-		ERR_clear_error();
+	if (CRYPTO_memcmp(l->ed25519_public_key, u->keys.ed25519, 32) ||
+	    veil_ed25519_verify(u->keys.ed25519, l->payload, l->payload_len,
+				l->sig_ed25519) < 0) {
+		snprintf(u->error, sizeof(u->error),
+			 "the Ed25519 signature is not the attested node's");
 		return VEIL_EBADMSG;
 	}
 	return 0;
 }
 
-/* Checks the receipt (loop or CPU worker: touches only u); a good one
- * fills the usage record and sets receipt_ok. */
-static void receipt_check(struct usage_req *u)
+/* Any other spelling, and --receipt-check full: the full parser. */
+static int check_full(struct usage_req *u, const struct veil_receipt *rc)
 {
-	struct veil_receipt rc;
-	int e;
-
-	memset(&rc, 0, sizeof(rc));
-	if ((e = veil_receipt_parse(u->uj.receipt, u->uj.receipt_len, &rc)) < 0) {
-		snprintf(u->error, sizeof(u->error), "malformed: %s", veil_err_detail());
-		goto out;
-	}
 	if (u->full_check) {
-		if ((e = veil_receipt_verify(&rc, &u->keys)) < 0) {
+		if (veil_receipt_verify(rc, &u->keys) < 0) {
 			snprintf(u->error, sizeof(u->error), "signature: %s", veil_err_detail());
-			goto out;
+			return VEIL_EBADMSG;
 		}
-	} else if (CRYPTO_memcmp(rc.ed25519_public_key, u->keys.ed25519, 32) ||
-		   CRYPTO_memcmp(rc.eth_address, u->keys.eth_address, 20) ||
-		   ed_verify(u, &rc) < 0) {
+	} else if (CRYPTO_memcmp(rc->ed25519_public_key, u->keys.ed25519, 32) ||
+		   CRYPTO_memcmp(rc->eth_address, u->keys.eth_address, 20) ||
+		   veil_ed25519_verify(u->keys.ed25519, rc->payload, strlen(rc->payload),
+				       rc->sig_ed25519) < 0) {
 		/* One signature by a key of the attested set proves where the
 		 * payload comes from; the ECDSA and text signatures are the
 		 * clients' to check (--receipt-check full checks them here too,
 		 * at ~10x the CPU). */
 		snprintf(u->error, sizeof(u->error),
 			 "the Ed25519 signature is not the attested node's");
-		goto out;
+		return VEIL_EBADMSG;
 	}
-	if (CRYPTO_memcmp(rc.request_sha256, u->req_sha, 32)) {
+	return 0;
+}
+
+/* Checks the receipt (loop or CPU worker: touches only u); a good one
+ * fills the usage record and sets receipt_ok.  A receipt in the nodes'
+ * canonical form is read without a JSON library (gw_receipt_fast, a strict
+ * subset of veil_receipt_parse); any other falls back to the full parser,
+ * so both spellings are judged alike. */
+static void receipt_check(struct usage_req *u)
+{
+	struct gw_receipt_lite lite;
+	struct veil_receipt rc;
+	struct rview v;
+
+	memset(&rc, 0, sizeof(rc));
+	if (!u->full_check &&
+	    gw_receipt_fast(u->uj.receipt, u->uj.receipt_len, u->eth_text, &lite) == 0) {
+		if (check_fast(u, &lite) < 0)
+			goto out;
+		v = (struct rview){lite.request_sha256, lite.response_sha256, lite.model,
+				   lite.id, lite.prompt_tokens, lite.completion_tokens};
+	} else {
+		if (veil_receipt_parse(u->uj.receipt, u->uj.receipt_len, &rc) < 0) {
+			snprintf(u->error, sizeof(u->error), "malformed: %s", veil_err_detail());
+			goto out;
+		}
+		if (check_full(u, &rc) < 0)
+			goto out;
+		v = (struct rview){rc.request_sha256, rc.response_sha256, rc.model, rc.id,
+				   rc.prompt_tokens, rc.completion_tokens};
+	}
+	if (CRYPTO_memcmp(v.request_sha256, u->req_sha, 32)) {
 		snprintf(u->error, sizeof(u->error),
 			 "request_sha256 is not the hash of the body relayed");
 		goto out;
 	}
-	if (CRYPTO_memcmp(rc.response_sha256, u->resp_sha, 32)) {
+	if (CRYPTO_memcmp(v.response_sha256, u->resp_sha, 32)) {
 		snprintf(u->error, sizeof(u->error),
 			 "response_sha256 is not the hash of the answer relayed");
 		goto out;
 	}
-	if (strcmp(rc.model, u->expect_model)) {
+	if (strcmp(v.model, u->expect_model)) {
 		snprintf(u->error, sizeof(u->error), "model is not the node's");
 		goto out;
 	}
-	if (!rc.id[0] || strlen(rc.id) > VEIL_STORE_ID_MAX) {
+	if (!v.id[0] || strlen(v.id) > VEIL_STORE_ID_MAX) {
 		snprintf(u->error, sizeof(u->error), "bad id");
 		goto out;
 	}
 	u->receipt_ok = true;
 	if (u->uj.charge_tokens)
-		u->uj.charge_tokens = VEIL_MAX(rc.prompt_tokens + rc.completion_tokens - 1, 0);
-	snprintf(u->uj.request_id, sizeof(u->uj.request_id), "%s", rc.id);
+		u->uj.charge_tokens = VEIL_MAX(v.prompt_tokens + v.completion_tokens - 1, 0);
+	snprintf(u->uj.request_id, sizeof(u->uj.request_id), "%s", v.id);
 	u->uj.u.request_id = u->uj.request_id;
-	u->uj.u.prompt_tokens = rc.prompt_tokens;
-	u->uj.u.completion_tokens = rc.completion_tokens;
+	u->uj.u.prompt_tokens = v.prompt_tokens;
+	u->uj.u.completion_tokens = v.completion_tokens;
 	u->uj.u.created_ms = (int64_t)veil_wall_ms();
 	u->uj.u.receipt = u->uj.receipt;
 	u->uj.u.receipt_len = u->uj.receipt_len;
@@ -375,7 +371,6 @@ static void usage_finish(struct usage_req *u)
 		relay_complete(r);
 	}
 	free(u->uj.receipt);
-	EVP_MD_CTX_free(u->ed_vctx);
 	veil_wipe(u, sizeof(*u));
 	free(u);
 }
@@ -401,6 +396,17 @@ static bool check_inline(struct gw *g)
 		g->inline_n = 0;
 	}
 	return g->inline_n++ < INLINE_PER_MS;
+}
+
+/* The node's attested address as its receipts spell it ("0x" + EIP-55
+ * hex), formatted once per key rather than per receipt (a Keccak). */
+static const char *node_eth_text(struct gw_node *n)
+{
+	if (!n->eth_text[0] || memcmp(n->eth_text_of, n->keys.eth_address, 20)) {
+		veil_eth_address_format(n->keys.eth_address, n->eth_text);
+		memcpy(n->eth_text_of, n->keys.eth_address, 20);
+	}
+	return n->eth_text;
 }
 
 /* Hands the receipt to the CPU worker; the answer completes in usage_done.
@@ -430,6 +436,7 @@ static void settle(struct gw_relay *r, const uint8_t resp_sha[32])
 	memcpy(u->req_sha, r->req_sha, 32);
 	memcpy(u->resp_sha, resp_sha, 32);
 	snprintf(u->expect_model, sizeof(u->expect_model), "%s", r->node->model);
+	memcpy(u->eth_text, node_eth_text(r->node), sizeof(u->eth_text));
 	snprintf(u->uj.model, sizeof(u->uj.model), "%s", r->node->model);
 	snprintf(u->uj.node_id, sizeof(u->uj.node_id), "%s", r->node->id);
 	u->uj.u.key_id = r->key.id;
@@ -438,14 +445,12 @@ static void settle(struct gw_relay *r, const uint8_t resp_sha[32])
 	u->t0_ns = veil_now_ns();
 	if (r->key.limits.tokens_per_min > 0)
 		u->uj.charge_tokens = -1; /* set from the receipt below */
-	if (!u->full_check)
-		u->ed_vctx = node_ed_vctx(r->node);
 	r->usage = u;
 	if (check_inline(g)) {
 		receipt_check(u);
 		if (u->receipt_ok) {
 			u->uj.job.run = NULL; /* a usage record */
-			if (gw_worker_submit(g->writer, &u->uj.job) == 0)
+			if (gw_worker_submit_pass(g->writer, &u->uj.job) == 0)
 				return;
 			u->uj.job.rc = VEIL_EBUSY;
 		}
@@ -459,7 +464,6 @@ static void settle(struct gw_relay *r, const uint8_t resp_sha[32])
 		atomic_fetch_sub(&g->cpu_pending, 1);
 		r->usage = NULL;
 		free(u->uj.receipt);
-		EVP_MD_CTX_free(u->ed_vctx);
 		free(u);
 		goto fail;
 	}

@@ -22,6 +22,14 @@
  *  - the request is written straight from the caller's bytes (head + body);
  *    the answer is parsed as it arrives (gw_resp_step, parse.c) and handed
  *    on in place: the caller's on_data sees spans of the read buffer;
+ *  - the sockets are driven here (non-blocking OpenSSL on the fd, not a
+ *    bufferevent, which waited for writability before every write and
+ *    toggled its epoll watch around it, and read each TLS record with two
+ *    read(2)s): a request on a kept-alive connection is written at once,
+ *    the answer read with TLS read-ahead into one loop-wide buffer until
+ *    OpenSSL wants the socket again — one write, usually one read, no
+ *    epoll change.  Bytes a paused caller has not taken wait in a small
+ *    per-connection copy;
  *  - a request on a reused connection that the node had closed meanwhile
  *    (EOF or reset before any byte of the answer) is sent once more on a
  *    fresh connection, as curl and nginx do; every other failure is the
@@ -39,9 +47,6 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -54,12 +59,23 @@
 #define UP_IDLE_MS 25000    /* below a veil-node's default idle timeout (30 s) */
 #define UP_HEAD_MAX 4096    /* our request head */
 #define UP_BODY_INLINE 16384 /* bodies sent in one piece with the head */
+#define UP_READ_BUF 65536   /* the loop's read buffer (shared by every connection) */
+
+enum conn_st {
+	CONN_CONNECTING,   /* TCP connect in progress (waits for writability) */
+	CONN_HANDSHAKE,    /* TLS handshake */
+	CONN_OPEN,
+};
 
 struct gw_up_conn {
 	struct gw_up_conn *prev, *next; /* the node's idle list */
 	struct gw *g;
 	struct gw_node *node;         /* set while idle (the node frees idle conns) */
-	struct bufferevent *bev;
+	int fd;
+	SSL *ssl;                     /* NULL for http:// nodes */
+	struct event *rev, *wev;      /* the socket's read and write watches */
+	bool rd_on, wr_on;            /* added (a change costs an epoll_ctl) */
+	enum conn_st st;
 	struct gw_up_call *call;      /* the request on it; NULL when idle */
 	char url[VEIL_STORE_URL_MAX + 1]; /* made for this node URL ... */
 	bool https;
@@ -68,6 +84,13 @@ struct gw_up_conn {
 	bool pin_failed;              /* the handshake met another key */
 	bool eof;                     /* closed, or broken (err set) */
 	int err;                      /* VEIL_E* of a broken connection */
+	bool tls_want_read;           /* SSL_write / handshake waits for readability */
+	/* the request's bytes still to write (the call's head, then its body) */
+	const uint8_t *out[2];
+	size_t out_len[2];
+	/* answer bytes read but not yet taken (the caller paused mid-read) */
+	uint8_t *left;
+	size_t left_len, left_off;
 };
 
 struct gw_up_call {
@@ -94,6 +117,7 @@ struct gw_up_call {
 };
 
 static int conn_ex_idx = -1;
+static uint8_t read_buf[UP_READ_BUF]; /* loop thread only */
 
 /* ---- connections ----------------------------------------------------------- */
 
@@ -119,14 +143,18 @@ static void conn_free(struct gw_up_conn *c)
 	if (!c)
 		return;
 	idle_unlink(c);
-	if (c->bev) {
-		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-
+	if (c->rev)
+		event_free(c->rev);
+	if (c->wev)
+		event_free(c->wev);
+	if (c->ssl) {
 		/* no close_notify wait: the connection is done with */
-		if (ssl)
-			SSL_set_shutdown(ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-		bufferevent_free(c->bev);
+		SSL_set_shutdown(c->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		SSL_free(c->ssl);
 	}
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->left);
 	free(c);
 }
 
@@ -134,6 +162,28 @@ void gw_up_node_flush(struct gw_node *n)
 {
 	while (n->up_idle)
 		conn_free(n->up_idle);
+}
+
+/* The socket's watches: an epoll change only when one changes, so that a
+ * request on a kept-alive connection that is written at once and read as
+ * it comes costs none.  (An idle connection's read watch carries its idle
+ * timeout; taking it from the pool removes just the timer.) */
+static void conn_watch(struct gw_up_conn *c, bool rd, bool wr)
+{
+	if (rd != c->rd_on) {
+		if (rd)
+			event_add(c->rev, NULL);
+		else
+			event_del(c->rev);
+		c->rd_on = rd;
+	}
+	if (wr != c->wr_on) {
+		if (wr)
+			event_add(c->wev, NULL);
+		else
+			event_del(c->wev);
+		c->wr_on = wr;
+	}
 }
 
 /* The pin check, in the handshake: replaces chain verification. */
@@ -170,7 +220,11 @@ int gw_up_init(struct gw *g)
 					 SSL_OP_NO_TICKET);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	/* thousands of idle streams: no 34 KiB of buffers each while quiet */
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE);
+	/* one read(2) takes every record that has arrived, not a 5-byte
+	 * header and then the record (the read loop below runs SSL_read
+	 * until it wants more, so nothing stays buffered unseen) */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	SSL_CTX_set_cert_verify_callback(ctx, verify_cb, NULL);
 	g->up_ctx = ctx;
@@ -179,8 +233,10 @@ int gw_up_init(struct gw *g)
 
 /* ---- calls ------------------------------------------------------------------- */
 
-static void call_process(struct gw_up_call *call);
+static bool call_process(struct gw_up_call *call, const uint8_t *p, size_t n);
+static void conn_cb(evutil_socket_t fd, short what, void *arg);
 static int conn_open(struct gw_up_call *call);
+static void conn_io(struct gw_up_conn *c, short what);
 
 static void call_free(struct gw_up_call *call)
 {
@@ -260,16 +316,20 @@ static void call_complete(struct gw_up_call *call)
 
 	call->c = NULL;
 	c->call = NULL;
-	/* reusable: the node keeps it open, nothing unread, and all of the
-	 * request went out (a node may answer before reading all of it) */
-	if (call->resp.keep_alive && !c->eof &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0 &&
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 && !n->removed &&
-	    n->up_nidle < UP_IDLE_MAX) {
+	/* reusable: the node keeps it open, nothing unread (here or inside
+	 * TLS), and all of the request went out (a node may answer before
+	 * reading all of it) */
+	if (call->resp.keep_alive && !c->eof && !c->left &&
+	    (!c->ssl || !SSL_has_pending(c->ssl)) && !c->out_len[0] && !c->out_len[1] &&
+	    !n->removed && n->up_nidle < UP_IDLE_MAX) {
 		struct timeval tv = {UP_IDLE_MS / 1000, (UP_IDLE_MS % 1000) * 1000};
 
-		bufferevent_set_timeouts(c->bev, &tv, NULL);
-		bufferevent_enable(c->bev, EV_READ);
+		free(c->left);
+		c->left = NULL;
+		c->left_len = c->left_off = 0;
+		/* idle: a byte, a close or UP_IDLE_MS of quiet ends it */
+		conn_watch(c, true, false);
+		event_add(c->rev, &tv);
 		c->node = n;
 		c->prev = NULL;
 		c->next = n->up_idle;
@@ -318,36 +378,40 @@ static void call_on_eof(struct gw_up_call *call)
 						    : "the connection closed before an answer"));
 }
 
-/* Hands over what the read buffer holds, as far as the caller takes it. */
-static void call_process(struct gw_up_call *call)
+/* Hands answer bytes p[0..n) over, as far as the caller takes them (a
+ * pause keeps the rest in c->left); then settles the call if it is over:
+ * complete, failed, cancelled, or its connection ended.  true: the call
+ * goes on, on this connection; false: the call is over and freed, and the
+ * connection may be gone (pooled, freed). */
+static bool call_process(struct gw_up_call *call, const uint8_t *p, size_t n)
 {
 	struct gw_up_conn *c = call->c;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t off = 0;
 	int rc = 0;
 
 	call->in_cb = true;
-	while (!call->paused && !call->dead && call->resp.st != GW_RESP_DONE) {
-		struct evbuffer_iovec v;
+	while (off < n && !call->paused && !call->dead && call->resp.st != GW_RESP_DONE) {
 		size_t used, data;
 
-		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
-			break;
-		if ((rc = gw_resp_step(&call->resp, v.iov_base, v.iov_len, &used, &data)) < 0)
+		if ((rc = gw_resp_step(&call->resp, p + off, n - off, &used, &data)) < 0)
 			break;
 		if (!call->got_bytes) {
-			/* answered: never sent again, the copy can go */
+			/* answered: never sent again, the copy can go (unless a
+			 * node answering early left some of it unwritten) */
 			call->got_bytes = true;
-			free(call->head);
-			call->head = NULL;
+			if (!c->out_len[0]) {
+				free(call->head);
+				call->head = NULL;
+			}
 		}
 		if (data) {
 			if (call->rq.on_data)
-				rc = call->rq.on_data(call->rq.arg, call, v.iov_base, data);
-			else if (veil_buf_append(&call->body, v.iov_base, data) < 0)
+				rc = call->rq.on_data(call->rq.arg, call, p + off, data);
+			else if (veil_buf_append(&call->body, p + off, data) < 0)
 				rc = veil_errf(VEIL_ERANGE, "node answer: body over %zu bytes",
 					       call->body.max);
 		}
-		evbuffer_drain(in, used);
+		off += used;
 		if (rc < 0)
 			break;
 		if (call->resp.head_done && !call->head_seen) {
@@ -363,75 +427,248 @@ static void call_process(struct gw_up_call *call)
 		conn_free(c);
 		call->c = NULL;
 		call_free(call);
-		return;
+		return false;
 	}
 	if (rc < 0) {
 		call_fail(call, rc);
-		return;
+		return false;
+	}
+	if (off < n) {
+		/* paused, or bytes past the answer's end (the connection is
+		 * then not reused): kept until resumed or freed */
+		if (!c->left || p != c->left + c->left_off) {
+			uint8_t *k = malloc(n - off);
+
+			if (!k) {
+				call_fail(call, VEIL_ENOMEM);
+				return false;
+			}
+			memcpy(k, p + off, n - off);
+			free(c->left);
+			c->left = k;
+			c->left_len = n - off;
+			c->left_off = 0;
+		} else {
+			c->left_off += off;
+		}
+	} else if (c->left && p == c->left + c->left_off) {
+		free(c->left);
+		c->left = NULL;
+		c->left_len = c->left_off = 0;
 	}
 	if (call->resp.st == GW_RESP_DONE) {
 		call_complete(call);
-		return;
+		return false;
 	}
-	if (c->eof && !call->paused && evbuffer_get_length(in) == 0)
+	if (c->eof && !call->paused && !c->left) {
 		call_on_eof(call);
+		return false;
+	}
+	return true;
 }
 
-static void conn_read_cb(struct bufferevent *bev, void *arg)
+/* TLS / socket failures as the callers knew them: a refused pin or another
+ * TLS failure is VEIL_EBADMSG, the connection's own VEIL_EIO. */
+static void conn_broke(struct gw_up_conn *c, bool tls)
 {
-	struct gw_up_conn *c = arg;
-
-	(void)bev;
-	if (c->call)
-		call_process(c->call);
-	else
-		conn_free(c); /* bytes on an idle connection: not ours to read */
+	c->eof = true;
+	c->err = c->pin_failed || tls ? VEIL_EBADMSG : VEIL_EIO;
+	ERR_clear_error();
 }
 
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+/* Writes what is left of the request; 0 (done or would block: c->interest
+ * says) or -1 (the connection broke). */
+static int conn_flush(struct gw_up_conn *c)
 {
-	struct gw_up_conn *c = arg;
+	while (c->out_len[0] || c->out_len[1]) {
+		int i = c->out_len[0] ? 0 : 1;
+		size_t len = VEIL_MIN(c->out_len[i], (size_t)INT32_MAX);
+		ssize_t w;
+
+		if (c->ssl) {
+			int k = SSL_write(c->ssl, c->out[i], (int)len);
+
+			if (k <= 0) {
+				int e = SSL_get_error(c->ssl, k);
+
+				c->tls_want_read = e == SSL_ERROR_WANT_READ;
+				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+					return 0;
+				conn_broke(c, e == SSL_ERROR_SSL);
+				return -1;
+			}
+			w = k;
+		} else {
+			w = send(c->fd, c->out[i], len, MSG_NOSIGNAL);
+			if (w < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+					return 0;
+				conn_broke(c, false);
+				return -1;
+			}
+		}
+		c->out[i] += w;
+		c->out_len[i] -= (size_t)w;
+	}
+	c->tls_want_read = false;
+	return 0;
+}
+
+/* Reads every byte there is (TLS: until SSL_read wants the socket again,
+ * so nothing waits inside OpenSSL unseen) and hands it to the call.  true:
+ * the call goes on on c (paused, or waiting for more). */
+static bool conn_read(struct gw_up_conn *c)
+{
 	struct gw_up_call *call = c->call;
 
-	(void)bev;
-	if (what & BEV_EVENT_CONNECTED) {
-		c->connected = true;
-		if (call) {
-			/* from here the whole-answer deadline */
-			uint64_t spent = (veil_now_ns() - call->start_ns) / 1000000;
-			unsigned t = call->rq.timeout_ms;
+	while (!call->paused) {
+		ssize_t n;
 
-			set_deadline(call, spent < t ? (unsigned)(t - spent) : 1);
+		if (c->left) {
+			if (!call_process(call, c->left + c->left_off, c->left_len - c->left_off))
+				return false;
+			continue;
 		}
-		return;
-	}
-	if (!call) {
-		conn_free(c); /* an idle connection closed, broke or timed out */
-		return;
-	}
-	c->eof = true;
-	if (what & BEV_EVENT_ERROR) {
-		/* a refused pin, or another TLS failure (as curl reported them),
-		 * else the connection's own */
-		bool tls_error = false;
+		if (c->eof)
+			return call_process(call, read_buf, 0);
+		if (c->ssl) {
+			int k = SSL_read(c->ssl, read_buf, (int)sizeof(read_buf));
 
-		while (bufferevent_get_openssl_error(c->bev))
-			tls_error = true;
-		c->err = c->pin_failed || tls_error ? VEIL_EBADMSG : VEIL_EIO;
-		ERR_clear_error();
+			if (k <= 0) {
+				int e = SSL_get_error(c->ssl, k);
+
+				if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+					return true;
+				if (e == SSL_ERROR_ZERO_RETURN ||
+				    (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
+					/* closed, with or without close_notify (a
+					 * dirty shutdown is allowed, as before) */
+					c->eof = true;
+					ERR_clear_error();
+				} else {
+					conn_broke(c, e == SSL_ERROR_SSL);
+				}
+				continue;
+			}
+			n = k;
+		} else {
+			n = recv(c->fd, read_buf, sizeof(read_buf), 0);
+			if (n < 0) {
+				if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+					return true;
+				conn_broke(c, false);
+				continue;
+			}
+			if (n == 0) {
+				c->eof = true;
+				continue;
+			}
+		}
+		if (!call_process(call, read_buf, (size_t)n))
+			return false;
 	}
-	call_process(call);
+	return true;
 }
 
-/* Writes the request to the call's connection. */
+/* The request's deadline runs from the moment the connection is up. */
+static void conn_up(struct gw_up_conn *c)
+{
+	struct gw_up_call *call = c->call;
+
+	c->st = CONN_OPEN;
+	c->connected = true;
+	if (call) {
+		uint64_t spent = (veil_now_ns() - call->start_ns) / 1000000;
+		unsigned t = call->rq.timeout_ms;
+
+		set_deadline(call, spent < t ? (unsigned)(t - spent) : 1);
+	}
+}
+
+/* Every event of a connection: connect, handshake, write, read; a busy
+ * connection then waits for what it needs, an idle one for anything (which
+ * ends it). */
+static void conn_io(struct gw_up_conn *c, short what)
+{
+	struct gw_up_call *call = c->call;
+
+	if (!call) {
+		conn_free(c); /* idle: bytes, a close, or its idle time is up */
+		return;
+	}
+	if (c->st == CONN_CONNECTING) {
+		int err = 0;
+		socklen_t el = sizeof(err);
+
+		if (!(what & EV_WRITE))
+			return;
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err) {
+			conn_broke(c, false);
+			call_process(call, read_buf, 0);
+			return;
+		}
+		if (c->ssl)
+			c->st = CONN_HANDSHAKE;
+		else
+			conn_up(c);
+	}
+	if (c->st == CONN_HANDSHAKE) {
+		int k = SSL_connect(c->ssl);
+
+		if (k != 1) {
+			int e = SSL_get_error(c->ssl, k);
+
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+				conn_watch(c, e == SSL_ERROR_WANT_READ, e == SSL_ERROR_WANT_WRITE);
+				return;
+			}
+			conn_broke(c, true);
+			call_process(call, read_buf, 0);
+			return;
+		}
+		conn_up(c);
+	}
+	if (conn_flush(c) < 0) {
+		call_process(call, read_buf, 0);
+		return;
+	}
+	if (!conn_read(c))
+		return; /* the call is over (the connection pooled or gone) */
+	/* wait for: writability while the request is not all out (or the
+	 * readability TLS wants for its write), readability unless paused */
+	conn_watch(c, !c->eof && (!call->paused || c->tls_want_read),
+		   !c->eof && (c->out_len[0] || c->out_len[1]) && !c->tls_want_read);
+}
+
+static void conn_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	conn_io(arg, what);
+}
+
+/* Queues the request on the call's connection and writes what it can now
+ * (an open connection: at once, no wait for writability). */
 static int conn_send(struct gw_up_call *call)
 {
-	struct evbuffer *out = bufferevent_get_output(call->c->bev);
+	struct gw_up_conn *c = call->c;
 
-	if (evbuffer_add(out, call->head, call->head_len) < 0 ||
-	    (!call->body_in_head && call->rq.body_len &&
-	     evbuffer_add(out, call->rq.body, call->rq.body_len) < 0))
-		return VEIL_ENOMEM;
+	c->out[0] = (const uint8_t *)call->head;
+	c->out_len[0] = call->head_len;
+	c->out[1] = call->rq.body;
+	c->out_len[1] = call->body_in_head ? 0 : call->rq.body_len;
+	c->tls_want_read = false;
+	if (c->st != CONN_OPEN) {
+		conn_watch(c, false, true); /* the connect completes first */
+		return 0;
+	}
+	if (conn_flush(c) < 0 || c->out_len[0] || c->out_len[1] || c->tls_want_read) {
+		/* the rest (or the failure) from the loop, not inside the
+		 * caller's start */
+		conn_watch(c, true, true);
+		event_active(c->wev, EV_WRITE, 1);
+		return 0;
+	}
+	conn_watch(c, true, false);
 	return 0;
 }
 
@@ -515,55 +752,28 @@ static int conn_connect(struct gw_up_call *call, const struct sockaddr *sa, sock
 {
 	struct gw *g = call->g;
 	struct gw_up_conn *c = call->c;
-	const int opts = BEV_OPT_CLOSE_ON_FREE;
 	struct in6_addr a6;
-	int one = 1, fd;
+	int one = 1;
 
-	if (!c->https) {
-		if (!(c->bev = bufferevent_socket_new(g->base, -1, opts)))
+	c->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return veil_errf(VEIL_EIO, "node %s: socket: errno %d", call->node->id, errno);
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, sa, len) < 0 && errno != EINPROGRESS)
+		return veil_errf(VEIL_EIO, "node %s: connect: errno %d", call->node->id, errno);
+	if (c->https) {
+		if (!(c->ssl = SSL_new(g->up_ctx)) || SSL_set_fd(c->ssl, c->fd) != 1)
 			return VEIL_ENOMEM;
-		bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-		if (bufferevent_socket_connect(c->bev, sa, (int)len) < 0)
-			return veil_errf(VEIL_EIO, "node %s: connect failed", call->node->id);
-		fd = bufferevent_getfd(c->bev);
-		if (fd >= 0)
-			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	} else {
-		SSL *ssl;
-
-		fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd < 0)
-			return veil_errf(VEIL_EIO, "node %s: socket: errno %d", call->node->id,
-					 errno);
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
-			int e = errno;
-
-			close(fd);
-			return veil_errf(VEIL_EIO, "node %s: connect: errno %d", call->node->id,
-					 e);
-		}
-		if (!(ssl = SSL_new(g->up_ctx))) {
-			close(fd);
-			return VEIL_ENOMEM;
-		}
-		SSL_set_ex_data(ssl, conn_ex_idx, c);
+		SSL_set_ex_data(c->ssl, conn_ex_idx, c);
 		/* SNI for a host name (never for an address literal) */
 		if (inet_pton(AF_INET, host, &a6) != 1 && inet_pton(AF_INET6, host, &a6) != 1)
-			SSL_set_tlsext_host_name(ssl, host);
-		/* the handshake waits for the TCP connection (writable) */
-		c->bev = bufferevent_openssl_socket_new(g->base, fd, ssl,
-							BUFFEREVENT_SSL_CONNECTING, opts);
-		if (!c->bev) {
-			SSL_free(ssl);
-			close(fd);
-			return VEIL_ENOMEM;
-		}
-		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-		bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+			SSL_set_tlsext_host_name(c->ssl, host);
+		SSL_set_connect_state(c->ssl);
 	}
+	if (!(c->rev = event_new(g->base, c->fd, EV_READ | EV_PERSIST, conn_cb, c)) ||
+	    !(c->wev = event_new(g->base, c->fd, EV_WRITE | EV_PERSIST, conn_cb, c)))
+		return VEIL_ENOMEM;
+	c->st = CONN_CONNECTING;
 	return conn_send(call);
 }
 
@@ -605,6 +815,7 @@ static int conn_open(struct gw_up_call *call)
 
 	if (!c)
 		return VEIL_ENOMEM;
+	c->fd = -1;
 	c->g = g;
 	c->call = call;
 	c->https = n->https;
@@ -662,7 +873,7 @@ static struct gw_up_conn *pool_take(struct gw_node *n)
 		idle_unlink(c);
 		if (c->https == n->https && !strcmp(c->url, n->url) &&
 		    (!c->https || !CRYPTO_memcmp(c->pin, n->spki, 32)) && !c->eof &&
-		    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+		    !c->left && (!c->ssl || !SSL_has_pending(c->ssl)))
 			return c;
 		conn_free(c);
 	}
@@ -701,7 +912,9 @@ int gw_up_start(struct gw *g, struct gw_node *n, const struct gw_up_request *rq,
 	if ((call->c = pool_take(n)) != NULL) {
 		call->c->call = call;
 		call->reused = true;
-		bufferevent_set_timeouts(call->c->bev, NULL, NULL);
+		/* no idle timeout any more (the read watch stays): the call's
+		 * deadline rules */
+		event_remove_timer(call->c->rev);
 		set_deadline(call, rq->timeout_ms ? rq->timeout_ms : 60000);
 		rc = conn_send(call);
 	} else {
@@ -724,8 +937,9 @@ void gw_up_pause(struct gw_up_call *call)
 {
 	if (call && !call->paused) {
 		call->paused = true;
-		if (call->c && call->c->bev)
-			bufferevent_disable(call->c->bev, EV_READ);
+		/* inside the read loop, the watches are set when it returns */
+		if (call->c && call->c->rev && !call->in_cb && !call->c->tls_want_read)
+			conn_watch(call->c, false, call->c->wr_on);
 	}
 }
 
@@ -734,12 +948,11 @@ void gw_up_resume(struct gw_up_call *call)
 	if (!call || !call->paused)
 		return;
 	call->paused = false;
-	if (call->c && call->c->bev) {
-		bufferevent_enable(call->c->bev, EV_READ);
-		/* what was read before the pause is handed over from the loop
-		 * (not inside the caller's drain callback) */
-		bufferevent_trigger(call->c->bev, EV_READ,
-				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	if (call->c && call->c->rev && call->c->st == CONN_OPEN) {
+		conn_watch(call->c, true, call->c->wr_on);
+		/* what was read before the pause (here, or inside TLS) is handed
+		 * over from the loop (not inside the caller's drain callback) */
+		event_active(call->c->rev, EV_READ, 1);
 	}
 }
 

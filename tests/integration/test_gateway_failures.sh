@@ -1,0 +1,301 @@
+#!/usr/bin/env bash
+# veil-gateway failure paths, with real processes on 127.0.0.1: one
+# veil-node (--plain-http, --tee sim), a relay between the gateway and the
+# node (python3, stdlib: it passes everything through, or flips one hex
+# digit of a receipt's Ed25519 signature, or re-spells a receipt with white
+# space), and two gateways on SQLite stores.
+#
+#  1. A receipt that fails its checks (docs/gateway.md, "Usage, receipts"):
+#     the answer is delivered all the same (plain and streamed; the stream
+#     ends with [DONE]), not billed (GET /v1/usage unchanged), and counted
+#     (veil_gateway_receipts_failed_total); a valid receipt in another JSON
+#     spelling (the full parser's path, not the canonical fast path) is
+#     billed.
+#  2. The store fails: the gateway's file-size limit (RLIMIT_FSIZE, set on
+#     the running process with prlimit, SIGXFSZ ignored) is lowered to the
+#     size its SQLite WAL has, so the next commit cannot write (EFBIG, a
+#     disk-full for SQLite): a plain answer is withheld with 503
+#     `usage_store_unavailable`, a stream ends with an error event of that
+#     code and no [DONE]; once the limit is lifted, answers are billed again.
+# Env: VEIL_BIN (dir with veil-node and veil-gateway), VEIL_SHARED (../shared).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+VEIL_BIN="${VEIL_BIN:-build/bin}"
+VEIL_SHARED="${VEIL_SHARED:-../shared}"
+NODE_BIN="$VEIL_BIN/veil-node"
+GW_BIN="$VEIL_BIN/veil-gateway"
+MODEL="$VEIL_SHARED/models/stories260K.gguf"
+fails=0
+ok() { echo "ok - $1"; }
+notok() { echo "not ok - $1"; fails=$((fails + 1)); }
+skip() { echo "ok - $1 # SKIP $2"; }
+check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
+
+if [ ! -x "$NODE_BIN" ] || [ ! -x "$GW_BIN" ]; then
+	notok "gateway failures: $NODE_BIN or $GW_BIN not built"
+	exit 1
+fi
+if [ ! -f "$MODEL" ]; then
+	skip "gateway failures" "$MODEL missing (set VEIL_SHARED)"
+	exit 0
+fi
+if ! command -v python3 >/dev/null 2>&1 || ! command -v prlimit >/dev/null 2>&1; then
+	notok "gateway failures: python3 and prlimit (util-linux) are needed"
+	exit 1
+fi
+
+tmp="$(mktemp -d)"
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# start NAME LOGFILE CMD... : runs CMD in the background; sets PID and PORT
+# from its `listening on http(s)://127.0.0.1:PORT` line.
+start() {
+	local name="$1" log="$2"; shift 2
+	"$@" >"$log" 2>&1 &
+	PID=$!
+	pids+=("$PID")
+	PORT=""
+	for _ in $(seq 1 200); do
+		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$log" | tail -1 | sed 's/.*://')"
+		[ -n "$PORT" ] && return 0
+		kill -0 "$PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "# $name did not start:"; tail -5 "$log" | sed 's/^/#   /'
+	return 1
+}
+
+BODY='{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"max_tokens":2}'
+SBODY='{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"stream":true}'
+
+# post URL KEY BODY OUTPREFIX : the answer's status on stdout, head and
+# body in OUTPREFIX.h / OUTPREFIX.b
+post() {
+	curl -s -m 20 -D "$4.h" -o "$4.b" -w '%{http_code}' -H "Authorization: Bearer $2" \
+		-H 'Content-Type: application/json' -d "$3" "$1/v1/chat/completions"
+}
+
+# ready URL KEY : a request through the gateway answers 200 (node verified)
+ready() {
+	for _ in $(seq 1 150); do
+		[ "$(post "$1" "$2" "$BODY" "$tmp/ready")" = 200 ] && return 0
+		sleep 0.2
+	done
+	return 1
+}
+
+# requests URL KEY : the key's billed requests (GET /v1/usage)
+requests() {
+	curl -s -m 10 -H "Authorization: Bearer $2" "$1/v1/usage" |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])' 2>/dev/null
+}
+
+# metric URL NAME : a counter of GET /metrics (0 when absent)
+metric() {
+	local v
+	v="$(curl -s -m 10 "$1/metrics" | awk -v n="$2" '$1 == n {print $2}')"
+	echo "${v:-0}"
+}
+
+# ---- the node and the relay --------------------------------------------------------
+if ! start node "$tmp/node.log" "$NODE_BIN" --listen 127.0.0.1:0 --plain-http --tee sim \
+	--model "$MODEL" --allow-plaintext --threads 1; then
+	notok "veil-node starts"
+	exit 1
+fi
+NODE_PORT=$PORT
+
+cat >"$tmp/relay.py" <<'EOF'
+# HTTP/1.1 relay gateway -> node.  The file named by argv[2] says what it
+# does to receipts: "pass", "flip" (one hex digit of signature_ed25519
+# changed, in the X-Veil-Receipt header or in a stream's receipt event) or
+# "respace" (the header's receipt re-written with indentation: the same
+# JSON and the same signed payload string, another spelling).
+import base64, http.client, http.server, json, sys
+
+NODE_PORT, MODE_FILE = int(sys.argv[1]), sys.argv[2]
+HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
+
+
+def flip(text):
+    k = text.find('"signature_ed25519":"')
+    if k < 0:
+        return text
+    i = k + len('"signature_ed25519":"')
+    return text[:i] + ("1" if text[i] == "0" else "0") + text[i + 1:]
+
+
+def b64d(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)).decode()
+
+
+def b64e(t):
+    return base64.urlsafe_b64encode(t.encode()).decode().rstrip("=")
+
+
+class Relay(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *a):
+        pass
+
+    def relay(self):
+        mode = open(MODE_FILE).read().strip()
+        n = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(n) if n else None
+        hdrs = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+        c = http.client.HTTPConnection("127.0.0.1", NODE_PORT, timeout=30)
+        c.request(self.command, self.path, body=body, headers=hdrs)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        out = []
+        for k, v in r.getheaders():
+            if k.lower() in HOP:
+                continue
+            if k.lower() == "x-veil-receipt" and mode == "flip":
+                v = b64e(flip(b64d(v)))
+            elif k.lower() == "x-veil-receipt" and mode == "respace":
+                v = b64e(json.dumps(json.loads(b64d(v)), indent=1))
+            out.append((k, v))
+        if mode == "flip" and b"veil.receipt" in data:
+            data = flip(data.decode()).encode()
+        self.send_response(r.status)
+        for k, v in out:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = relay
+    do_POST = relay
+
+
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Relay)
+print("listening on http://127.0.0.1:%d" % s.server_address[1], flush=True)
+s.serve_forever()
+EOF
+MODE="$tmp/mode"
+echo pass >"$MODE"
+if ! start relay "$tmp/relay.log" python3 "$tmp/relay.py" "$NODE_PORT" "$MODE"; then
+	notok "the relay starts"
+	exit 1
+fi
+printf '[{"url":"http://127.0.0.1:%s","model":"stories260K"}]\n' "$PORT" >"$tmp/nodes.json"
+
+# ---- 1. receipts that fail their checks ------------------------------------------------
+DB1="sqlite:$tmp/gw1.db"
+KEY1="$("$GW_BIN" keys create --db "$DB1" --name failures 2>"$tmp/keys1.err" | tail -n 1)"
+if ! start gateway "$tmp/gw1.log" "$GW_BIN" --listen 127.0.0.1:0 --db "$DB1" \
+	--nodes "$tmp/nodes.json" --allow-sim --plain-http; then
+	notok "veil-gateway starts"
+	exit 1
+fi
+GW1="http://127.0.0.1:$PORT"
+if ! ready "$GW1" "$KEY1"; then
+	notok "the gateway answers through the relay once its node is verified"
+	tail -5 "$tmp/gw1.log" | sed 's/^/#   /'
+	exit 1
+fi
+ok "the gateway answers through the relay once its node is verified"
+sleep 0.3
+r0="$(requests "$GW1" "$KEY1")"
+f0="$(metric "$GW1" veil_gateway_receipts_failed_total)"
+check "a receipt that verifies is billed (GET /v1/usage counts the answers)" \
+	test "${r0:-0}" -ge 1
+
+echo flip >"$MODE"
+code="$(post "$GW1" "$KEY1" "$BODY" "$tmp/flip")"
+check "a plain answer whose receipt signature was altered is still delivered (200)" \
+	test "$code" = 200
+check "... whole (a chat completion with its finish_reason)" \
+	grep -q '"finish_reason"' "$tmp/flip.b"
+check "... with the (altered) receipt header passed on for the client to judge" \
+	grep -qi '^X-Veil-Receipt:' "$tmp/flip.h"
+sleep 0.3
+check "... not billed (GET /v1/usage unchanged)" test "$(requests "$GW1" "$KEY1")" = "$r0"
+check "... and counted in veil_gateway_receipts_failed_total" \
+	test "$(metric "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 1))
+check "... and logged as refused, without content" \
+	grep -q 'receipt from node .* refused' "$tmp/gw1.log"
+grep -m1 'receipt from node .* refused' "$tmp/gw1.log" | sed 's/^/#   /'
+
+code="$(post "$GW1" "$KEY1" "$SBODY" "$tmp/sflip")"
+check "a stream whose receipt event's signature was altered is delivered (200)" \
+	test "$code" = 200
+check "... to its end: [DONE], no error event" \
+	bash -c 'grep -q "^data: \[DONE\]" "$0" && ! grep -q "^event: error" "$0"' "$tmp/sflip.b"
+sleep 0.3
+check "... not billed" test "$(requests "$GW1" "$KEY1")" = "$r0"
+check "... and counted" \
+	test "$(metric "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 2))
+
+echo respace >"$MODE"
+code="$(post "$GW1" "$KEY1" "$BODY" "$tmp/respace")"
+sleep 0.3
+check "a valid receipt spelled with white space (the full parser's path) is billed" \
+	bash -c '[ "$0" = 200 ] && [ "$1" = $(($2 + 1)) ]' "$code" \
+	"$(requests "$GW1" "$KEY1")" "$r0"
+check "... and not counted as failed" \
+	test "$(metric "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 2))
+echo pass >"$MODE"
+
+# ---- 2. the store fails ------------------------------------------------------------------
+# SIGXFSZ ignored (inherited through exec), so that a write over the limit
+# fails with EFBIG instead of killing the process.
+DB2="sqlite:$tmp/gw2.db"
+KEY2="$("$GW_BIN" keys create --db "$DB2" --name store 2>"$tmp/keys2.err" | tail -n 1)"
+if ! start gateway2 "$tmp/gw2.log" bash -c 'trap "" XFSZ; exec "$@"' gw "$GW_BIN" \
+	--listen 127.0.0.1:0 --db "$DB2" --nodes "$tmp/nodes.json" --allow-sim --plain-http; then
+	notok "a second veil-gateway starts"
+	exit 1
+fi
+GW2_PID=$PID
+GW2="http://127.0.0.1:$PORT"
+if ! ready "$GW2" "$KEY2"; then
+	notok "the second gateway answers"
+	exit 1
+fi
+sleep 0.5
+r2="$(requests "$GW2" "$KEY2")"
+u2="$(metric "$GW2" veil_gateway_usage_failed_total)"
+wal="$(stat -c %s "$tmp/gw2.db-wal" 2>/dev/null)"
+if [ -z "$wal" ] || [ "$wal" -lt 4096 ]; then
+	notok "the store keeps a WAL file (sqlite, journal_mode=WAL)"
+	exit 1
+fi
+# the soft limit only (the hard one stays: it can be raised again)
+prlimit --pid "$GW2_PID" --fsize="$wal": || notok "prlimit --fsize on the gateway"
+
+code="$(post "$GW2" "$KEY2" "$BODY" "$tmp/st")"
+check "store failing: a plain answer is withheld with 503" test "$code" = 503
+check "... code usage_store_unavailable, in OpenAI's error shape" \
+	python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; sys.exit(0 if e["code"] == "usage_store_unavailable" and e["message"] else 1)' "$tmp/st.b"
+check "... and none of the answer's content is in it" \
+	bash -c '! grep -q "finish_reason\|choices" "$0"' "$tmp/st.b"
+
+code="$(post "$GW2" "$KEY2" "$SBODY" "$tmp/sst")"
+check "store failing: a stream ends with an error event of code usage_store_unavailable" \
+	bash -c '[ "$0" = 200 ] && grep -q "^event: error" "$1" && grep -q usage_store_unavailable "$1"' \
+	"$code" "$tmp/sst.b"
+check "... and no [DONE]" bash -c '! grep -q "\[DONE\]" "$0"' "$tmp/sst.b"
+check "... both counted in veil_gateway_usage_failed_total" \
+	test "$(metric "$GW2" veil_gateway_usage_failed_total)" = $((u2 + 2))
+check "... and logged" grep -q 'usage record not stored' "$tmp/gw2.log"
+
+prlimit --pid "$GW2_PID" --fsize=unlimited: 2>/dev/null ||
+	prlimit --pid "$GW2_PID" --fsize="$(prlimit --pid "$GW2_PID" --fsize -o HARD -n)":
+code="$(post "$GW2" "$KEY2" "$BODY" "$tmp/back")"
+sleep 0.3
+check "the store back: answers are delivered and billed again (the withheld ones are not)" \
+	bash -c '[ "$0" = 200 ] && [ "$1" = $(($2 + 1)) ]' "$code" \
+	"$(requests "$GW2" "$KEY2")" "$r2"
+
+[ "$fails" -eq 0 ]
