@@ -67,6 +67,9 @@ struct job {
 	pthread_mutex_t mu;
 	bool posted;
 	struct inbox in;
+	/* The loop's: the emptied text buffer of the last drained inbox, the
+	 * next inbox's (two buffers take turns: no allocation per token). */
+	struct veil_buf spare;
 
 	/* loop side */
 	bool started;                   /* stream head sent */
@@ -107,6 +110,7 @@ static void job_free(struct job *j)
 		j->next->prev = j->prev;
 	pthread_mutex_destroy(&j->mu);
 	veil_buf_free(&j->in.text);
+	veil_buf_free(&j->spare);
 	free(j->in.toks);
 	veil_buf_free(&j->full);
 	json_decref(j->lp_content);
@@ -828,9 +832,10 @@ static void job_on_msg(struct job *j)
 	pthread_mutex_lock(&j->mu);
 	in = j->in;
 	memset(&j->in, 0, sizeof(j->in));
-	j->in.text = (struct veil_buf)VEIL_BUF_SECRET_INIT(in.text.max);
+	j->in.text = j->spare;
 	j->posted = false;
 	pthread_mutex_unlock(&j->mu);
+	j->spare = (struct veil_buf)VEIL_BUF_SECRET_INIT(in.text.max);
 
 	if (in.t_first_ns && !j->ttft_done) {
 		j->ttft_done = true;
@@ -939,7 +944,13 @@ static void job_on_msg(struct job *j)
 			reply_final(j, resp, p, c);
 		}
 	}
-	veil_buf_free(&in.text);
+	/* wiped (its whole capacity), then the next inbox's; a big one (a
+	 * burst while the loop was late) is not kept */
+	if (in.text.cap > 4096)
+		veil_buf_free(&in.text);
+	else
+		veil_buf_reset(&in.text);
+	j->spare = in.text;
 	free(in.toks);
 	if (in.final)
 		job_release(j);
@@ -1554,6 +1565,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	j->created = (int64_t)(veil_wall_ms() / 1000);
 	j->t_start_ns = veil_now_ns();
 	j->in.text = (struct veil_buf)VEIL_BUF_SECRET_INIT(64u << 20);
+	j->spare = (struct veil_buf)VEIL_BUF_SECRET_INIT(64u << 20);
 	j->full = (struct veil_buf)VEIL_BUF_SECRET_INIT(64u << 20);
 	j->resp_md = EVP_MD_CTX_new();
 	if (!j->resp_md || !EVP_DigestInit_ex(j->resp_md, EVP_sha256(), NULL)) {

@@ -237,7 +237,9 @@ if start_node c --model "$MODEL" --plain-http --allow-plaintext --max-body 2048 
 	check "a request that stalls past --idle-timeout-ms is a 408" bash -c '[[ "$0" == "HTTP/1.1 408"* ]]' "$line"
 	exec 3<>"/dev/tcp/127.0.0.1/$PORT"
 	printf 'POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n' >&3
-	for _ in $(seq 1 12); do printf 'a' >&3 2>/dev/null; sleep 0.15; done
+	# each write in a subshell: once the node has answered 408 and closed,
+	# a write gets SIGPIPE, which must not kill this script
+	for _ in $(seq 1 12); do (printf 'a' >&3) 2>/dev/null; sleep 0.15; done
 	line="$(timeout 3 head -n1 <&3 | tr -d '\r')"
 	exec 3<&- 3>&-
 	check "a request dripping past --request-timeout-ms is a 408" bash -c '[[ "$0" == "HTTP/1.1 408"* ]]' "$line"

@@ -24,6 +24,18 @@
  * gap between two forward steps (sampling, callbacks), short enough that an
  * idle engine goes quiet at once. */
 #define POOL_SPIN_NS 2000000ull
+/* Pauses between two sched_yield() of a spinning thread (a few
+ * microseconds).  A spinning worker does nothing useful, and with as many
+ * threads as cores it would keep a thread that just woke up (the node's
+ * event loop with a token to send, a client, the kernel's network work)
+ * waiting until its time slice ends: on Linux's EEVDF scheduler a woken
+ * thread does not always preempt the running one at once.  Yielding lets
+ * it run now, on the core that had nothing to do; the job it misses
+ * meanwhile is done by the other threads (chunks are claimed, not
+ * assigned), so a wake-up costs the step one thread's share for as long
+ * as it runs instead of a stalled barrier.  With nothing else runnable
+ * sched_yield() returns at once. */
+#define POOL_YIELD_SPINS 256
 
 /* Job protocol.  `gen` is even while a job is published and odd while the
  * caller rewrites the job description.  A worker that sees a new even
@@ -98,11 +110,12 @@ static void *worker_main(void *v)
 		while ((g = atomic_load_explicit(&p->gen,
 						 memory_order_acquire)) == seen ||
 		       (g & 1u)) {
-			if (++spins < 256) {
+			if (++spins < POOL_YIELD_SPINS) {
 				cpu_relax();
 				continue;
 			}
 			spins = 0;
+			sched_yield();
 			if (!t0) {
 				t0 = veil_now_ns();
 			} else if (veil_now_ns() - t0 > POOL_SPIN_NS) {

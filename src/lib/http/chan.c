@@ -15,6 +15,9 @@ struct veil_http_chan {
 	pthread_mutex_t mu;
 	void **ring;
 	size_t cap, head, len;
+	/* The loop is draining: a post needs no wake-up, the loop takes it
+	 * before it stops (chan_ready checks under the lock). */
+	bool draining;
 	int efd;
 	struct event *ev;
 	void (*cb)(void *msg, void *arg);
@@ -22,15 +25,22 @@ struct veil_http_chan {
 	void *arg;
 };
 
-static void *chan_pop(struct veil_http_chan *c)
+/* Pops one message; with `drain`, a loop turn is in progress: an empty
+ * ring (or a spent budget) ends it in the same critical section, so a
+ * post either is popped here or sees draining off and wakes the loop. */
+static void *chan_pop(struct veil_http_chan *c, bool drain, bool *more)
 {
 	void *m = NULL;
 
 	pthread_mutex_lock(&c->mu);
-	if (c->len) {
+	if (c->len && !(drain && *more)) {
 		m = c->ring[c->head];
 		c->head = (c->head + 1) % c->cap;
 		c->len--;
+	}
+	if (drain) {
+		c->draining = m != NULL;
+		*more = !m && c->len;
 	}
 	pthread_mutex_unlock(&c->mu);
 	return m;
@@ -41,17 +51,25 @@ static void chan_ready(evutil_socket_t fd, short what, void *arg)
 	struct veil_http_chan *c = arg;
 	uint64_t v;
 	size_t budget;
+	bool more = false;
 	void *m;
 
 	(void)what;
 	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		VEIL_WARN("http", "channel eventfd read: errno %d", errno);
 	/* Bounded per wake-up so one busy channel cannot starve the loop;
-	 * what is left re-arms the eventfd. */
+	 * what is left re-arms the eventfd.  Posts made while this drains
+	 * (an engine step's events arrive one by one) write no eventfd: one
+	 * wake-up takes them all. */
 	budget = c->cap;
-	while (budget-- && (m = chan_pop(c)) != NULL)
+	for (;;) {
+		if (!budget--)
+			more = true; /* ends the turn at the next pop */
+		if (!(m = chan_pop(c, true, &more)))
+			break;
 		c->cb(m, c->arg);
-	if (veil_http_chan_len(c)) {
+	}
+	if (more) {
 		v = 1;
 		if (write(c->efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 			VEIL_WARN("http", "channel eventfd write: errno %d",
@@ -103,10 +121,11 @@ int veil_http_chan_post(struct veil_http_chan *c, void *msg)
 		return VEIL_EBUSY;
 	}
 	c->ring[(c->head + c->len) % c->cap] = msg;
-	wake = c->len++ == 0;
+	wake = c->len++ == 0 && !c->draining;
 	pthread_mutex_unlock(&c->mu);
 	/* Only the first message after the loop emptied the ring needs a
-	 * wake-up; the loop drains everything queued then. */
+	 * wake-up, and none while the loop drains; it takes everything
+	 * queued then. */
 	if (wake && write(c->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		return veil_errf(VEIL_EIO, "channel eventfd write: errno %d",
 				 errno);
@@ -132,7 +151,7 @@ void veil_http_chan_free(struct veil_http_chan *c)
 	if (c->ev)
 		event_free(c->ev);
 	if (c->ring)
-		while ((m = chan_pop(c)) != NULL)
+		while ((m = chan_pop(c, false, NULL)) != NULL)
 			if (c->drop)
 				c->drop(m, c->arg);
 	if (c->efd >= 0)

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -67,6 +68,11 @@ struct veil_http_req {
 	struct veil_http_head h; /* method, path, query, header fields */
 	struct veil_buf body;
 	struct veil_buf out_hdrs;
+	/* A streamed response's status line and headers, held back on a
+	 * plain connection until the first body bytes so that both leave in
+	 * one send (flush_head() queues them when anything else comes
+	 * first). */
+	struct veil_buf head;
 	bool dispatched, started, stream_chunked, gone, has_retry_after;
 	size_t max_output;
 	unsigned retry_after_s;
@@ -620,6 +626,7 @@ static void req_free(struct veil_http_req *r)
 	veil_http_head_free(&r->h);
 	veil_buf_free(&r->body);
 	veil_buf_free(&r->out_hdrs);
+	veil_buf_free(&r->head);
 	free(r);
 }
 
@@ -733,12 +740,28 @@ int veil_http_set_retry_after(struct veil_http_req *r, unsigned seconds)
 	return veil_http_add_header(r, "Retry-After", v);
 }
 
-/* Writes the status line and headers.  content_length < 0: streaming. */
+/* Queues a held-back stream head (see struct veil_http_req.head). */
+static void flush_head(struct veil_http_req *r)
+{
+	if (r->head.len && r->c)
+		evbuffer_add(bufferevent_get_output(r->c->bev), r->head.data,
+			     r->head.len);
+	veil_buf_free(&r->head);
+}
+
+/* Writes the status line and headers, built in one buffer and queued with
+ * one evbuffer_add (evbuffer_add_printf costs a format pass and a chain
+ * operation per line).  content_length < 0: streaming; on a plain
+ * connection with nothing queued, the head waits in r->head for the first
+ * body bytes (veil_http_stream_write sends both at once). */
 static int write_head(struct veil_http_req *r, int status,
 		      const char *content_type, int64_t content_length)
 {
 	struct conn *c = r->c;
 	struct evbuffer *out;
+	struct veil_buf hb = VEIL_BUF_INIT(r->out_hdrs.len + 512 +
+					   (content_type ? strlen(content_type) : 0));
+	int rc;
 
 	if (r->started)
 		return veil_errf(VEIL_EINVAL, "response already started");
@@ -756,23 +779,30 @@ static int write_head(struct veil_http_req *r, int status,
 		if (!r->stream_chunked)
 			c->close_after = true; /* HTTP/1.0: the close ends it */
 	}
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", status,
-			    veil_http_status_text(status));
-	if (content_type)
-		evbuffer_add_printf(out, "Content-Type: %s\r\n", content_type);
-	if (content_length >= 0)
-		evbuffer_add_printf(out, "Content-Length: %lld\r\n",
-				    (long long)content_length);
-	else if (r->stream_chunked)
-		evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
-	if (r->out_hdrs.len)
-		evbuffer_add(out, r->out_hdrs.data, r->out_hdrs.len);
-	if (c->close_after)
-		evbuffer_add_printf(out, "Connection: close\r\n\r\n");
-	else if (r->h.minor == 0)
-		evbuffer_add_printf(out, "Connection: keep-alive\r\n\r\n");
-	else
-		evbuffer_add(out, "\r\n", 2);
+	if ((rc = veil_buf_appendf(&hb, "HTTP/1.1 %d %s\r\n", status,
+				   veil_http_status_text(status))) < 0 ||
+	    (content_type && ((rc = veil_buf_append_str(&hb, "Content-Type: ")) < 0 ||
+			      (rc = veil_buf_append_str(&hb, content_type)) < 0 ||
+			      (rc = veil_buf_append_str(&hb, "\r\n")) < 0)) ||
+	    (content_length >= 0 &&
+	     (rc = veil_buf_appendf(&hb, "Content-Length: %lld\r\n",
+				    (long long)content_length)) < 0) ||
+	    (content_length < 0 && r->stream_chunked &&
+	     (rc = veil_buf_append_str(&hb, "Transfer-Encoding: chunked\r\n")) < 0) ||
+	    (r->out_hdrs.len &&
+	     (rc = veil_buf_append(&hb, r->out_hdrs.data, r->out_hdrs.len)) < 0) ||
+	    (rc = veil_buf_append_str(&hb, c->close_after ? "Connection: close\r\n\r\n"
+					   : r->h.minor == 0 ? "Connection: keep-alive\r\n\r\n"
+							     : "\r\n")) < 0) {
+		veil_buf_free(&hb);
+		return rc;
+	}
+	if (content_length < 0 && !c->tls && evbuffer_get_length(out) == 0) {
+		r->head = hb;
+		return 0;
+	}
+	evbuffer_add(out, hb.data, hb.len);
+	veil_buf_free(&hb);
 	return 0;
 }
 
@@ -783,6 +813,7 @@ static int finish(struct veil_http_req *r)
 	int rc = c ? 0 : VEIL_ECANCELED;
 
 	if (c) {
+		flush_head(r);
 		c->req = NULL;
 		c->st = c->close_after ? CS_CLOSING : CS_DRAIN;
 		conn_kick(c);
@@ -858,12 +889,33 @@ size_t veil_http_stream_pending(const struct veil_http_req *r)
 {
 	if (!r->c)
 		return 0;
-	return evbuffer_get_length(bufferevent_get_output(r->c->bev));
+	return r->head.len + evbuffer_get_length(bufferevent_get_output(r->c->bev));
 }
 
+/* Sends what it can of iov straight to a plain socket; returns the bytes
+ * the socket took (0 when it took none or failed: the caller queues
+ * everything and the bufferevent meets the error, as it would have). */
+static size_t send_direct(struct conn *c, const struct iovec *iov, int n)
+{
+	struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
+	ssize_t w = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	return w > 0 ? (size_t)w : 0;
+}
+
+/* One stream write: the chunk framing and the bytes (and a held-back head
+ * before them).  On a plain connection with nothing queued they go out in
+ * one sendmsg; arming the write event, waking on it, writing and
+ * disarming it again cost four system calls and a loop turn per event.
+ * What the socket does not take is queued, so order and back-pressure
+ * (max_output, on_drain, the write timeout) stay the bufferevent's. */
 int veil_http_stream_write(struct veil_http_req *r, const void *p, size_t n)
 {
 	struct evbuffer *out;
+	struct iovec iov[4];
+	char sz[24];
+	size_t sent = 0;
+	int k = 0, rc = 0;
 
 	if (!r->started)
 		return veil_errf(VEIL_EINVAL, "stream not started");
@@ -874,13 +926,37 @@ int veil_http_stream_write(struct veil_http_req *r, const void *p, size_t n)
 	out = bufferevent_get_output(r->c->bev);
 	if (evbuffer_get_length(out) > r->max_output)
 		return VEIL_EBUSY;
+	if (r->head.len)
+		iov[k++] = (struct iovec){r->head.data, r->head.len};
+	if (r->stream_chunked) {
+		static const char hex[] = "0123456789abcdef";
+		char tmp[20];
+		size_t m = 0, i = 0;
+
+		for (size_t v = n; v; v >>= 4)
+			tmp[m++] = hex[v & 15];
+		while (m)
+			sz[i++] = tmp[--m];
+		sz[i++] = '\r';
+		sz[i++] = '\n';
+		iov[k++] = (struct iovec){sz, i};
+	}
+	iov[k++] = (struct iovec){(void *)p, n};
 	if (r->stream_chunked)
-		evbuffer_add_printf(out, "%zx\r\n", n);
-	if (evbuffer_add(out, p, n) < 0)
-		return VEIL_ENOMEM;
-	if (r->stream_chunked)
-		evbuffer_add(out, "\r\n", 2);
-	return 0;
+		iov[k++] = (struct iovec){"\r\n", 2};
+	if (!r->c->tls && evbuffer_get_length(out) == 0)
+		sent = send_direct(r->c, iov, k);
+	for (int i = 0; i < k && rc == 0; i++) {
+		size_t skip = VEIL_MIN(sent, iov[i].iov_len);
+
+		sent -= skip;
+		if (skip < iov[i].iov_len &&
+		    evbuffer_add(out, (const uint8_t *)iov[i].iov_base + skip,
+				 iov[i].iov_len - skip) < 0)
+			rc = VEIL_ENOMEM;
+	}
+	veil_buf_free(&r->head); /* sent or queued */
+	return rc;
 }
 
 int veil_http_stream_end(struct veil_http_req *r)
@@ -889,8 +965,10 @@ int veil_http_stream_end(struct veil_http_req *r)
 		return VEIL_EINVAL;
 	if (!r->started)
 		write_head(r, 500, NULL, 0);
-	else if (r->c && r->stream_chunked)
+	else if (r->c && r->stream_chunked) {
+		flush_head(r);
 		evbuffer_add(bufferevent_get_output(r->c->bev), "0\r\n\r\n", 5);
+	}
 	return finish(r);
 }
 
