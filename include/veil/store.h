@@ -19,7 +19,10 @@
  * on, a busy timeout of VEIL_STORE_BUSY_MS.  Checkpoints are SQLite's
  * automatic ones (every ~1000 WAL pages) plus the one the last connection
  * runs on close; a checkpoint never drops committed data, it only moves it
- * from the WAL into the main file.
+ * from the WAL into the main file.  With sync=normal the WAL is written
+ * through a shim that issues each commit as one write() (docs/store.md,
+ * "How a commit is written"); a commit is in the kernel before the call
+ * returns either way.
  *
  * PostgreSQL: the session runs with synchronous_commit = on, so a call that
  * returned 0 has its commit flushed to the server's WAL (and to synchronous

@@ -1776,6 +1776,74 @@ static void test_acknowledged_usage_survives_sigkill(void **state)
 	assert_true(total_acked > 0);
 }
 
+/* The WAL write shim (src/lib/store/sqlite_vfs.c) gathers each commit's
+ * frames into one write: commits far larger than its buffer (64 KiB
+ * receipts: overflow pages), a batch rolled back half-way and a commit of
+ * one record must all reach the file exactly, visible to a second handle
+ * and to plain SQLite while the writer still has the database open, and
+ * the file must pass SQLite's integrity check. */
+static void test_sqlite_wal_shim_commits_exactly(void **state)
+{
+	struct fx *f = *state;
+	struct veil_store *s = open_store(f), *s2;
+	struct veil_store_usage u[40];
+	char rid[40][32];
+	uint8_t *big = malloc(VEIL_STORE_RECEIPT_MAX);
+	struct veil_buf b = VEIL_BUF_INIT(VEIL_STORE_RECEIPT_MAX);
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t key = new_key(s, "shim", NULL), owner = 0;
+	size_t failed = 0;
+
+	assert_non_null(big);
+	for (size_t i = 0; i < VEIL_STORE_RECEIPT_MAX; i++)
+		big[i] = (uint8_t)(i * 131 + i / 977);
+	for (int i = 0; i < 40; i++) {
+		snprintf(rid[i], sizeof(rid[i]), "chatcmpl-shim-%d", i);
+		u[i] = (struct veil_store_usage){
+			.key_id = key, .model = "m", .node_id = "n",
+			.request_id = rid[i], .prompt_tokens = i,
+			.completion_tokens = 1, .created_ms = T0 + i,
+			.receipt = big + i, .receipt_len = VEIL_STORE_RECEIPT_MAX - 40,
+		};
+	}
+	/* ~2.5 MB in one transaction, then a batch whose last record repeats
+	 * an id (rolled back after its pages went to the WAL), then one. */
+	assert_int_equal(veil_store_usage_add_many(s, u, 38), 0);
+	u[39].request_id = rid[0];
+	assert_int_equal(veil_store_usage_add_batch(s, &u[38], 2, &failed),
+			 VEIL_EINVAL);
+	assert_int_equal(failed, 1);
+	u[39].request_id = rid[39];
+	assert_int_equal(veil_store_usage_add(s, &u[39]), 0);
+
+	s2 = open_store(f);
+	for (int i = 0; i < 40; i++) {
+		int rc = veil_store_receipt_get(s2, rid[i], &b, &owner);
+
+		if (i == 38) {
+			assert_int_equal(rc, VEIL_ENOENT);
+			continue;
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(owner, key);
+		assert_int_equal(b.len, VEIL_STORE_RECEIPT_MAX - 40);
+		assert_memory_equal(b.data, big + i, b.len);
+		veil_buf_reset(&b);
+	}
+	veil_buf_free(&b);
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1,
+					    &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	veil_store_close(s2);
+	veil_store_close(s);
+	free(big);
+}
+
 int main(void)
 {
 	/* The cases every backend must pass, with that backend's fixture. */
@@ -1805,6 +1873,7 @@ int main(void)
 	const struct CMUnitTest sqlite_tests[] = {
 		COMMON(setup_sqlite),
 		T(test_open_rejects_bad_uri_secret_and_non_database, setup_sqlite),
+		T(test_sqlite_wal_shim_commits_exactly, setup_sqlite),
 	};
 	const struct CMUnitTest pg_tests[] = {
 		COMMON(setup_pg),

@@ -75,6 +75,12 @@ struct store_ops {
 int store_sqlite_open(const char *path, bool sync_full, void **out_be);
 extern const struct store_ops store_sqlite_ops;
 
+/* sqlite_vfs.c: registers (once; thread-safe) the "veil-wal" VFS, the
+ * default VFS with each commit's WAL frames written in one write() call.
+ * SQLITE_OK or an SQLite error code. */
+#define STORE_SQLITE_VFS "veil-wal"
+int store_sqlite_vfs(void);
+
 /* postgres.c: connects to the postgres:// or postgresql:// URI (libpq's own
  * syntax) and migrates the schema under an advisory lock.  The URI (it may
  * hold a password) is kept for reconnecting and wiped on close; it never
