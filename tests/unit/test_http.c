@@ -273,6 +273,61 @@ static void h_work(struct veil_http_req *r, void *arg)
 	pthread_detach(th);
 }
 
+/* /big?n=N: N pattern bytes with a 1.7 KB header (a receipt's size) and
+ * the header checks; /fill: headers up to the 16 KiB cap */
+#define LONG_HDR_LEN 1700
+
+static uint8_t big_byte(size_t i)
+{
+	return (uint8_t)('a' + (i * 7 + i / 4096) % 26);
+}
+
+static void h_big(struct veil_http_req *r, void *arg)
+{
+	const char *n = veil_http_req_query(r, "n");
+	size_t len = n ? strtoul(n, NULL, 10) : 0, i;
+	uint8_t *body = malloc(len ? len : 1);
+	char *v = malloc(LONG_HDR_LEN + 1);
+
+	(void)arg;
+	assert_non_null(body);
+	assert_non_null(v);
+	for (i = 0; i < len; i++)
+		body[i] = big_byte(i);
+	memset(v, 'r', LONG_HDR_LEN);
+	v[LONG_HDR_LEN] = 0;
+	assert_int_equal(veil_http_add_header(r, "X-Long", v), 0);
+	/* header injection and bad names are refused, nothing half-added */
+	assert_int_equal(veil_http_add_header(r, "X-Bad", "a\r\nX-Evil: 1"), VEIL_EINVAL);
+	assert_int_equal(veil_http_add_header(r, "X-Bad", "a\nb"), VEIL_EINVAL);
+	assert_int_equal(veil_http_add_header(r, "X-Bad\r\nX-Evil", "1"), VEIL_EINVAL);
+	assert_int_equal(veil_http_add_header(r, "Bad Name", "1"), VEIL_EINVAL);
+	assert_int_equal(veil_http_add_header(r, "", "1"), VEIL_EINVAL);
+	assert_int_equal(veil_http_add_header(r, "X-Empty", ""), 0);
+	assert_int_equal(veil_http_add_header(r, "X-Tab", "a\tb"), 0);
+	assert_int_equal(veil_http_reply(r, 200, "application/octet-stream", body, len), 0);
+	free(body);
+	free(v);
+}
+
+static void h_fill(struct veil_http_req *r, void *arg)
+{
+	char v[1001], name[16];
+	int i, rc = 0;
+
+	(void)arg;
+	memset(v, 'f', 1000);
+	v[1000] = 0;
+	for (i = 0; i < 40 && rc == 0; i++) {
+		snprintf(name, sizeof(name), "X-Fill-%02d", i);
+		rc = veil_http_add_header(r, name, v);
+	}
+	/* "X-Fill-NN: " + 1000 + CRLF = 1013 bytes: 16 fit in 16 KiB */
+	assert_int_equal(rc, VEIL_ERANGE);
+	assert_int_equal(i, 17);
+	veil_http_reply(r, 200, "text/plain", "filled", 6);
+}
+
 static void fx_start(struct fx *f, const struct veil_http_server_opts *o)
 {
 	memset(f, 0, sizeof(*f));
@@ -291,6 +346,8 @@ static void fx_start(struct fx *f, const struct veil_http_server_opts *o)
 	assert_int_equal(veil_http_route(f->srv, "GET", "/forever", false, h_forever, f), 0);
 	assert_int_equal(veil_http_route(f->srv, "GET", "/slow", false, h_slow, f), 0);
 	assert_int_equal(veil_http_route(f->srv, "GET", "/work", false, h_work, f), 0);
+	assert_int_equal(veil_http_route(f->srv, "GET", "/big", false, h_big, f), 0);
+	assert_int_equal(veil_http_route(f->srv, "GET", "/fill", false, h_fill, f), 0);
 	assert_int_equal(veil_http_chan_new(f->base, 16, run_cmd, NULL, f, &f->cmds), 0);
 	assert_int_equal(veil_http_chan_new(f->base, 8, work_deliver, NULL, f, &f->work), 0);
 	assert_int_equal(pthread_create(&f->th, NULL, loop_main, f), 0);
@@ -884,6 +941,142 @@ static void test_tls_pinned_spki_accepted_wrong_pin_refused(void **state)
 	tls_case(VEIL_HTTP_KEY_ED25519);
 }
 
+/* ---- whole replies: direct send, queue fallback, one TLS record ----------- */
+
+/* Checks one /big response at p (8 MiB or any size): head, header, body. */
+static size_t check_big(const char *p, size_t avail, size_t n)
+{
+	const char *he = memmem(p, avail, "\r\n\r\n", 4);
+	char cl[64], *lh = malloc(LONG_HDR_LEN + 16);
+	size_t hl, i;
+
+	assert_non_null(he);
+	assert_non_null(lh);
+	hl = (size_t)(he - p) + 4;
+	assert_int_equal(raw_status(p), 200);
+	snprintf(cl, sizeof(cl), "\r\nContent-Length: %zu\r\n", n);
+	assert_non_null(memmem(p, hl, cl, strlen(cl)));
+	memcpy(lh, "\r\nX-Long: ", 10);
+	memset(lh + 10, 'r', LONG_HDR_LEN);
+	memcpy(lh + 10 + LONG_HDR_LEN, "\r\n", 2);
+	assert_non_null(memmem(p, hl, lh, LONG_HDR_LEN + 12));
+	assert_non_null(memmem(p, hl, "\r\nX-Empty: \r\n", strlen("\r\nX-Empty: \r\n")));
+	assert_non_null(memmem(p, hl, "\r\nX-Tab: a\tb\r\n", strlen("\r\nX-Tab: a\tb\r\n")));
+	assert_null(memmem(p, hl, "X-Bad", 5));
+	assert_null(memmem(p, hl, "X-Evil", 6));
+	free(lh);
+	assert_true(avail - hl >= n);
+	for (i = 0; i < n; i++)
+		if ((uint8_t)p[hl + i] != big_byte(i))
+			fail_msg("body byte %zu differs", i);
+	return hl + n;
+}
+
+static void test_reply_sent_at_once_or_queued_in_order(void **state)
+{
+	static const char hello[] = "{\"hello\":\"world\"}";
+	const size_t n = 8u << 20, cap = n + 65536;
+	struct sockaddr_in sa = {0};
+	struct fx f;
+	char *buf = malloc(cap), resp[32768];
+	size_t len = 0, used;
+	int fd, rcv = 4096;
+	uint64_t end;
+
+	(void)state;
+	assert_non_null(buf);
+	fx_start(&f, &base_opts);
+	/* a small window and a reader that waits: the socket cannot take
+	 * 8 MiB at once, the rest must be queued and follow in order, and
+	 * the pipelined request after it must be answered after it */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof(rcv)), 0);
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons(f.port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	raw_sends(fd, "GET /big?n=8388608 HTTP/1.1\r\nHost: x\r\n\r\n"
+		      "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+	usleep(200000);
+	end = veil_now_ns() + 20000000000ull;
+	while (len < cap && veil_now_ns() < end) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		ssize_t k;
+
+		if (poll(&pfd, 1, 1000) <= 0)
+			continue;
+		if ((k = recv(fd, buf + len, cap - len, 0)) <= 0)
+			break;
+		len += (size_t)k;
+		if (len > n && memcmp(buf + len - (sizeof(hello) - 1), hello,
+				      sizeof(hello) - 1) == 0)
+			break;
+	}
+	used = check_big(buf, len, n);
+	assert_int_equal(raw_status(buf + used), 200);
+	assert_non_null(memmem(buf + used, len - used, "\r\n\r\n{\"hello\"",
+			       strlen("\r\n\r\n{\"hello\"")));
+	/* the connection is kept alive after both */
+	raw_sends(fd, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n");
+	raw_read(fd, resp, sizeof(resp), 3000, "}");
+	assert_int_equal(raw_status(resp), 200);
+	assert_non_null(strstr(resp, hello));
+	assert_null(strstr(resp, "Connection: close"));
+	/* headers to the cap: the 17th is refused, the 16 go out */
+	raw_sends(fd, "GET /fill HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+	len = raw_read(fd, buf, cap, 3000, NULL); /* to EOF: closed */
+	assert_int_equal(raw_status(buf), 200);
+	assert_non_null(strstr(buf, "X-Fill-15: fff"));
+	assert_null(strstr(buf, "X-Fill-16"));
+	assert_non_null(strstr(buf, "Connection: close\r\n\r\nfilled"));
+	assert_true(len > 16 * 1013);
+	close(fd);
+	/* HTTP/1.0 without keep-alive: answered, then closed */
+	assert_int_equal(raw_roundtrip(&f, "GET /big?n=5 HTTP/1.0\r\n\r\n", 0,
+				       resp, sizeof(resp)), 200);
+	assert_non_null(strstr(resp, "Connection: close\r\n"));
+	fx_stop(&f);
+
+	/* TLS: the same answers, whole, through the bufferevent's path */
+	{
+		struct veil_http_server_opts o = base_opts;
+		struct veil_http_request rq = {0};
+		struct veil_buf b = VEIL_BUF_INIT(16u << 20);
+		EVP_PKEY *key;
+		X509 *cert;
+		uint8_t pin[32];
+		char url[128];
+		int st = 0;
+		static const size_t sizes[] = {0, 1, 150, 14000, 20000, 1u << 20};
+
+		assert_int_equal(veil_http_selfsigned(VEIL_HTTP_KEY_P256, NULL, 1,
+						      &key, &cert), 0);
+		assert_int_equal(veil_http_spki_sha256_cert(cert, pin), 0);
+		o.tls_key = key;
+		o.tls_cert = cert;
+		fx_start(&f, &o);
+		rq.url = url;
+		rq.timeout_ms = 10000;
+		rq.pin_spki_sha256 = pin;
+		for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+			snprintf(url, sizeof(url), "%s/big?n=%zu", f.url, sizes[k]);
+			veil_buf_reset(&b);
+			assert_int_equal(veil_http_fetch(&rq, &st, &b), 0);
+			assert_int_equal(st, 200);
+			assert_int_equal(b.len, sizes[k]);
+			for (size_t i = 0; i < b.len; i++)
+				if (b.data[i] != big_byte(i))
+					fail_msg("TLS body byte %zu differs", i);
+		}
+		fx_stop(&f);
+		EVP_PKEY_free(key);
+		X509_free(cert);
+		veil_buf_free(&b);
+	}
+	free(buf);
+}
+
 /* ---- worker hand-off ------------------------------------------------------- */
 
 static void count_msg(void *msg, void *arg)
@@ -1171,6 +1364,7 @@ int main(void)
 		cmocka_unit_test(test_connection_cap_503_with_retry_after),
 		cmocka_unit_test(test_idle_and_partial_request_timeouts),
 		cmocka_unit_test(test_tls_pinned_spki_accepted_wrong_pin_refused),
+		cmocka_unit_test(test_reply_sent_at_once_or_queued_in_order),
 		cmocka_unit_test(test_channel_is_bounded_and_ordered),
 		cmocka_unit_test(test_worker_threads_stream_under_load),
 		cmocka_unit_test(test_graceful_shutdown_finishes_requests_in_flight),
