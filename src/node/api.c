@@ -1497,8 +1497,8 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	struct params p;
 	char err[256];
 	struct job *j = NULL;
-	int32_t *ids = NULL;
-	size_t n_ids = 0;
+	int32_t *ids = n->sc_ids;
+	size_t n_ids = 0, ids_used = 0;
 	int rc;
 
 	if (!n->ready || n->stopping) {
@@ -1605,10 +1605,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 		goto out;
 	}
 
-	if (!(ids = malloc(MAX_PROMPT_TOKENS * sizeof(*ids)))) {
-		reply_err(n, req, 500, NULL, "internal", "out of memory");
-		goto out;
-	}
+	ids_used = MAX_PROMPT_TOKENS; /* until the tokenizer says how many */
 	rc = chat ? chat_tokens(n, json_object_get(b, "messages"), ids, MAX_PROMPT_TOKENS,
 				&n_ids, err, sizeof(err))
 		  : prompt_tokens(n, json_object_get(b, "prompt"), ids, MAX_PROMPT_TOKENS,
@@ -1617,6 +1614,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 		reply_err(n, req, 400, NULL, "invalid_prompt", err);
 		goto out;
 	}
+	ids_used = n_ids;
 	if (n_ids == 0 || n_ids >= (size_t)veil_engine_n_ctx(n->engine)) {
 		node_metrics_status(n, 400);
 		veil_http_reply_error(req, 400, NULL, "context_length_exceeded",
@@ -1624,6 +1622,17 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 				      n_ids, (int)veil_engine_n_ctx(n->engine));
 		goto out;
 	}
+	/* All of the loop's own work on this request before the engine starts:
+	 * once submitted, the engine thread and its pool take every core (two
+	 * here), and what the loop still does then is done on a core taken
+	 * from the prefill, after waiting for one. */
+	if (j->stream && chunk_prefix(j) < 0) {
+		reply_err(n, req, 500, NULL, "internal", "out of memory");
+		goto out;
+	}
+	VEIL_INFO(NODE_MOD, "%s: request %llu, %zu prompt tokens%s%s", j->id,
+		  (unsigned long long)veil_http_req_id(req), n_ids,
+		  j->sealed ? ", sealed" : "", j->stream ? ", streamed" : "");
 	{
 		struct veil_engine_request er = {0};
 
@@ -1655,9 +1664,6 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 		j->submitted = true;
 	}
 	veil_http_req_on_close(req, on_close, j);
-	/* while the engine prefills: off the first token's path */
-	if (j->stream)
-		chunk_prefix(j);
 	if (j->stream && j->chat) {
 		/* OpenAI's first chunk names the role. */
 		json_t *c = chunk_base(j);
@@ -1668,16 +1674,13 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 					      "refusal", "logprobs", "finish_reason"));
 		out_json_event(j, c, false);
 	}
-	VEIL_INFO(NODE_MOD, "%s: request %llu, %zu prompt tokens%s%s", j->id,
-		  (unsigned long long)veil_http_req_id(req), n_ids,
-		  j->sealed ? ", sealed" : "", j->stream ? ", streamed" : "");
 	j = NULL;
 out:
 	if (j) {
 		j->req = NULL;
 		job_free(j);
 	}
-	free(ids);
+	veil_wipe(ids, ids_used * sizeof(*ids));
 	json_decref(b);
 	veil_seal_free(seal);
 	veil_buf_free(&plain);
@@ -1732,6 +1735,8 @@ int node_api_init(struct node *n)
 	n->sc_ct = (struct veil_buf)VEIL_BUF_INIT(VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD);
 	n->sc_out = (struct veil_buf)VEIL_BUF_INIT(2 * (VEIL_SEAL_MAX_CHUNK +
 							 VEIL_SEAL_CHUNK_OVERHEAD) + 16);
+	if (!(n->sc_ids = calloc(MAX_PROMPT_TOKENS, sizeof(*n->sc_ids))))
+		return VEIL_ENOMEM;
 	return veil_http_chan_new(n->base, cap, chan_cb, chan_drop, n, &n->chan);
 }
 
@@ -1773,4 +1778,8 @@ void node_api_free(struct node *n)
 	veil_buf_free(&n->sc_ev);
 	veil_buf_free(&n->sc_ct);
 	veil_buf_free(&n->sc_out);
+	if (n->sc_ids)
+		veil_wipe(n->sc_ids, MAX_PROMPT_TOKENS * sizeof(*n->sc_ids));
+	free(n->sc_ids);
+	n->sc_ids = NULL;
 }

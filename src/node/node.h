@@ -107,6 +107,11 @@ struct node {
 	 * its plaintext (secret, wiped after each event), sealed chunk, and
 	 * base64 "data:" line. */
 	struct veil_buf sc_ev, sc_ct, sc_out;
+	/* The loop's buffer for one request's prompt token ids (api.c; secret,
+	 * the part used wiped after each request): made once, not 256 KiB
+	 * malloc'd and freed per request, whose unmapping (or heap trimming)
+	 * interrupts the engine's threads on every core (TLB shootdown). */
+	int32_t *sc_ids;
 
 	struct receipt_store *receipts;
 	struct node_signer *signer;        /* receipt.c */
