@@ -312,7 +312,7 @@ static void h_big(struct veil_http_req *r, void *arg)
 
 static void h_fill(struct veil_http_req *r, void *arg)
 {
-	char v[1001], name[16];
+	char v[1001], name[24];
 	int i, rc = 0;
 
 	(void)arg;
