@@ -174,6 +174,14 @@ struct veil_store_usage {
 	int64_t created_ms;
 	const uint8_t *receipt;
 	size_t receipt_len;
+	/* Optional rate-window charge made in the same transaction as the
+	 * record (one commit for both): when rate_tokens > 0 the store does
+	 * what veil_store_rate_charge(key_id, rate_now_ms, rate_tokens) does,
+	 * and only if the record is stored (a failed batch charges nothing).
+	 * A revoked key's window is left alone, as rate_charge refuses it.
+	 * 0 (a zeroed struct): no charge, rate_now_ms ignored. */
+	int64_t rate_tokens;
+	int64_t rate_now_ms;
 };
 
 /* Records `u`; when it returns 0 the record is durable.  VEIL_ENOENT when

@@ -5,7 +5,8 @@
  *
  * The writer batches usage records: it takes every record queued (up to
  * --usage-batch) and commits them in one transaction
- * (veil_store_usage_add_many, a group commit: one fsync for the lot).  When
+ * (veil_store_usage_add_many, a group commit: one fsync for the lot), with
+ * the records' rate-window token charges in the same transaction.  When
  * that transaction fails, the records are retried one by one so one bad
  * record cannot sink the others.  A record's job comes back to the loop only
  * after its commit returned: that is when the client's answer is completed
@@ -63,8 +64,20 @@ static void run_batch(struct gw_worker *w, struct gw_job **jobs, size_t n)
 	size_t i;
 
 	if (u) {
-		for (i = 0; i < n; i++)
-			u[i] = ((struct gw_usage_job *)jobs[i])->u;
+		/* The rate windows learn the real token counts in the same
+		 * transaction as the records (one commit for both), and only
+		 * for records that are stored. */
+		int64_t now = (int64_t)veil_wall_ms();
+
+		for (i = 0; i < n; i++) {
+			struct gw_usage_job *uj = (struct gw_usage_job *)jobs[i];
+
+			u[i] = uj->u;
+			if (uj->charge_tokens > 0) {
+				u[i].rate_tokens = uj->charge_tokens;
+				u[i].rate_now_ms = now;
+			}
+		}
 		rc = veil_store_usage_add_many(w->store, u, n);
 		atomic_fetch_add(&w->g->usage_commits, 1);
 	}
@@ -86,15 +99,6 @@ static void run_batch(struct gw_worker *w, struct gw_job **jobs, size_t n)
 				   veil_strerror(rc), veil_err_detail());
 		for (i = 0; i < n; i++)
 			jobs[i]->rc = rc;
-	}
-	/* The rate windows learn the real token counts (not durable-critical:
-	 * after the records). */
-	for (i = 0; i < n; i++) {
-		struct gw_usage_job *uj = (struct gw_usage_job *)jobs[i];
-
-		if (uj->charge_tokens > 0 && jobs[i]->rc == 0)
-			veil_store_rate_charge(w->store, uj->u.key_id,
-					       (int64_t)veil_wall_ms(), uj->charge_tokens);
 	}
 	free(u);
 }

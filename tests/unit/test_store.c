@@ -1208,6 +1208,101 @@ static void test_rate_tokens_per_minute_and_charge(void **state)
 	veil_store_close(s);
 }
 
+/* The gateway's writer charges each record's tokens to its key's rate
+ * window in the batch's own transaction (rate_tokens): the same counts as
+ * veil_store_rate_charge, per key and window, only for stored records. */
+static void test_usage_batch_charges_rate_windows_in_its_transaction(void **state)
+{
+	struct fx *f = fx_of(state);
+	struct veil_store *s = open_store(f);
+	struct veil_store_limits la = {0, 1000, 0}, lb = {2, 1000, 0};
+	int64_t a = new_key(s, "alice", NULL), b = new_key(s, "bob", NULL);
+	int64_t r = new_key(s, "rev", NULL);
+	struct batch bt;
+	size_t failed = 99;
+	int retry = -1;
+
+	assert_int_equal(veil_store_key_set_limits(s, a, &la), 0);
+	assert_int_equal(veil_store_key_set_limits(s, b, &lb), 0);
+	assert_int_equal(veil_store_key_set_limits(s, r, &la), 0);
+	assert_int_equal(veil_store_key_revoke(s, r, 1), 0);
+	assert_int_equal(veil_store_rate_take(s, a, T0 + 15000, 100, &retry), 0);
+	assert_int_equal(veil_store_rate_take(s, b, T0 + 15000, 0, &retry), 0);
+
+	/* a: 300 + 400 on top of its 100; b: 200 in its window (requests
+	 * untouched); the revoked key: skipped, not an error. */
+	batch_make(&bt, 5, a, "c");
+	bt.u[1].key_id = b;
+	bt.u[4].key_id = r;
+	for (size_t i = 0; i < bt.n; i++)
+		bt.u[i].rate_now_ms = T0 + 20000 + (int64_t)i;
+	bt.u[0].rate_tokens = 300;
+	bt.u[1].rate_tokens = 200;
+	bt.u[2].rate_tokens = 400;
+	bt.u[4].rate_tokens = 50;
+	assert_int_equal(veil_store_usage_add_many(s, bt.u, bt.n), 0);
+	assert_int_equal(veil_store_rate_take(s, a, T0 + 30000, 201, &retry),
+			 VEIL_EBUSY);
+	assert_int_equal(retry, 30);
+	assert_int_equal(veil_store_rate_take(s, a, T0 + 30000, 200, &retry), 0);
+	assert_int_equal(veil_store_rate_take(s, b, T0 + 30000, 801, &retry),
+			 VEIL_EBUSY);
+	assert_int_equal(veil_store_rate_take(s, b, T0 + 30000, 800, &retry), 0);
+	assert_int_equal(veil_store_rate_take(s, b, T0 + 30000, 0, &retry),
+			 VEIL_EBUSY); /* rpm 2 reached: the charge took none */
+	assert_int_equal(veil_store_rate_take(s, r, T0 + 30000, 1, &retry),
+			 VEIL_EPERM);
+	batch_free(&bt);
+
+	/* A refused batch charges nothing (b's window is full: 1000). */
+	assert_int_equal(veil_store_key_set_limits(s, b, &la), 0);
+	batch_make(&bt, 3, a, "d");
+	bt.u[2].request_id = "c-0"; /* recorded above */
+	for (size_t i = 0; i < bt.n; i++) {
+		bt.u[i].key_id = i == 0 ? b : a;
+		bt.u[i].rate_tokens = 500;
+		bt.u[i].rate_now_ms = T0 + 90000;
+	}
+	assert_int_equal(veil_store_usage_add_batch(s, bt.u, bt.n, &failed),
+			 VEIL_EINVAL);
+	assert_int_equal(failed, 2);
+	assert_int_equal(veil_store_rate_take(s, b, T0 + 40000, 1, &retry),
+			 VEIL_EBUSY);
+	assert_int_equal(retry, 20); /* still the first minute's window */
+
+	/* One record alone (its own transaction with its charge), in the next
+	 * window: the window restarts from the charge. */
+	bt.u[2].request_id = bt.rid[2];
+	bt.u[0].rate_now_ms = T0 + 61000;
+	assert_int_equal(veil_store_usage_add(s, &bt.u[0]), 0);
+	assert_int_equal(veil_store_rate_take(s, b, T0 + 62000, 501, &retry),
+			 VEIL_EBUSY);
+	assert_int_equal(retry, 58);
+	assert_int_equal(veil_store_rate_take(s, b, T0 + 62000, 500, &retry), 0);
+
+	/* One key charged in two windows within a batch: as two charges in
+	 * time order, the later window restarts and keeps only its own. */
+	bt.u[1].rate_now_ms = T0 + 130000;
+	bt.u[1].rate_tokens = 30;
+	bt.u[2].rate_now_ms = T0 + 100000;
+	bt.u[2].rate_tokens = 20;
+	assert_int_equal(veil_store_usage_add_many(s, &bt.u[1], 2), 0);
+	assert_int_equal(veil_store_rate_take(s, a, T0 + 131000, 971, &retry),
+			 VEIL_EBUSY);
+	assert_int_equal(veil_store_rate_take(s, a, T0 + 131000, 970, &retry), 0);
+	assert_totals(s, a, 3 + 2, 5 + 3, 2 * (5 + 3));
+	batch_free(&bt);
+
+	/* A bad charge is the record's fault, refused before the database. */
+	batch_make(&bt, 2, a, "e");
+	bt.u[1].rate_tokens = -5;
+	assert_int_equal(veil_store_usage_add_batch(s, bt.u, bt.n, &failed),
+			 VEIL_EINVAL);
+	assert_int_equal(failed, 1);
+	batch_free(&bt);
+	veil_store_close(s);
+}
+
 static void test_rate_two_handles_on_one_database_agree(void **state)
 {
 	struct fx *f = fx_of(state);
@@ -1865,6 +1960,7 @@ int main(void)
 	T(test_two_handles_share_keys_usage_and_limits, S),                \
 	T(test_rate_requests_per_minute_with_retry_after, S),              \
 	T(test_rate_tokens_per_minute_and_charge, S),                      \
+	T(test_usage_batch_charges_rate_windows_in_its_transaction, S),    \
 	T(test_rate_two_handles_on_one_database_agree, S),                 \
 	T(test_rate_processes_never_exceed_the_limit, S),                  \
 	T(test_node_registry_put_update_list_remove, S),                   \

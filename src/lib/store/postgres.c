@@ -122,6 +122,7 @@ enum pg_id {
 	P_RATE_KEY,
 	P_RATE_UPSERT,
 	P_RATE_GET,
+	P_RATE_CHARGE,
 	P_NODE_PUT,
 	P_NODE_STATE,
 	P_NODE_GET,
@@ -237,6 +238,22 @@ static const struct pg_stmt PG_SQL[P_COUNT] = {
 			   {I, I, I, I, I, I}, "iii"},
 	[P_RATE_GET] = {"SELECT window_ms, requests, tokens FROM rate_windows "
 			"WHERE key_id = $1", 1, {I}, "iii"},
+	/* A batch's charge (struct store_charge), sent in the batch's
+	 * pipeline after its INSERTs: P_RATE_UPSERT's arithmetic with no
+	 * request and no limit, and no row (nothing changes) for a revoked
+	 * key, which the SELECT skips.  Like the take, the conflict locks the
+	 * key's row until the batch commits, so other gateways' takes see the
+	 * charge and the records together. */
+	[P_RATE_CHARGE] = {"INSERT INTO rate_windows AS w (key_id, window_ms, "
+			   "requests, tokens) SELECT id, $2, 0, $3 "
+			   "FROM api_keys WHERE id = $1 AND revoked_ms = 0 "
+			   "ON CONFLICT (key_id) DO UPDATE SET "
+			   "window_ms = greatest(w.window_ms, excluded.window_ms), "
+			   "requests = CASE WHEN w.window_ms >= excluded.window_ms "
+			   "THEN w.requests ELSE 0 END, "
+			   "tokens = CASE WHEN w.window_ms >= excluded.window_ms "
+			   "THEN w.tokens ELSE 0 END + excluded.tokens", 3,
+			   {I, I, I}, NULL},
 	[P_NODE_PUT] = {"INSERT INTO nodes(id, url, model, state, verdict, "
 			"created_ms, updated_ms, verified_ms) VALUES ($1, $2, $3, "
 			"$4, $5, $6, $6, CASE WHEN $4 = 'verified' THEN $6 "
@@ -1197,40 +1214,55 @@ static int usage_err(struct pg *g, int rc, const struct veil_store_usage *u)
 	return rc;
 }
 
-/* All n records in one pipeline: n INSERTs and one Sync, sent without
- * waiting, so the batch costs one round trip.  Without BEGIN the statements
- * up to the Sync form one implicit transaction, committed at the Sync (one
- * WAL flush); the first failing INSERT aborts it and the server skips the
- * rest (PGRES_PIPELINE_ABORTED).  VEIL_STORE_BATCH_MAX bounds what the
- * server writes back before we read (~25 bytes per INSERT), far below a
- * socket buffer, so neither side can block the other. */
+/* All n records and nc rate charges in one pipeline: n INSERTs, nc charge
+ * upserts and one Sync, sent without waiting, so the batch costs one round
+ * trip.  Without BEGIN the statements up to the Sync form one implicit
+ * transaction, committed at the Sync (one WAL flush); the first failing
+ * statement aborts it and the server skips the rest
+ * (PGRES_PIPELINE_ABORTED).  VEIL_STORE_BATCH_MAX bounds what the server
+ * writes back before we read (~25 bytes per statement), far below a socket
+ * buffer, so neither side can block the other. */
 static int usage_pipeline(struct pg *g, const struct veil_store_usage *u,
-			  size_t n, size_t *failed)
+			  size_t n, const struct store_charge *c, size_t nc,
+			  size_t *failed)
 {
-	char name[16];
+	char name[16], cname[16];
 	PGresult *r;
 	size_t sent = 0;
 	int rc = 0;
 
 	*failed = n;
-	if ((rc = pg_prepare(g, P_USAGE_ADD)) < 0)
+	if ((rc = pg_prepare(g, P_USAGE_ADD)) < 0 ||
+	    (nc && (rc = pg_prepare(g, P_RATE_CHARGE)) < 0))
 		return rc;
 	snprintf(name, sizeof(name), "veil_%d", (int)P_USAGE_ADD);
+	snprintf(cname, sizeof(cname), "veil_%d", (int)P_RATE_CHARGE);
 	if (!PQenterPipelineMode(g->conn))
 		return pg_fail(g, NULL, "usage batch");
-	for (; sent < n; sent++) {
+	for (; sent < n + nc; sent++) {
 		struct pg_params p;
+		const char *stmt = name;
 
-		usage_params(&p, &u[sent]);
-		if (!PQsendQueryPrepared(g->conn, name, p.n, p.v, p.len, p.fmt, 1))
+		if (sent < n) {
+			usage_params(&p, &u[sent]);
+		} else {
+			const struct store_charge *ch = &c[sent - n];
+
+			memset(&p, 0, sizeof(p));
+			pp_i64(&p, ch->key_id);
+			pp_i64(&p, ch->now_ms - ch->now_ms % STORE_RATE_WINDOW_MS);
+			pp_i64(&p, ch->tokens);
+			stmt = cname;
+		}
+		if (!PQsendQueryPrepared(g->conn, stmt, p.n, p.v, p.len, p.fmt, 1))
 			break;
 	}
-	if (sent < n || !PQpipelineSync(g->conn)) {
+	if (sent < n + nc || !PQpipelineSync(g->conn)) {
 		rc = pg_fail(g, NULL, "usage batch: send");
 		g->lost = true; /* the pipeline is in an unknown state */
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n + nc; i++) {
 		ExecStatusType st;
 
 		if (!(r = PQgetResult(g->conn))) {
@@ -1240,7 +1272,13 @@ static int usage_pipeline(struct pg *g, const struct veil_store_usage *u,
 			goto out;
 		}
 		st = PQresultStatus(r);
-		if (st == PGRES_FATAL_ERROR && rc == 0) {
+		if (st == PGRES_FATAL_ERROR && rc == 0 && i >= n) {
+			/* a charge: no record to blame */
+			rc = pg_fail(g, r, "usage batch: rate charge");
+			*failed = n;
+			if (g->lost)
+				goto out;
+		} else if (st == PGRES_FATAL_ERROR && rc == 0) {
 			/* pg_fail clears r; the connection stays (the
 			 * server goes on to the Sync) unless it is gone. */
 			rc = usage_err(g, pg_fail(g, r, "usage insert"), &u[i]);
@@ -1316,14 +1354,15 @@ static int usage_recorded(struct pg *g, const struct veil_store_usage *u,
 }
 
 static int usage_add_once(struct pg *g, const struct veil_store_usage *u,
-			  size_t n, size_t *failed)
+			  size_t n, const struct store_charge *c, size_t nc,
+			  size_t *failed)
 {
 	struct pg_params p;
 	PGresult *r = NULL;
 	bool all = false;
 	int rc;
 
-	if (n == 1) {
+	if (n == 1 && nc == 0) {
 		usage_params(&p, u);
 		rc = pg_run(g, P_USAGE_ADD, &p, &r, "usage insert");
 		if (rc == 0) {
@@ -1333,7 +1372,7 @@ static int usage_add_once(struct pg *g, const struct veil_store_usage *u,
 		*failed = record_fault(g) ? 0 : 1;
 		rc = usage_err(g, rc, u);
 	} else {
-		rc = usage_pipeline(g, u, n, failed);
+		rc = usage_pipeline(g, u, n, c, nc, failed);
 	}
 	if (rc == VEIL_EINVAL && g->attempt > 0 &&
 	    strcmp(g->sqlstate, "23505") == 0) {
@@ -1348,13 +1387,17 @@ static int usage_add_once(struct pg *g, const struct veil_store_usage *u,
 }
 
 static int pg_usage_add_many(void *be, const struct veil_store_usage *u,
-			     size_t n, size_t *failed)
+			     size_t n, const struct store_charge *c, size_t nc,
+			     size_t *failed)
 {
 	struct pg *g = be;
 	int rc;
 
 	*failed = n;
-	PG_RETRY(g, rc, usage_add_once(g, u, n, failed));
+	/* A retry that finds every record committed by the first attempt
+	 * returns success without charging again: the charges were in that
+	 * transaction. */
+	PG_RETRY(g, rc, usage_add_once(g, u, n, c, nc, failed));
 	if (rc < 0 && *failed > n)
 		*failed = n;
 	return rc;

@@ -97,6 +97,7 @@ enum sq_id {
 	S_RATE_KEY,
 	S_RATE_GET,
 	S_RATE_PUT,
+	S_RATE_CHARGE,
 	S_NODE_PUT,
 	S_NODE_STATE,
 	S_NODE_GET,
@@ -159,6 +160,19 @@ static const char *const SQL[S_COUNT] = {
 		       "tokens) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(key_id) DO "
 		       "UPDATE SET window_ms = excluded.window_ms, "
 		       "requests = excluded.requests, tokens = excluded.tokens",
+	/* A batch's charge (struct store_charge) in one statement: the
+	 * window of ?2 starts at zero unless one at or after it is open (the
+	 * same arithmetic as sq_rate's charge); a revoked key's SELECT gives
+	 * no row, so nothing changes. */
+	[S_RATE_CHARGE] = "INSERT INTO rate_windows(key_id, window_ms, "
+			  "requests, tokens) SELECT id, ?2, 0, ?3 FROM api_keys "
+			  "WHERE id = ?1 AND revoked_ms = 0 "
+			  "ON CONFLICT(key_id) DO UPDATE SET "
+			  "window_ms = max(window_ms, excluded.window_ms), "
+			  "requests = CASE WHEN window_ms >= excluded.window_ms "
+			  "THEN requests ELSE 0 END, "
+			  "tokens = CASE WHEN window_ms >= excluded.window_ms "
+			  "THEN tokens ELSE 0 END + excluded.tokens",
 	[S_NODE_PUT] = "INSERT INTO nodes(id, url, model, state, verdict, "
 		       "created_ms, updated_ms, verified_ms) VALUES (?1, ?2, ?3, "
 		       "?4, ?5, ?6, ?6, CASE WHEN ?4 = 'verified' THEN ?6 ELSE 0 "
@@ -793,21 +807,43 @@ out:
 	return rc;
 }
 
+/* One rate charge in the open transaction. */
+static int sq_charge(struct sq *q, const struct store_charge *c)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = sq_stmt(q, S_RATE_CHARGE, &st)) < 0 ||
+	    (rc = sq_bind_i64(q, st, 1, c->key_id)) < 0 ||
+	    (rc = sq_bind_i64(q, st, 2, c->now_ms - c->now_ms %
+						STORE_RATE_WINDOW_MS)) < 0 ||
+	    (rc = sq_bind_i64(q, st, 3, c->tokens)) < 0)
+		goto out;
+	rc = sq_step(q, st, "rate charge");
+	rc = rc < 0 ? rc : 0;
+out:
+	sq_done(st);
+	return rc;
+}
+
 static int sq_usage_add_many(void *be, const struct veil_store_usage *u,
-			     size_t n, size_t *failed)
+			     size_t n, const struct store_charge *c,
+			     size_t nc, size_t *failed)
 {
 	struct sq *q = be;
 	size_t i = 0;
 	int rc;
 
-	/* One record: autocommit, the INSERT is its own transaction. */
-	if (n == 1) {
+	/* One record, no charge: autocommit, the INSERT is its own
+	 * transaction. */
+	if (n == 1 && nc == 0) {
 		if ((rc = sq_usage_insert(q, u)) < 0)
 			*failed = 0;
 		return rc;
 	}
-	/* Several: one write transaction, so one WAL fsync for all of them
-	 * (group commit), and a failing record rolls back the others. */
+	/* Otherwise one write transaction, so one WAL write / fsync for all
+	 * the records and their rate charges (group commit), and a failing
+	 * record rolls back the others. */
 	if ((rc = sq_begin(q)) < 0) {
 		*failed = n;
 		return rc;
@@ -816,6 +852,9 @@ static int sq_usage_add_many(void *be, const struct veil_store_usage *u,
 		if ((rc = sq_usage_insert(q, &u[i])) < 0)
 			goto out;
 	i = n;
+	for (size_t k = 0; k < nc; k++)
+		if ((rc = sq_charge(q, &c[k])) < 0)
+			goto out;
 	rc = sq_commit(q);
 out:
 	if (rc < 0) {

@@ -419,7 +419,10 @@ static int check_usage(const struct veil_store_usage *u)
 			     VEIL_STORE_ID_MAX)) < 0 ||
 	    (rc = check_count("prompt_tokens", u->prompt_tokens)) < 0 ||
 	    (rc = check_count("completion_tokens", u->completion_tokens)) < 0 ||
-	    (rc = check_time("created", u->created_ms)) < 0)
+	    (rc = check_time("created", u->created_ms)) < 0 ||
+	    (rc = check_count("rate_tokens", u->rate_tokens)) < 0 ||
+	    (u->rate_tokens > 0 &&
+	     (rc = check_time("rate_now", u->rate_now_ms)) < 0))
 		return rc;
 	if (u->receipt_len && !u->receipt)
 		return veil_errf(VEIL_EINVAL, "store: usage: receipt length "
@@ -445,11 +448,65 @@ static int batch_err(int rc, size_t i, size_t n)
 			 "recorded: %s", i, n, detail);
 }
 
+static int charge_cmp(const void *a, const void *b)
+{
+	const struct store_charge *x = a, *y = b;
+
+	if (x->key_id != y->key_id)
+		return x->key_id < y->key_id ? -1 : 1;
+	if (x->now_ms != y->now_ms)
+		return x->now_ms < y->now_ms ? -1 : 1;
+	return 0;
+}
+
+/* The records' rate charges (rate_tokens > 0), sorted by key and time and
+ * merged per (key, window): adding a + b to a window in one statement is
+ * what adding a, then b does.  Sorting by key gives every gateway the same
+ * row-lock order; by time within a key keeps a later window's reset after
+ * the earlier window's charge, as separate charges in time order would.
+ * *out is malloc'd (NULL when there is no charge). */
+static int batch_charges(const struct veil_store_usage *u, size_t n,
+			 struct store_charge **out, size_t *nc)
+{
+	struct store_charge *c = NULL;
+	size_t k = 0, m = 0;
+
+	*out = NULL;
+	*nc = 0;
+	for (size_t i = 0; i < n; i++)
+		if (u[i].rate_tokens > 0)
+			k++;
+	if (k == 0)
+		return 0;
+	if (!(c = malloc(k * sizeof(*c))))
+		return veil_errf(VEIL_ENOMEM, "store: usage: rate charges");
+	k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (u[i].rate_tokens > 0)
+			c[k++] = (struct store_charge){u[i].key_id,
+						       u[i].rate_now_ms,
+						       u[i].rate_tokens};
+	qsort(c, k, sizeof(*c), charge_cmp);
+	for (size_t i = 0; i < k; i++) {
+		if (m > 0 && c[m - 1].key_id == c[i].key_id &&
+		    c[m - 1].now_ms / STORE_RATE_WINDOW_MS ==
+			    c[i].now_ms / STORE_RATE_WINDOW_MS) {
+			c[m - 1].tokens += c[i].tokens; /* <= 1000 * TOKENS_MAX */
+			continue;
+		}
+		c[m++] = c[i];
+	}
+	*out = c;
+	*nc = m;
+	return 0;
+}
+
 int veil_store_usage_add_batch(struct veil_store *s,
 			       const struct veil_store_usage *u, size_t n,
 			       size_t *failed)
 {
-	size_t bad = n;
+	struct store_charge *c = NULL;
+	size_t bad = n, nc = 0;
 	int rc;
 
 	if (!s || (n && !u)) {
@@ -468,10 +525,13 @@ int veil_store_usage_add_batch(struct veil_store *s,
 			bad = i;
 			goto out;
 		}
+	if ((rc = batch_charges(u, n, &c, &nc)) < 0)
+		goto out;
 	lock(s);
-	rc = s->ops->usage_add_many(s->be, u, n, &bad);
+	rc = s->ops->usage_add_many(s->be, u, n, c, nc, &bad);
 	unlock(s);
 out:
+	free(c);
 	if (rc < 0) {
 		if (n > 1)
 			rc = batch_err(rc, bad, n);

@@ -21,6 +21,18 @@ struct store_key_row {
 	uint8_t hash[STORE_HASH_LEN];
 };
 
+/* A batch's rate-window charges, made by the backend after the batch's
+ * records in the same transaction: tokens added to the window of key_id
+ * that contains now_ms (or a later one already open), as STORE_RATE_CHARGE
+ * does, skipped for a revoked key.  store.c merges the records' charges per
+ * (key, window) and sorts them by key id, so that concurrent batches on
+ * several gateways lock the rate_windows rows in one order (no deadlock). */
+struct store_charge {
+	int64_t key_id;
+	int64_t now_ms;
+	int64_t tokens;
+};
+
 /* Rate-window operation: take checks the limits, charge does not. */
 enum store_rate_mode { STORE_RATE_TAKE, STORE_RATE_CHARGE };
 
@@ -41,11 +53,14 @@ struct store_ops {
 	int (*key_set_limits)(void *be, int64_t id,
 			      const struct veil_store_limits *l);
 
-	/* All n records (1..VEIL_STORE_BATCH_MAX) in one transaction, or
-	 * none.  On failure *failed is the index of the record to blame, or n
-	 * when no single record is (begin/commit failed, connection lost). */
+	/* All n records (1..VEIL_STORE_BATCH_MAX) and then the nc rate
+	 * charges (0..n, see struct store_charge) in one transaction, or
+	 * none of them.  On failure *failed is the index of the record to
+	 * blame, or n when no single record is (begin/commit failed, a
+	 * charge failed, connection lost). */
 	int (*usage_add_many)(void *be, const struct veil_store_usage *u,
-			      size_t n, size_t *failed);
+			      size_t n, const struct store_charge *c,
+			      size_t nc, size_t *failed);
 	/* to_ms is already INT64_MAX when unbounded. */
 	int (*usage_totals)(void *be, int64_t key_id, int64_t from_ms,
 			    int64_t to_ms, struct veil_store_totals *out);
