@@ -180,4 +180,13 @@ void veil_log(enum veil_log_level lvl, const char *mod, const char *fmt, ...)
 /* Number of online CPUs, at least 1. */
 int veil_cpu_count(void);
 
+/* Asks the kernel for a short time slice (ns) for the calling thread, so an
+ * event loop woken while other threads keep every core busy runs at once
+ * instead of after their slice.  Linux's EEVDF scheduler (6.12 on) takes
+ * sched_attr.sched_runtime of a SCHED_OTHER thread as its slice; it does
+ * not change the thread's share of the CPU, and older kernels ignore it.
+ * Only for SCHED_OTHER threads (others are left as they are: VEIL_EPERM);
+ * threads started later inherit it.  A hint: callers log a failure. */
+int veil_thread_slice_hint(uint64_t slice_ns);
+
 #endif

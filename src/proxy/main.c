@@ -5,11 +5,9 @@
  * docs/proxy.md says what it guarantees and how it fails. */
 #include <errno.h>
 #include <malloc.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -235,36 +233,10 @@ static bool is_loopback(const char *addr)
  * ignore the field.  The same as veil-node's loop. */
 #define LOOP_SLICE_NS 100000ull
 
-/* The kernel's struct sched_attr, SCHED_ATTR_SIZE_VER1 (<linux/sched/types.h>
- * cannot be included beside <sched.h>). */
-struct proxy_sched_attr {
-	uint32_t size;
-	uint32_t sched_policy;
-	uint64_t sched_flags;
-	int32_t sched_nice;
-	uint32_t sched_priority;
-	uint64_t sched_runtime;
-	uint64_t sched_deadline;
-	uint64_t sched_period;
-	uint32_t sched_util_min;
-	uint32_t sched_util_max;
-};
-
 static void loop_latency_hint(void)
 {
-	struct proxy_sched_attr a;
-
-	memset(&a, 0, sizeof(a));
-	if (syscall(SYS_sched_getattr, 0, &a, sizeof(a), 0) != 0 ||
-	    a.sched_policy != SCHED_OTHER) {
-		VEIL_DEBUG(PROXY_MOD, "loop thread: scheduling policy left as is");
-		return;
-	}
-	a.size = sizeof(a);
-	a.sched_flags = 0;
-	a.sched_runtime = LOOP_SLICE_NS;
-	if (syscall(SYS_sched_setattr, 0, &a, 0) != 0)
-		VEIL_DEBUG(PROXY_MOD, "loop thread: time slice hint refused (errno %d)", errno);
+	if (veil_thread_slice_hint(LOOP_SLICE_NS) < 0)
+		VEIL_DEBUG(PROXY_MOD, "loop thread: time slice hint not taken (%s)", veil_err_detail());
 }
 
 static void shutdown_done(void *arg)
