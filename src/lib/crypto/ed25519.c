@@ -19,11 +19,12 @@
  * veil_secret, wiped when the key is freed; the seed is its first half. */
 #include "veil/sign.h"
 
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
+
+#include "crypto_impl.h"
 
 #define SK_LEN crypto_sign_SECRETKEYBYTES /* 64: seed || public key */
 
@@ -37,32 +38,13 @@ _Static_assert(crypto_sign_PUBLICKEYBYTES == VEIL_ED25519_PUB_LEN, "public key l
 _Static_assert(crypto_sign_BYTES == VEIL_ED25519_SIG_LEN, "signature length");
 _Static_assert(crypto_sign_SECRETKEYBYTES == 64, "secret key layout");
 
-/* sodium_init picks CPU-specific code and must run before any other
- * libsodium call; once per process.  It returns 1 when already done (by
- * another library in the process), which is fine too. */
-static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
-static bool sodium_ok;
-
-static void sodium_setup(void)
-{
-	sodium_ok = sodium_init() >= 0;
-}
-
-static int sodium_get(void)
-{
-	pthread_once(&sodium_once, sodium_setup);
-	if (!sodium_ok)
-		return veil_errf(VEIL_EINTERNAL, "ed25519: libsodium initialisation failed");
-	return 0;
-}
-
 int veil_ed25519_key_from_seed(const uint8_t seed[VEIL_ED25519_SEED_LEN],
 			       struct veil_ed25519_key **out)
 {
 	struct veil_ed25519_key *k = NULL;
 	int rc;
 
-	if ((rc = sodium_get()) < 0)
+	if ((rc = crypto_sodium_ready("ed25519")) < 0)
 		return rc;
 	if (!(k = calloc(1, sizeof(*k))))
 		return VEIL_ENOMEM;
@@ -127,7 +109,7 @@ int veil_ed25519_sign(const struct veil_ed25519_key *key, const void *msg,
 	uint8_t tmp[VEIL_ED25519_SIG_LEN];
 	int rc;
 
-	if ((rc = sodium_get()) < 0)
+	if ((rc = crypto_sodium_ready("ed25519")) < 0)
 		return rc;
 	if (crypto_sign_detached(tmp, NULL, msg ? msg : (const void *)"", n,
 				 key->sk.bytes) != 0)
@@ -142,7 +124,7 @@ int veil_ed25519_verify(const uint8_t pub[VEIL_ED25519_PUB_LEN],
 {
 	int rc;
 
-	if ((rc = sodium_get()) < 0)
+	if ((rc = crypto_sodium_ready("ed25519")) < 0)
 		return rc;
 	/* libsodium does not say which check failed: a bad signature, S >= L,
 	 * or a public key / R that is invalid or of small order (see the top

@@ -22,6 +22,8 @@
 
 #include <sodium.h>
 
+#include "crypto_impl.h"
+
 #include "veil/base.h"
 
 /* Longest labeled input: "HPKE-v1" || suite_id (10) || label (<= 16) ||
@@ -209,27 +211,11 @@ static const uint8_t KEM_SUITE[5] = {'K', 'E', 'M', 0x00, 0x20};
  * says, like OpenSSL (test_hpke cross-checks the two, non-canonical and
  * high-bit inputs included). */
 
-/* sodium_init picks CPU-specific code and must run before any other
- * libsodium call; once per process (1: already done elsewhere, fine). */
-static pthread_once_t g_sodium_once = PTHREAD_ONCE_INIT;
-static bool g_sodium_ok;
-
-static void sodium_setup(void)
-{
-	g_sodium_ok = sodium_init() >= 0;
-}
-
-static int sodium_ready(void)
-{
-	pthread_once(&g_sodium_once, sodium_setup);
-	return g_sodium_ok ? 0 : veil_errf(VEIL_EINTERNAL, "X25519: libsodium initialisation failed");
-}
-
 static int x25519_public(const uint8_t priv[32], uint8_t pub[32])
 {
 	int rc;
 
-	if ((rc = sodium_ready()) < 0)
+	if ((rc = crypto_sodium_ready("X25519")) < 0)
 		return rc;
 	/* fails only for an all-zero result, which a clamped scalar never
 	 * gives */
@@ -248,7 +234,7 @@ static int x25519_dh(const uint8_t sk[32], const uint8_t pk[32], uint8_t out[32]
 	static const uint8_t zero[32];
 	int rc;
 
-	if ((rc = sodium_ready()) < 0)
+	if ((rc = crypto_sodium_ready("X25519")) < 0)
 		return rc;
 	if (crypto_scalarmult(out, sk, pk) != 0 || CRYPTO_memcmp(out, zero, 32) == 0) {
 		veil_wipe(out, 32);
