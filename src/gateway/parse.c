@@ -354,83 +354,31 @@ int gw_parse_time(const char *s, int64_t *ms)
 	return 0;
 }
 
-/* base64url digit values, -1 for anything else.  The header is decoded
- * here rather than with veil_b64_decode (same rules: URL alphabet, padding
- * optional but then whole, zero trailing bits) because it is on every
- * answer's path: a table and four digits a step, straight into `out`. */
-static const int8_t B64U[256] = {
-	['A'] = 0,  ['B'] = 1,  ['C'] = 2,  ['D'] = 3,  ['E'] = 4,  ['F'] = 5,  ['G'] = 6,
-	['H'] = 7,  ['I'] = 8,  ['J'] = 9,  ['K'] = 10, ['L'] = 11, ['M'] = 12, ['N'] = 13,
-	['O'] = 14, ['P'] = 15, ['Q'] = 16, ['R'] = 17, ['S'] = 18, ['T'] = 19, ['U'] = 20,
-	['V'] = 21, ['W'] = 22, ['X'] = 23, ['Y'] = 24, ['Z'] = 25, ['a'] = 26, ['b'] = 27,
-	['c'] = 28, ['d'] = 29, ['e'] = 30, ['f'] = 31, ['g'] = 32, ['h'] = 33, ['i'] = 34,
-	['j'] = 35, ['k'] = 36, ['l'] = 37, ['m'] = 38, ['n'] = 39, ['o'] = 40, ['p'] = 41,
-	['q'] = 42, ['r'] = 43, ['s'] = 44, ['t'] = 45, ['u'] = 46, ['v'] = 47, ['w'] = 48,
-	['x'] = 49, ['y'] = 50, ['z'] = 51, ['0'] = 52, ['1'] = 53, ['2'] = 54, ['3'] = 55,
-	['4'] = 56, ['5'] = 57, ['6'] = 58, ['7'] = 59, ['8'] = 60, ['9'] = 61, ['-'] = 62,
-	['_'] = 63,
-};
-
-/* The value of digit c (0..63), or -1.  The table's zero entries are
- * every other byte; 'A' (value 0) is told apart by itself. */
-static inline int b64u(unsigned char c)
-{
-	return B64U[c] || c == 'A' ? B64U[c] : -1;
-}
-
 int gw_receipt_from_header(const char *v, size_t len, struct veil_buf *out)
 {
-	const unsigned char *s = (const unsigned char *)v;
-	size_t pad = 0, nd, full, got, i;
-	uint8_t *o;
+	size_t pad = 0, nd, got;
 	int rc;
 
 	if (len == 0)
 		return veil_errf(VEIL_EFORMAT, "X-Veil-Receipt: empty");
-	while (pad < 2 && len > pad && s[len - 1 - pad] == '=')
+	while (pad < 2 && len > pad && v[len - 1 - pad] == '=')
 		pad++;
 	nd = len - pad;
-	if ((pad && len % 4) || nd % 4 == 1)
-		return veil_errf(VEIL_EFORMAT, "X-Veil-Receipt: not base64url");
 	got = nd / 4 * 3 + (nd % 4 ? nd % 4 - 1 : 0);
 	if (got > VEIL_STORE_RECEIPT_MAX)
 		return veil_errf(VEIL_ERANGE, "X-Veil-Receipt: over %u bytes",
 				 VEIL_STORE_RECEIPT_MAX);
 	if ((rc = veil_buf_reserve(out, got)) < 0)
 		return rc;
-	o = out->data + out->len;
-	full = nd / 4 * 4;
-	for (i = 0; i < full; i += 4) {
-		int a = b64u(s[i]), b = b64u(s[i + 1]), c = b64u(s[i + 2]), d = b64u(s[i + 3]);
-		uint32_t x;
-
-		if ((a | b | c | d) < 0)
-			goto bad;
-		x = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
-		*o++ = (uint8_t)(x >> 16);
-		*o++ = (uint8_t)(x >> 8);
-		*o++ = (uint8_t)x;
-	}
-	if (nd > full) {
-		/* 2 or 3 digits left: 1 or 2 bytes, the rest of the bits zero */
-		int a = b64u(s[i]), b = b64u(s[i + 1]), c = nd - full == 3 ? b64u(s[i + 2]) : 0;
-		uint32_t x;
-
-		if ((a | b | c) < 0)
-			goto bad;
-		x = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
-		if (nd - full == 2 ? (x & 0xffff) : (x & 0xff))
-			goto bad;
-		*o++ = (uint8_t)(x >> 16);
-		if (nd - full == 3)
-			*o++ = (uint8_t)(x >> 8);
+	/* straight into the buffer; on failure nothing is appended */
+	if (veil_b64_decode(v, len, VEIL_B64_URL | VEIL_B64_NOPAD, out->data + out->len, got,
+			    &got) < 0) {
+		out->data[out->len] = '\0';
+		return veil_errf(VEIL_EFORMAT, "X-Veil-Receipt: not base64url");
 	}
 	out->len += got;
 	out->data[out->len] = '\0';
 	return 0;
-bad:
-	out->data[out->len] = '\0'; /* nothing appended */
-	return veil_errf(VEIL_EFORMAT, "X-Veil-Receipt: not base64url");
 }
 
 /* ---- receipts: the canonical form ---------------------------------------------- */
@@ -449,31 +397,17 @@ static bool rc_lit(struct rcur *c, const char *lit, size_t n)
 }
 #define RC_LIT(c, s) rc_lit((c), (s), sizeof(s) - 1)
 
-static int rc_hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
-/* Exactly 2 * want hex digits (either case, as veil_hex_decode takes
- * them), then a quote. */
+/* Exactly 2 * want (at most 130) hex digits, either case, then a quote;
+ * out NULL: checked, not kept. */
 static bool rc_hex(struct rcur *c, uint8_t *out, size_t want)
 {
-	if ((size_t)(c->end - c->p) < 2 * want + 1 || c->p[2 * want] != '"')
-		return false;
-	for (size_t i = 0; i < want; i++) {
-		int hi = rc_hexval(c->p[2 * i]), lo = rc_hexval(c->p[2 * i + 1]);
+	uint8_t scratch[65];
+	size_t got;
 
-		if (hi < 0 || lo < 0)
-			return false;
-		if (out)
-			out[i] = (uint8_t)(hi << 4 | lo);
-	}
+	if (want > sizeof(scratch) || (size_t)(c->end - c->p) < 2 * want + 1 ||
+	    c->p[2 * want] != '"' ||
+	    veil_hex_decode(c->p, 2 * want, out ? out : scratch, want, &got) < 0)
+		return false;
 	c->p += 2 * want + 1;
 	return true;
 }
@@ -528,7 +462,7 @@ int gw_receipt_fast(const uint8_t *p, size_t n, const char *expect_address,
 	if (!p || !out || al != 42 || expect_address[0] != '0' || expect_address[1] != 'x')
 		return 1;
 	for (size_t i = 2; i < al; i++)
-		if (rc_hexval(expect_address[i]) < 0)
+		if (!isxdigit((unsigned char)expect_address[i]))
 			return 1;
 	/* the object: the payload string first (only \" escapes, printable
 	 * ASCII, no backslash left once unescaped) */

@@ -335,84 +335,17 @@ int proxy_sealed_end(struct proxy_sealed_stream *s)
 	return 0;
 }
 
-/* The standard alphabet's values; 0xff: not a base64 character ('=' too:
- * padding is handled apart). */
-#define B64_ROW(x) x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x
-static const uint8_t b64_val[256] = {
-	B64_ROW(0xff), B64_ROW(0xff),
-	/* ' ' .. '/' */
-	0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 62, 0xff, 0xff, 0xff, 63,
-	/* '0' .. '?' */
-	52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-	/* '@' .. 'O' */
-	0xff, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-	/* 'P' .. '_' */
-	15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 0xff, 0xff, 0xff, 0xff, 0xff,
-	/* '`' .. 'o' */
-	0xff, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
-	/* 'p' .. DEL */
-	41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 0xff, 0xff, 0xff, 0xff, 0xff,
-	B64_ROW(0xff), B64_ROW(0xff), B64_ROW(0xff), B64_ROW(0xff),
-	B64_ROW(0xff), B64_ROW(0xff), B64_ROW(0xff), B64_ROW(0xff),
-};
-#undef B64_ROW
-
-/* Exactly veil_b64_decode(b64, len, 0, ...) (the same inputs accepted, the
- * same bytes out: padded, canonical trailing bits, nothing else), four
- * characters at a time through a table: it runs on every sealed event of
- * every stream, where the generic decoder's per-bit loop was the largest
- * piece of the proxy's own CPU (~4 % of its loop thread). */
+/* A sealed chunk's base64, capped at the largest chunk veil-seal/1 allows
+ * (the generic decoder is table-driven: this runs on every sealed event). */
 int proxy_b64_chunk(const char *b64, size_t len, uint8_t *out, size_t cap,
 		    size_t *out_len)
 {
 	size_t need = veil_b64_encoded_len(VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD, 0);
-	const uint8_t *s = (const uint8_t *)b64;
-	size_t pad = 0, nq, o = 0, olen;
-	unsigned a, b, c, d;
 
 	if (len > need)
 		return veil_errf(VEIL_ERANGE, "sealed chunk: %zu base64 characters (max %zu)",
 				 len, need);
-	if (len % 4)
-		return veil_errf(VEIL_EFORMAT, "base64: length %zu not a multiple of 4", len);
-	if (len && s[len - 1] == '=')
-		pad = len >= 2 && s[len - 2] == '=' ? 2 : 1;
-	olen = len / 4 * 3 - pad;
-	if (cap < olen)
-		return veil_errf(VEIL_ERANGE, "base64: output too small");
-	/* whole quads; the last one (padded or not) below */
-	nq = len ? len / 4 - 1 : 0;
-	for (size_t q = 0; q < nq; q++, s += 4) {
-		a = b64_val[s[0]];
-		b = b64_val[s[1]];
-		c = b64_val[s[2]];
-		d = b64_val[s[3]];
-		if ((a | b | c | d) & 0x80)
-			return veil_errf(VEIL_EFORMAT, "base64: bad character in %zu..%zu", 4 * q,
-					 4 * q + 3);
-		out[o++] = (uint8_t)(a << 2 | b >> 4);
-		out[o++] = (uint8_t)(b << 4 | c >> 2);
-		out[o++] = (uint8_t)(c << 6 | d);
-	}
-	if (len) {
-		a = b64_val[s[0]];
-		b = b64_val[s[1]];
-		c = pad == 2 ? 0 : b64_val[s[2]];
-		d = pad ? 0 : b64_val[s[3]];
-		if ((a | b | c | d) & 0x80)
-			return veil_errf(VEIL_EFORMAT, "base64: bad character in %zu..%zu",
-					 len - 4, len - 1);
-		/* the bits past the data must be zero: one encoding per input */
-		if ((pad == 2 && (b & 0x0f)) || (pad == 1 && (c & 0x03)))
-			return veil_errf(VEIL_EFORMAT, "base64: non-canonical trailing bits");
-		out[o++] = (uint8_t)(a << 2 | b >> 4);
-		if (pad < 2)
-			out[o++] = (uint8_t)(b << 4 | c >> 2);
-		if (pad < 1)
-			out[o++] = (uint8_t)(c << 6 | d);
-	}
-	*out_len = o;
-	return 0;
+	return veil_b64_decode(b64, len, 0, out, cap, out_len);
 }
 
 /* ---- error bodies --------------------------------------------------------- */
