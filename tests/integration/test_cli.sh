@@ -1,12 +1,8 @@
 #!/usr/bin/env bash
 # The veil CLI as a user runs it: --version, --help everywhere, errors.
 set -uo pipefail
-VEIL="${VEIL_BIN:-build/bin}/veil"
-SHARED="${VEIL_SHARED:-../shared}"
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 out="$("$VEIL" --version)"
 check "version names version, commit, compiler and cpu paths" \
@@ -30,8 +26,7 @@ check "unknown command exits 2" test "$rc" -eq 2
 "$VEIL" model frobnicate >/dev/null 2>&1; rc=$?
 check "unknown model subcommand exits 2" test "$rc" -eq 2
 
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+setup_tmp
 printf 'GGUF\x03\x00\x00\x00garbage' > "$tmp/bad.gguf"
 err="$("$VEIL" model info "$tmp/bad.gguf" 2>&1 >/dev/null)"; rc=$?
 check "model info on a truncated file exits 1 with a reason" \
@@ -39,13 +34,13 @@ check "model info on a truncated file exits 1 with a reason" \
 "$VEIL" model info /nonexistent.gguf >/dev/null 2>&1; rc=$?
 check "model info on a missing file exits 1" test "$rc" -eq 1
 
-if [ -f "$SHARED/models/stories260K.gguf" ]; then
-	M="$SHARED/models/stories260K.gguf"
+if [ -f "$VEIL_SHARED/models/stories260K.gguf" ]; then
+	M="$VEIL_SHARED/models/stories260K.gguf"
 	check "model info names the architecture and sha256" \
 		bash -c '"$0" model info "$1" | grep -q "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d" && "$0" model info "$1" | grep -q llama' "$VEIL" "$M"
 	ids="$("$VEIL" model tokenize "$M" "Once upon a time")"
 	check "model tokenize matches llama.cpp ids" test "$ids" = "1 403 407 261 378"
-	want="$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cases"][0]; print(" ".join(map(str,c["generated_ids"][:32])))' "$SHARED/reference/stories260K-greedy.json")"
+	want="$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["cases"][0]; print(" ".join(map(str,c["generated_ids"][:32])))' "$VEIL_SHARED/reference/stories260K-greedy.json")"
 	got="$("$VEIL" model run "$M" --prompt "Once upon a time" -n 32 --temp 0 --ids 2>/dev/null)"
 	check "model run --temp 0 --ids equals llama.cpp's greedy ids" test "$got" = "$want"
 	txt="$("$VEIL" model run "$M" --prompt "Once upon a time" -n 20 --temp 0 2>"$tmp/err")"
@@ -57,6 +52,6 @@ if [ -f "$SHARED/models/stories260K.gguf" ]; then
 	VEIL_MODEL="$M" "$VEIL" model run --prompt "Once" -n 4 --temp 0 --ids >/dev/null 2>&1
 	check "model run finds the model through \$VEIL_MODEL" test $? -eq 0
 else
-	echo "ok - model checks # SKIP $SHARED/models/stories260K.gguf absent"
+	skip "model checks" "$VEIL_SHARED/models/stories260K.gguf absent"
 fi
 exit $((fails > 0))

@@ -8,14 +8,11 @@
 # veil refuses a PCK CRL past its nextUpdate, dcap-qvl 0.3.9 does not.
 # Builds nothing.
 set -uo pipefail
-BIN="${VEIL_BIN:-build/bin}"
-TV="$BIN/../bench/tdx_verify"
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+TV="$VEIL_BIN/../bench/tdx_verify"
 JS=tests/js
-VEC="${VEIL_SHARED:-../shared}/vectors"
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1${2:+ ($2)}"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
+VEC="$VEIL_SHARED/vectors"
 
 name="dcap verdicts match dcap-qvl"
 if [ ! -x "$TV" ]; then skip "$name" "$TV absent (make bench-bins)"; exit 0; fi

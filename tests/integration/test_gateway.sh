@@ -10,70 +10,27 @@
 # never reach the gateway's log or database.
 # Env: VEIL_BIN (veil-gateway, veil-node), VEIL_SHARED (default ../shared).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-VEIL_BIN="${VEIL_BIN:-build/bin}"
-VEIL_SHARED="${VEIL_SHARED:-../shared}"
-GW="$VEIL_BIN/veil-gateway"
-NODE_BIN="$VEIL_BIN/veil-node"
-MODEL="$VEIL_SHARED/models/stories260K.gguf"
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
 NAME=stories260K
 JS=tests/js/gateway_client.mjs
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
 
-if [ ! -x "$GW" ] || [ ! -x "$NODE_BIN" ]; then
-	notok "veil-gateway: $GW or $NODE_BIN not built"
-	exit 1
-fi
-if [ ! -f "$MODEL" ]; then
-	skip "veil-gateway" "$MODEL missing (set VEIL_SHARED)"
-	exit 0
-fi
+require_built "veil-gateway" "$GW_BIN" "$NODE_BIN"
+skip_unless_shared "veil-gateway" "$MODEL"
 have_js=1
-if ! command -v node >/dev/null 2>&1 || [ ! -d tests/js/node_modules/openai ] ||
-	[ ! -d tests/js/node_modules/ethers ] || [ ! -d tests/js/node_modules/hpke-js ]; then
-	have_js=0
-fi
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+have_node_modules openai ethers hpke-js || have_js=0
+setup_tmp
 
 CANARY="canary-$(openssl rand -hex 12)"
 
-# start NAME LOG-REGEX CMD...: starts a server, waits until it logs its port;
-# sets PORT and PID.
-start() {
-	local name="$1"; shift
-	"$@" >"$tmp/$name.log" 2>&1 &
-	PID=$!
-	pids+=("$PID")
-	PORT=""
-	for _ in $(seq 1 200); do
-		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$tmp/$name.log" | tail -1 | sed 's/.*://')"
-		[ -n "$PORT" ] && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "# $name did not start:"; sed 's/^/#   /' "$tmp/$name.log" | tail -5
-	return 1
-}
 start_node() {
 	local name="$1"; shift
-	start "$name" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --model "$MODEL" \
+	start_server "$name" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --model "$MODEL" \
 		--allow-plaintext --ctx 4096 "$@"
 }
 start_gw() {
 	local name="$1"; shift
-	start "$name" "$GW" --listen 127.0.0.1:0 --plain-http --health-interval-ms 300 "$@"
+	start_server "$name" "$GW_BIN" --listen 127.0.0.1:0 --plain-http --health-interval-ms 300 "$@"
 }
 # usable G N: waits until gateway G has N usable nodes.
 usable() {
@@ -83,43 +40,41 @@ usable() {
 	done
 	return 1
 }
-js() {
-	local out line rc
-	out="$(node "$JS" "$@" 2>&1)"; rc=$?
-	while IFS= read -r line; do
-		case "$line" in
-		"ok - "*) echo "$line" ;;
-		"not ok - "*) echo "$line"; fails=$((fails + 1)) ;;
-		*) echo "# $line" ;;
-		esac
-	done <<<"$out"
-	[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || notok "$1: client exited $rc"
+# wait_failed G ID: waits (up to 5 s) until gateway G says node ID failed its
+# verification; prints the node's last state.
+wait_failed() {
+	local st=""
+	for _ in $(seq 1 50); do
+		st="$(curl -s -H "$ADMIN" "$1/admin/nodes/$2" | jq -r .state)"
+		[ "$st" = failed ] && break
+		sleep 0.1
+	done
+	echo "$st"
 }
-jqf() { jq -e "$@" >/dev/null 2>&1; }
-metric() { curl -s "$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
+js() { relay_js_client "$JS" "$@"; }
 code() { curl -s -o /dev/null -w '%{http_code}' "$@"; }
 
 # ---- command line and keys ----------------------------------------------------
-"$GW" --help | grep -q "usage: veil-gateway"; check "veil-gateway --help prints usage" test $? -eq 0
-"$GW" --listen 127.0.0.1:0 >/dev/null 2>&1; check "veil-gateway without --db exits 2" test $? -eq 2
-"$GW" --db "sqlite:$tmp/x.db" --plain-http --listen 0.0.0.0:0 >/dev/null 2>&1
+"$GW_BIN" --help | grep -q "usage: veil-gateway"; check "veil-gateway --help prints usage" test $? -eq 0
+"$GW_BIN" --listen 127.0.0.1:0 >/dev/null 2>&1; check "veil-gateway without --db exits 2" test $? -eq 2
+"$GW_BIN" --db "sqlite:$tmp/x.db" --plain-http --listen 0.0.0.0:0 >/dev/null 2>&1
 check "--plain-http on a non-loopback address is refused (exit 2)" test $? -eq 2
-"$GW" --db "postgres://localhost/x" --listen 127.0.0.1:0 >/dev/null 2>"$tmp/err"
+"$GW_BIN" --db "postgres://localhost/x" --listen 127.0.0.1:0 >/dev/null 2>"$tmp/err"
 check "a postgres database without --secret-file is refused (exit 2)" \
 	bash -c '[ $0 -eq 2 ] && grep -q -- "--secret-file" "$1"' $? "$tmp/err"
 
 DB="sqlite:$tmp/gw.db"
-"$GW" keys create --db "$DB" --name alice >"$tmp/create.out" 2>&1
+"$GW_BIN" keys create --db "$DB" --name alice >"$tmp/create.out" 2>&1
 KEY="$(tail -1 "$tmp/create.out")"
 check "keys create prints the new key alone on its last line" \
 	bash -c '[[ "$0" =~ ^sk-veil-[A-Za-z0-9_-]{43}$ ]]' "$KEY"
 check "keys create made a 0600 secret file next to the database" \
 	test "$(stat -c %a "$tmp/gw.db.secret")" = 600
-"$GW" keys create --db "$DB" --name bob >"$tmp/create2.out" 2>&1
+"$GW_BIN" keys create --db "$DB" --name bob >"$tmp/create2.out" 2>&1
 KEY2="$(tail -1 "$tmp/create2.out")"
-"$GW" keys create --db "$DB" --name carol >"$tmp/create3.out" 2>&1
+"$GW_BIN" keys create --db "$DB" --name carol >"$tmp/create3.out" 2>&1
 KEY3="$(tail -1 "$tmp/create3.out")"
-"$GW" keys list --db "$DB" >"$tmp/list.out" 2>&1
+"$GW_BIN" keys list --db "$DB" >"$tmp/list.out" 2>&1
 check "keys list shows the keys by prefix, never the key" \
 	bash -c 'grep -q "alice" "$0" && grep -q "${1:0:12}" "$0" && ! grep -q "$1" "$0"' "$tmp/list.out" "$KEY"
 check "the database holds no key text" bash -c '! grep -qa "$1" "$0"' "$tmp/gw.db" "$KEY"
@@ -172,7 +127,7 @@ check "admin: no token is a 401" test "$(code "$G/admin/nodes")" = 401
 check "admin: a wrong token is a 401" test "$(code -H 'Authorization: Bearer wrong-token-123456' "$G/admin/nodes")" = 401
 curl -s -H "$ADMIN" "$G/admin/nodes/a/attestations" >"$tmp/att.json"
 check "admin: the attestation audit keeps each verdict (time, verdict, measurements)" \
-	jqf '.data | length >= 1 and (.[0].ok == true) and (.[0].time > 0) and (.[0].verdict.measurements.node_binary | length == 96) and (.[0].verdict.sim == true)' "$tmp/att.json"
+	jqt '.data | length >= 1 and (.[0].ok == true) and (.[0].time > 0) and (.[0].verdict.measurements.node_binary | length == 96) and (.[0].verdict.sim == true)' "$tmp/att.json"
 curl -s -H "$ADMIN" "$G/admin/usage?by=model" >"$tmp/um.json"
 curl -s -H "$ADMIN" "$G/admin/usage?by=key" >"$tmp/uk.json"
 check "admin: usage by model and by key" \
@@ -231,13 +186,13 @@ else
 fi
 check "the gateway's report measures its binary and binds a key set without HPKE" \
 	bash -c 'jq -e --arg h "$(sha384sum "$1" | cut -d" " -f1)" ".measurements.gateway_binary == \$h and (.keys.x25519_hpke == null or .keys.x25519_hpke == \"\") and (.keys.ed25519 | length == 64)" "$0" >/dev/null' \
-	"$tmp/gwself.json" "$GW"
+	"$tmp/gwself.json" "$GW_BIN"
 check "the report carries both nodes' reports made with the same nonce" \
-	jqf --arg n "$nonce" '.version == "veil-gateway-report/1" and (.nodes | length == 2) and all(.nodes[]; .report.nonce == $n)' "$tmp/gwrep.json"
+	jqt --arg n "$nonce" '.version == "veil-gateway-report/1" and (.nodes | length == 2) and all(.nodes[]; .report.nonce == $n)' "$tmp/gwrep.json"
 start_gw aff --db "sqlite:$tmp/aff.db" --nodes "$tmp/nodes.json" --allow-sim --affinity prefix \
 	--admin-token-file "$tmp/admin.token"
 GA="http://127.0.0.1:$PORT"
-"$GW" keys create --db "sqlite:$tmp/aff.db" >"$tmp/ka.out" 2>&1
+"$GW_BIN" keys create --db "sqlite:$tmp/aff.db" >"$tmp/ka.out" 2>&1
 KA="$(tail -1 "$tmp/ka.out")"
 if usable "$GA" 2; then
 	same=""
@@ -283,13 +238,9 @@ printf '[{"url": "https://127.0.0.1:%s", "model": "%s", "id": "c"}]\n' "$PC" "$N
 # without --allow-sim: a simulated TEE fails the policy
 start_gw nosim --db "sqlite:$tmp/nosim.db" --nodes "$tmp/nodes-c.json" --admin-token-file "$tmp/admin.token"
 GN="http://127.0.0.1:$PORT"
-"$GW" keys create --db "sqlite:$tmp/nosim.db" >"$tmp/kn.out" 2>&1
+"$GW_BIN" keys create --db "sqlite:$tmp/nosim.db" >"$tmp/kn.out" 2>&1
 KN="$(tail -1 "$tmp/kn.out")"
-for _ in $(seq 1 50); do
-	st="$(curl -s -H "$ADMIN" "$GN/admin/nodes/c" | jq -r .state)"
-	[ "$st" = failed ] && break
-	sleep 0.1
-done
+st="$(wait_failed "$GN" c)"
 check "without --allow-sim a simulated node fails verification (state failed, reason logged)" \
 	bash -c '[ "$0" = failed ] && grep -q "attestation FAILED" "$1" && grep -qi "sim" "$1"' "$st" "$tmp/nosim.log"
 c="$(curl -s -o "$tmp/ns.json" -w '%{http_code}' "$GN/v1/chat/completions" -H "Authorization: Bearer $KN" \
@@ -302,20 +253,16 @@ printf '{"version": "veil-policy/1", "allow_sim": true, "models": {"%s": {"model
 start_gw pol --db "sqlite:$tmp/pol.db" --nodes "$tmp/nodes-c.json" --policy "$tmp/policy.json" \
 	--allow-sim --admin-token-file "$tmp/admin.token"
 GP="http://127.0.0.1:$PORT"
-"$GW" keys create --db "sqlite:$tmp/pol.db" >"$tmp/kp.out" 2>&1
+"$GW_BIN" keys create --db "sqlite:$tmp/pol.db" >"$tmp/kp.out" 2>&1
 KP="$(tail -1 "$tmp/kp.out")"
-for _ in $(seq 1 50); do
-	st="$(curl -s -H "$ADMIN" "$GP/admin/nodes/c" | jq -r .state)"
-	[ "$st" = failed ] && break
-	sleep 0.1
-done
+st="$(wait_failed "$GP" c)"
 c="$(code "$GP/v1/chat/completions" -H "Authorization: Bearer $KP" -H 'Content-Type: application/json' \
 	-d "{\"model\":\"$NAME\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}")"
 check "a node with the wrong model hash fails the policy and gets no traffic" \
 	bash -c '[ "$0" = failed ] && [ "$1" = 503 ] && curl -s -H "$3" "$2/admin/nodes/c" | jq -e ".requests == 0 and (.last_error | test(\"model\"))" >/dev/null' \
 	"$st" "$c" "$GP" "$ADMIN"
 curl -s -H "$ADMIN" "$GP/admin/nodes/c/attestations" >"$tmp/att2.json"
-check "... and the failed verdict is kept for audit" jqf '.data[0].ok == false and (.data[0].verdict.error | length > 0)' "$tmp/att2.json"
+check "... and the failed verdict is kept for audit" jqt '.data[0].ok == false and (.data[0].verdict.error | length > 0)' "$tmp/att2.json"
 
 # ---- shutdown and the canary ---------------------------------------------------------------
 kill -TERM "$PIDG"

@@ -13,74 +13,20 @@
 # is durable (src/gateway/relay.c): this is the test of that promise.
 # Env: VEIL_BIN (dir with veil-node and veil-gateway), VEIL_SHARED (../shared).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-VEIL_BIN="${VEIL_BIN:-build/bin}"
-VEIL_SHARED="${VEIL_SHARED:-../shared}"
-NODE_BIN="$VEIL_BIN/veil-node"
-GW_BIN="$VEIL_BIN/veil-gateway"
-MODEL="$VEIL_SHARED/models/stories260K.gguf"
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
 LOAD=tests/js/gateway_load_clients.mjs
 CLIENTS=24
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
 
-if [ ! -x "$NODE_BIN" ] || [ ! -x "$GW_BIN" ]; then
-	notok "gateway durability: $NODE_BIN or $GW_BIN not built"
-	exit 1
-fi
-if [ ! -f "$MODEL" ]; then
-	skip "gateway durability" "$MODEL missing (set VEIL_SHARED)"
-	exit 0
-fi
+require_built "gateway durability" "$NODE_BIN" "$GW_BIN"
+skip_unless_shared "gateway durability" "$MODEL"
 if ! command -v node >/dev/null 2>&1 || ! command -v python3 >/dev/null 2>&1; then
 	notok "gateway durability: node (Node.js >= 18) and python3 are needed (scripts/deps.sh)"
 	exit 1
 fi
+setup_tmp
 
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# start NAME LOGFILE CMD... : runs CMD in the background; sets PID and PORT
-# from its `listening on http(s)://127.0.0.1:PORT` line.
-start() {
-	local name="$1" log="$2"; shift 2
-	"$@" >"$log" 2>&1 &
-	PID=$!
-	pids+=("$PID")
-	PORT=""
-	for _ in $(seq 1 200); do
-		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$log" | tail -1 | sed 's/.*://')"
-		[ -n "$PORT" ] && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "# $name did not start:"; tail -5 "$log" | sed 's/^/#   /'
-	return 1
-}
-
-# ready URL KEY : a request through the gateway answers 200 (nodes verified)
-ready() {
-	for _ in $(seq 1 150); do
-		[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $2" \
-			-H 'Content-Type: application/json' \
-			-d '{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"max_tokens":1}' \
-			"$1/v1/chat/completions")" = 200 ] && return 0
-		sleep 0.2
-	done
-	return 1
-}
-
-if ! start node "$tmp/node.log" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --model "$MODEL" \
+if ! start_server node "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --model "$MODEL" \
 	--allow-plaintext --threads 1 --max-batch 8; then
 	notok "veil-node starts"
 	exit 1
@@ -96,13 +42,13 @@ check "the API-key secret was created next to the database, mode 0600" \
 	test "$(stat -c %a "$tmp/gw.db.secret" 2>/dev/null)" = 600
 
 gw_args=(--listen 127.0.0.1:0 --db "$DB" --nodes "$tmp/nodes.json" --allow-sim --plain-http)
-if ! start gateway "$tmp/gw1.log" "$GW_BIN" "${gw_args[@]}"; then
+if ! start_server gw1 "$GW_BIN" "${gw_args[@]}"; then
 	notok "veil-gateway starts"
 	exit 1
 fi
 GW1_PID=$PID
 GW1="http://127.0.0.1:$PORT"
-if ! ready "$GW1" "$KEY"; then
+if ! wait_gateway_answers "$GW1" "$KEY"; then
 	notok "the gateway answers once its node is verified"
 	tail -5 "$tmp/gw1.log" | sed 's/^/#   /'
 	exit 1
@@ -137,14 +83,14 @@ for round in 1 2 3; do
 		test "$(wc -l <"$ACK")" -ge $((base_n + 20))
 	check "round $round: the kill cut requests in flight" \
 		python3 -c 'import json,sys; sys.exit(0 if json.loads(sys.argv[1])["cut"] > 0 else 1)' "$summary"
-	if ! start gateway "$tmp/gw$((round + 1)).log" "$GW_BIN" "${gw_args[@]}"; then
+	if ! start_server "gw$((round + 1))" "$GW_BIN" "${gw_args[@]}"; then
 		notok "round $round: veil-gateway restarts on the same --db after SIGKILL"
 		exit 1
 	fi
 	GW="http://127.0.0.1:$PORT"
 	GW_PID=$PID
 	check "round $round: veil-gateway restarts on the same --db after SIGKILL and answers" \
-		ready "$GW" "$KEY"
+		wait_gateway_answers "$GW" "$KEY"
 done
 GW2="$GW"
 acked="$(sort -u "$ACK" | grep -c .)"

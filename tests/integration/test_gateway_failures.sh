@@ -19,58 +19,16 @@
 #     code and no [DONE]; once the limit is lifted, answers are billed again.
 # Env: VEIL_BIN (dir with veil-node and veil-gateway), VEIL_SHARED (../shared).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-VEIL_BIN="${VEIL_BIN:-build/bin}"
-VEIL_SHARED="${VEIL_SHARED:-../shared}"
-NODE_BIN="$VEIL_BIN/veil-node"
-GW_BIN="$VEIL_BIN/veil-gateway"
-MODEL="$VEIL_SHARED/models/stories260K.gguf"
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
 
-if [ ! -x "$NODE_BIN" ] || [ ! -x "$GW_BIN" ]; then
-	notok "gateway failures: $NODE_BIN or $GW_BIN not built"
-	exit 1
-fi
-if [ ! -f "$MODEL" ]; then
-	skip "gateway failures" "$MODEL missing (set VEIL_SHARED)"
-	exit 0
-fi
+require_built "gateway failures" "$NODE_BIN" "$GW_BIN"
+skip_unless_shared "gateway failures" "$MODEL"
 if ! command -v python3 >/dev/null 2>&1 || ! command -v prlimit >/dev/null 2>&1; then
 	notok "gateway failures: python3 and prlimit (util-linux) are needed"
 	exit 1
 fi
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# start NAME LOGFILE CMD... : runs CMD in the background; sets PID and PORT
-# from its `listening on http(s)://127.0.0.1:PORT` line.
-start() {
-	local name="$1" log="$2"; shift 2
-	"$@" >"$log" 2>&1 &
-	PID=$!
-	pids+=("$PID")
-	PORT=""
-	for _ in $(seq 1 200); do
-		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$log" | tail -1 | sed 's/.*://')"
-		[ -n "$PORT" ] && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "# $name did not start:"; tail -5 "$log" | sed 's/^/#   /'
-	return 1
-}
+setup_tmp
 
 BODY='{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"max_tokens":2}'
 SBODY='{"model":"stories260K","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,"stream":true}'
@@ -82,30 +40,21 @@ post() {
 		-H 'Content-Type: application/json' -d "$3" "$1/v1/chat/completions"
 }
 
-# ready URL KEY : a request through the gateway answers 200 (node verified)
-ready() {
-	for _ in $(seq 1 150); do
-		[ "$(post "$1" "$2" "$BODY" "$tmp/ready")" = 200 ] && return 0
-		sleep 0.2
-	done
-	return 1
-}
-
 # requests URL KEY : the key's billed requests (GET /v1/usage)
 requests() {
 	curl -s -m 10 -H "Authorization: Bearer $2" "$1/v1/usage" |
 		python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])' 2>/dev/null
 }
 
-# metric URL NAME : a counter of GET /metrics (0 when absent)
-metric() {
+# counter URL NAME : a counter of GET /metrics (0 when absent)
+counter() {
 	local v
-	v="$(curl -s -m 10 "$1/metrics" | awk -v n="$2" '$1 == n {print $2}')"
+	v="$(metric "$1" "$2")"
 	echo "${v:-0}"
 }
 
 # ---- the node and the relay --------------------------------------------------------
-if ! start node "$tmp/node.log" "$NODE_BIN" --listen 127.0.0.1:0 --plain-http --tee sim \
+if ! start_server node "$NODE_BIN" --listen 127.0.0.1:0 --plain-http --tee sim \
 	--model "$MODEL" --allow-plaintext --threads 1; then
 	notok "veil-node starts"
 	exit 1
@@ -184,7 +133,7 @@ s.serve_forever()
 EOF
 MODE="$tmp/mode"
 echo pass >"$MODE"
-if ! start relay "$tmp/relay.log" python3 "$tmp/relay.py" "$NODE_PORT" "$MODE"; then
+if ! start_server relay python3 "$tmp/relay.py" "$NODE_PORT" "$MODE"; then
 	notok "the relay starts"
 	exit 1
 fi
@@ -193,13 +142,13 @@ printf '[{"url":"http://127.0.0.1:%s","model":"stories260K"}]\n' "$PORT" >"$tmp/
 # ---- 1. receipts that fail their checks ------------------------------------------------
 DB1="sqlite:$tmp/gw1.db"
 KEY1="$("$GW_BIN" keys create --db "$DB1" --name failures 2>"$tmp/keys1.err" | tail -n 1)"
-if ! start gateway "$tmp/gw1.log" "$GW_BIN" --listen 127.0.0.1:0 --db "$DB1" \
+if ! start_server gw1 "$GW_BIN" --listen 127.0.0.1:0 --db "$DB1" \
 	--nodes "$tmp/nodes.json" --allow-sim --plain-http; then
 	notok "veil-gateway starts"
 	exit 1
 fi
 GW1="http://127.0.0.1:$PORT"
-if ! ready "$GW1" "$KEY1"; then
+if ! wait_gateway_answers "$GW1" "$KEY1"; then
 	notok "the gateway answers through the relay once its node is verified"
 	tail -5 "$tmp/gw1.log" | sed 's/^/#   /'
 	exit 1
@@ -207,7 +156,7 @@ fi
 ok "the gateway answers through the relay once its node is verified"
 sleep 0.3
 r0="$(requests "$GW1" "$KEY1")"
-f0="$(metric "$GW1" veil_gateway_receipts_failed_total)"
+f0="$(counter "$GW1" veil_gateway_receipts_failed_total)"
 check "a receipt that verifies is billed (GET /v1/usage counts the answers)" \
 	test "${r0:-0}" -ge 1
 
@@ -222,7 +171,7 @@ check "... with the (altered) receipt header passed on for the client to judge" 
 sleep 0.3
 check "... not billed (GET /v1/usage unchanged)" test "$(requests "$GW1" "$KEY1")" = "$r0"
 check "... and counted in veil_gateway_receipts_failed_total" \
-	test "$(metric "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 1))
+	test "$(counter "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 1))
 check "... and logged as refused, without content" \
 	grep -q 'receipt from node .* refused' "$tmp/gw1.log"
 grep -m1 'receipt from node .* refused' "$tmp/gw1.log" | sed 's/^/#   /'
@@ -235,7 +184,7 @@ check "... to its end: [DONE], no error event" \
 sleep 0.3
 check "... not billed" test "$(requests "$GW1" "$KEY1")" = "$r0"
 check "... and counted" \
-	test "$(metric "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 2))
+	test "$(counter "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 2))
 
 echo respace >"$MODE"
 code="$(post "$GW1" "$KEY1" "$BODY" "$tmp/respace")"
@@ -244,7 +193,7 @@ check "a valid receipt spelled with white space (the full parser's path) is bill
 	bash -c '[ "$0" = 200 ] && [ "$1" = $(($2 + 1)) ]' "$code" \
 	"$(requests "$GW1" "$KEY1")" "$r0"
 check "... and not counted as failed" \
-	test "$(metric "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 2))
+	test "$(counter "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 2))
 echo pass >"$MODE"
 
 # ---- 2. the store fails ------------------------------------------------------------------
@@ -252,20 +201,20 @@ echo pass >"$MODE"
 # fails with EFBIG instead of killing the process.
 DB2="sqlite:$tmp/gw2.db"
 KEY2="$("$GW_BIN" keys create --db "$DB2" --name store 2>"$tmp/keys2.err" | tail -n 1)"
-if ! start gateway2 "$tmp/gw2.log" bash -c 'trap "" XFSZ; exec "$@"' gw "$GW_BIN" \
+if ! start_server gw2 bash -c 'trap "" XFSZ; exec "$@"' gw "$GW_BIN" \
 	--listen 127.0.0.1:0 --db "$DB2" --nodes "$tmp/nodes.json" --allow-sim --plain-http; then
 	notok "a second veil-gateway starts"
 	exit 1
 fi
 GW2_PID=$PID
 GW2="http://127.0.0.1:$PORT"
-if ! ready "$GW2" "$KEY2"; then
+if ! wait_gateway_answers "$GW2" "$KEY2"; then
 	notok "the second gateway answers"
 	exit 1
 fi
 sleep 0.5
 r2="$(requests "$GW2" "$KEY2")"
-u2="$(metric "$GW2" veil_gateway_usage_failed_total)"
+u2="$(counter "$GW2" veil_gateway_usage_failed_total)"
 wal="$(stat -c %s "$tmp/gw2.db-wal" 2>/dev/null)"
 if [ -z "$wal" ] || [ "$wal" -lt 4096 ]; then
 	notok "the store keeps a WAL file (sqlite, journal_mode=WAL)"
@@ -287,7 +236,7 @@ check "store failing: a stream ends with an error event of code usage_store_unav
 	"$code" "$tmp/sst.b"
 check "... and no [DONE]" bash -c '! grep -q "\[DONE\]" "$0"' "$tmp/sst.b"
 check "... both counted in veil_gateway_usage_failed_total" \
-	test "$(metric "$GW2" veil_gateway_usage_failed_total)" = $((u2 + 2))
+	test "$(counter "$GW2" veil_gateway_usage_failed_total)" = $((u2 + 2))
 check "... and logged" grep -q 'usage record not stored' "$tmp/gw2.log"
 
 prlimit --pid "$GW2_PID" --fsize=unlimited: 2>/dev/null ||

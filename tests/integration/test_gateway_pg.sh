@@ -11,72 +11,25 @@
 # (pg_dump | grep).
 # Env: VEIL_BIN (dir with veil-node and veil-gateway), VEIL_SHARED (../shared).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-VEIL_BIN="${VEIL_BIN:-build/bin}"
-VEIL_SHARED="${VEIL_SHARED:-../shared}"
-NODE_BIN="$VEIL_BIN/veil-node"
-GW_BIN="$VEIL_BIN/veil-gateway"
-MODEL="$VEIL_SHARED/models/stories260K.gguf"
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
 KEY_CACHE_MS=1000
 POLL_MS=500
 RPM=10
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
-jqt() { jq -e "$@" >/dev/null 2>&1; }
 
-if [ ! -x "$NODE_BIN" ] || [ ! -x "$GW_BIN" ]; then
-	notok "gateways on PostgreSQL: $NODE_BIN or $GW_BIN not built"
-	exit 1
-fi
-if [ ! -f "$MODEL" ]; then
-	skip "gateways on PostgreSQL" "$MODEL missing (set VEIL_SHARED)"
-	exit 0
-fi
-if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${PGTEMP_BIN:-}" ]; then
+require_built "gateways on PostgreSQL" "$NODE_BIN" "$GW_BIN"
+skip_unless_shared "gateways on PostgreSQL" "$MODEL"
+if ! have_postgres; then
 	skip "gateways on PostgreSQL" "no PostgreSQL server programs (/usr/lib/postgresql/*/bin; apt-get install postgresql)"
 	exit 0
 fi
+setup_tmp
 
-tmp="$(mktemp -d)"
-pgdir="$(mktemp -d)"
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	bash scripts/pgtemp.sh stop "$pgdir" >/dev/null 2>&1
-	rm -rf "$tmp" "$pgdir"
-}
-trap cleanup EXIT
-
-if ! URI="$(bash scripts/pgtemp.sh start "$pgdir" 2>"$tmp/pgtemp.err" | tail -n 1)" ||
-	[[ "$URI" != postgres://* ]]; then
+if ! pg_start; then
 	notok "a throwaway PostgreSQL starts (scripts/pgtemp.sh)"
-	sed 's/^/#   /' "$tmp/pgtemp.err" | tail -n 10
 	exit 1
 fi
 ok "a throwaway PostgreSQL starts (scripts/pgtemp.sh)"
-PGBIN="$(cat "$pgdir/.pgtemp")"
-
-# start NAME LOGFILE CMD... : sets PID and PORT (from `listening on ...`).
-start() {
-	local name="$1" log="$2"; shift 2
-	"$@" >"$log" 2>&1 &
-	PID=$!
-	pids+=("$PID")
-	PORT=""
-	for _ in $(seq 1 200); do
-		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$log" | tail -1 | sed 's/.*://')"
-		[ -n "$PORT" ] && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "# $name did not start:"; tail -5 "$log" | sed 's/^/#   /'
-	return 1
-}
 
 # chat URL KEY CONTENT [MAX_TOKENS] : one non-streamed request; the body in
 # $tmp/resp.json, prints the HTTP status.
@@ -87,15 +40,6 @@ chat() {
 		"$1/v1/chat/completions"
 }
 
-# ready URL KEY : a request answers 200 (the gateway's node is verified)
-ready() {
-	for _ in $(seq 1 150); do
-		[ "$(chat "$1" "$2" Hi 1)" = 200 ] && return 0
-		sleep 0.2
-	done
-	return 1
-}
-
 admin() { # METHOD URL PATH [BODY]
 	curl -s -X "$1" -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' \
 		${4:+-d "$4"} "$2$3"
@@ -103,7 +47,7 @@ admin() { # METHOD URL PATH [BODY]
 
 # ---- nodes, keys, gateways ----------------------------------------------------
 for i in 1 2; do
-	if ! start "node $i" "$tmp/node$i.log" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim \
+	if ! start_server "node$i" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim \
 		--model "$MODEL" --allow-plaintext --threads 1; then
 		notok "veil-node $i starts"
 		exit 1
@@ -116,23 +60,23 @@ chmod 600 "$tmp/secret"
 openssl rand -hex 24 >"$tmp/admin.token"
 ADMIN="$(cat "$tmp/admin.token")"
 
-"$GW_BIN" keys create --db "$URI" --name nosecret >/dev/null 2>&1
+"$GW_BIN" keys create --db "$PG_URI" --name nosecret >/dev/null 2>&1
 check "keys create on postgres without --secret-file is refused" test $? -ne 0
-KEY="$("$GW_BIN" keys create --db "$URI" --secret-file "$tmp/secret" --name x 2>"$tmp/keys.err" | tail -n 1)"
+KEY="$("$GW_BIN" keys create --db "$PG_URI" --secret-file "$tmp/secret" --name x 2>"$tmp/keys.err" | tail -n 1)"
 check "veil-gateway keys create --db postgres://... prints a key" bash -c '[[ "$0" == sk-veil-* ]]' "$KEY"
 
-gw_args=(--listen 127.0.0.1:0 --db "$URI" --secret-file "$tmp/secret" --nodes "$tmp/nodes.json"
+gw_args=(--listen 127.0.0.1:0 --db "$PG_URI" --secret-file "$tmp/secret" --nodes "$tmp/nodes.json"
 	--allow-sim --plain-http --admin-token-file "$tmp/admin.token"
 	--key-cache-ms "$KEY_CACHE_MS" --registry-poll-ms "$POLL_MS")
 for g in A B; do
-	if ! start "gateway $g" "$tmp/gw$g.log" "$GW_BIN" "${gw_args[@]}"; then
+	if ! start_server "gw$g" "$GW_BIN" "${gw_args[@]}"; then
 		notok "veil-gateway $g starts on PostgreSQL"
 		exit 1
 	fi
 	eval "GW_$g=http://127.0.0.1:$PORT"
 done
-check "gateway A answers with the key made by the CLI" ready "$GW_A" "$KEY"
-check "gateway B answers with the same key" ready "$GW_B" "$KEY"
+check "gateway A answers with the key made by the CLI" wait_gateway_answers "$GW_A" "$KEY"
+check "gateway B answers with the same key" wait_gateway_answers "$GW_B" "$KEY"
 check "gateway A logs that its store is PostgreSQL" grep -qi "store: postgres" "$tmp/gwA.log"
 
 # ---- usage adds up -------------------------------------------------------------------
@@ -262,7 +206,7 @@ for gw in "$GW_A" "$GW_B"; do
 		-d "{\"model\":\"stories260K\",\"messages\":[{\"role\":\"user\",\"content\":\"$CANARY again\"}],\"max_tokens\":8,\"stream\":true}" \
 		"$gw/v1/chat/completions" >/dev/null
 done
-"$PGBIN/pg_dump" "$URI" >"$tmp/dump.sql" 2>"$tmp/dump.err"
+"$PGBIN/pg_dump" "$PG_URI" >"$tmp/dump.sql" 2>"$tmp/dump.err"
 check "pg_dump of the shared database works" bash -c '[ -s "$0" ] && grep -q "CREATE TABLE" "$0"' "$tmp/dump.sql"
 missing=0
 for id in $ids_A $ids_B; do grep -q "$id" "$tmp/dump.sql" || missing=$((missing + 1)); done

@@ -4,12 +4,9 @@
 # tampered ciphertext is refused.  Also recomputes the veil-seal/1 worked
 # example of docs/protocol.md with hpke-js and WebCrypto.
 set -uo pipefail
-VEIL="${VEIL_BIN:-build/bin}/veil"
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
 JS=tests/js
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
 
 if ! command -v node >/dev/null 2>&1; then
 	skip "hpke-js interop" "node is not installed"
@@ -26,8 +23,7 @@ fi
 hjs() { node "$JS/hpke_interop.mjs" "$@"; }
 field() { python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+setup_tmp
 # A plaintext with every byte value, newlines and a NUL, so nothing is lost
 # between stdin, hex and stdout.
 python3 -c 'import sys; sys.stdout.buffer.write(bytes(range(256)) + b"veil interop\n" * 50)' >"$tmp/pt"

@@ -6,42 +6,15 @@
 # upstream mode, graceful shutdown, and a canary that must never be logged.
 # Env: VEIL_BIN (dir with veil and veil-node), VEIL_SHARED (default ../shared).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-VEIL_BIN="${VEIL_BIN:-build/bin}"
-VEIL_SHARED="${VEIL_SHARED:-../shared}"
-VEIL="$VEIL_BIN/veil"
-NODE_BIN="$VEIL_BIN/veil-node"
-MODEL="$VEIL_SHARED/models/stories260K.gguf"
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
 JS=tests/js/node_client.mjs
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
-jqt() { jq -e "$@" >/dev/null 2>&1; }
 
-if [ ! -x "$NODE_BIN" ] || [ ! -x "$VEIL" ]; then
-	notok "veil-node: $NODE_BIN or $VEIL not built"
-	exit 1
-fi
-if [ ! -f "$MODEL" ]; then
-	skip "veil-node" "$MODEL missing (set VEIL_SHARED)"
-	exit 0
-fi
+require_built "veil-node" "$NODE_BIN" "$VEIL"
+skip_unless_shared "veil-node" "$MODEL"
 have_js=1
-if ! command -v node >/dev/null 2>&1 || [ ! -d tests/js/node_modules/openai ] ||
-	[ ! -d tests/js/node_modules/ethers ] || [ ! -d tests/js/node_modules/hpke-js ]; then
-	have_js=0
-fi
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+have_node_modules openai ethers hpke-js || have_js=0
+setup_tmp
 
 CANARY="canary-$(openssl rand -hex 12)"
 
@@ -49,26 +22,8 @@ CANARY="canary-$(openssl rand -hex 12)"
 # ready; sets PORT and PID.
 start_node() {
 	local name="$1"; shift
-	"$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 "$@" >"$tmp/$name.log" 2>&1 &
-	PID=$!
-	pids+=("$PID")
-	PORT=""
-	for _ in $(seq 1 200); do
-		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$tmp/$name.log" | tail -1 | sed 's/.*://')"
-		[ -n "$PORT" ] && break
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [ -z "$PORT" ]; then
-		echo "# $name did not start:"; sed 's/^/#   /' "$tmp/$name.log" | tail -5
-		return 1
-	fi
-	local scheme=http; grep -q 'listening on https' "$tmp/$name.log" && scheme=https
-	for _ in $(seq 1 100); do
-		[ "$(curl -sk -o /dev/null -w '%{http_code}' "$scheme://127.0.0.1:$PORT/readyz")" = 200 ] && return 0
-		sleep 0.1
-	done
-	return 1
+	start_server "$name" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 "$@" &&
+		wait_ready "$URL"
 }
 
 # unhex HEX: the bytes (bash printf's \xHH).
@@ -118,8 +73,6 @@ js() {
 	fi
 	[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || notok "$1: client exited $rc"
 }
-
-metric() { curl -s "$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }
 
 # ---- command line -----------------------------------------------------------
 "$NODE_BIN" --help | grep -q "usage: veil-node"; check "veil-node --help prints usage" test $? -eq 0
@@ -207,8 +160,7 @@ if start_node b --model "$MODEL"; then
 	ok "node B (TLS, default) starts"
 	B="https://127.0.0.1:$PORT"
 	check "TLS: GET /healthz over https" test "$(curl -sk -o /dev/null -w '%{http_code}' "$B/healthz")" = 200
-	spki="$(openssl s_client -connect "127.0.0.1:$PORT" </dev/null 2>/dev/null | openssl x509 -pubkey -noout |
-		openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)"
+	spki="$(tls_spki_sha256 "$PORT")"
 	check "TLS key's SPKI SHA-256 is the one bound in the report" \
 		bash -c 'curl -sk "$0/v1/attestation/report?nonce=$(openssl rand -hex 32)" | jq -e --arg s "$1" ".keys.tls_spki_sha256 == \$s" >/dev/null' "$B" "$spki"
 	code="$(curl -sk -o "$tmp/pt.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$body" "$B/v1/chat/completions")"

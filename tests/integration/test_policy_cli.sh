@@ -10,60 +10,21 @@
 # Env: VEIL_BIN (dir with veil and veil-node), VEIL_SHARED (default ../shared).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
-VEIL_BIN="${VEIL_BIN:-build/bin}"
-VEIL_SHARED="${VEIL_SHARED:-../shared}"
-VEIL="$VEIL_BIN/veil"
-NODE_BIN="$VEIL_BIN/veil-node"
-MODEL="$VEIL_SHARED/models/stories260K.gguf"
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
-jqt() { jq -e "$@" >/dev/null 2>&1; }
+. tests/integration/lib.sh
 
-if [ ! -x "$NODE_BIN" ] || [ ! -x "$VEIL" ]; then
-	notok "veil policy: $NODE_BIN or $VEIL not built"
-	exit 1
-fi
+require_built "veil policy" "$NODE_BIN" "$VEIL"
 for t in jq curl openssl sha256sum; do
 	command -v "$t" >/dev/null || { skip "veil policy" "$t not installed"; exit 0; }
 done
-if [ ! -f "$MODEL" ]; then
-	skip "veil policy" "$MODEL missing (set VEIL_SHARED)"
-	exit 0
-fi
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+skip_unless_shared "veil policy" "$MODEL"
+setup_tmp
 
 # start_node NAME ARGS... : starts veil-node (sim), waits until it is ready;
 # sets URL (https, or http with --plain-http) and PORT.
 start_node() {
 	local name="$1"; shift
-	"$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --model "$MODEL" "$@" \
-		>"$tmp/$name.log" 2>&1 &
-	pids+=("$!")
-	URL=""
-	for _ in $(seq 1 200); do
-		URL="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$tmp/$name.log" | tail -1 | sed 's/^listening on //')"
-		[ -n "$URL" ] && break
-		kill -0 "$!" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ -n "$URL" ] || { sed 's/^/#   /' "$tmp/$name.log" | tail -5; return 1; }
-	PORT="${URL##*:}"
-	for _ in $(seq 1 100); do
-		[ "$(curl -sk -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200 ] && return 0
-		sleep 0.1
-	done
-	return 1
+	start_server "$name" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --model "$MODEL" "$@" &&
+		wait_ready "$URL"
 }
 
 # ---- help -----------------------------------------------------------------------
@@ -163,7 +124,7 @@ if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
 	mkdir -p "$tmp/nx"
 	started=0
 	for _ in 1 2 3; do
-		NPORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+		NPORT="$(free_port)"
 		cat >"$tmp/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;

@@ -10,68 +10,23 @@
 # `veil receipts verify`; a canary prompt that must appear in no log.
 # Env: VEIL_BIN (dir with veil-proxy, veil-node, veil), VEIL_SHARED.
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-VEIL_BIN="${VEIL_BIN:-build/bin}"
-VEIL_SHARED="${VEIL_SHARED:-../shared}"
-VEIL="$VEIL_BIN/veil"
-PROXY_BIN="$VEIL_BIN/veil-proxy"
-NODE_BIN="$VEIL_BIN/veil-node"
-GW_BIN="$VEIL_BIN/veil-gateway"
-MODEL="$VEIL_SHARED/models/stories260K.gguf"
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
 JS=tests/js/proxy_client.mjs
 MITM=tests/js/proxy_mitm.mjs
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
-jqt() { jq -e "$@" >/dev/null 2>&1; }
 
-if [ ! -x "$PROXY_BIN" ] || [ ! -x "$NODE_BIN" ]; then
-	notok "veil-proxy: $PROXY_BIN or $NODE_BIN not built"
-	exit 1
-fi
-if [ ! -f "$MODEL" ]; then
-	skip "veil-proxy" "$MODEL missing (set VEIL_SHARED)"
-	exit 0
-fi
+require_built "veil-proxy" "$PROXY_BIN" "$NODE_BIN"
+skip_unless_shared "veil-proxy" "$MODEL"
 have_js=1
-if ! command -v node >/dev/null 2>&1 || [ ! -d tests/js/node_modules/openai ]; then
-	have_js=0
-fi
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+have_node_modules openai || have_js=0
+setup_tmp
 
 CANARY="canary-$(openssl rand -hex 12)"
 
-# start NAME CMD...: runs CMD (logging to $tmp/NAME.log), waits for its
-# "listening on http(s)://127.0.0.1:PORT" line; sets PORT and PID.
-start() {
-	local name="$1"; shift
-	"$@" >"$tmp/$name.log" 2>&1 &
-	PID=$!
-	pids+=("$PID")
-	PORT=""
-	for _ in $(seq 1 200); do
-		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$tmp/$name.log" | tail -1 | sed 's/.*://')"
-		[ -n "$PORT" ] && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "# $name did not start:"; sed 's/^/#   /' "$tmp/$name.log" | tail -5
-	return 1
-}
-start_node() { local n="$1"; shift; start "$n" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --model "$MODEL" "$@"; }
+start_node() { local n="$1"; shift; start_server "$n" "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --model "$MODEL" "$@"; }
 ppids=()
-start_proxy() { local n="$1"; shift; start "$n" "$PROXY_BIN" --listen 127.0.0.1:0 "$@" && ppids+=("$PID"); }
-start_mitm() { local n="$1"; shift; start "$n" node "$MITM" "$@"; }
+start_proxy() { local n="$1"; shift; start_server "$n" "$PROXY_BIN" --listen 127.0.0.1:0 "$@" && ppids+=("$PID"); }
+start_mitm() { local n="$1"; shift; start_server "$n" node "$MITM" "$@"; }
 
 # wait_state URL: until /veil/status is no longer verifying; prints the state.
 wait_state() {
@@ -85,18 +40,7 @@ wait_state() {
 }
 
 # js CMD BASE ARGS...: relays the client's ok/not ok lines.
-js() {
-	local out line rc
-	out="$(node "$JS" "$@" 2>&1)"; rc=$?
-	while IFS= read -r line; do
-		case "$line" in
-		"ok - "*) echo "$line" ;;
-		"not ok - "*) echo "$line"; fails=$((fails + 1)) ;;
-		*) echo "# $line" ;;
-		esac
-	done <<<"$out"
-	[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || notok "$1: client exited $rc"
-}
+js() { relay_js_client "$JS" "$@"; }
 
 prompt_lines() { grep -c "prompt tokens" "$tmp/$1.log"; }
 
@@ -127,8 +71,7 @@ PA="http://127.0.0.1:$PORT"
 check "proxy A verifies node A" test "$(wait_state "$PA")" = verified
 check "--allow-sim is announced loudly" grep -q "SIMULATED TEE evidence is ACCEPTED" "$tmp/pa.log"
 curl -s "$PA/veil/status" >"$tmp/status.json"
-spki="$(openssl s_client -connect "127.0.0.1:$A_PORT" </dev/null 2>/dev/null | openssl x509 -pubkey -noout |
-	openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)"
+spki="$(tls_spki_sha256 "$A_PORT")"
 sha_model="$(sha256sum "$MODEL" | cut -d' ' -f1)"
 check "/veil/status: the pinned TLS key is node A's" jqt --arg s "$spki" '.tls_spki_sha256 == $s and .transport == "https" and .mode == "node"' "$tmp/status.json"
 check "/veil/status: TEE, TCB status, measurements, model hash" \
@@ -296,11 +239,10 @@ if [ -x "$GW_BIN" ] && [ "$have_js" = 1 ]; then
 	start_node ga && GA=$PORT && start_node gb && GB=$PORT
 	printf '[{"url":"https://127.0.0.1:%s","model":"stories260K","id":"ga"},{"url":"https://127.0.0.1:%s","model":"stories260K","id":"gb"}]\n' \
 		"$GA" "$GB" >"$tmp/nodes.json"
-	if start gw "$GW_BIN" --listen 127.0.0.1:0 --db "sqlite:$tmp/gw.db" --nodes "$tmp/nodes.json" \
+	if start_server gw "$GW_BIN" --listen 127.0.0.1:0 --db "sqlite:$tmp/gw.db" --nodes "$tmp/nodes.json" \
 		--allow-sim --tee sim --health-interval-ms 300; then
 		G="https://127.0.0.1:$PORT"
-		gw_spki="$(openssl s_client -connect "127.0.0.1:$PORT" </dev/null 2>/dev/null | openssl x509 -pubkey -noout |
-			openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1)"
+		gw_spki="$(tls_spki_sha256 "$PORT")"
 		for _ in $(seq 1 50); do
 			[ "$(curl -sk "$G/v1/attestation/report" | jq '.nodes | length' 2>/dev/null)" = 2 ] && break
 			sleep 0.1
@@ -342,7 +284,7 @@ if [ -x "$GW_BIN" ] && [ "$have_js" = 1 ]; then
 		notok "veil-gateway starts"
 	fi
 	# A man in the middle between the proxy and a plain-http gateway.
-	if start gwp "$GW_BIN" --listen 127.0.0.1:0 --db "sqlite:$tmp/gw.db" --nodes "$tmp/nodes.json" \
+	if start_server gwp "$GW_BIN" --listen 127.0.0.1:0 --db "sqlite:$tmp/gw.db" --nodes "$tmp/nodes.json" \
 		--allow-sim --tee sim --plain-http --health-interval-ms 300 &&
 		start_mitm mg "http://127.0.0.1:$PORT" && MG="http://127.0.0.1:$PORT" &&
 		start_proxy pgm --gateway "$MG" --api-key "$KEY" --allow-sim; then

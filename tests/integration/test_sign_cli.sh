@@ -2,13 +2,9 @@
 # veil sign keygen|sign|verify as a user runs it: known vectors, stdin,
 # key files, exit codes.
 set -uo pipefail
-VEIL="${VEIL_BIN:-build/bin}/veil"
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+setup_tmp
 
 for sub in keygen sign verify; do
 	check "sign $sub --help exits 0 and prints usage" \

@@ -8,19 +8,13 @@
 # (generated files live there between runs), VEIL_SLOW=1 adds the 1B-shape
 # q4_0 file (Q6_K token embedding; ~40 s).
 set -uo pipefail
-VEIL="${VEIL_BIN:-build/bin}/veil"
-SHARED="${VEIL_SHARED:-../shared}"
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
 CACHE="${VEIL_CACHE:-build/cache}/synth"
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
 sha() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
 
 mkdir -p "$CACHE"
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+setup_tmp
 
 # ---- argument errors (no models needed) -------------------------------------
 "$VEIL" model quantize >/dev/null 2>"$tmp/err"; rc=$?
@@ -46,8 +40,8 @@ check "synth with an unknown preset exits 2 and names it" \
 	bash -c '[ "$0" -eq 2 ] && grep -q "unknown preset .huge." "$1"' "$rc" "$tmp/err"
 
 # ---- the reference files ---------------------------------------------------------
-REF="$SHARED/reference/synth-models-logits.json"
-TOK="$SHARED/models/smollm2-135m-tokenizer/tokenizer.json"
+REF="$VEIL_SHARED/reference/synth-models-logits.json"
+TOK="$VEIL_SHARED/models/smollm2-135m-tokenizer/tokenizer.json"
 if [ ! -f "$REF" ] || [ ! -f "$TOK" ]; then
 	skip "synth and quantize reproduce the reference files" "$REF or $TOK absent"
 	exit $((fails > 0))
@@ -64,7 +58,7 @@ check "synth f16 smollm2-135m equals the reference sha256" \
 	test "$(sha "$F16")" = "$(ref_sha smollm2-135m-synth-f16.gguf)"
 
 # synth_gguf.py's own output, recomputed when the script or tokenizer change
-PY="$SHARED/tools/synth_gguf.py"
+PY="$VEIL_SHARED/tools/synth_gguf.py"
 if [ -f "$PY" ] && command -v python3 >/dev/null; then
 	key="$(cat "$PY" "$TOK" | sha256sum | cut -c1-16)"
 	pysha="$CACHE/py-smollm2-135m-f16.$key.sha256"
@@ -111,7 +105,7 @@ else
 fi
 
 # ---- a real model -----------------------------------------------------------
-M="$SHARED/models/stories260K.gguf"
+M="$VEIL_SHARED/models/stories260K.gguf"
 if [ -f "$M" ]; then
 	out="$CACHE/stories260K-q8_0.gguf"
 	rm -f "$out"

@@ -10,19 +10,11 @@
 # Env: VEIL_BIN (dir with veil, veil-node, veil-gateway, veil-proxy),
 # VEIL_SHARED (default ../shared).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 ROOT="$(pwd)"
 VEIL_BIN="${VEIL_BIN:-build/bin}"
 case "$VEIL_BIN" in /*) ;; *) VEIL_BIN="$ROOT/$VEIL_BIN" ;; esac
-VEIL_SHARED="${VEIL_SHARED:-../shared}"
-VEIL="$VEIL_BIN/veil"
-MODEL="$VEIL_SHARED/models/stories260K.gguf"
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
-jqt() { jq -e "$@" >/dev/null 2>&1; }
+. tests/integration/lib.sh
 
 for b in veil veil-node veil-gateway veil-proxy; do
 	if [ ! -x "$VEIL_BIN/$b" ]; then
@@ -32,27 +24,15 @@ for b in veil veil-node veil-gateway veil-proxy; do
 done
 check "veil up --help prints usage" bash -c '"$0" up --help | grep -q "usage: veil up"' "$VEIL"
 check "veil chat --help prints usage" bash -c '"$0" chat --help | grep -q "usage: veil chat"' "$VEIL"
-if [ ! -f "$MODEL" ]; then
-	skip "veil up" "$MODEL missing (set VEIL_SHARED)"
-	exit 0
-fi
+skip_unless_shared "veil up" "$MODEL"
 
-tmp="$(mktemp -d)"
+setup_tmp
 mkdir -p "$tmp/t"
 # veil up's own temporary state directories land here: checked empty later
 export TMPDIR="$tmp/t"
+# the veil up running now, if any: SIGINT stops it and, through it, its children
 UP=""
-listener=""
-cleanup() {
-	[ -n "$UP" ] && kill -INT "$UP" 2>/dev/null && wait "$UP" 2>/dev/null
-	[ -n "$listener" ] && kill "$listener" 2>/dev/null
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+at_exit '[ -z "$UP" ] || { kill -INT "$UP" 2>/dev/null && wait "$UP" 2>/dev/null; }'
 
 # alive PID: running and not a zombie (an orphan's zombie may linger until
 # init reaps it)
@@ -171,13 +151,7 @@ check "veil chat with an unknown model exits 1 with the proxy's reason" \
 
 if command -v node >/dev/null 2>&1 && [ -d tests/js/node_modules/openai ]; then
 	out="$(cd tests/js && node up_client.mjs "$URL" stories260K 2>&1)"
-	while IFS= read -r line; do
-		case "$line" in
-		"ok - "*) echo "$line" ;;
-		"not ok - "*) echo "$line"; fails=$((fails + 1)) ;;
-		*) echo "# $line" ;;
-		esac
-	done <<<"$out"
+	tap_relay <<<"$out"
 else
 	skip "openai npm client on veil up's URL" "node or tests/js/node_modules missing (cd tests/js && npm install)"
 fi
@@ -201,15 +175,10 @@ check "the policy pins exactly what the gateway attests (binary, config)" \
 # configuration pin changed, must refuse every node.
 jq --arg z "$(printf '%096d' 0)" '.models.stories260K.node_config = [$z]' \
 	"$S2/policy.json" >"$tmp/bad-policy.json"
-VEIL_API_KEY="$(jq -r .api_key "$S2/up.json")" "$VEIL_BIN/veil-proxy" --listen 127.0.0.1:0 \
-	--gateway "$gw" --policy "$tmp/bad-policy.json" --allow-sim >"$tmp/bad-proxy.log" 2>&1 &
-BP=$!
-bport=""
-for _ in $(seq 1 100); do
-	bport="$(grep -so 'listening on http://127.0.0.1:[0-9]*' "$tmp/bad-proxy.log" | sed 's/.*://')"
-	[ -n "$bport" ] && break
-	sleep 0.05
-done
+start_server bad-proxy env VEIL_API_KEY="$(jq -r .api_key "$S2/up.json")" "$VEIL_BIN/veil-proxy" \
+	--listen 127.0.0.1:0 --gateway "$gw" --policy "$tmp/bad-policy.json" --allow-sim
+BP=$PID
+bport=$PORT
 for _ in $(seq 1 100); do
 	curl -s "http://127.0.0.1:$bport/veil/status" >"$tmp/bad-status.json"
 	jqt '.state != "verifying" and .state != "unverified"' "$tmp/bad-status.json" && break
@@ -293,11 +262,12 @@ check "a truncated GGUF: exit 1 with the node's reason" \
 P="$(free_port)"
 python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); print("ready", flush=True); time.sleep(60)' "$P" >"$tmp/listener.out" &
 listener=$!
+pids+=("$listener")
 for _ in $(seq 1 100); do grep -qs ready "$tmp/listener.out" && break; sleep 0.05; done
 "$VEIL" up --once --model "$MODEL" --port "$P" >/dev/null 2>"$tmp/port.err"
 check "a port in use: exit 1, names the port and --port" \
 	bash -c '[ "$0" -eq 1 ] && grep -q "port $1 on 127.0.0.1 is already in use" "$2" && grep -q -- "--port" "$2"' $? "$P" "$tmp/port.err"
-kill "$listener" 2>/dev/null; wait "$listener" 2>/dev/null; listener=""
+kill "$listener" 2>/dev/null; wait "$listener" 2>/dev/null
 "$VEIL" up --nodes 0 >/dev/null 2>&1
 check "--nodes 0 is a usage error (exit 2)" test $? -eq 2
 "$VEIL" up --tee tdx >/dev/null 2>&1

@@ -5,14 +5,10 @@
 # samples, and the simulated-TEE report round trip with and without
 # --allow-sim.  The verdict is the last line of stdout.
 set -uo pipefail
-VEIL="${VEIL_BIN:-build/bin}/veil"
-VEC="${VEIL_SHARED:-../shared}/vectors"
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1${2:+ ($2)}"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+# shellcheck source=tests/integration/lib.sh
+. "$(dirname "$0")/lib.sh"
+VEC="$VEIL_SHARED/vectors"
+setup_tmp
 
 if ! command -v python3 >/dev/null 2>&1; then skip "veil verify" "python3 is not installed"; exit 0; fi
 
