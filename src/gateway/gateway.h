@@ -71,7 +71,11 @@ struct gw_opts {
 	unsigned key_cache_ms;    /* revocation delay */
 	unsigned affinity_slack;
 	size_t usage_batch;       /* records per group commit */
-	bool receipt_check_full;  /* --receipt-check full */
+	enum gw_receipt_check {   /* --receipt-check: what is verified */
+		GW_RC_ED25519,    /* the Ed25519 payload signature (default) */
+		GW_RC_ECDSA,      /* the EIP-191 secp256k1 payload signature */
+		GW_RC_FULL,       /* every signature (veil_receipt_verify) */
+	} receipt_check;
 	char *config_json;        /* canonical JSON of the flags (measured) */
 };
 
@@ -165,7 +169,6 @@ struct gw {
 #define GW_MAX_CPU 8
 	struct gw_worker *cpu[GW_MAX_CPU];  /* receipt verification */
 	unsigned n_cpu, cpu_rr;
-	atomic_uint cpu_pending;            /* receipt checks handed to them */
 	atomic_uint_least64_t usage_commits; /* the writer's usage transactions */
 	uint64_t inline_ms;                 /* receipt checks on the loop: this ms ... */
 	unsigned inline_n;                  /* ... and how many */

@@ -99,6 +99,7 @@ struct gw_receipt_lite {
 	char payload[GW_RECEIPT_PAYLOAD_MAX + 1]; /* the signed text, NUL-ended */
 	size_t payload_len;
 	uint8_t sig_ed25519[64];
+	uint8_t sig_ecdsa[65];                     /* r || s || v (EIP-191) */
 	uint8_t ed25519_public_key[32];
 	uint8_t request_sha256[32], response_sha256[32];
 	char id[129], model[129];

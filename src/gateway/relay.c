@@ -11,9 +11,10 @@
  *
  * Receipts and usage.  The node's signed receipt (X-Veil-Receipt header;
  * in a stream, the veil.receipt event before [DONE]) is checked — on the
- * loop while that is cheap (no check waiting on a CPU worker and at most
- * INLINE_PER_MS in the current millisecond: a worker round trip costs two
- * thread wake-ups, more than the check), else on a CPU worker —:
+ * loop up to INLINE_PER_MS in the current millisecond (a worker round trip
+ * costs two thread wake-ups and context switches, as much CPU as a fifth
+ * of the check), beyond that on a CPU worker, so that a loop that has more
+ * answers to relay than it can check spreads the checks over the cores —:
  * signatures against the node's attested keys, request_sha256 ==
  * SHA-256 of the body relayed, response_sha256 == SHA-256 of the response
  * bytes relayed before it, model == the node's.  A good receipt becomes a
@@ -46,7 +47,7 @@
 #define SEALED_TYPE "application/veil-sealed"
 #define MAX_RESPONSE (64u << 20)
 #define PAUSE_ABOVE (256u << 10)
-#define INLINE_PER_MS 4   /* receipt checks on the loop (~0.1 ms each) */
+#define INLINE_PER_MS 12  /* receipt checks on the loop (~0.045 ms each) */
 
 struct usage_req;
 
@@ -102,7 +103,7 @@ struct usage_req {
 	uint8_t req_sha[32], resp_sha[32];
 	char expect_model[VEIL_STORE_MODEL_MAX + 1];
 	char eth_text[VEIL_ETH_ADDRESS_STR_LEN]; /* the attested address, EIP-55 */
-	bool full_check;                /* every signature, not just Ed25519 */
+	enum gw_receipt_check mode;     /* --receipt-check */
 	bool receipt_ok;                /* verified (billed if rc == 0) */
 	char error[256];
 	uint64_t t0_ns;
@@ -198,14 +199,39 @@ struct rview {
 	int64_t prompt_tokens, completion_tokens;
 };
 
-/* The canonical receipt (gw_receipt_fast): its signing_address is the
- * attested one by construction; the Ed25519 key must be the attested one
- * and sign the payload.  Only --receipt-check ed25519 (the default). */
-static int check_fast(struct usage_req *u, const struct gw_receipt_lite *l)
+/* One payload signature by a key of the attested set proves where the
+ * payload comes from (one attestation binds them all); the other
+ * signatures are the clients' to check (`--receipt-check full` checks them
+ * here too, at ~10x the CPU).  ed25519: libsodium's verification, ~40 us
+ * here; ecdsa: Keccak-256 of the EIP-191 message and libsecp256k1's
+ * verification against the attested public key, ~32 us (no recovery: the
+ * key is known, so v is only checked to be one veil_eip191_recover
+ * takes; s must be low, as for recovery).
+ * Either way the payload must name both attested keys.  `payload_len`
+ * bytes at `payload`; 0 or VEIL_EBADMSG with u->error set. */
+static int check_sig(struct usage_req *u, const char *payload, size_t payload_len,
+		     const uint8_t ed_pub[32], const uint8_t eth_address[20],
+		     const uint8_t sig_ed25519[64], const uint8_t sig_ecdsa[65])
 {
-	if (CRYPTO_memcmp(l->ed25519_public_key, u->keys.ed25519, 32) ||
-	    veil_ed25519_verify(u->keys.ed25519, l->payload, l->payload_len,
-				l->sig_ed25519) < 0) {
+	uint8_t h[32];
+
+	if (CRYPTO_memcmp(ed_pub, u->keys.ed25519, 32) ||
+	    CRYPTO_memcmp(eth_address, u->keys.eth_address, 20)) {
+		snprintf(u->error, sizeof(u->error), "the payload's keys are not the attested node's");
+		return VEIL_EBADMSG;
+	}
+	if (u->mode == GW_RC_ECDSA) {
+		veil_eip191_hash(payload, payload_len, h);
+		if (!(u->keys.present & VEIL_KEYSET_HAS(VEIL_KEY_SECP256K1)) ||
+		    (sig_ecdsa[64] > 1 && sig_ecdsa[64] != 27 && sig_ecdsa[64] != 28) ||
+		    veil_secp256k1_verify_hash(u->keys.secp256k1, h, sig_ecdsa) < 0) {
+			snprintf(u->error, sizeof(u->error),
+				 "the ECDSA signature is not the attested node's");
+			return VEIL_EBADMSG;
+		}
+		return 0;
+	}
+	if (veil_ed25519_verify(u->keys.ed25519, payload, payload_len, sig_ed25519) < 0) {
 		snprintf(u->error, sizeof(u->error),
 			 "the Ed25519 signature is not the attested node's");
 		return VEIL_EBADMSG;
@@ -216,24 +242,15 @@ static int check_fast(struct usage_req *u, const struct gw_receipt_lite *l)
 /* Any other spelling, and --receipt-check full: the full parser. */
 static int check_full(struct usage_req *u, const struct veil_receipt *rc)
 {
-	if (u->full_check) {
+	if (u->mode == GW_RC_FULL) {
 		if (veil_receipt_verify(rc, &u->keys) < 0) {
 			snprintf(u->error, sizeof(u->error), "signature: %s", veil_err_detail());
 			return VEIL_EBADMSG;
 		}
-	} else if (CRYPTO_memcmp(rc->ed25519_public_key, u->keys.ed25519, 32) ||
-		   CRYPTO_memcmp(rc->eth_address, u->keys.eth_address, 20) ||
-		   veil_ed25519_verify(u->keys.ed25519, rc->payload, strlen(rc->payload),
-				       rc->sig_ed25519) < 0) {
-		/* One signature by a key of the attested set proves where the
-		 * payload comes from; the ECDSA and text signatures are the
-		 * clients' to check (--receipt-check full checks them here too,
-		 * at ~10x the CPU). */
-		snprintf(u->error, sizeof(u->error),
-			 "the Ed25519 signature is not the attested node's");
-		return VEIL_EBADMSG;
+		return 0;
 	}
-	return 0;
+	return check_sig(u, rc->payload, strlen(rc->payload), rc->ed25519_public_key,
+			 rc->eth_address, rc->sig_ed25519, rc->sig_ecdsa);
 }
 
 /* Checks the receipt (loop or CPU worker: touches only u); a good one
@@ -248,9 +265,11 @@ static void receipt_check(struct usage_req *u)
 	struct rview v;
 
 	memset(&rc, 0, sizeof(rc));
-	if (!u->full_check &&
+	if (u->mode != GW_RC_FULL &&
 	    gw_receipt_fast(u->uj.receipt, u->uj.receipt_len, u->eth_text, &lite) == 0) {
-		if (check_fast(u, &lite) < 0)
+		/* its signing_address is the attested one by construction */
+		if (check_sig(u, lite.payload, lite.payload_len, lite.ed25519_public_key,
+			      u->keys.eth_address, lite.sig_ed25519, lite.sig_ecdsa) < 0)
 			goto out;
 		v = (struct rview){lite.request_sha256, lite.response_sha256, lite.model,
 				   lite.id, lite.prompt_tokens, lite.completion_tokens};
@@ -305,7 +324,6 @@ static void usage_verify_run(struct gw_job *j, struct veil_store *s)
 	(void)s;
 	j->rc = 0;
 	receipt_check(u);
-	atomic_fetch_sub(&u->g->cpu_pending, 1);
 	if (!u->receipt_ok)
 		return;
 	/* on to the writer: a usage record (run NULL) */
@@ -388,7 +406,7 @@ static bool check_inline(struct gw *g)
 {
 	uint64_t ms;
 
-	if (g->o.receipt_check_full || atomic_load(&g->cpu_pending))
+	if (g->o.receipt_check == GW_RC_FULL)
 		return false;
 	ms = veil_now_ns() / 1000000;
 	if (ms != g->inline_ms) {
@@ -432,7 +450,7 @@ static void settle(struct gw_relay *r, const uint8_t resp_sha[32])
 	u->r = r;
 	u->g = g;
 	u->keys = r->node->keys;
-	u->full_check = g->o.receipt_check_full;
+	u->mode = g->o.receipt_check;
 	memcpy(u->req_sha, r->req_sha, 32);
 	memcpy(u->resp_sha, resp_sha, 32);
 	snprintf(u->expect_model, sizeof(u->expect_model), "%s", r->node->model);
@@ -459,9 +477,7 @@ static void settle(struct gw_relay *r, const uint8_t resp_sha[32])
 		usage_finish(u);
 		return;
 	}
-	atomic_fetch_add(&g->cpu_pending, 1);
 	if (gw_worker_submit(g->cpu[g->cpu_rr++ % g->n_cpu], &u->uj.job) < 0) {
-		atomic_fetch_sub(&g->cpu_pending, 1);
 		r->usage = NULL;
 		free(u->uj.receipt);
 		free(u);

@@ -2,7 +2,8 @@
  * (gw_receipt_fast, src/gateway/parse.c, compiled in) against the full
  * parser (veil_receipt_parse): the fast reader must be a strict subset —
  * whatever it accepts, veil_receipt_parse accepts with the same signed
- * payload, signature, keys, hashes, id, model and counts, and the
+ * payload, signatures (Ed25519 and ECDSA: either may be the one checked,
+ * --receipt-check), keys, hashes, id, model and counts, and the
  * signing_address it was told to expect.  The input is tried with the
  * address the full parser found (EIP-55 spelled, as the gateway passes the
  * attested one) and with a fixed one. */
@@ -36,6 +37,7 @@ static void agree(const uint8_t *p, size_t n, const char *expect, bool full_ok,
 	CHECK(l.payload_len == strlen(r->payload) && !memcmp(l.payload, r->payload, l.payload_len));
 	CHECK(l.payload[l.payload_len] == '\0');
 	CHECK(!memcmp(l.sig_ed25519, r->sig_ed25519, 64));
+	CHECK(!memcmp(l.sig_ecdsa, r->sig_ecdsa, 65));
 	CHECK(!memcmp(l.ed25519_public_key, r->ed25519_public_key, 32));
 	CHECK(!memcmp(l.request_sha256, r->request_sha256, 32));
 	CHECK(!memcmp(l.response_sha256, r->response_sha256, 32));
