@@ -76,6 +76,9 @@ UNIT_HELPERS := $(sort $(wildcard tests/unit/helpers/*.c))
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 HEADERS := $(sort $(wildcard include/veil/*.h src/*/*.h src/lib/*/*.h tests/unit/helpers/*.h))
+# program sources some unit tests and fuzz harnesses #include (their static
+# parsers): those binaries are rebuilt when these change
+INCLUDED_SRC := $(sort $(wildcard src/gateway/*.c src/proxy/*.c))
 
 isa_flags = $(if $(filter %_avx512vnni.c,$1),$(ISA_avx512vnni),$(if $(filter %_avx512.c,$1),$(ISA_avx512),$(if $(filter %_avx2.c,$1),$(ISA_avx2))))
 
@@ -139,7 +142,7 @@ $(BUILD)/bin/veil-proxy: $(PROXY_OBJ) $(LIBVEIL)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $(PROXY_OBJ) $(LIBVEIL) $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/unit/%.c $(HELPER_OBJ) $(LIBVEIL)
+$(BUILD)/tests/%: tests/unit/%.c $(HELPER_OBJ) $(LIBVEIL) $(INCLUDED_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(HELPER_OBJ) $(LIBVEIL) $(LDLIBS_ALL) -lcmocka
 
@@ -164,7 +167,7 @@ $(ASAN_LIBVEIL): $(ASAN_LIB_OBJ)
 	@rm -f $@
 	$(AR) $(ARFLAGS) $@ $(ASAN_LIB_OBJ)
 
-$(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_HELPER_OBJ) $(ASAN_LIBVEIL)
+$(BUILD)/asan/tests/%: tests/unit/%.c $(ASAN_HELPER_OBJ) $(ASAN_LIBVEIL) $(INCLUDED_SRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN_FLAGS) -Itests/unit -o $@ $< $(ASAN_HELPER_OBJ) $(ASAN_LIBVEIL) $(LDLIBS_ALL) -lcmocka
 
@@ -180,7 +183,7 @@ $(BUILD)/fuzz/obj/%.o: %.c $(HEADERS) Makefile
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(filter-out -Wformat=2 -Werror=date-time,$(BASE_CFLAGS)) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(call isa_flags,$<) -c $< -o $@
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_OBJ) $(INCLUDED_SRC)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(filter-out -Wformat=2 -Werror=date-time,$(BASE_CFLAGS)) $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB_OBJ) $(LDLIBS_ALL)
 
