@@ -73,7 +73,7 @@
 
 #include "veil/base.h"
 
-#define VEIL_STORE_SCHEMA_VERSION 1
+#define VEIL_STORE_SCHEMA_VERSION 2
 #define VEIL_STORE_BUSY_MS 5000
 
 #define VEIL_STORE_SECRET_LEN 32        /* HMAC key for API-key hashes */
@@ -184,8 +184,9 @@ struct veil_store_usage {
 	int64_t rate_now_ms;
 };
 
-/* Records `u`; when it returns 0 the record is durable.  VEIL_ENOENT when
- * the key id does not exist. */
+/* Records `u`; when it returns 0 the record is durable, and counted in its
+ * key's running totals (same transaction).  VEIL_ENOENT when the key id does
+ * not exist. */
 int veil_store_usage_add(struct veil_store *s, const struct veil_store_usage *u);
 /* Records u[0..n-1] in one transaction (group commit: one fsync / WAL flush
  * for all of them): when it returns 0 all n are durable; when it fails NONE
@@ -213,7 +214,10 @@ struct veil_store_totals {
 
 /* Totals of key_id's records with from_ms <= created_ms < to_ms; from_ms 0
  * means from the beginning, to_ms 0 means no upper bound.  A key with no
- * records has zero totals (not an error). */
+ * records has zero totals (not an error).  from_ms = to_ms = 0 (lifetime)
+ * reads the key's running totals (one row, kept in the same transaction as
+ * the records; docs/store.md "Running totals"); any other window sums the
+ * key's records in it (an index range scan, as long as the window). */
 int veil_store_usage_totals(struct veil_store *s, int64_t key_id,
 			    int64_t from_ms, int64_t to_ms,
 			    struct veil_store_totals *out);
@@ -246,8 +250,10 @@ int veil_store_receipt_get(struct veil_store *s, const char *request_id,
 			   struct veil_buf *out, int64_t *out_key_id);
 
 /* VEIL_EPERM when the key's lifetime quota is set and its recorded prompt +
- * completion tokens have reached it; 0 otherwise.  Not atomic with
- * usage_add: a few requests in flight may overshoot the quota. */
+ * completion tokens have reached it; 0 otherwise; VEIL_ENOENT unknown key.
+ * One indexed read of the key and its running totals, however many records
+ * the key has.  Not atomic with usage_add: a few requests in flight may
+ * overshoot the quota. */
 int veil_store_quota_check(struct veil_store *s, int64_t key_id);
 
 /* ---- rate limits ----------------------------------------------------------- */

@@ -2,7 +2,9 @@
  * against PostgreSQL (a throwaway cluster started through scripts/pgtemp.sh
  * when the PostgreSQL server programs are installed; skipped with a message
  * otherwise).  The same cases cover API keys (hashed, never stored,
- * constant-time lookup), usage totals, batches and receipts, rate-limit
+ * constant-time lookup), usage totals (the per-key running totals against
+ * the rows, under refusals, rollbacks, concurrent writers, hand edits and the
+ * migration from schema 1), quota checks, batches and receipts, rate-limit
  * windows shared between handles and processes, the node registry and audit
  * log, schema versions and racing migrations, and that an acknowledged usage
  * record survives the writer being SIGKILLed.  PostgreSQL-only cases: error
@@ -1094,6 +1096,485 @@ static void test_usage_batch_is_all_or_nothing_and_names_the_bad_record(void **s
 	veil_store_close(s);
 }
 
+/* ---- running totals (key_totals) ------------------------------------------ */
+
+/* key's rows summed past the store (sum = true) or its key_totals row
+ * (sum = false; requests -1 when it has none), read with plain SQL. */
+static void raw_totals(struct fx *f, int64_t key, bool sum,
+		       struct veil_store_totals *t)
+{
+	const char *q = sum ? "SELECT count(*), coalesce(sum(prompt_tokens), 0), "
+			      "coalesce(sum(completion_tokens), 0) FROM %s%susage "
+			      "WHERE key_id = %lld"
+			    : "SELECT requests, prompt_tokens, completion_tokens "
+			      "FROM %s%skey_totals WHERE key_id = %lld";
+	char sql[300];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+
+	*t = (struct veil_store_totals){-1, -1, -1};
+	snprintf(sql, sizeof(sql), q, f->be == BE_PG ? f->schema : "",
+		 f->be == BE_PG ? "." : "", (long long)key);
+	if (f->be == BE_PG) {
+		PGresult *r = PQexec(pg.admin, sql);
+
+		if (PQresultStatus(r) != PGRES_TUPLES_OK)
+			fail_msg("%s: %s", sql, PQerrorMessage(pg.admin));
+		if (PQntuples(r) == 1) {
+			t->requests = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+			t->prompt_tokens = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
+			t->completion_tokens = strtoll(PQgetvalue(r, 0, 2), NULL,
+						       10);
+		}
+		PQclear(r);
+		return;
+	}
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		t->requests = sqlite3_column_int64(st, 0);
+		t->prompt_tokens = sqlite3_column_int64(st, 1);
+		t->completion_tokens = sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+}
+
+/* Plain SQL under the store (test-made statements), used as a format: each
+ * %s is the PostgreSQL schema's "NAME." or "" on SQLite, and a literal %
+ * must be written %%. */
+static void raw_exec(struct fx *f, const char *fmt)
+{
+	char pre[64], sql[1024];
+	sqlite3 *db = NULL;
+	char *err = NULL;
+	int src;
+
+	snprintf(pre, sizeof(pre), "%s%s", f->be == BE_PG ? f->schema : "",
+		 f->be == BE_PG ? "." : "");
+	/* fmt holds up to four %s, all the prefix */
+	snprintf(sql, sizeof(sql), fmt, pre, pre, pre, pre);
+	if (f->be == BE_PG) {
+		admin_exec("%s", sql);
+		return;
+	}
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	sqlite3_busy_timeout(db, 5000);
+	src = sqlite3_exec(db, sql, NULL, NULL, &err);
+	if (src != SQLITE_OK)
+		fail_msg("%s: %s", sql, err ? err : sqlite3_errstr(src));
+	sqlite3_free(err);
+	sqlite3_close(db);
+}
+
+/* The lifetime totals the store answers (its key_totals row), the sum of
+ * the rows it answers for a window covering all time (a scan), and the
+ * rows summed by plain SQL all agree, and equal what the test expects. */
+static void assert_totals_exact(struct fx *f, struct veil_store *s,
+				int64_t key, int64_t reqs, int64_t prompt,
+				int64_t completion)
+{
+	struct veil_store_totals life, scan, raw;
+
+	assert_int_equal(veil_store_usage_totals(s, key, 0, 0, &life), 0);
+	assert_int_equal(veil_store_usage_totals(s, key, 0, INT64_MAX, &scan), 0);
+	raw_totals(f, key, true, &raw);
+	if (life.requests != reqs || life.prompt_tokens != prompt ||
+	    life.completion_tokens != completion ||
+	    memcmp(&life, &scan, sizeof(life)) != 0 ||
+	    memcmp(&life, &raw, sizeof(life)) != 0)
+		fail_msg("key %lld: totals %lld/%lld/%lld, scan %lld/%lld/%lld, "
+			 "rows %lld/%lld/%lld, expected %lld/%lld/%lld",
+			 (long long)key, (long long)life.requests,
+			 (long long)life.prompt_tokens,
+			 (long long)life.completion_tokens,
+			 (long long)scan.requests, (long long)scan.prompt_tokens,
+			 (long long)scan.completion_tokens,
+			 (long long)raw.requests, (long long)raw.prompt_tokens,
+			 (long long)raw.completion_tokens, (long long)reqs,
+			 (long long)prompt, (long long)completion);
+}
+
+/* A charge that fails after the batch's records and totals were written
+ * (a test-made trigger on rate_windows), so the whole transaction must
+ * roll back, totals included. */
+static void make_rate_windows_fail(struct fx *f)
+{
+	if (f->be == BE_PG)
+		raw_exec(f, "CREATE FUNCTION %sboom() RETURNS trigger "
+			 "LANGUAGE plpgsql AS $f$ BEGIN RAISE EXCEPTION 'boom'; "
+			 "END $f$; CREATE TRIGGER boom BEFORE INSERT OR UPDATE "
+			 "ON %srate_windows FOR EACH ROW EXECUTE PROCEDURE "
+			 "%sboom()");
+	else
+		raw_exec(f, "CREATE TRIGGER %sboom BEFORE INSERT ON "
+			 "%srate_windows BEGIN SELECT RAISE(ABORT, 'boom'); END");
+}
+
+static void test_key_totals_equal_the_rows_after_batches_and_refusals(void **state)
+{
+	struct fx *f = fx_of(state);
+	struct veil_store *s = open_store(f);
+	int64_t a = new_key(s, "alice", NULL), b = new_key(s, "bob", NULL);
+	int64_t c = new_key(s, "carol", NULL);
+	struct veil_store_totals t;
+	struct batch bt;
+	size_t failed = 99;
+
+	/* No record yet: zeros, and no row in the table either. */
+	assert_totals_exact(f, s, a, 0, 0, 0);
+	raw_totals(f, a, false, &t);
+	assert_int_equal(t.requests, -1);
+
+	/* Mixed keys, out of key order, in one batch: 0..9 with tokens i, 2i. */
+	batch_make(&bt, 10, a, "m");
+	for (size_t i = 0; i < bt.n; i++)
+		bt.u[i].key_id = i % 3 == 0 ? c : i % 3 == 1 ? a : b;
+	assert_int_equal(veil_store_usage_add_many(s, bt.u, bt.n), 0);
+	/* c: 0 3 6 9; a: 1 4 7; b: 2 5 8 */
+	assert_totals_exact(f, s, c, 4, 18, 36);
+	assert_totals_exact(f, s, a, 3, 12, 24);
+	assert_totals_exact(f, s, b, 3, 15, 30);
+	/* The same batch again: every id repeated, refused, nothing counted. */
+	assert_int_equal(veil_store_usage_add_batch(s, bt.u, bt.n, &failed),
+			 VEIL_EINVAL);
+	assert_int_equal(failed, 0);
+	batch_free(&bt);
+
+	/* Single adds, one refused as a repeat. */
+	add_usage(s, a, "llama", "single-1", 100, 1, 10);
+	assert_totals_exact(f, s, a, 4, 112, 25);
+	{
+		struct veil_store_usage u = {
+			.key_id = a, .model = "llama", .node_id = "n",
+			.request_id = "single-1", .prompt_tokens = 5000,
+			.completion_tokens = 5000, .created_ms = 11,
+		};
+
+		assert_int_equal(veil_store_usage_add(s, &u), VEIL_EINVAL);
+	}
+	assert_totals_exact(f, s, a, 4, 112, 25);
+
+	/* A batch whose last record repeats one within it, and one whose
+	 * middle record repeats an old id: the records before were inserted
+	 * and rolled back, so nothing is counted. */
+	batch_make(&bt, 6, b, "n");
+	bt.u[5].request_id = bt.rid[0];
+	assert_int_equal(veil_store_usage_add_batch(s, bt.u, bt.n, &failed),
+			 VEIL_EINVAL);
+	assert_int_equal(failed, 5);
+	bt.u[5].request_id = bt.rid[5];
+	bt.u[3].request_id = "m-2";
+	assert_int_equal(veil_store_usage_add_batch(s, bt.u, bt.n, &failed),
+			 VEIL_EINVAL);
+	assert_int_equal(failed, 3);
+	assert_totals_exact(f, s, b, 3, 15, 30);
+	bt.u[3].request_id = bt.rid[3];
+
+	/* A failure after the totals were written (the rate charge comes
+	 * last): the totals roll back with the records. */
+	make_rate_windows_fail(f);
+	bt.u[4].rate_tokens = 7;
+	bt.u[4].rate_now_ms = T0;
+	/* (SQLite reports RAISE(ABORT) as a constraint failure.) */
+	assert_int_equal(veil_store_usage_add_batch(s, bt.u, bt.n, &failed),
+			 f->be == BE_PG ? VEIL_EIO : VEIL_EINVAL);
+	assert_non_null(strstr(veil_err_detail(), "boom"));
+	assert_int_equal(failed, bt.n);
+	assert_totals_exact(f, s, b, 3, 15, 30);
+	raw_exec(f, f->be == BE_PG ? "DROP FUNCTION %sboom() CASCADE"
+				   : "DROP TRIGGER %sboom");
+	/* Mended, it goes in once: 0..5 → 15 and 30 more. */
+	assert_int_equal(veil_store_usage_add_many(s, bt.u, bt.n), 0);
+	assert_totals_exact(f, s, b, 9, 30, 60);
+	batch_free(&bt);
+
+	/* The table holds what the store answered. */
+	raw_totals(f, b, false, &t);
+	assert_int_equal(t.requests, 9);
+	assert_int_equal(t.prompt_tokens, 30);
+	assert_int_equal(t.completion_tokens, 60);
+	veil_store_close(s);
+}
+
+/* Rows deleted or changed by hand (an operator's retention DELETE, a fix
+ * of a row) keep the totals equal to the rows: the schema's triggers. */
+static void test_key_totals_follow_rows_deleted_or_changed_by_hand(void **state)
+{
+	struct fx *f = fx_of(state);
+	struct veil_store *s = open_store(f);
+	int64_t a = new_key(s, "alice", NULL), b = new_key(s, "bob", NULL);
+	struct veil_store_limits l = {0, 0, 1000};
+	struct batch bt;
+	char sql[200];
+
+	batch_make(&bt, 20, a, "h"); /* created_ms 1000..1019, tokens i, 2i */
+	for (size_t i = 0; i < bt.n; i += 2)
+		bt.u[i].key_id = b;
+	assert_int_equal(veil_store_usage_add_many(s, bt.u, bt.n), 0);
+	batch_free(&bt);
+	/* a: odd 1..19 → 100, 200; b: even 0..18 → 90, 180 */
+	assert_totals_exact(f, s, a, 10, 100, 200);
+	assert_totals_exact(f, s, b, 10, 90, 180);
+	assert_int_equal(veil_store_key_set_limits(s, a, &l), 0);
+
+	/* Retention: the first ten (ms 1000..1009) go, five of each key. */
+	raw_exec(f, "DELETE FROM %susage WHERE created_ms < 1010");
+	assert_totals_exact(f, s, a, 5, 75, 150);  /* 11 13 15 17 19 */
+	assert_totals_exact(f, s, b, 5, 70, 140);  /* 10 12 14 16 18 */
+	/* A row changed, and one moved to the other key. */
+	raw_exec(f, "UPDATE %susage SET prompt_tokens = prompt_tokens + 1000 "
+		 "WHERE request_id = 'h-11'");
+	assert_totals_exact(f, s, a, 5, 1075, 150);
+	assert_int_equal(veil_store_quota_check(s, a), VEIL_EPERM);
+	snprintf(sql, sizeof(sql), "UPDATE %%susage SET key_id = %lld "
+		 "WHERE request_id = 'h-11'", (long long)b);
+	raw_exec(f, sql);
+	assert_totals_exact(f, s, a, 4, 64, 128);
+	assert_totals_exact(f, s, b, 6, 1081, 162);
+	assert_int_equal(veil_store_quota_check(s, a), 0);
+	/* Everything of a's gone: zeros, and then a key can be deleted by
+	 * hand too (its totals row goes with it). */
+	snprintf(sql, sizeof(sql), "DELETE FROM %%susage WHERE key_id = %lld",
+		 (long long)a);
+	raw_exec(f, sql);
+	assert_totals_exact(f, s, a, 0, 0, 0);
+	snprintf(sql, sizeof(sql), "DELETE FROM %%sapi_keys WHERE id = %lld",
+		 (long long)a);
+	raw_exec(f, sql);
+	assert_int_equal(veil_store_quota_check(s, a), VEIL_ENOENT);
+	assert_totals_exact(f, s, b, 6, 1081, 162);
+	veil_store_close(s);
+}
+
+static void test_quota_refuses_exactly_at_the_boundary(void **state)
+{
+	struct fx *f = fx_of(state);
+	struct veil_store *s = open_store(f);
+	struct veil_store_limits l = {0, 0, 1000};
+	int64_t a = new_key(s, "alice", NULL), b = new_key(s, "bob", NULL);
+	struct batch bt;
+
+	assert_int_equal(veil_store_key_set_limits(s, a, &l), 0);
+	assert_int_equal(veil_store_quota_check(s, a), 0);
+	/* 0..29, tokens 3i: 1305 in all; the first 26 give 3 * 325 = 975 */
+	batch_make(&bt, 26, a, "q");
+	assert_int_equal(veil_store_usage_add_many(s, bt.u, bt.n), 0);
+	assert_int_equal(veil_store_quota_check(s, a), 0);
+	/* A repeat of a record is refused and does not count. */
+	assert_int_equal(veil_store_usage_add(s, &bt.u[25]), VEIL_EINVAL);
+	add_usage(s, a, "m", "q-24-more", 20, 4, 100); /* 999 */
+	assert_int_equal(veil_store_quota_check(s, a), 0);
+	add_usage(s, b, "m", "q-other", 500, 500, 100); /* another key's */
+	assert_int_equal(veil_store_quota_check(s, a), 0);
+	add_usage(s, a, "m", "q-last", 0, 1, 101); /* 1000: used up */
+	assert_int_equal(veil_store_quota_check(s, a), VEIL_EPERM);
+	assert_non_null(strstr(veil_err_detail(), "quota of 1000 tokens used"));
+	/* Raised by one, it fits again; lifted, always. */
+	l.quota_tokens = 1001;
+	assert_int_equal(veil_store_key_set_limits(s, a, &l), 0);
+	assert_int_equal(veil_store_quota_check(s, a), 0);
+	l.quota_tokens = 0;
+	assert_int_equal(veil_store_key_set_limits(s, a, &l), 0);
+	assert_int_equal(veil_store_quota_check(s, a), 0);
+	assert_int_equal(veil_store_quota_check(s, 4242), VEIL_ENOENT);
+	assert_int_equal(veil_store_quota_check(s, 0), VEIL_EINVAL);
+	assert_int_equal(veil_store_quota_check(NULL, a), VEIL_EINVAL);
+	batch_free(&bt);
+	veil_store_close(s);
+}
+
+/* Several processes (gateways) add batches over the same keys at once, each
+ * in its own key order, with rate charges: every batch goes through (no
+ * deadlock between the totals rows), and the totals equal the rows. */
+static void test_key_totals_stay_exact_under_concurrent_batches(void **state)
+{
+	struct fx *f = fx_of(state);
+	enum { NPROC = 4, NBATCH = 12, NREC = 24, NKEY = 3 };
+	struct veil_store *s = open_store(f);
+	struct veil_store_limits l = {0, 1000000000, 0};
+	int64_t keys[NKEY];
+	int go[2], sts[NPROC] = {0};
+	pid_t pids[NPROC];
+	int64_t want_p[NKEY] = {0}, want_c[NKEY] = {0}, want_n[NKEY] = {0};
+
+	for (int k = 0; k < NKEY; k++) {
+		keys[k] = new_key(s, "racer", NULL);
+		assert_int_equal(veil_store_key_set_limits(s, keys[k], &l), 0);
+	}
+	/* What every child adds, computed here the same way. */
+	for (int c = 0; c < NPROC; c++)
+		for (int bi = 0; bi < NBATCH; bi++)
+			for (int i = 0; i < NREC; i++) {
+				int k = (c + bi + (c % 2 ? NREC - i : i)) % NKEY;
+
+				want_n[k]++;
+				want_p[k] += c * 1000 + i;
+				want_c[k] += bi + 1;
+			}
+	assert_int_equal(pipe(go), 0);
+	for (int c = 0; c < NPROC; c++) {
+		pids[c] = fork();
+		assert_true(pids[c] >= 0);
+		if (pids[c] == 0) {
+			struct veil_store *h = NULL;
+			struct veil_store_usage u[NREC];
+			char rid[NREC][48], x;
+
+			close(go[1]);
+			(void)!read(go[0], &x, 1);
+			if (veil_store_open(f->uri, &f->secret, &h) != 0)
+				_exit(10);
+			for (int bi = 0; bi < NBATCH; bi++) {
+				for (int i = 0; i < NREC; i++) {
+					int k = (c + bi + (c % 2 ? NREC - i : i)) %
+						NKEY;
+
+					snprintf(rid[i], sizeof(rid[i]),
+						 "race-%d-%d-%d", c, bi, i);
+					u[i] = (struct veil_store_usage){
+						.key_id = keys[k], .model = "m",
+						.node_id = "n",
+						.request_id = rid[i],
+						.prompt_tokens = c * 1000 + i,
+						.completion_tokens = bi + 1,
+						.created_ms = T0 + i,
+						.rate_tokens = 1,
+						.rate_now_ms = T0 + bi,
+					};
+				}
+				if (veil_store_usage_add_many(h, u, NREC) != 0) {
+					fprintf(stderr, "child %d batch %d: %s\n",
+						c, bi, veil_err_detail());
+					_exit(11);
+				}
+			}
+			veil_store_close(h);
+			_exit(0);
+		}
+	}
+	close(go[0]);
+	usleep(50 * 1000);
+	close(go[1]);
+	/* All of them reaped before any assertion ends the test (and its
+	 * teardown drops the schema under the others). */
+	for (int c = 0; c < NPROC; c++)
+		assert_int_equal(waitpid(pids[c], &sts[c], 0), pids[c]);
+	for (int c = 0; c < NPROC; c++) {
+		assert_true(WIFEXITED(sts[c]));
+		assert_int_equal(WEXITSTATUS(sts[c]), 0);
+	}
+	for (int k = 0; k < NKEY; k++)
+		assert_totals_exact(f, s, keys[k], want_n[k], want_p[k], want_c[k]);
+	veil_store_close(s);
+}
+
+/* A database of the previous schema version (1: no key_totals) with usage
+ * rows, some written by the store and many by plain SQL, is opened by this
+ * version: the migration creates the table from the rows.  Then the time of
+ * a quota check (one row) against the previous check (the key, then a sum
+ * over every row of it) on that key's 100k rows, printed for the record. */
+static void test_migration_backfills_key_totals_from_v1_rows(void **state)
+{
+	struct fx *f = fx_of(state);
+	enum { NROWS = 100000, NCALLS = 200 };
+	struct veil_store *s = open_store(f);
+	struct veil_store_limits l = {0, 0, 0};
+	struct veil_store_key_info ki;
+	struct veil_store_totals t;
+	int64_t a = new_key(s, "alice", NULL), b = new_key(s, "bob", NULL);
+	int64_t c = new_key(s, "carol", NULL);
+	int64_t want_p, want_c;
+	uint64_t t0, t_new, t_old;
+	char sql[600];
+	int v = 0;
+
+	add_usage(s, a, "llama", "v1-a1", 10, 1, 1000);
+	add_usage(s, b, "llama", "v1-b1", 20, 2, 2000);
+	add_usage(s, b, "qwen", "v1-b2", 40, 4, 3000);
+	veil_store_close(s);
+
+	/* Back to version 1: its schema is this one without key_totals and
+	 * its triggers. */
+	if (f->be == BE_PG)
+		raw_exec(f, "DROP TABLE %skey_totals; "
+			 "DROP FUNCTION %sveil_usage_totals_sub() CASCADE; "
+			 "DROP FUNCTION %sveil_usage_totals_move() CASCADE");
+	else
+		raw_exec(f, "DROP TRIGGER %susage_totals_delete; "
+			 "DROP TRIGGER %susage_totals_update; "
+			 "DROP TABLE %skey_totals");
+	raw_set_version(f, 1);
+	/* 100k rows of a's, i = 1..NROWS: prompt i % 1000, completion 1.
+	 * (Formatted twice, here and by raw_exec: "%%%%" ends up as "%".) */
+	if (f->be == BE_PG)
+		snprintf(sql, sizeof(sql), "INSERT INTO %%susage(key_id, model, "
+			 "node_id, request_id, prompt_tokens, completion_tokens, "
+			 "created_ms) SELECT %lld, 'llama', 'n', 'bulk-' || i, "
+			 "i %%%% 1000, 1, 5000 + i FROM generate_series(1, %d) i",
+			 (long long)a, NROWS);
+	else
+		snprintf(sql, sizeof(sql), "WITH RECURSIVE g(i) AS (SELECT 1 "
+			 "UNION ALL SELECT i + 1 FROM g WHERE i < %d) "
+			 "INSERT INTO %%susage(key_id, model, node_id, request_id, "
+			 "prompt_tokens, completion_tokens, created_ms) "
+			 "SELECT %lld, 'llama', 'n', 'bulk-' || i, i %%%% 1000, 1, "
+			 "5000 + i FROM g", NROWS, (long long)a);
+	raw_exec(f, sql);
+	raw_exec(f, f->be == BE_PG ? "ANALYZE %susage" : "ANALYZE");
+	assert_int_equal(raw_get_version(f), 1);
+
+	t0 = veil_now_ns();
+	s = open_store(f); /* migrates 1 -> 2 */
+	print_message("%s: migration 1 -> 2 over %d rows: %.0f ms\n",
+		      backend_name(f), NROWS + 3,
+		      (double)(veil_now_ns() - t0) / 1e6);
+	assert_int_equal(veil_store_schema_version(s, &v), 0);
+	assert_int_equal(v, VEIL_STORE_SCHEMA_VERSION);
+	assert_int_equal(raw_get_version(f), VEIL_STORE_SCHEMA_VERSION);
+	/* sum of i % 1000 over 1..100000: 100 cycles of 0..999 */
+	want_p = 10 + (int64_t)(NROWS / 1000) * (999 * 1000 / 2);
+	want_c = 1 + NROWS;
+	assert_totals_exact(f, s, a, 1 + NROWS, want_p, want_c);
+	assert_totals_exact(f, s, b, 2, 60, 6);
+	assert_totals_exact(f, s, c, 0, 0, 0);
+	raw_totals(f, c, false, &t);
+	assert_int_equal(t.requests, -1); /* no rows, no row */
+	/* And the new version keeps counting on top. */
+	add_usage(s, a, "llama", "v2-a1", 5, 5, 9000);
+	add_usage(s, c, "llama", "v2-c1", 7, 7, 9000);
+	want_p += 5;
+	want_c += 5;
+	assert_totals_exact(f, s, a, 2 + NROWS, want_p, want_c);
+	assert_totals_exact(f, s, c, 1, 7, 7);
+	/* The quota at its boundary on the migrated key. */
+	l.quota_tokens = want_p + want_c + 1;
+	assert_int_equal(veil_store_key_set_limits(s, a, &l), 0);
+	assert_int_equal(veil_store_quota_check(s, a), 0);
+	l.quota_tokens = want_p + want_c;
+	assert_int_equal(veil_store_key_set_limits(s, a, &l), 0);
+	assert_int_equal(veil_store_quota_check(s, a), VEIL_EPERM);
+
+	/* Timing: the check now, and what it did before (key_get, then the
+	 * sum of every row of the key), on the same handle and data. */
+	t0 = veil_now_ns();
+	for (int i = 0; i < NCALLS; i++)
+		assert_int_equal(veil_store_quota_check(s, a), VEIL_EPERM);
+	t_new = veil_now_ns() - t0;
+	t0 = veil_now_ns();
+	for (int i = 0; i < NCALLS / 10; i++) {
+		assert_int_equal(veil_store_key_get(s, a, &ki), 0);
+		assert_int_equal(veil_store_usage_totals(s, a, 0, INT64_MAX, &t), 0);
+	}
+	t_old = (veil_now_ns() - t0) * 10;
+	print_message("%s: quota check on a key with %d usage rows: %.1f us "
+		      "(one totals row) vs %.1f us before (sum of its rows), "
+		      "%.0fx\n", backend_name(f), NROWS + 2,
+		      (double)t_new / NCALLS / 1e3, (double)t_old / NCALLS / 1e3,
+		      (double)t_old / (double)(t_new ? t_new : 1));
+	veil_store_close(s);
+}
+
 /* Two handles (two connections; for PostgreSQL what two gateways are) see
  * each other's keys, usage, limits, revocations and nodes at once. */
 static void test_two_handles_share_keys_usage_and_limits(void **state)
@@ -1957,6 +2438,11 @@ int main(void)
 	T(test_quota_check_counts_recorded_tokens, S),                     \
 	T(test_usage_batch_records_every_record_in_one_call, S),           \
 	T(test_usage_batch_is_all_or_nothing_and_names_the_bad_record, S), \
+	T(test_key_totals_equal_the_rows_after_batches_and_refusals, S),   \
+	T(test_key_totals_follow_rows_deleted_or_changed_by_hand, S),      \
+	T(test_quota_refuses_exactly_at_the_boundary, S),                  \
+	T(test_key_totals_stay_exact_under_concurrent_batches, S),         \
+	T(test_migration_backfills_key_totals_from_v1_rows, S),            \
 	T(test_two_handles_share_keys_usage_and_limits, S),                \
 	T(test_rate_requests_per_minute_with_retry_after, S),              \
 	T(test_rate_tokens_per_minute_and_charge, S),                      \

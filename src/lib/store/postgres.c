@@ -96,6 +96,54 @@ static const char *const PG_MIGRATIONS[] = {
 	" ok boolean NOT NULL,"
 	" verdict text);"
 	"CREATE INDEX attest_audit_node ON attest_audit(node_id, time_ms);",
+	/* 1 -> 2: per-key running totals (sqlite.c's 1 -> 2 has the why).
+	 * The LOCK waits for usage transactions in flight (gateways of the
+	 * previous version) and holds off new ones until the migration
+	 * commits, so the backfill sees every row committed before it.  The
+	 * triggers are statement-level over transition tables (one UPDATE per
+	 * key, not per row, for a large retention DELETE); their functions
+	 * keep the search_path the migration ran with, so an operator's
+	 * session with another search_path updates this schema's table. */
+	"LOCK TABLE usage IN SHARE ROW EXCLUSIVE MODE;"
+	"CREATE TABLE key_totals("
+	" key_id bigint PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,"
+	" requests bigint NOT NULL,"
+	" prompt_tokens bigint NOT NULL,"
+	" completion_tokens bigint NOT NULL);"
+	"INSERT INTO key_totals(key_id, requests, prompt_tokens,"
+	" completion_tokens) SELECT key_id, count(*), sum(prompt_tokens),"
+	" sum(completion_tokens) FROM usage GROUP BY key_id;"
+	"CREATE FUNCTION veil_usage_totals_sub() RETURNS trigger"
+	" LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$ BEGIN"
+	" UPDATE key_totals t SET requests = t.requests - d.n,"
+	" prompt_tokens = t.prompt_tokens - d.p,"
+	" completion_tokens = t.completion_tokens - d.c"
+	" FROM (SELECT key_id, count(*) AS n, sum(prompt_tokens) AS p,"
+	" sum(completion_tokens) AS c FROM old_rows GROUP BY key_id) d"
+	" WHERE t.key_id = d.key_id;"
+	" RETURN NULL; END $f$;"
+	"CREATE FUNCTION veil_usage_totals_move() RETURNS trigger"
+	" LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$ BEGIN"
+	" UPDATE key_totals t SET requests = t.requests - d.n,"
+	" prompt_tokens = t.prompt_tokens - d.p,"
+	" completion_tokens = t.completion_tokens - d.c"
+	" FROM (SELECT key_id, count(*) AS n, sum(prompt_tokens) AS p,"
+	" sum(completion_tokens) AS c FROM old_rows GROUP BY key_id) d"
+	" WHERE t.key_id = d.key_id;"
+	" INSERT INTO key_totals AS t (key_id, requests, prompt_tokens,"
+	" completion_tokens) SELECT key_id, count(*), sum(prompt_tokens),"
+	" sum(completion_tokens) FROM new_rows GROUP BY key_id ORDER BY key_id"
+	" ON CONFLICT (key_id) DO UPDATE SET"
+	" requests = t.requests + excluded.requests,"
+	" prompt_tokens = t.prompt_tokens + excluded.prompt_tokens,"
+	" completion_tokens = t.completion_tokens + excluded.completion_tokens;"
+	" RETURN NULL; END $f$;"
+	"CREATE TRIGGER usage_totals_delete AFTER DELETE ON usage"
+	" REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT"
+	" EXECUTE PROCEDURE veil_usage_totals_sub();"
+	"CREATE TRIGGER usage_totals_update AFTER UPDATE ON usage"
+	" REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
+	" FOR EACH STATEMENT EXECUTE PROCEDURE veil_usage_totals_move();",
 };
 
 _Static_assert(VEIL_ARRAY_LEN(PG_MIGRATIONS) == VEIL_STORE_SCHEMA_VERSION,
@@ -116,6 +164,8 @@ enum pg_id {
 	P_USAGE_ADD,
 	P_USAGE_OWNER,
 	P_USAGE_TOTALS,
+	P_TOTALS_ADD,
+	P_KEY_TOTALS,
 	P_USAGE_BY_KEY,
 	P_USAGE_BY_MODEL,
 	P_RECEIPT_GET,
@@ -193,6 +243,25 @@ static const struct pg_stmt PG_SQL[P_COUNT] = {
 			    "coalesce(sum(completion_tokens), 0)::bigint "
 			    "FROM usage WHERE key_id = $1 AND created_ms >= $2 "
 			    "AND created_ms < $3", 3, {I, I, I}, "iii"},
+	/* A batch's struct store_tally, sent in the batch's pipeline after
+	 * its INSERTs.  The conflict locks the key's row until the batch
+	 * commits, so concurrent batches on several gateways add one after
+	 * the other (each to the newest version of the row), never losing
+	 * one; store.c sorts the tallies by key, so they lock in one order. */
+	[P_TOTALS_ADD] = {"INSERT INTO key_totals AS t (key_id, requests, "
+			  "prompt_tokens, completion_tokens) VALUES ($1, $2, "
+			  "$3, $4) ON CONFLICT (key_id) DO UPDATE SET "
+			  "requests = t.requests + excluded.requests, "
+			  "prompt_tokens = t.prompt_tokens + "
+			  "excluded.prompt_tokens, completion_tokens = "
+			  "t.completion_tokens + excluded.completion_tokens",
+			  4, {I, I, I, I}, NULL},
+	/* Primary-key lookups only: no row when the key does not exist. */
+	[P_KEY_TOTALS] = {"SELECT k.quota_tokens, coalesce(t.requests, 0), "
+			  "coalesce(t.prompt_tokens, 0), "
+			  "coalesce(t.completion_tokens, 0) FROM api_keys k "
+			  "LEFT JOIN key_totals t ON t.key_id = k.id "
+			  "WHERE k.id = $1", 1, {I}, "iiii"},
 	[P_USAGE_BY_KEY] = {"SELECT u.key_id, coalesce(k.name, ''), count(*), "
 			    "sum(u.prompt_tokens)::bigint, "
 			    "sum(u.completion_tokens)::bigint "
@@ -1214,39 +1283,52 @@ static int usage_err(struct pg *g, int rc, const struct veil_store_usage *u)
 	return rc;
 }
 
-/* All n records and nc rate charges in one pipeline: n INSERTs, nc charge
- * upserts and one Sync, sent without waiting, so the batch costs one round
- * trip.  Without BEGIN the statements up to the Sync form one implicit
+/* All n records, their nt key totals and nc rate charges in one pipeline:
+ * n INSERTs, nt totals upserts, nc charge upserts and one Sync, sent
+ * without waiting, so the batch costs one round trip (one record too: its
+ * INSERT and its totals are one implicit transaction).  Without BEGIN the statements up to the Sync form one implicit
  * transaction, committed at the Sync (one WAL flush); the first failing
  * statement aborts it and the server skips the rest
  * (PGRES_PIPELINE_ABORTED).  VEIL_STORE_BATCH_MAX bounds what the server
  * writes back before we read (~25 bytes per statement), far below a socket
  * buffer, so neither side can block the other. */
 static int usage_pipeline(struct pg *g, const struct veil_store_usage *u,
-			  size_t n, const struct store_charge *c, size_t nc,
+			  size_t n, const struct store_tally *t, size_t nt,
+			  const struct store_charge *c, size_t nc,
 			  size_t *failed)
 {
-	char name[16], cname[16];
+	char name[16], tname[16], cname[16];
 	PGresult *r;
-	size_t sent = 0;
+	size_t sent = 0, total = n + nt + nc;
 	int rc = 0;
 
 	*failed = n;
 	if ((rc = pg_prepare(g, P_USAGE_ADD)) < 0 ||
+	    (nt && (rc = pg_prepare(g, P_TOTALS_ADD)) < 0) ||
 	    (nc && (rc = pg_prepare(g, P_RATE_CHARGE)) < 0))
 		return rc;
 	snprintf(name, sizeof(name), "veil_%d", (int)P_USAGE_ADD);
+	snprintf(tname, sizeof(tname), "veil_%d", (int)P_TOTALS_ADD);
 	snprintf(cname, sizeof(cname), "veil_%d", (int)P_RATE_CHARGE);
 	if (!PQenterPipelineMode(g->conn))
 		return pg_fail(g, NULL, "usage batch");
-	for (; sent < n + nc; sent++) {
+	for (; sent < total; sent++) {
 		struct pg_params p;
 		const char *stmt = name;
 
 		if (sent < n) {
 			usage_params(&p, &u[sent]);
+		} else if (sent < n + nt) {
+			const struct store_tally *tl = &t[sent - n];
+
+			memset(&p, 0, sizeof(p));
+			pp_i64(&p, tl->key_id);
+			pp_i64(&p, tl->requests);
+			pp_i64(&p, tl->prompt_tokens);
+			pp_i64(&p, tl->completion_tokens);
+			stmt = tname;
 		} else {
-			const struct store_charge *ch = &c[sent - n];
+			const struct store_charge *ch = &c[sent - n - nt];
 
 			memset(&p, 0, sizeof(p));
 			pp_i64(&p, ch->key_id);
@@ -1257,12 +1339,12 @@ static int usage_pipeline(struct pg *g, const struct veil_store_usage *u,
 		if (!PQsendQueryPrepared(g->conn, stmt, p.n, p.v, p.len, p.fmt, 1))
 			break;
 	}
-	if (sent < n + nc || !PQpipelineSync(g->conn)) {
+	if (sent < total || !PQpipelineSync(g->conn)) {
 		rc = pg_fail(g, NULL, "usage batch: send");
 		g->lost = true; /* the pipeline is in an unknown state */
 		goto out;
 	}
-	for (size_t i = 0; i < n + nc; i++) {
+	for (size_t i = 0; i < total; i++) {
 		ExecStatusType st;
 
 		if (!(r = PQgetResult(g->conn))) {
@@ -1273,8 +1355,9 @@ static int usage_pipeline(struct pg *g, const struct veil_store_usage *u,
 		}
 		st = PQresultStatus(r);
 		if (st == PGRES_FATAL_ERROR && rc == 0 && i >= n) {
-			/* a charge: no record to blame */
-			rc = pg_fail(g, r, "usage batch: rate charge");
+			/* totals or a charge: no record to blame */
+			rc = pg_fail(g, r, i < n + nt ? "usage batch: key totals"
+						      : "usage batch: rate charge");
 			*failed = n;
 			if (g->lost)
 				goto out;
@@ -1354,26 +1437,14 @@ static int usage_recorded(struct pg *g, const struct veil_store_usage *u,
 }
 
 static int usage_add_once(struct pg *g, const struct veil_store_usage *u,
-			  size_t n, const struct store_charge *c, size_t nc,
+			  size_t n, const struct store_tally *t, size_t nt,
+			  const struct store_charge *c, size_t nc,
 			  size_t *failed)
 {
-	struct pg_params p;
-	PGresult *r = NULL;
 	bool all = false;
 	int rc;
 
-	if (n == 1 && nc == 0) {
-		usage_params(&p, u);
-		rc = pg_run(g, P_USAGE_ADD, &p, &r, "usage insert");
-		if (rc == 0) {
-			PQclear(r);
-			return 0;
-		}
-		*failed = record_fault(g) ? 0 : 1;
-		rc = usage_err(g, rc, u);
-	} else {
-		rc = usage_pipeline(g, u, n, c, nc, failed);
-	}
+	rc = usage_pipeline(g, u, n, t, nt, c, nc, failed);
 	if (rc == VEIL_EINVAL && g->attempt > 0 &&
 	    strcmp(g->sqlstate, "23505") == 0) {
 		int rc2 = usage_recorded(g, u, n, &all);
@@ -1387,7 +1458,8 @@ static int usage_add_once(struct pg *g, const struct veil_store_usage *u,
 }
 
 static int pg_usage_add_many(void *be, const struct veil_store_usage *u,
-			     size_t n, const struct store_charge *c, size_t nc,
+			     size_t n, const struct store_tally *t, size_t nt,
+			     const struct store_charge *c, size_t nc,
 			     size_t *failed)
 {
 	struct pg *g = be;
@@ -1395,9 +1467,9 @@ static int pg_usage_add_many(void *be, const struct veil_store_usage *u,
 
 	*failed = n;
 	/* A retry that finds every record committed by the first attempt
-	 * returns success without charging again: the charges were in that
-	 * transaction. */
-	PG_RETRY(g, rc, usage_add_once(g, u, n, c, nc, failed));
+	 * returns success without counting or charging again: the totals
+	 * and the charges were in that transaction. */
+	PG_RETRY(g, rc, usage_add_once(g, u, n, t, nt, c, nc, failed));
 	if (rc < 0 && *failed > n)
 		*failed = n;
 	return rc;
@@ -1433,6 +1505,38 @@ static int pg_usage_totals(void *be, int64_t key_id, int64_t from_ms,
 	pp_i64(&p, from_ms);
 	pp_i64(&p, to_ms);
 	PG_RETRY(g, rc, usage_totals_once(g, &p, out));
+	return rc;
+}
+
+static int key_totals_once(struct pg *g, const struct pg_params *p,
+			   bool *found, int64_t *quota_tokens,
+			   struct veil_store_totals *out)
+{
+	PGresult *r = NULL;
+	int rc;
+
+	if ((rc = pg_run(g, P_KEY_TOTALS, p, &r, "key totals")) < 0)
+		return rc;
+	*found = PQntuples(r) == 1;
+	if (*found) {
+		*quota_tokens = pg_i64(r, 0, 0);
+		out->requests = pg_i64(r, 0, 1);
+		out->prompt_tokens = pg_i64(r, 0, 2);
+		out->completion_tokens = pg_i64(r, 0, 3);
+	}
+	PQclear(r);
+	return 0;
+}
+
+static int pg_key_totals(void *be, int64_t key_id, bool *found,
+			 int64_t *quota_tokens, struct veil_store_totals *out)
+{
+	struct pg *g = be;
+	struct pg_params p = {0};
+	int rc;
+
+	pp_i64(&p, key_id);
+	PG_RETRY(g, rc, key_totals_once(g, &p, found, quota_tokens, out));
 	return rc;
 }
 
@@ -1842,6 +1946,7 @@ const struct store_ops store_pg_ops = {
 	.key_set_limits = pg_key_set_limits,
 	.usage_add_many = pg_usage_add_many,
 	.usage_totals = pg_usage_totals,
+	.key_totals = pg_key_totals,
 	.usage_grouped = pg_usage_grouped,
 	.receipt_get = pg_receipt_get,
 	.rate = pg_rate,

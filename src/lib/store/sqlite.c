@@ -68,6 +68,39 @@ static const char *const MIGRATIONS[] = {
 	" ok INTEGER NOT NULL,"
 	" verdict TEXT);"
 	"CREATE INDEX attest_audit_node ON attest_audit(node_id, time_ms);",
+	/* 1 -> 2: per-key running totals, so a quota check reads one row
+	 * instead of summing the key's history.  The store adds to them in
+	 * each usage transaction (S_TOTALS_ADD); the triggers keep them equal
+	 * to the rows' sums when rows are deleted or changed by anything
+	 * else (an operator's retention DELETE, say).  Backfilled here, under
+	 * the migration's write lock, from the rows already stored. */
+	"CREATE TABLE key_totals("
+	" key_id INTEGER PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,"
+	" requests INTEGER NOT NULL,"
+	" prompt_tokens INTEGER NOT NULL,"
+	" completion_tokens INTEGER NOT NULL);"
+	"INSERT INTO key_totals(key_id, requests, prompt_tokens,"
+	" completion_tokens) SELECT key_id, count(*), sum(prompt_tokens),"
+	" sum(completion_tokens) FROM usage GROUP BY key_id;"
+	"CREATE TRIGGER usage_totals_delete AFTER DELETE ON usage BEGIN"
+	" UPDATE key_totals SET requests = requests - 1,"
+	" prompt_tokens = prompt_tokens - OLD.prompt_tokens,"
+	" completion_tokens = completion_tokens - OLD.completion_tokens"
+	" WHERE key_id = OLD.key_id;"
+	" END;"
+	"CREATE TRIGGER usage_totals_update"
+	" AFTER UPDATE OF key_id, prompt_tokens, completion_tokens ON usage BEGIN"
+	" UPDATE key_totals SET requests = requests - 1,"
+	" prompt_tokens = prompt_tokens - OLD.prompt_tokens,"
+	" completion_tokens = completion_tokens - OLD.completion_tokens"
+	" WHERE key_id = OLD.key_id;"
+	" INSERT OR IGNORE INTO key_totals(key_id, requests, prompt_tokens,"
+	" completion_tokens) VALUES (NEW.key_id, 0, 0, 0);"
+	" UPDATE key_totals SET requests = requests + 1,"
+	" prompt_tokens = prompt_tokens + NEW.prompt_tokens,"
+	" completion_tokens = completion_tokens + NEW.completion_tokens"
+	" WHERE key_id = NEW.key_id;"
+	" END;",
 };
 
 _Static_assert(VEIL_ARRAY_LEN(MIGRATIONS) == VEIL_STORE_SCHEMA_VERSION,
@@ -91,6 +124,8 @@ enum sq_id {
 	S_KEY_LIMITS,
 	S_USAGE_ADD,
 	S_USAGE_TOTALS,
+	S_TOTALS_ADD,
+	S_KEY_TOTALS,
 	S_USAGE_BY_KEY,
 	S_USAGE_BY_MODEL,
 	S_RECEIPT_GET,
@@ -142,6 +177,20 @@ static const char *const SQL[S_COUNT] = {
 			   "coalesce(sum(completion_tokens), 0) FROM usage "
 			   "WHERE key_id = ?1 AND created_ms >= ?2 "
 			   "AND created_ms < ?3",
+	/* A batch's struct store_tally, after its records. */
+	[S_TOTALS_ADD] = "INSERT INTO key_totals(key_id, requests, "
+			 "prompt_tokens, completion_tokens) VALUES (?1, ?2, ?3, "
+			 "?4) ON CONFLICT(key_id) DO UPDATE SET "
+			 "requests = requests + excluded.requests, "
+			 "prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+			 "completion_tokens = completion_tokens + "
+			 "excluded.completion_tokens",
+	/* Primary-key lookups only: no row when the key does not exist. */
+	[S_KEY_TOTALS] = "SELECT k.quota_tokens, coalesce(t.requests, 0), "
+			 "coalesce(t.prompt_tokens, 0), "
+			 "coalesce(t.completion_tokens, 0) FROM api_keys k "
+			 "LEFT JOIN key_totals t ON t.key_id = k.id "
+			 "WHERE k.id = ?1",
 	[S_USAGE_BY_KEY] = "SELECT u.key_id, coalesce(k.name, ''), count(*), "
 			   "sum(u.prompt_tokens), sum(u.completion_tokens) "
 			   "FROM usage u LEFT JOIN api_keys k ON k.id = u.key_id "
@@ -826,23 +875,37 @@ out:
 	return rc;
 }
 
+/* One key's totals addition in the open transaction. */
+static int sq_tally(struct sq *q, const struct store_tally *t)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = sq_stmt(q, S_TOTALS_ADD, &st)) < 0 ||
+	    (rc = sq_bind_i64(q, st, 1, t->key_id)) < 0 ||
+	    (rc = sq_bind_i64(q, st, 2, t->requests)) < 0 ||
+	    (rc = sq_bind_i64(q, st, 3, t->prompt_tokens)) < 0 ||
+	    (rc = sq_bind_i64(q, st, 4, t->completion_tokens)) < 0)
+		goto out;
+	rc = sq_step(q, st, "key totals");
+	rc = rc < 0 ? rc : 0;
+out:
+	sq_done(st);
+	return rc;
+}
+
 static int sq_usage_add_many(void *be, const struct veil_store_usage *u,
-			     size_t n, const struct store_charge *c,
-			     size_t nc, size_t *failed)
+			     size_t n, const struct store_tally *t, size_t nt,
+			     const struct store_charge *c, size_t nc,
+			     size_t *failed)
 {
 	struct sq *q = be;
 	size_t i = 0;
 	int rc;
 
-	/* One record, no charge: autocommit, the INSERT is its own
-	 * transaction. */
-	if (n == 1 && nc == 0) {
-		if ((rc = sq_usage_insert(q, u)) < 0)
-			*failed = 0;
-		return rc;
-	}
-	/* Otherwise one write transaction, so one WAL write / fsync for all
-	 * the records and their rate charges (group commit), and a failing
+	/* One write transaction, even for one record (its key's totals
+	 * change with it), so one WAL write / fsync for all the records,
+	 * their totals and their rate charges (group commit), and a failing
 	 * record rolls back the others. */
 	if ((rc = sq_begin(q)) < 0) {
 		*failed = n;
@@ -852,6 +915,9 @@ static int sq_usage_add_many(void *be, const struct veil_store_usage *u,
 		if ((rc = sq_usage_insert(q, &u[i])) < 0)
 			goto out;
 	i = n;
+	for (size_t k = 0; k < nt; k++)
+		if ((rc = sq_tally(q, &t[k])) < 0)
+			goto out;
 	for (size_t k = 0; k < nc; k++)
 		if ((rc = sq_charge(q, &c[k])) < 0)
 			goto out;
@@ -884,6 +950,30 @@ static int sq_usage_totals(void *be, int64_t key_id, int64_t from_ms,
 	out->requests = sqlite3_column_int64(st, 0);
 	out->prompt_tokens = sqlite3_column_int64(st, 1);
 	out->completion_tokens = sqlite3_column_int64(st, 2);
+	rc = 0;
+out:
+	sq_done(st);
+	return rc;
+}
+
+static int sq_key_totals(void *be, int64_t key_id, bool *found,
+			 int64_t *quota_tokens, struct veil_store_totals *out)
+{
+	struct sq *q = be;
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = sq_stmt(q, S_KEY_TOTALS, &st)) < 0 ||
+	    (rc = sq_bind_i64(q, st, 1, key_id)) < 0 ||
+	    (rc = sq_step(q, st, "key totals")) < 0)
+		goto out;
+	*found = rc == 1;
+	if (rc == 1) {
+		*quota_tokens = sqlite3_column_int64(st, 0);
+		out->requests = sqlite3_column_int64(st, 1);
+		out->prompt_tokens = sqlite3_column_int64(st, 2);
+		out->completion_tokens = sqlite3_column_int64(st, 3);
+	}
 	rc = 0;
 out:
 	sq_done(st);
@@ -1255,6 +1345,7 @@ const struct store_ops store_sqlite_ops = {
 	.key_set_limits = sq_key_set_limits,
 	.usage_add_many = sq_usage_add_many,
 	.usage_totals = sq_usage_totals,
+	.key_totals = sq_key_totals,
 	.usage_grouped = sq_usage_grouped,
 	.receipt_get = sq_receipt_get,
 	.rate = sq_rate,

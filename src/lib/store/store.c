@@ -501,12 +501,50 @@ static int batch_charges(const struct veil_store_usage *u, size_t n,
 	return 0;
 }
 
+static int tally_cmp(const void *a, const void *b)
+{
+	const struct store_tally *x = a, *y = b;
+
+	return x->key_id < y->key_id ? -1 : x->key_id > y->key_id;
+}
+
+/* The records summed per key, sorted by key id (the lock order every
+ * gateway shares, see struct store_tally).  Sums stay far inside int64_t:
+ * at most VEIL_STORE_BATCH_MAX records of at most VEIL_STORE_TOKENS_MAX
+ * tokens each.  *out is malloc'd; n > 0 gives *nt >= 1. */
+static int batch_tallies(const struct veil_store_usage *u, size_t n,
+			 struct store_tally **out, size_t *nt)
+{
+	struct store_tally *t;
+	size_t m = 0;
+
+	if (!(t = malloc(n * sizeof(*t))))
+		return veil_errf(VEIL_ENOMEM, "store: usage: key totals");
+	for (size_t i = 0; i < n; i++)
+		t[i] = (struct store_tally){u[i].key_id, 1, u[i].prompt_tokens,
+					    u[i].completion_tokens};
+	qsort(t, n, sizeof(*t), tally_cmp);
+	for (size_t i = 0; i < n; i++) {
+		if (m > 0 && t[m - 1].key_id == t[i].key_id) {
+			t[m - 1].requests++;
+			t[m - 1].prompt_tokens += t[i].prompt_tokens;
+			t[m - 1].completion_tokens += t[i].completion_tokens;
+			continue;
+		}
+		t[m++] = t[i];
+	}
+	*out = t;
+	*nt = m;
+	return 0;
+}
+
 int veil_store_usage_add_batch(struct veil_store *s,
 			       const struct veil_store_usage *u, size_t n,
 			       size_t *failed)
 {
 	struct store_charge *c = NULL;
-	size_t bad = n, nc = 0;
+	struct store_tally *t = NULL;
+	size_t bad = n, nc = 0, nt = 0;
 	int rc;
 
 	if (!s || (n && !u)) {
@@ -525,12 +563,14 @@ int veil_store_usage_add_batch(struct veil_store *s,
 			bad = i;
 			goto out;
 		}
-	if ((rc = batch_charges(u, n, &c, &nc)) < 0)
+	if ((rc = batch_tallies(u, n, &t, &nt)) < 0 ||
+	    (rc = batch_charges(u, n, &c, &nc)) < 0)
 		goto out;
 	lock(s);
-	rc = s->ops->usage_add_many(s->be, u, n, c, nc, &bad);
+	rc = s->ops->usage_add_many(s->be, u, n, t, nt, c, nc, &bad);
 	unlock(s);
 out:
+	free(t);
 	free(c);
 	if (rc < 0) {
 		if (n > 1)
@@ -567,7 +607,21 @@ int veil_store_usage_totals(struct veil_store *s, int64_t key_id,
 	    (rc = check_range(from_ms, to_ms, &to)) < 0)
 		return rc;
 	lock(s);
-	rc = s->ops->usage_totals(s->be, key_id, from_ms, to, out);
+	if (from_ms == 0 && to_ms == 0) {
+		/* Lifetime: the running totals, which change in the same
+		 * transactions as the rows, so they equal the sum of every
+		 * row (created_ms >= 0 always), read in one indexed lookup
+		 * instead of a scan of the key's history. */
+		bool found = false;
+		int64_t quota = 0;
+		struct veil_store_totals t = {0};
+
+		rc = s->ops->key_totals(s->be, key_id, &found, &quota, &t);
+		if (rc == 0)
+			*out = t; /* an unknown key has no records: zeros */
+	} else {
+		rc = s->ops->usage_totals(s->be, key_id, from_ms, to, out);
+	}
 	unlock(s);
 	return rc;
 }
@@ -608,22 +662,34 @@ int veil_store_receipt_get(struct veil_store *s, const char *request_id,
 	return rc;
 }
 
+/* One read of the key's quota and running totals (no scan of its usage
+ * rows): the gateway calls this on every request of a key with a quota. */
 int veil_store_quota_check(struct veil_store *s, int64_t key_id)
 {
-	struct veil_store_key_info k;
-	struct veil_store_totals t;
+	struct veil_store_totals t = {0};
+	int64_t quota = 0, used;
+	bool found = false;
 	int rc;
 
-	if ((rc = veil_store_key_get(s, key_id, &k)) < 0)
+	if (!s)
+		return veil_errf(VEIL_EINVAL, "store: quota: no store");
+	if ((rc = check_id(key_id)) < 0)
 		return rc;
-	if (k.limits.quota_tokens == 0)
-		return 0;
-	if ((rc = veil_store_usage_totals(s, key_id, 0, 0, &t)) < 0)
+	lock(s);
+	rc = s->ops->key_totals(s->be, key_id, &found, &quota, &t);
+	unlock(s);
+	if (rc < 0)
 		return rc;
-	if (t.prompt_tokens + t.completion_tokens >= k.limits.quota_tokens)
+	if (!found)
+		return veil_errf(VEIL_ENOENT, "store: key %lld not found",
+				 (long long)key_id);
+	/* A sum past int64_t (only from a hand-edited table) is over. */
+	if (__builtin_add_overflow(t.prompt_tokens, t.completion_tokens, &used))
+		used = INT64_MAX;
+	if (quota > 0 && used >= quota)
 		return veil_errf(VEIL_EPERM, "store: key %lld: quota of %lld "
 				 "tokens used", (long long)key_id,
-				 (long long)k.limits.quota_tokens);
+				 (long long)quota);
 	return 0;
 }
 

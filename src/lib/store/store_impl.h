@@ -33,6 +33,18 @@ struct store_charge {
 	int64_t tokens;
 };
 
+/* A batch's addition to one key's running totals (table key_totals), made
+ * by the backend after the batch's records in the same transaction, so the
+ * totals change exactly when records are stored: a refused batch (a repeated
+ * request id, say) adds nothing.  store.c sums the records per key and sorts
+ * by key id, the same lock order as the charges below. */
+struct store_tally {
+	int64_t key_id;
+	int64_t requests;
+	int64_t prompt_tokens;
+	int64_t completion_tokens;
+};
+
 /* Rate-window operation: take checks the limits, charge does not. */
 enum store_rate_mode { STORE_RATE_TAKE, STORE_RATE_CHARGE };
 
@@ -53,17 +65,25 @@ struct store_ops {
 	int (*key_set_limits)(void *be, int64_t id,
 			      const struct veil_store_limits *l);
 
-	/* All n records (1..VEIL_STORE_BATCH_MAX) and then the nc rate
-	 * charges (0..n, see struct store_charge) in one transaction, or
-	 * none of them.  On failure *failed is the index of the record to
-	 * blame, or n when no single record is (begin/commit failed, a
-	 * charge failed, connection lost). */
+	/* All n records (1..VEIL_STORE_BATCH_MAX), then the nt key totals
+	 * (1..n, see struct store_tally), then the nc rate charges (0..n,
+	 * see struct store_charge) in one transaction, or none of them.  On
+	 * failure *failed is the index of the record to blame, or n when no
+	 * single record is (begin/commit failed, a totals update or charge
+	 * failed, connection lost). */
 	int (*usage_add_many)(void *be, const struct veil_store_usage *u,
-			      size_t n, const struct store_charge *c,
-			      size_t nc, size_t *failed);
-	/* to_ms is already INT64_MAX when unbounded. */
+			      size_t n, const struct store_tally *t, size_t nt,
+			      const struct store_charge *c, size_t nc,
+			      size_t *failed);
+	/* Sums key_id's usage rows with from_ms <= created_ms < to_ms (to_ms
+	 * is already INT64_MAX when unbounded). */
 	int (*usage_totals)(void *be, int64_t key_id, int64_t from_ms,
 			    int64_t to_ms, struct veil_store_totals *out);
+	/* One indexed read of key_id's key_totals row (zeros when it has
+	 * none) and of its quota_tokens.  *found false (and the other
+	 * out-params untouched) when there is no such key. */
+	int (*key_totals)(void *be, int64_t key_id, bool *found,
+			  int64_t *quota_tokens, struct veil_store_totals *out);
 	int (*usage_grouped)(void *be, enum veil_store_group by, int64_t from_ms,
 			     int64_t to_ms, struct veil_store_group_row **out,
 			     size_t *n);
