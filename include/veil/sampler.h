@@ -87,8 +87,9 @@ int veil_sampler_sample(struct veil_sampler *s, float *logits,
 /* As veil_sampler_sample() without log-probabilities: *id gets the token
  * veil_sampler_sample() would choose from the same state (the same chain,
  * the same PRNG draws), but no log-softmax is computed.  Greedy without
- * active penalties is one read-only vectorised argmax pass (ties -> lowest
- * id).  The array may be modified as above.  Does NOT call accept.
+ * active penalties is two read-only vectorised passes, the maximum and then
+ * its first index (ties -> lowest id).  The array may be modified as
+ * above.  Does NOT call accept.
  * VEIL_EINVAL when every logit is -inf/NaN. */
 int veil_sampler_pick(struct veil_sampler *s, float *logits, int32_t *id);
 
