@@ -322,6 +322,9 @@ void rlog_close(struct rlog *l);
 uint64_t rlog_dropped(struct rlog *l);
 
 /* main.c */
+struct evp_md_st;
+/* SHA-256 for EVP_Digest*, fetched once at start (any thread). */
+const struct evp_md_st *proxy_sha256_md(void);
 void proxy_sha256(const void *p, size_t n, uint8_t out[32]);
 
 #endif
