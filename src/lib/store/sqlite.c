@@ -7,6 +7,7 @@
  * checkpoints).  Values are always bound, never formatted into SQL. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -570,6 +571,9 @@ out:
 	return rc;
 }
 
+/* Serialises the database file's creation with other handles' opens. */
+static pthread_mutex_t g_open_mu = PTHREAD_MUTEX_INITIALIZER;
+
 int store_sqlite_open(const char *path, bool sync_full, void **out_be)
 {
 	struct sq *q;
@@ -577,17 +581,6 @@ int store_sqlite_open(const char *path, bool sync_full, void **out_be)
 
 	if (!(q = calloc(1, sizeof(*q))))
 		return veil_errf(VEIL_ENOMEM, "store: open");
-	/* Create it ourselves so it is 0600 (key hashes, receipts); SQLite
-	 * gives the -wal and -shm files the database file's mode. */
-	if (strcmp(path, ":memory:") != 0) {
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			rc = veil_errf(VEIL_EIO, "store %s: %s", path,
-				       strerror(errno));
-			goto out;
-		}
-		close(fd);
-	}
 	/* sync=normal: the WAL shim (sqlite_vfs.c) writes each commit in one
 	 * system call; sync=full pays an fsync per commit anyway. */
 	if (!sync_full && (src = store_sqlite_vfs()) != SQLITE_OK) {
@@ -595,10 +588,32 @@ int store_sqlite_open(const char *path, bool sync_full, void **out_be)
 			       sqlite3_errstr(src));
 		goto out;
 	}
+	/* Create it ourselves so it is 0600 (key hashes, receipts); SQLite
+	 * gives the -wal and -shm files the database file's mode.  Only a file
+	 * that does not exist yet (O_EXCL): close() of any descriptor of a file
+	 * drops every POSIX lock this process holds on it, so opening and
+	 * closing an existing database would silently drop the locks of the
+	 * process's other handles, and the next other process to close it
+	 * (`veil-gateway keys create`) would think itself the last user and
+	 * delete the -wal and -shm files still in use.  The mutex keeps
+	 * another thread's open of the new file out of that close's way. */
+	pthread_mutex_lock(&g_open_mu);
+	if (strcmp(path, ":memory:") != 0) {
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			close(fd);
+		} else if (errno != EEXIST) {
+			rc = veil_errf(VEIL_EIO, "store %s: %s", path,
+				       strerror(errno));
+			pthread_mutex_unlock(&g_open_mu);
+			goto out;
+		}
+	}
 	src = sqlite3_open_v2(path, &q->db,
 			      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 			      SQLITE_OPEN_NOMUTEX,
 			      sync_full ? NULL : STORE_SQLITE_VFS);
+	pthread_mutex_unlock(&g_open_mu);
 	if (src != SQLITE_OK) {
 		rc = veil_errf(VEIL_EIO, "store %s: %s", path,
 			       q->db ? sqlite3_errmsg(q->db)
