@@ -143,7 +143,7 @@ _lib_at_exit=()
 
 # setup_tmp: makes the test's directory $tmp and installs the EXIT trap that
 # stops every pid in `pids` (stop_pids), runs the at_exit commands in order,
-# then removes $tmp.
+# then removes $tmp (KEEP_TMP=1 keeps it: logs and answers to look at).
 setup_tmp() {
 	tmp="$(mktemp -d)"
 	trap _lib_cleanup EXIT
@@ -157,7 +157,7 @@ _lib_cleanup() {
 	local c
 	stop_pids
 	for c in "${_lib_at_exit[@]}"; do eval "$c"; done
-	rm -rf "$tmp"
+	if [ -n "${KEEP_TMP:-}" ]; then echo "# kept $tmp"; else rm -rf "$tmp"; fi
 }
 
 # _lib_child_running PID: PID is a child of this shell that runs (exists, is

@@ -41,28 +41,13 @@
 # Env: VEIL_BIN (veil-gateway, veil-node), VEIL_SHARED (default ../shared),
 # KEEP_TMP=1 keeps the work directory (logs, answers, database).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
-VEIL_BIN="${VEIL_BIN:-build/bin}"
-VEIL_SHARED="${VEIL_SHARED:-../shared}"
-GW_BIN="$VEIL_BIN/veil-gateway"
-NODE_BIN="$VEIL_BIN/veil-node"
-MODEL="$VEIL_SHARED/models/stories260K.gguf"
+cd "$(dirname "$0")/../.." || exit 1
+. tests/integration/lib.sh
 NAME=stories260K
 CACHE_MS=2000
-fails=0
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1"; fails=$((fails + 1)); }
-skip() { echo "ok - $1 # SKIP $2"; }
-check() { local name="$1"; shift; if "$@"; then ok "$name"; else notok "$name"; fi; }
 
-if [ ! -x "$GW_BIN" ] || [ ! -x "$NODE_BIN" ]; then
-	notok "gateway limits: $GW_BIN or $NODE_BIN not built"
-	exit 1
-fi
-if [ ! -f "$MODEL" ]; then
-	skip "gateway limits" "$MODEL missing (set VEIL_SHARED)"
-	exit 0
-fi
+require_built "gateway limits" "$GW_BIN" "$NODE_BIN"
+skip_unless_shared "gateway limits" "$MODEL"
 for t in curl jq python3; do
 	if ! command -v "$t" >/dev/null 2>&1; then
 		notok "gateway limits: $t is needed"
@@ -71,37 +56,8 @@ for t in curl jq python3; do
 done
 OPENAI_MJS="$PWD/tests/js/node_modules/openai/index.mjs"
 have_js=1
-if ! command -v node >/dev/null 2>&1 || [ ! -f "$OPENAI_MJS" ]; then
-	have_js=0
-fi
-
-tmp="$(mktemp -d)"
-pids=()
-cleanup() {
-	local p
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-	for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
-	[ -n "${KEEP_TMP:-}" ] && echo "# kept $tmp" || rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-# start NAME CMD... : runs CMD in the background, logging to $tmp/NAME.log;
-# sets PID and PORT from its `listening on http(s)://127.0.0.1:PORT` line.
-start() {
-	local name="$1"; shift
-	"$@" >"$tmp/$name.log" 2>&1 &
-	PID=$!
-	pids+=("$PID")
-	PORT=""
-	for _ in $(seq 1 200); do
-		PORT="$(grep -so 'listening on https\?://127.0.0.1:[0-9]*' "$tmp/$name.log" | tail -1 | sed 's/.*://')"
-		[ -n "$PORT" ] && return 0
-		kill -0 "$PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	echo "# $name did not start:"; tail -5 "$tmp/$name.log" | sed 's/^/#   /'
-	return 1
-}
+have_node_modules openai || have_js=0
+setup_tmp
 
 now_ms() { date +%s%3N; }
 
@@ -304,7 +260,7 @@ process.exit(failed ? 1 : 0);
 EOF
 
 # ---- a node; one answer's tokens ---------------------------------------------------
-if ! start node "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --model "$MODEL" \
+if ! start_server node "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --model "$MODEL" \
 	--allow-plaintext --ctx 4096; then
 	notok "veil-node starts"
 	exit 1
@@ -348,7 +304,7 @@ GW_ARGS=(--listen 127.0.0.1:0 --plain-http --db "$DB" --nodes "$tmp/nodes.json" 
 # start_gw NAME : starts the gateway and waits until it serves the model;
 # sets G and PIDG.
 start_gw() {
-	start "$1" "$GW_BIN" "${GW_ARGS[@]}" || return 1
+	start_server "$1" "$GW_BIN" "${GW_ARGS[@]}" || return 1
 	G="http://127.0.0.1:$PORT"
 	PIDG=$PID
 	for _ in $(seq 1 100); do
