@@ -839,7 +839,11 @@ static void auth_done(void *arg, int status, const struct gw_key *k, int retry_a
 	if (status) {
 		if (retry_after > 0)
 			veil_http_set_retry_after(r->req, (unsigned)retry_after);
-		reply_error(r, status, NULL, code, msg);
+		/* OpenAI's quota error has its own type; the rest take the
+		 * status's (rate_limit_error for 429) */
+		reply_error(r, status,
+			    code && !strcmp(code, "insufficient_quota") ? "insufficient_quota" : NULL,
+			    code, msg);
 		relay_maybe_free(r);
 		return;
 	}

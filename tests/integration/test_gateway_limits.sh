@@ -143,7 +143,8 @@ refused() {
 		! grep -q '^data:' "$1.b" &&
 		jq -e --arg c "$2" '(.error | keys) == ["code", "message", "type"] and .error.code == $c and
 			(.error.message | type == "string" and length > 0) and
-			(.error.type | type == "string" and length > 0)' "$1.b" >/dev/null 2>&1
+			.error.type == (if $c == "insufficient_quota" then $c else "rate_limit_error" end)' \
+		"$1.b" >/dev/null 2>&1
 }
 
 # ra_window OUT : OUT's Retry-After is an integer number of seconds, 1..60,
@@ -332,39 +333,39 @@ check "a key without limits is served; its receipt and its usage name the node's
 fresh_window 8
 seq_r=""
 for i in 1 2 3 4; do
-post "$KR" "$BODY" "$tmp/r$i"
-seq_r="$seq_r $C"
+	post "$KR" "$BODY" "$tmp/r$i"
+	seq_r="$seq_r $C"
 done
 check "keys create --rpm 3: three requests in a minute are served, the fourth is 429 ($seq_r)" \
-test "$seq_r" = " 200 200 200 429"
+	test "$seq_r" = " 200 200 200 429"
 check "... in OpenAI's error shape, code rate_limit_exceeded, JSON, nothing relayed" \
-refused "$tmp/r4" rate_limit_exceeded
+	refused "$tmp/r4" rate_limit_exceeded
 check "... with Retry-After: the whole seconds to the end of the minute window, 1..60 ($(header "$tmp/r4" Retry-After))" \
-ra_window "$tmp/r4"
+	ra_window "$tmp/r4"
 check "... not billed: GET /v1/usage counts the 3 answers and their receipts' $((3 * TOK)) tokens" \
-test "$(usage "$KR")" = "3 $((3 * TOK))"
+	test "$(usage "$KR")" = "3 $((3 * TOK))"
 post "$KR" "$BODY" "$tmp/r5"
 check "... a refusal does not free the window: the next request is refused too" \
-refused "$tmp/r5" rate_limit_exceeded
+	refused "$tmp/r5" rate_limit_exceeded
 post "$KFREE" "$BODY" "$tmp/free1"
 check "another key is unaffected (200 right after)" test "$C" = 200
 c="$(admin_limits "$RID" 4 0 0)"
 post "$KR" "$BODY" "$tmp/r6"
 post "$KR" "$BODY" "$tmp/r7"
 check "new limits for a key in use (admin API, --rpm 4): the next request is served at once, the one after is 429 ($c: $(status "$tmp/r6") $(status "$tmp/r7"))" \
-eval '[ "$c" = 200 ] && [ "$(status "$tmp/r6")" = 200 ] && refused "$tmp/r7" rate_limit_exceeded && ra_window "$tmp/r7"'
+	eval '[ "$c" = 200 ] && [ "$(status "$tmp/r6")" = 200 ] && refused "$tmp/r7" rate_limit_exceeded && ra_window "$tmp/r7"'
 
 # each group of window checks below needs its own requests in one window
 fresh_window 5
 seq_l=""
 for i in 1 2 3; do
-post "$KL" "$BODY" "$tmp/l$i"
-seq_l="$seq_l $C"
+	post "$KL" "$BODY" "$tmp/l$i"
+	seq_l="$seq_l $C"
 done
 check "keys limits --id N --rpm 2 on an existing key: 2 served, the third 429 ($seq_l; its own window, not the other key's)" \
-test "$seq_l" = " 200 200 429"
+	test "$seq_l" = " 200 200 429"
 check "... rate_limit_exceeded with Retry-After ($(header "$tmp/l3" Retry-After))" \
-eval 'refused "$tmp/l3" rate_limit_exceeded && ra_window "$tmp/l3"'
+	eval 'refused "$tmp/l3" rate_limit_exceeded && ra_window "$tmp/l3"'
 # a key cached without limits (its first request) given a limit: the admin
 # API drops this gateway's cache entry, so it applies at once
 post "$KC2" "$BODY" "$tmp/cc0"
@@ -372,70 +373,70 @@ c="$(admin_limits "$C2ID" 1 0 0)"
 post "$KC2" "$BODY" "$tmp/cc1"
 post "$KC2" "$BODY" "$tmp/cc2"
 check "a key cached without limits given --rpm 1 (admin API): applies at once, 1 served, then 429 ($(status "$tmp/cc0") $c: $(status "$tmp/cc1") $(status "$tmp/cc2"))" \
-eval '[ "$(status "$tmp/cc0")" = 200 ] && [ "$c" = 200 ] && [ "$(status "$tmp/cc1")" = 200 ] &&
-	refused "$tmp/cc2" rate_limit_exceeded'
+	eval '[ "$(status "$tmp/cc0")" = 200 ] && [ "$c" = 200 ] && [ "$(status "$tmp/cc1")" = 200 ] &&
+		refused "$tmp/cc2" rate_limit_exceeded'
 
 # streams: the same limit, refused with a JSON error before any SSE
 fresh_window 8
 post "$KS" "$SBODY" "$tmp/s1"
 check "a stream of a --rpm 1 key is served (event-stream to data: [DONE])" \
-eval '[ "$C" = 200 ] && grep -q "^data: \[DONE\]" "$tmp/s1.b"'
+	eval '[ "$C" = 200 ] && grep -q "^data: \[DONE\]" "$tmp/s1.b"'
 us="$(usage "$KS")"
 post "$KS" "$SBODY" "$tmp/s2"
 check "the second stream in the minute is 429 rate_limit_exceeded as JSON, before any SSE event" \
-refused "$tmp/s2" rate_limit_exceeded
+	refused "$tmp/s2" rate_limit_exceeded
 check "... with Retry-After ($(header "$tmp/s2" Retry-After))" ra_window "$tmp/s2"
 js_refused "$KS" rate_limit_exceeded
 check "refused streams are not billed (GET /v1/usage: $us, still 1 request)" \
-eval '[ "$(usage "$KS")" = "$us" ] && [ "${us%% *}" = 1 ]'
+	eval '[ "$(usage "$KS")" = "$us" ] && [ "${us%% *}" = 1 ]'
 
 # ---- tokens per minute -------------------------------------------------------------
 fresh_window 8
 served_until_refused "$KT" "$BODY" $((2 * TOK)) 5 t
 check "keys create --tpm $((2 * TOK)) (2 answers): served while this minute's receipts add up to less, then 429 ($SEQ)" \
-eval '[ "$GOOD" = 1 ] && [ "$SERVED" = 2 ] && [ "${SEQ##* }" = 429 ]'
+	eval '[ "$GOOD" = 1 ] && [ "$SERVED" = 2 ] && [ "${SEQ##* }" = 429 ]'
 check "... rate_limit_exceeded with Retry-After ($(header "$LAST" Retry-After))" \
-eval 'refused "$LAST" rate_limit_exceeded && ra_window "$LAST"'
+	eval 'refused "$LAST" rate_limit_exceeded && ra_window "$LAST"'
 check "... GET /v1/usage reports the tokens counted: $SERVED requests, $SUM tokens (receipts), $BODYSUM (answers' usage)" \
-eval '[ "$(usage "$KT")" = "$SERVED $SUM" ] && [ "$SUM" = "$BODYSUM" ]'
+	eval '[ "$(usage "$KT")" = "$SERVED $SUM" ] && [ "$SUM" = "$BODYSUM" ]'
 served_until_refused "$KT1" "$BODY" $((2 * TOK + 1)) 5 u
 check "--tpm $((2 * TOK + 1)): the third is served, the window counts exactly the receipts' tokens ($SEQ)" \
-eval '[ "$GOOD" = 1 ] && [ "$SERVED" = 3 ] && [ "${SEQ##* }" = 429 ] && [ "$(usage "$KT1")" = "$SERVED $SUM" ]'
+	eval '[ "$GOOD" = 1 ] && [ "$SERVED" = 3 ] && [ "${SEQ##* }" = 429 ] && [ "$(usage "$KT1")" = "$SERVED $SUM" ]'
 served_until_refused "$KTS" "$SBODY" 1 3 ts
 check "streams: --tpm 1 serves one stream, its receipt event's tokens fill the window, the next is 429 before any SSE ($SEQ)" \
-eval '[ "$GOOD" = 1 ] && [ "$SERVED" = 1 ] && refused "$LAST" rate_limit_exceeded && ra_window "$LAST" &&
-	[ "$(usage "$KTS")" = "1 $SUM" ]'
+	eval '[ "$GOOD" = 1 ] && [ "$SERVED" = 1 ] && refused "$LAST" rate_limit_exceeded && ra_window "$LAST" &&
+		[ "$(usage "$KTS")" = "1 $SUM" ]'
 
 # ---- lifetime quota --------------------------------------------------------------------
 served_until_refused "$KQ" "$BODY" $((2 * TOK)) 5 q
 check "keys create --quota $((2 * TOK)): served until the stored usage reaches it, then 429 ($SEQ)" \
-eval '[ "$GOOD" = 1 ] && [ "$SERVED" = 2 ] && [ "${SEQ##* }" = 429 ]'
+	eval '[ "$GOOD" = 1 ] && [ "$SERVED" = 2 ] && [ "${SEQ##* }" = 429 ]'
 check "... insufficient_quota in OpenAI's error shape, Retry-After 3600" \
-eval 'refused "$LAST" insufficient_quota && [ "$(header "$LAST" Retry-After)" = 3600 ]'
+	eval 'refused "$LAST" insufficient_quota && [ "$(header "$LAST" Retry-After)" = 3600 ]'
 uq="$(usage "$KQ")"
 post "$KQ" "$SBODY" "$tmp/qs"
 check "... a stream is refused the same way, before any SSE" \
-eval 'refused "$tmp/qs" insufficient_quota && [ "$(header "$tmp/qs" Retry-After)" = 3600 ]'
+	eval 'refused "$tmp/qs" insufficient_quota && [ "$(header "$tmp/qs" Retry-After)" = 3600 ]'
 js_refused "$KQ" insufficient_quota
 check "... refused requests are not billed (GET /v1/usage: $uq)" \
-eval '[ "$(usage "$KQ")" = "$uq" ] && [ "$uq" = "$SERVED $SUM" ]'
+	eval '[ "$(usage "$KQ")" = "$uq" ] && [ "$uq" = "$SERVED $SUM" ]'
 
 kill -TERM "$PIDG"
 wait "$PIDG"; rc=$?
 check "SIGTERM: the gateway exits 0" test "$rc" -eq 0
 if ! start_gw gw2; then
-notok "the gateway restarts on the same database"
-exit 1
+	notok "the gateway restarts on the same database"
+	exit 1
 fi
 post "$KQ" "$BODY" "$tmp/q-restart"
 check "after a restart the used quota is still refused (insufficient_quota), usage unchanged" \
-eval 'refused "$tmp/q-restart" insufficient_quota && [ "$(usage "$KQ")" = "$uq" ]'
+	eval 'refused "$tmp/q-restart" insufficient_quota && [ "$(usage "$KQ")" = "$uq" ]'
 c="$(admin_limits "$QID" 0 0 $((4 * TOK)))"
 served_until_refused "$KQ" "$BODY" $((2 * TOK)) 4 q2
 check "a bigger quota (admin API, $((4 * TOK))) lifts it for the next request, until it is used ($c: $SEQ)" \
-eval '[ "$c" = 200 ] && [ "$GOOD" = 1 ] && [ "$SERVED" = 2 ] && refused "$LAST" insufficient_quota'
+	eval '[ "$c" = 200 ] && [ "$GOOD" = 1 ] && [ "$SERVED" = 2 ] && refused "$LAST" insufficient_quota'
 check "... GET /v1/usage: 4 requests, the receipts' $((4 * TOK)) tokens" \
-test "$(usage "$KQ")" = "4 $((4 * TOK))"
+	test "$(usage "$KQ")" = "4 $((4 * TOK))"
 
 post "$KFREE" "$BODY" "$tmp/free2"
 check "a key without limits is still served" test "$C" = 200
@@ -452,12 +453,12 @@ check "a key without limits is still served" test "$C" = 200
 # the files stay in place.
 seq_live=""
 for n in 1 2 3; do
-mk_key live$n
-seq_live="$seq_live $(curl -s -m 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "$G/v1/usage")"
+	mk_key live$n
+	seq_live="$seq_live $(curl -s -m 10 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "$G/v1/usage")"
 done
 deleted="$(ls -l "/proc/$PIDG/fd" 2>/dev/null | grep -c 'gw\.db.*(deleted)')"
 check "keys created by the CLI while the gateway runs are accepted ($seq_live), its database files stay in place ($deleted deleted under it)" \
-eval '[ "$seq_live" = " 200 200 200" ] && [ "$deleted" = 0 ]'
+	eval '[ "$seq_live" = " 200 200 200" ] && [ "$deleted" = 0 ]'
 
 N_LIVE1="keys limits --id N --rpm 2 on a key the gateway has cached with --rpm 1: in force for the very next request"
 N_LIVE2="keys limits --rpm 1 on a key the gateway has cached without limits: in force once its cache entry expires (--key-cache-ms $CACHE_MS, + 2 s)"
