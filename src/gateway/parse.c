@@ -397,37 +397,16 @@ static bool rc_lit(struct rcur *c, const char *lit, size_t n)
 }
 #define RC_LIT(c, s) rc_lit((c), (s), sizeof(s) - 1)
 
-/* Hex digit values plus one, 0 for anything else: a table rather than
- * veil_hex_decode's comparisons, whose branches on hex of random bytes
- * (digit or letter, 50/50) mispredicted about once a byte — the largest
- * cost of reading a receipt (~830 hex digits) after the signature. */
-static const uint8_t hexv1[256] = {
-	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
-	['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
-	['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
-	['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
-};
-
-/* Exactly 2 * want (at most 130) hex digits, either case (as
- * veil_hex_decode), then a quote; out NULL: checked, not kept. */
+/* Exactly 2 * want (at most 130) hex digits, either case, then a quote;
+ * out NULL: checked, not kept. */
 static bool rc_hex(struct rcur *c, uint8_t *out, size_t want)
 {
 	uint8_t scratch[65];
-	const unsigned char *h = (const unsigned char *)c->p;
-	unsigned ok = 1;
+	size_t got;
 
 	if (want > sizeof(scratch) || (size_t)(c->end - c->p) < 2 * want + 1 ||
-	    c->p[2 * want] != '"')
-		return false;
-	if (!out)
-		out = scratch;
-	for (size_t i = 0; i < want; i++) {
-		unsigned hi = hexv1[h[2 * i]], lo = hexv1[h[2 * i + 1]];
-
-		ok &= (hi != 0) & (lo != 0); /* no branch per digit */
-		out[i] = (uint8_t)((hi - 1) << 4 | (lo - 1));
-	}
-	if (!ok)
+	    c->p[2 * want] != '"' ||
+	    veil_hex_decode(c->p, 2 * want, out ? out : scratch, want, &got) < 0)
 		return false;
 	c->p += 2 * want + 1;
 	return true;

@@ -130,6 +130,44 @@ static void test_hex_round_trip_and_errors(void **state)
 	assert_int_equal(veil_hex_decode("0011223344", 10, out, 4, &n), VEIL_ERANGE);
 }
 
+/* The table-driven decoder against plain comparisons, on every pair of
+ * bytes: the value of each good pair, a refusal for every other (and the
+ * position of the first bad character in the message). */
+static int ref_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static void test_hex_decode_matches_comparisons_on_every_pair(void **state)
+{
+	(void)state;
+	for (int a = 0; a < 256; a++) {
+		for (int b = 0; b < 256; b++) {
+			char s[4] = {'0', '0', (char)a, (char)b};
+			int ha = ref_hexval(a), hb = ref_hexval(b);
+			uint8_t out[2];
+			size_t n = 0;
+			int rc = veil_hex_decode(s, 4, out, sizeof(out), &n);
+
+			if (ha < 0 || hb < 0) {
+				assert_int_equal(rc, VEIL_EFORMAT);
+				assert_non_null(strstr(veil_err_detail(), ha < 0 ? "at 2" : "at 3"));
+			} else {
+				assert_int_equal(rc, 0);
+				assert_int_equal(n, 2);
+				assert_int_equal(out[0], 0);
+				assert_int_equal(out[1], ha << 4 | hb);
+			}
+		}
+	}
+}
+
 static void test_hex_text_accepts_0x_and_whitespace_and_refuses_garbage(void **state)
 {
 	struct veil_buf b = VEIL_BUF_INIT(16), small = VEIL_BUF_INIT(1);
@@ -383,6 +421,7 @@ int main(void)
 		cmocka_unit_test(test_buf_steal_transfers_ownership),
 		cmocka_unit_test(test_buf_read_file_enforces_cap),
 		cmocka_unit_test(test_hex_round_trip_and_errors),
+		cmocka_unit_test(test_hex_decode_matches_comparisons_on_every_pair),
 		cmocka_unit_test(test_hex_text_accepts_0x_and_whitespace_and_refuses_garbage),
 		cmocka_unit_test(test_base64_rfc4648_vectors),
 		cmocka_unit_test(test_base64_url_nopad_and_rejects_garbage),
