@@ -32,7 +32,7 @@ static bool admin_ok(struct gw *g, struct veil_http_req *req)
 	while (*h == ' ')
 		h++;
 	/* compare hashes: constant time whatever the lengths */
-	gw_sha256(h, strlen(h), d);
+	veil_digest_sha256(h, strlen(h), d);
 	return CRYPTO_memcmp(d, g->admin_token_sha, 32) == 0;
 }
 

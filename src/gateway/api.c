@@ -16,27 +16,6 @@
 
 /* ---- small shared helpers ------------------------------------------------- */
 
-static EVP_MD *md_sha256;
-static pthread_once_t md_once = PTHREAD_ONCE_INIT;
-
-static void md_fetch(void)
-{
-	md_sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
-}
-
-const EVP_MD *gw_md_sha256(void)
-{
-	pthread_once(&md_once, md_fetch);
-	return md_sha256 ? md_sha256 : EVP_sha256();
-}
-
-void gw_sha256(const void *p, size_t n, uint8_t out[32])
-{
-	unsigned len = 32;
-
-	EVP_Digest(p, n, out, &len, gw_md_sha256(), NULL);
-}
-
 char *gw_b64url(const void *p, size_t n)
 {
 	size_t l = veil_b64_encoded_len(n, VEIL_B64_URL | VEIL_B64_NOPAD);

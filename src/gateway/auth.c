@@ -290,7 +290,7 @@ void gw_auth(struct gw *g, struct veil_http_req *req, bool take, gw_auth_fn cb,
 		cb(arg, 401, NULL, 0, "invalid_api_key", "Incorrect API key provided");
 		return;
 	}
-	gw_sha256(key, len, d);
+	veil_digest_sha256(key, len, d);
 	e = cache_get(g->keys, d, veil_now_ns() / 1000000);
 	if (e) {
 		g->m.key_cache_hits++;

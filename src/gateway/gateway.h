@@ -31,6 +31,7 @@
 #include <openssl/x509.h>
 
 #include "veil/base.h"
+#include "veil/digest.h"
 #include "veil/http.h"
 #include "veil/keyset.h"
 #include "veil/policy.h"
@@ -373,8 +374,5 @@ int gw_reply_error(struct gw *g, struct veil_http_req *req, int status,
 int gw_query(struct gw *g, struct gw_job *j, struct veil_http_req *req);
 /* base64url without padding; caller frees. */
 char *gw_b64url(const void *p, size_t n);
-void gw_sha256(const void *p, size_t n, uint8_t out[32]);
-/* SHA-256, fetched once (an implicit fetch per use costs a lookup). */
-const EVP_MD *gw_md_sha256(void);
 
 #endif

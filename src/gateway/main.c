@@ -182,7 +182,7 @@ static int load_secret(const char *db, const char *file, struct veil_secret *out
 		VEIL_WARN(GW_MOD, "the secret file %s is readable by others (chmod 600)", path);
 	if ((rc = veil_secret_alloc(out, VEIL_STORE_SECRET_LEN)) < 0)
 		goto out;
-	gw_sha256(b.data, b.len, out->bytes);
+	veil_digest_sha256(b.data, b.len, out->bytes);
 out:
 	veil_buf_free(&b);
 	return rc;
@@ -554,7 +554,7 @@ static int load_admin_token(struct gw *g)
 			rc = VEIL_EINVAL;
 			goto out;
 		}
-	gw_sha256(b.data, n, g->admin_token_sha);
+	veil_digest_sha256(b.data, n, g->admin_token_sha);
 	g->admin_enabled = true;
 out:
 	veil_buf_free(&b);

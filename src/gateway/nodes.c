@@ -220,7 +220,7 @@ static json_t *verdict_summary(const struct veil_report_verdict *v, const uint8_
 	json_t *s;
 
 	veil_hex_encode(nonce, 32, nh, sizeof(nh));
-	gw_sha256(body, len, d);
+	veil_digest_sha256(body, len, d);
 	veil_hex_encode(d, 32, rh, sizeof(rh));
 	s = json_pack("{s:b, s:s, s:b, s:s, s:s?, s:s, s:s, s:s, s:I}", "ok", v->ok,
 		      "tee", v->tee, "sim", v->sim, "status", v->status, "error",
@@ -612,7 +612,7 @@ static uint64_t hrw(const uint8_t *key, const char *id)
 
 	memcpy(buf, key, 32);
 	memcpy(buf + 32, id, l);
-	gw_sha256(buf, 32 + l, d);
+	veil_digest_sha256(buf, 32 + l, d);
 	for (int i = 0; i < 8; i++)
 		v = v << 8 | d[i];
 	return v;

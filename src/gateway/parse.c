@@ -7,16 +7,10 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "veil/digest.h"
 #include "veil/receipt.h"
 
 #include "parse.h"
-
-static void sha256(const void *p, size_t n, uint8_t out[32])
-{
-	unsigned len = 32;
-
-	EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
-}
 
 /* ---- URLs, ids, names ----------------------------------------------------- */
 
@@ -121,7 +115,7 @@ void gw_node_default_id(const char *url, char out[GW_NODE_ID_MAX + 1])
 	uint8_t h[32];
 	char hex[65];
 
-	sha256(url, strlen(url), h);
+	veil_digest_sha256(url, strlen(url), h);
 	veil_hex_encode(h, sizeof(h), hex, sizeof(hex));
 	snprintf(out, GW_NODE_ID_MAX + 1, "n-%.12s", hex);
 }
@@ -736,13 +730,13 @@ bool gw_affinity_key(const uint8_t *body, size_t n, uint8_t out[32])
 		s = json_dumps(first, JSON_COMPACT | JSON_SORT_KEYS);
 		json_decref(first);
 		if (s) {
-			sha256(s, strlen(s), out);
+			veil_digest_sha256(s, strlen(s), out);
 			veil_wipe(s, strlen(s));
 			free(s);
 			ok = true;
 		}
 	} else if ((pr = json_object_get(o, "prompt")) && json_is_string(pr)) {
-		sha256(json_string_value(pr), VEIL_MIN(json_string_length(pr), 512), out);
+		veil_digest_sha256(json_string_value(pr), VEIL_MIN(json_string_length(pr), 512), out);
 		ok = true;
 	}
 out:

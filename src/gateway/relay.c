@@ -583,7 +583,7 @@ static int up_data(void *arg, struct gw_up_call *call, const uint8_t *p, size_t 
 	}
 	if (!r->started) {
 		if (!(r->md = EVP_MD_CTX_new()) ||
-		    !EVP_DigestInit_ex(r->md, gw_md_sha256(), NULL))
+		    !EVP_DigestInit_ex(r->md, veil_digest_sha256_md(), NULL))
 			return VEIL_ENOMEM;
 		veil_http_add_header(r->req, "X-Veil-Node", r->node->id);
 		if ((rc = veil_http_stream_start(r->req, 200, r->ctype)) < 0)
@@ -691,7 +691,7 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 	} else if (status == 200) {
 		uint8_t d[32];
 
-		gw_sha256(r->resp.data ? r->resp.data : (const uint8_t *)"", r->resp.len, d);
+		veil_digest_sha256(r->resp.data ? r->resp.data : (const uint8_t *)"", r->resp.len, d);
 		veil_http_add_header(r->req, "X-Veil-Node", n->id);
 		settle(r, d);
 	} else {
@@ -926,14 +926,14 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 			const char *ah = veil_http_req_header(req, "X-Veil-Affinity");
 
 			if (ah && *ah) {
-				gw_sha256(ah, strlen(ah), r->aff);
+				veil_digest_sha256(ah, strlen(ah), r->aff);
 				r->has_aff = true;
 			} else {
 				r->has_aff = gw_affinity_key(body, len, r->aff);
 			}
 		}
 	}
-	gw_sha256(body, len, r->req_sha);
+	veil_digest_sha256(body, len, r->req_sha);
 	veil_http_req_on_close(req, on_close, r);
 	r->auth_pending = true;
 	gw_auth(g, req, true, auth_done, r);

@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "veil/chat.h"
+#include "veil/digest.h"
 #include "veil/seal.h"
 
 #include "node.h"
@@ -216,13 +217,6 @@ static void hash_final(struct job *j, uint8_t out[32])
 	memset(out, 0, 32);
 	if (j->resp_md)
 		EVP_DigestFinal_ex(j->resp_md, out, &len);
-}
-
-static void sha256(const void *p, size_t n, uint8_t out[32])
-{
-	unsigned len = 32;
-
-	EVP_Digest(p, n, out, &len, EVP_sha256(), NULL);
 }
 
 static int reply_err(struct node *n, struct veil_http_req *req, int status,
@@ -662,9 +656,9 @@ static void reply_final(struct job *j, json_t *resp, int64_t p, int64_t c)
 			j->req = NULL;
 			return;
 		}
-		sha256(j->reply_sealed.data, j->reply_sealed.len, rs);
+		veil_digest_sha256(j->reply_sealed.data, j->reply_sealed.len, rs);
 	} else {
-		sha256(j->reply_body, strlen(j->reply_body), rs);
+		veil_digest_sha256(j->reply_body, strlen(j->reply_body), rs);
 	}
 	ri = (struct node_receipt_in){j->id, j->req_sha, rs, p, c, j->created};
 	j->receipt_pending = true;
@@ -1568,7 +1562,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	j->spare = (struct veil_buf)VEIL_BUF_SECRET_INIT(64u << 20);
 	j->full = (struct veil_buf)VEIL_BUF_SECRET_INIT(64u << 20);
 	j->resp_md = EVP_MD_CTX_new();
-	if (!j->resp_md || !EVP_DigestInit_ex(j->resp_md, EVP_sha256(), NULL)) {
+	if (!j->resp_md || !EVP_DigestInit_ex(j->resp_md, veil_digest_sha256_md(), NULL)) {
 		reply_err(n, req, 500, NULL, "internal", "out of memory");
 		goto out;
 	}
@@ -1580,7 +1574,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 		veil_hex_encode(rnd, sizeof(rnd), hex, sizeof(hex));
 		snprintf(j->id, sizeof(j->id), "%s-%s", chat ? "chatcmpl" : "cmpl", hex);
 	}
-	sha256(body, blen, j->req_sha);
+	veil_digest_sha256(body, blen, j->req_sha);
 	if (p.logprobs) {
 		j->lp_content = json_array();
 		j->lp_cmpl = new_cmpl_logprobs();

@@ -327,7 +327,7 @@ static void finish_plain(struct preq *r)
 	uint8_t rs[32];
 	int rc;
 
-	proxy_sha256(r->resp.data ? r->resp.data : (const uint8_t *)"", r->resp.len, rs);
+	veil_digest_sha256(r->resp.data ? r->resp.data : (const uint8_t *)"", r->resp.len, rs);
 	if (!r->up_sealed) {
 		fail(r, 502, "response_not_sealed", "the answer is not sealed "
 		     "(Content-Type is not " SEALED_TYPE "): refused");
@@ -685,9 +685,9 @@ static int send_upstream(struct preq *r)
 	    (rc = veil_seal_body(r->seal, r->plain.data ? r->plain.data : (uint8_t *)"",
 				 r->plain.len, &sealed)) < 0)
 		goto out;
-	proxy_sha256(sealed.data, sealed.len, r->req_sha);
+	veil_digest_sha256(sealed.data, sealed.len, r->req_sha);
 	rc = VEIL_ENOMEM;
-	if (!(r->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex2(r->md, proxy_sha256_md(), NULL))
+	if (!(r->md = EVP_MD_CTX_new()) || !EVP_DigestInit_ex2(r->md, veil_digest_sha256_md(), NULL))
 		goto out;
 	r->resp = (struct veil_buf)VEIL_BUF_INIT(r->stream ? MAX_ERROR_BODY : MAX_SEALED_RESPONSE);
 	if (r->stream) {

@@ -190,7 +190,7 @@ static int verify_node(struct proxy *p, const struct proxy_doc_report *r,
 	snprintf(nd->id, sizeof(nd->id), "%s", r->id);
 	snprintf(nd->model, sizeof(nd->model), "%s", r->model);
 	memcpy(nd->model_sha256, r->model_sha256, sizeof(nd->model_sha256));
-	proxy_sha256(r->text, r->text_len, sha);
+	veil_digest_sha256(r->text, r->text_len, sha);
 	hex32(sha, nd->report_sha256);
 	if (!r->model[0]) {
 		rc = veil_errf(VEIL_EFORMAT, "the report names no model");
@@ -292,7 +292,7 @@ static struct vstate *verify_round(struct proxy *p)
 		uint8_t sha[32];
 		char sha_hex[65];
 
-		proxy_sha256(doc.gw.text, doc.gw.text_len, sha);
+		veil_digest_sha256(doc.gw.text, doc.gw.text_len, sha);
 		hex32(sha, sha_hex);
 		rc = veil_policy_verify_report(p->policy, VEIL_POLICY_GATEWAY, NULL,
 					       (const uint8_t *)doc.gw.text, doc.gw.text_len,

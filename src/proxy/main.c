@@ -62,26 +62,6 @@ static void wiping_free(void *ptr)
 	}
 }
 
-/* SHA-256 fetched once.  With EVP_sha256() every EVP_Digest* call looks the
- * algorithm up in OpenSSL 3's provider tables again (locks and a hash
- * lookup): in place, hashing a sealed request took ~12 us of the loop's
- * CPU per request that way (perf, 2 loaded cores), far more than the hash
- * itself (~0.4 us for 0.5 KiB with SHA-NI).  Fetched in main() before any
- * thread starts; the fetched object is immutable and shared by threads. */
-static EVP_MD *g_sha256;
-
-const EVP_MD *proxy_sha256_md(void)
-{
-	return g_sha256 ? g_sha256 : EVP_sha256();
-}
-
-void proxy_sha256(const void *p, size_t n, uint8_t out[32])
-{
-	unsigned len = 32;
-
-	EVP_Digest(p, n, out, &len, proxy_sha256_md(), NULL);
-}
-
 static int parse_num(const char *s, long long lo, long long hi, long long *out)
 {
 	char *end;
@@ -314,7 +294,6 @@ int main(int argc, char **argv)
 	if (p->o.allow_sim)
 		veil_policy_set_allow_sim(p->policy, true);
 	json_set_alloc_funcs(wiping_malloc, wiping_free);
-	g_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL); /* NULL: EVP_sha256() */
 	if (p->o.receipts_path && (rc = rlog_open(p->o.receipts_path, &p->rlog)) < 0) {
 		VEIL_ERROR(PROXY_MOD, "receipts log: %s", veil_err_detail());
 		goto out;
@@ -391,6 +370,5 @@ out:
 	if (p->base)
 		event_base_free(p->base);
 	free(p);
-	EVP_MD_free(g_sha256); /* every thread is joined */
 	return code;
 }

@@ -23,6 +23,7 @@
 #include <jansson.h>
 
 #include "veil/base.h"
+#include "veil/digest.h"
 #include "veil/keyset.h"
 
 #define PROXY_MOD "proxy"
@@ -320,11 +321,5 @@ int rlog_write(struct rlog *l, json_t *line);
 /* Syncs what was written, stops the syncer and frees.  NULL is fine. */
 void rlog_close(struct rlog *l);
 uint64_t rlog_dropped(struct rlog *l);
-
-/* main.c */
-struct evp_md_st;
-/* SHA-256 for EVP_Digest*, fetched once at start (any thread). */
-const struct evp_md_st *proxy_sha256_md(void);
-void proxy_sha256(const void *p, size_t n, uint8_t out[32]);
 
 #endif

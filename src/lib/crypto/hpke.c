@@ -2,6 +2,7 @@
  * AEADs AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 and export-only, written
  * on OpenSSL 3.0 EVP primitives (3.0 has no HPKE API) for SHA-256 and the
  * AEADs, and libsodium for X25519 (see "X25519" below for why). */
+#include "veil/digest.h"
 #include "veil/hpke.h"
 
 #include <errno.h>
@@ -49,13 +50,6 @@ struct veil_hpke_ctx {
  * calls.  Checked by every RFC 9180 vector and, for long outputs, against
  * OpenSSL's HKDF (test_hpke: test_long_exports_match_openssl_hkdf). */
 
-static EVP_MD *g_sha256;
-static pthread_once_t g_sha256_once = PTHREAD_ONCE_INIT;
-
-static void sha256_fetch(void)
-{
-	g_sha256 = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-}
 
 /* HMAC-SHA256(key, a || b || c) (RFC 2104) into out; key_len <= 64, which
  * every key here is (salts and PRKs are at most 32 bytes). */
@@ -73,7 +67,7 @@ static int hmac_sha256(EVP_MD_CTX *mc, const uint8_t *key, size_t key_len,
 	memset(pad, 0x36, sizeof(pad));
 	for (size_t i = 0; i < key_len; i++)
 		pad[i] ^= key[i];
-	ok = EVP_DigestInit_ex2(mc, g_sha256, NULL) > 0 &&
+	ok = EVP_DigestInit_ex2(mc, veil_digest_sha256_md(), NULL) > 0 &&
 	     EVP_DigestUpdate(mc, pad, sizeof(pad)) > 0 &&
 	     (!a_len || EVP_DigestUpdate(mc, a, a_len) > 0) &&
 	     (!b_len || EVP_DigestUpdate(mc, b, b_len) > 0) &&
@@ -81,7 +75,7 @@ static int hmac_sha256(EVP_MD_CTX *mc, const uint8_t *key, size_t key_len,
 	     EVP_DigestFinal_ex(mc, inner, &n1) > 0;
 	for (size_t i = 0; i < sizeof(pad); i++)
 		pad[i] ^= 0x36 ^ 0x5c;
-	ok = ok && EVP_DigestInit_ex2(mc, g_sha256, NULL) > 0 &&
+	ok = ok && EVP_DigestInit_ex2(mc, veil_digest_sha256_md(), NULL) > 0 &&
 	     EVP_DigestUpdate(mc, pad, sizeof(pad)) > 0 &&
 	     EVP_DigestUpdate(mc, inner, sizeof(inner)) > 0 &&
 	     EVP_DigestFinal_ex(mc, out, &n2) > 0 && n1 == 32 && n2 == 32;
@@ -94,9 +88,6 @@ static int hmac_sha256(EVP_MD_CTX *mc, const uint8_t *key, size_t key_len,
  * the HMACs of a key schedule. */
 static int md_ctx_new(EVP_MD_CTX **mc)
 {
-	pthread_once(&g_sha256_once, sha256_fetch);
-	if (!g_sha256)
-		return veil_errf(VEIL_EINTERNAL, "HKDF: SHA-256 fetch failed");
 	if (!(*mc = EVP_MD_CTX_new()))
 		return veil_errf(VEIL_ENOMEM, "HKDF: digest context allocation failed");
 	return 0;
