@@ -63,7 +63,7 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void init_ops(void)
 {
 	for (int i = 0; i < 3; i++)
-		g_ops[i] = (struct veil_ops){softmax_c, silu_mul_c, sumsq_c, qk_c};
+		g_ops[i] = (struct veil_ops){softmax_c, silu_mul_c, sumsq_c, qk_c, NULL};
 	g_ops[VEIL_ISA_AVX512] = g_ops[VEIL_ISA_AVX2];
 	veil_ops_fill_avx2(&g_ops[VEIL_ISA_AVX2]);
 	veil_ops_fill_avx2(&g_ops[VEIL_ISA_AVX512]);

@@ -4,6 +4,7 @@
  * degree-7 Taylor polynomial (|r| <= 0.347: truncation < 1e-8 relative),
  * times 2^n built in the exponent field in two halves so n = 128 does not
  * overflow early.  Results below FLT_MIN flush to 0, above FLT_MAX are inf. */
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 
@@ -221,10 +222,55 @@ static void qk_avx2(const float *q, int nt, int hd, const uint16_t *kt,
 		}
 }
 
+/* The sampler's greedy argmax in two passes (ops.h says what it returns;
+ * a 49k-logit row per sequence and step: at 64 sequences the sampler's
+ * one-pass scan was about 2% of a step's CPU).  Pass one takes the maximum:
+ * min(FLT_MAX, v) maps +inf to FLT_MAX and keeps a NaN (vminps returns its
+ * second operand when one is NaN), and max(v, m) keeps the accumulator
+ * when v is NaN, so NaN never wins.  Pass two returns the first index
+ * whose clamped value equals that maximum (ordered compare: never a NaN):
+ * the lowest index among equal maxima, -0 and +0 equal.  The row is in
+ * cache after pass one. */
+static int32_t argmax_avx2(const float *l, size_t n)
+{
+	const __m256 big = _mm256_set1_ps(FLT_MAX);
+	__m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, vmx;
+	__m128 h;
+	float mx;
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		m0 = _mm256_max_ps(_mm256_min_ps(big, _mm256_loadu_ps(l + i)), m0);
+		m1 = _mm256_max_ps(_mm256_min_ps(big, _mm256_loadu_ps(l + i + 8)), m1);
+	}
+	for (; i + 8 <= n; i += 8)
+		m0 = _mm256_max_ps(_mm256_min_ps(big, _mm256_loadu_ps(l + i)), m0);
+	m0 = _mm256_max_ps(m0, m1);
+	h = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+	h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+	h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+	mx = _mm_cvtss_f32(h);
+	for (; i < n; i++)
+		if (veil_ops_clamp_inf(l[i]) > mx)
+			mx = veil_ops_clamp_inf(l[i]);
+	if (mx == -INFINITY)
+		return -1;
+	vmx = _mm256_set1_ps(mx);
+	for (i = 0; i + 8 <= n; i += 8) {
+		int k = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_min_ps(big, _mm256_loadu_ps(l + i)),
+							 vmx, _CMP_EQ_OQ));
+
+		if (k)
+			return (int32_t)(i + (size_t)__builtin_ctz((unsigned)k));
+	}
+	return veil_ops_argmax_tail(l, i, n, mx);
+}
+
 void veil_ops_fill_avx2(struct veil_ops *o)
 {
 	o->softmax = softmax_avx2;
 	o->silu_mul = silu_mul_avx2;
 	o->sumsq = sumsq_avx2;
 	o->qk = qk_avx2;
+	o->argmax = argmax_avx2;
 }

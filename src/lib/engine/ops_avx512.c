@@ -1,6 +1,7 @@
 /* AVX-512 element-wise kernels of the forward pass; see ops.h and
  * ops_avx2.c (same exp: degree-7 Taylor after reduction by ln 2; scalef
  * applies 2^n with correct overflow to inf and underflow to 0). */
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 
@@ -182,10 +183,50 @@ static void qk_avx512(const float *q, int nt, int hd, const uint16_t *kt,
 
 #undef QKB
 
+/* The sampler's greedy argmax in two passes (ops.h says what it returns;
+ * a 49k-logit row per sequence and step: at 64 sequences the sampler's
+ * one-pass scan was about 2% of a step's CPU).  Pass one takes the maximum:
+ * min(FLT_MAX, v) maps +inf to FLT_MAX and keeps a NaN (vminps returns its
+ * second operand when one is NaN), and max(v, m) keeps the accumulator
+ * when v is NaN, so NaN never wins.  Pass two returns the first index
+ * whose clamped value equals that maximum (ordered compare: never a NaN):
+ * the lowest index among equal maxima, -0 and +0 equal.  The row is in
+ * cache after pass one. */
+static int32_t argmax_avx512(const float *l, size_t n)
+{
+	const __m512 big = _mm512_set1_ps(FLT_MAX);
+	__m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, vmx;
+	float mx;
+	size_t i = 0;
+
+	for (; i + 32 <= n; i += 32) {
+		m0 = _mm512_max_ps(_mm512_min_ps(big, _mm512_loadu_ps(l + i)), m0);
+		m1 = _mm512_max_ps(_mm512_min_ps(big, _mm512_loadu_ps(l + i + 16)), m1);
+	}
+	for (; i + 16 <= n; i += 16)
+		m0 = _mm512_max_ps(_mm512_min_ps(big, _mm512_loadu_ps(l + i)), m0);
+	mx = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
+	for (; i < n; i++)
+		if (veil_ops_clamp_inf(l[i]) > mx)
+			mx = veil_ops_clamp_inf(l[i]);
+	if (mx == -INFINITY)
+		return -1;
+	vmx = _mm512_set1_ps(mx);
+	for (i = 0; i + 16 <= n; i += 16) {
+		__mmask16 k = _mm512_cmp_ps_mask(_mm512_min_ps(big, _mm512_loadu_ps(l + i)),
+						 vmx, _CMP_EQ_OQ);
+
+		if (k)
+			return (int32_t)(i + (size_t)__builtin_ctz(k));
+	}
+	return veil_ops_argmax_tail(l, i, n, mx);
+}
+
 void veil_ops_fill_avx512(struct veil_ops *o)
 {
 	o->softmax = softmax_avx512;
 	o->silu_mul = silu_mul_avx512;
 	o->sumsq = sumsq_avx512;
 	o->qk = qk_avx512;
+	o->argmax = argmax_avx512;
 }

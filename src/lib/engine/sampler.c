@@ -1,7 +1,7 @@
 /* Token sampler: penalties -> top_k -> top_p -> min_p -> temperature ->
  * random pick, as llama.cpp's default chain (see include/veil/sampler.h). */
 #include "veil/sampler.h"
-#include "veil/quant.h"
+#include "ops.h"
 
 #include <float.h>
 #include <math.h>
@@ -662,116 +662,14 @@ static int32_t argmax_first(const float *l, size_t n)
 	return id;
 }
 
-/* The same index in two passes over AVX registers, for the greedy pick
- * of every sequence and step (a 49k-logit row per sequence: at 64
- * sequences the one-pass SSE scan above was about 2% of a step's CPU).
- * Pass one takes the maximum: min(FLT_MAX, v) maps +inf to FLT_MAX and
- * keeps a NaN (vminps returns its second operand when one is NaN), and
- * max(v, m) keeps the accumulator when v is NaN, so NaN never wins.  Pass
- * two returns the first index whose clamped value equals that maximum
- * (ordered compare: never a NaN), which is exactly argmax_first()'s
- * answer: the lowest index among the equal maxima (-0 and +0 compare
- * equal there as in its strict >).  The row is in cache after pass one. */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-
-static inline float clamp_inf(float v)
-{
-	return v == INFINITY ? FLT_MAX : v;
-}
-
-/* Index of the first element of l[i..n) equal to mx (clamped). */
-static int32_t first_eq_tail(const float *l, size_t i, size_t n, float mx)
-{
-	for (; i < n; i++)
-		if (clamp_inf(l[i]) == mx)
-			return (int32_t)i;
-	return -1;
-}
-
-__attribute__((target("avx512f")))
-static int32_t argmax_first_avx512(const float *l, size_t n)
-{
-	const __m512 big = _mm512_set1_ps(FLT_MAX);
-	__m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, vmx;
-	float mx;
-	size_t i = 0;
-
-	for (; i + 32 <= n; i += 32) {
-		m0 = _mm512_max_ps(_mm512_min_ps(big, _mm512_loadu_ps(l + i)), m0);
-		m1 = _mm512_max_ps(_mm512_min_ps(big, _mm512_loadu_ps(l + i + 16)), m1);
-	}
-	for (; i + 16 <= n; i += 16)
-		m0 = _mm512_max_ps(_mm512_min_ps(big, _mm512_loadu_ps(l + i)), m0);
-	mx = _mm512_reduce_max_ps(_mm512_max_ps(m0, m1));
-	for (; i < n; i++)
-		if (clamp_inf(l[i]) > mx)
-			mx = clamp_inf(l[i]);
-	if (mx == -INFINITY)
-		return -1;
-	vmx = _mm512_set1_ps(mx);
-	for (i = 0; i + 16 <= n; i += 16) {
-		__mmask16 k = _mm512_cmp_ps_mask(_mm512_min_ps(big, _mm512_loadu_ps(l + i)),
-						 vmx, _CMP_EQ_OQ);
-
-		if (k)
-			return (int32_t)(i + (size_t)__builtin_ctz(k));
-	}
-	return first_eq_tail(l, i, n, mx);
-}
-
-__attribute__((target("avx2")))
-static int32_t argmax_first_avx2(const float *l, size_t n)
-{
-	const __m256 big = _mm256_set1_ps(FLT_MAX);
-	__m256 m0 = _mm256_set1_ps(-INFINITY), m1 = m0, vmx;
-	__m128 h;
-	float mx;
-	size_t i = 0;
-
-	for (; i + 16 <= n; i += 16) {
-		m0 = _mm256_max_ps(_mm256_min_ps(big, _mm256_loadu_ps(l + i)), m0);
-		m1 = _mm256_max_ps(_mm256_min_ps(big, _mm256_loadu_ps(l + i + 8)), m1);
-	}
-	for (; i + 8 <= n; i += 8)
-		m0 = _mm256_max_ps(_mm256_min_ps(big, _mm256_loadu_ps(l + i)), m0);
-	m0 = _mm256_max_ps(m0, m1);
-	h = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
-	h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-	h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
-	mx = _mm_cvtss_f32(h);
-	for (; i < n; i++)
-		if (clamp_inf(l[i]) > mx)
-			mx = clamp_inf(l[i]);
-	if (mx == -INFINITY)
-		return -1;
-	vmx = _mm256_set1_ps(mx);
-	for (i = 0; i + 8 <= n; i += 8) {
-		int k = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_min_ps(big, _mm256_loadu_ps(l + i)),
-							 vmx, _CMP_EQ_OQ));
-
-		if (k)
-			return (int32_t)(i + (size_t)__builtin_ctz((unsigned)k));
-	}
-	return first_eq_tail(l, i, n, mx);
-}
-#endif
-
-/* argmax_first() on the widest path the CPU runs (veil_isa_active(), so
- * tests that force a path check this one too). */
+/* The greedy pick: the ops table's two-pass AVX argmax where the active
+ * path has one (ops.h; same answer as argmax_first()), else the scan
+ * above. */
 static int32_t argmax_fast(const float *l, size_t n)
 {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-	switch (veil_isa_active()) {
-	case VEIL_ISA_AVX512:
-		return argmax_first_avx512(l, n);
-	case VEIL_ISA_AVX2:
-		return argmax_first_avx2(l, n);
-	default:
-		break;
-	}
-#endif
-	return argmax_first(l, n);
+	const struct veil_ops *o = veil_ops_get();
+
+	return o->argmax ? o->argmax(l, n) : argmax_first(l, n);
 }
 
 #define HEAP_BLOCK 64
