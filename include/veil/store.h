@@ -17,8 +17,9 @@
  * loss may lose the last commits; sync=full also fsyncs every commit, so it
  * survives power loss at one disk flush per transaction.  Foreign keys
  * on, a busy timeout of VEIL_STORE_BUSY_MS.  Checkpoints are SQLite's
- * automatic ones (every ~1000 WAL pages) plus the one the last connection
- * runs on close; a checkpoint never drops committed data, it only moves it
+ * automatic ones (every ~10000 WAL pages, ten times SQLite's default:
+ * docs/store.md "Checkpoints") plus the one the last connection runs on
+ * close; a checkpoint never drops committed data, it only moves it
  * from the WAL into the main file.  With sync=normal the WAL is written
  * through a shim that issues each commit as one write() (docs/store.md,
  * "How a commit is written"); a commit is in the kernel before the call
@@ -236,7 +237,9 @@ struct veil_store_group_row {
 /* Admin view: totals over all keys in [from_ms, to_ms) (0 = unbounded, as
  * above), one row per key (ordered by key id) or per model (ordered by
  * name).  *out is one malloc'd array (free() it); NULL with *n = 0 when
- * there is no usage. */
+ * there is no usage.  Per key with from_ms = to_ms = 0 (all time) the rows
+ * are the keys' running totals (one row read per key, as the lifetime
+ * veil_store_usage_totals); any window, and per model, sums the records. */
 int veil_store_usage_grouped(struct veil_store *s, enum veil_store_group by,
 			     int64_t from_ms, int64_t to_ms,
 			     struct veil_store_group_row **out, size_t *n);

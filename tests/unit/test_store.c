@@ -1347,6 +1347,80 @@ static void test_key_totals_follow_rows_deleted_or_changed_by_hand(void **state)
 	veil_store_close(s);
 }
 
+/* GET /admin/usage?by=key with no from/to: the per-key answer over all
+ * time is the running totals (one row per key), not a sum of every usage
+ * row; any window still sums the rows.  Told apart by a key_totals row
+ * changed by hand (no trigger follows that): the all-time answer shows it,
+ * a window over all time shows the rows.  Keys without records (none ever,
+ * or every record deleted) are left out, as the rows' GROUP BY leaves them
+ * out, and the rows come by key id with the key's name. */
+static void test_usage_grouped_by_key_all_time_reads_key_totals(void **state)
+{
+	struct fx *f = fx_of(state);
+	struct veil_store *s = open_store(f);
+	struct veil_store_group_row *v = NULL;
+	struct veil_store_totals t;
+	size_t n = 0;
+	int64_t a, b, c, d;
+	char sql[200];
+
+	a = new_key(s, "alice", NULL);
+	b = new_key(s, "bob", NULL);
+	c = new_key(s, "carol", NULL); /* never used */
+	d = new_key(s, "dave", NULL);  /* used, then its records deleted */
+	add_usage(s, b, "llama", "g1", 40, 4, 3000);
+	add_usage(s, a, "llama", "g2", 10, 1, 1000);
+	add_usage(s, a, "qwen", "g3", 20, 2, 2000);
+	add_usage(s, d, "qwen", "g4", 5, 5, 2500);
+	snprintf(sql, sizeof(sql), "DELETE FROM %%susage WHERE key_id = %lld",
+		 (long long)d);
+	raw_exec(f, sql);
+	snprintf(sql, sizeof(sql), "UPDATE %%skey_totals SET prompt_tokens = "
+		 "prompt_tokens + 1000000 WHERE key_id = %lld", (long long)a);
+	raw_exec(f, sql);
+
+	assert_int_equal(veil_store_usage_grouped(s, VEIL_STORE_BY_KEY, 0, 0, &v,
+						  &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].key_id, a);
+	assert_string_equal(v[0].label, "alice");
+	assert_int_equal(v[0].t.requests, 2);
+	assert_int_equal(v[0].t.prompt_tokens, 1000030); /* key_totals' */
+	assert_int_equal(v[0].t.completion_tokens, 3);
+	assert_int_equal(v[1].key_id, b);
+	assert_string_equal(v[1].label, "bob");
+	assert_int_equal(v[1].t.requests, 1);
+	assert_int_equal(v[1].t.prompt_tokens, 40);
+	assert_int_equal(v[1].t.completion_tokens, 4);
+	/* the same numbers as the one-key lifetime answer */
+	assert_int_equal(veil_store_usage_totals(s, a, 0, 0, &t), 0);
+	assert_memory_equal(&t, &v[0].t, sizeof(t));
+	free(v);
+
+	/* any window sums the rows: alice's real 30 */
+	assert_int_equal(veil_store_usage_grouped(s, VEIL_STORE_BY_KEY, 0,
+						  INT64_MAX, &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].key_id, a);
+	assert_int_equal(v[0].t.prompt_tokens, 30);
+	free(v);
+	assert_int_equal(veil_store_usage_grouped(s, VEIL_STORE_BY_KEY, 1500, 0,
+						  &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(v[0].t.requests, 1);
+	assert_int_equal(v[0].t.prompt_tokens, 20);
+	free(v);
+	/* per model, all time: still the rows */
+	assert_int_equal(veil_store_usage_grouped(s, VEIL_STORE_BY_MODEL, 0, 0,
+						  &v, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(v[0].label, "llama");
+	assert_int_equal(v[0].t.prompt_tokens, 50);
+	free(v);
+	(void)c;
+	veil_store_close(s);
+}
+
 static void test_quota_refuses_exactly_at_the_boundary(void **state)
 {
 	struct fx *f = fx_of(state);
@@ -2441,6 +2515,7 @@ int main(void)
 	T(test_key_totals_equal_the_rows_after_batches_and_refusals, S),   \
 	T(test_key_totals_follow_rows_deleted_or_changed_by_hand, S),      \
 	T(test_quota_refuses_exactly_at_the_boundary, S),                  \
+	T(test_usage_grouped_by_key_all_time_reads_key_totals, S),         \
 	T(test_key_totals_stay_exact_under_concurrent_batches, S),         \
 	T(test_migration_backfills_key_totals_from_v1_rows, S),            \
 	T(test_two_handles_share_keys_usage_and_limits, S),                \

@@ -168,6 +168,7 @@ enum pg_id {
 	P_KEY_TOTALS,
 	P_USAGE_BY_KEY,
 	P_USAGE_BY_MODEL,
+	P_USAGE_BY_KEY_LIFETIME,
 	P_RECEIPT_GET,
 	P_RATE_KEY,
 	P_RATE_UPSERT,
@@ -275,6 +276,13 @@ static const struct pg_stmt PG_SQL[P_COUNT] = {
 			      "WHERE created_ms >= $1 AND created_ms < $2 "
 			      "GROUP BY model ORDER BY model COLLATE \"C\"", 2,
 			      {I, I}, "itiii"},
+	/* All time: the running totals, one row per key (no usage scan). */
+	[P_USAGE_BY_KEY_LIFETIME] = {"SELECT t.key_id, coalesce(k.name, ''), "
+				     "t.requests, t.prompt_tokens, "
+				     "t.completion_tokens FROM key_totals t "
+				     "LEFT JOIN api_keys k ON k.id = t.key_id "
+				     "WHERE t.requests > 0 ORDER BY t.key_id", 0,
+				     {0}, "itiii"},
 	[P_RECEIPT_GET] = {"SELECT key_id, receipt FROM usage "
 			   "WHERE request_id = $1", 1, {T}, "ib"},
 	[P_RATE_KEY] = {"SELECT revoked_ms, rpm, tpm FROM api_keys "
@@ -1580,12 +1588,15 @@ static int pg_usage_grouped(void *be, enum veil_store_group by,
 {
 	struct pg *g = be;
 	struct pg_params p = {0};
-	enum pg_id id = by == VEIL_STORE_BY_KEY ? P_USAGE_BY_KEY
-						: P_USAGE_BY_MODEL;
+	enum pg_id id = by == STORE_BY_KEY_LIFETIME ? P_USAGE_BY_KEY_LIFETIME
+			: by == VEIL_STORE_BY_KEY     ? P_USAGE_BY_KEY
+						      : P_USAGE_BY_MODEL;
 	int rc;
 
-	pp_i64(&p, from_ms);
-	pp_i64(&p, to_ms);
+	if (by != STORE_BY_KEY_LIFETIME) {
+		pp_i64(&p, from_ms);
+		pp_i64(&p, to_ms);
+	}
 	PG_RETRY(g, rc, usage_grouped_once(g, id, &p, out, n));
 	return rc;
 }

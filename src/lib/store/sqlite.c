@@ -107,6 +107,21 @@ static const char *const MIGRATIONS[] = {
 _Static_assert(VEIL_ARRAY_LEN(MIGRATIONS) == VEIL_STORE_SCHEMA_VERSION,
 	       "one migration per schema version");
 
+/* WAL pages after which a commit runs a checkpoint (SQLite's default is
+ * 1000).  A checkpoint copies the newest version of every page the WAL
+ * holds into the database file (a read and a write per page, and with
+ * sync=normal two fsyncs), so the pages that every usage commit rewrites
+ * (the table's and the time indexes' last leaves, their parents, the key's
+ * totals) are copied once per checkpoint: ten times fewer checkpoints copy
+ * them ten times less often.  The store's own measurement (4 records per
+ * commit, 1.2 KiB receipts, 60000 records): 20 us of CPU per record at
+ * 1000 pages, 16 at 4000, 15 at 10000.  The price is disk: the -wal file
+ * grows to ~40 MiB (it is reused from its start after each checkpoint,
+ * not shrunk) and its index in -shm to ~100 KiB; a crash recovery reads
+ * at most that much.  Committed data is as durable either way: a
+ * checkpoint only moves it from the WAL into the main file. */
+#define STORE_SQLITE_CHECKPOINT_PAGES 10000
+
 /* ---- statements -------------------------------------------------------- */
 
 enum sq_id {
@@ -129,6 +144,7 @@ enum sq_id {
 	S_KEY_TOTALS,
 	S_USAGE_BY_KEY,
 	S_USAGE_BY_MODEL,
+	S_USAGE_BY_KEY_LIFETIME,
 	S_RECEIPT_GET,
 	S_RATE_KEY,
 	S_RATE_GET,
@@ -201,6 +217,12 @@ static const char *const SQL[S_COUNT] = {
 			     "sum(completion_tokens) FROM usage "
 			     "WHERE created_ms >= ?1 AND created_ms < ?2 "
 			     "GROUP BY model ORDER BY model",
+	/* All time: the running totals, one row per key (no usage scan). */
+	[S_USAGE_BY_KEY_LIFETIME] = "SELECT t.key_id, coalesce(k.name, ''), "
+				    "t.requests, t.prompt_tokens, "
+				    "t.completion_tokens FROM key_totals t "
+				    "LEFT JOIN api_keys k ON k.id = t.key_id "
+				    "WHERE t.requests > 0 ORDER BY t.key_id",
 	[S_RECEIPT_GET] = "SELECT key_id, receipt FROM usage "
 			  "WHERE request_id = ?1",
 	[S_RATE_KEY] = "SELECT revoked_ms, rpm, tpm FROM api_keys WHERE id = ?1",
@@ -637,6 +659,8 @@ int store_sqlite_open(const char *path, bool sync_full, void **out_be)
 					    : "PRAGMA synchronous = NORMAL;"
 					      "PRAGMA foreign_keys = ON;",
 			   NULL, NULL, NULL);
+	if (src == SQLITE_OK)
+		src = sqlite3_wal_autocheckpoint(q->db, STORE_SQLITE_CHECKPOINT_PAGES);
 	if (src != SQLITE_OK) {
 		rc = sq_err(q, src, "pragma");
 		goto out;
@@ -1005,11 +1029,16 @@ static int sq_usage_grouped(void *be, enum veil_store_group by,
 	size_t cnt = 0, cap = 0;
 	int rc;
 
-	rc = sq_stmt(q, by == VEIL_STORE_BY_KEY ? S_USAGE_BY_KEY
-						: S_USAGE_BY_MODEL, &st);
-	if (rc < 0 || (rc = sq_bind_i64(q, st, 1, from_ms)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 2, to_ms)) < 0)
-		goto out;
+	if (by == STORE_BY_KEY_LIFETIME) {
+		if ((rc = sq_stmt(q, S_USAGE_BY_KEY_LIFETIME, &st)) < 0)
+			goto out;
+	} else {
+		rc = sq_stmt(q, by == VEIL_STORE_BY_KEY ? S_USAGE_BY_KEY
+							: S_USAGE_BY_MODEL, &st);
+		if (rc < 0 || (rc = sq_bind_i64(q, st, 1, from_ms)) < 0 ||
+		    (rc = sq_bind_i64(q, st, 2, to_ms)) < 0)
+			goto out;
+	}
 	while ((rc = sq_step(q, st, "usage grouped")) == 1) {
 		if ((rc = sq_grow((void **)&v, &cap, cnt, sizeof(*v))) < 0)
 			goto out;

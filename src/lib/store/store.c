@@ -641,7 +641,13 @@ int veil_store_usage_grouped(struct veil_store *s, enum veil_store_group by,
 	if ((rc = check_range(from_ms, to_ms, &to)) < 0)
 		return rc;
 	lock(s);
-	rc = s->ops->usage_grouped(s->be, by, from_ms, to, out, n);
+	/* Per key over all time: the running totals (one row per key, kept
+	 * with the records; see veil_store_usage_totals) rather than a scan
+	 * of every usage row.  Per model, and any window, sum the rows. */
+	rc = s->ops->usage_grouped(s->be,
+				   by == VEIL_STORE_BY_KEY && from_ms == 0 && to_ms == 0
+					   ? STORE_BY_KEY_LIFETIME : by,
+				   from_ms, to, out, n);
 	unlock(s);
 	return rc;
 }

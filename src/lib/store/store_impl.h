@@ -45,6 +45,14 @@ struct store_tally {
 	int64_t completion_tokens;
 };
 
+/* usage_grouped's `by` is also this internal value: per key, all time,
+ * read from the running totals (table key_totals: one row per key, kept
+ * in the same transactions as the records) instead of summing every usage
+ * row; only keys with at least one record, by key id, as
+ * VEIL_STORE_BY_KEY over [0, INT64_MAX) gives them.  from_ms / to_ms are
+ * ignored. */
+#define STORE_BY_KEY_LIFETIME ((enum veil_store_group)2)
+
 /* Rate-window operation: take checks the limits, charge does not. */
 enum store_rate_mode { STORE_RATE_TAKE, STORE_RATE_CHARGE };
 
