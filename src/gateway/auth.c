@@ -153,24 +153,25 @@ static bool has_limits(const struct gw_key *k)
 	       k->limits.quota_tokens > 0;
 }
 
+/* A refused request takes nothing: the quota (a read) is checked first,
+ * and the rate window is taken from only when the quota lets the request
+ * through; a take that does not fit takes nothing either (the store's
+ * contract), so neither a 429 (rate or quota) nor a 503 spends a slot of
+ * the requests/min or tokens/min window. */
 static void rate_run(struct auth_job *a, struct veil_store *s)
 {
-	int rc;
-
 	a->rate_rc = 0;
 	a->quota_rc = 0;
+	if (a->k.limits.quota_tokens > 0 &&
+	    (a->quota_rc = veil_store_quota_check(s, a->k.id)) < 0)
+		return;
 	if (a->k.limits.requests_per_min > 0 || a->k.limits.tokens_per_min > 0) {
 		/* Tokens are charged once the receipt says how many (writer);
 		 * one here makes a window that is already full refuse. */
-		rc = veil_store_rate_take(s, a->k.id, (int64_t)veil_wall_ms(),
-					  a->k.limits.tokens_per_min > 0 ? 1 : 0,
-					  &a->retry_after);
-		a->rate_rc = rc;
-		if (rc < 0)
-			return;
+		a->rate_rc = veil_store_rate_take(s, a->k.id, (int64_t)veil_wall_ms(),
+						  a->k.limits.tokens_per_min > 0 ? 1 : 0,
+						  &a->retry_after);
 	}
-	if (a->k.limits.quota_tokens > 0)
-		a->quota_rc = veil_store_quota_check(s, a->k.id);
 }
 
 static void job_run(struct gw_job *j, struct veil_store *s)

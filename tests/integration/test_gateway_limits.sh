@@ -17,7 +17,9 @@
 #    3600) once used, still after a gateway restart (it is the stored
 #    usage), lifted by a bigger quota.
 #  - streams are refused the same way: a JSON error, before any SSE.
-#  - a refused request is not billed (GET /v1/usage unchanged).
+#  - a refused request is not billed (GET /v1/usage unchanged), and takes
+#    nothing from the rate window: a request refused for its quota leaves
+#    the minute's requests to the ones served.
 #
 # Minute windows are aligned to the wall clock (now_ms - now_ms % 60000, the
 # gateway's clock = ours), so instead of waiting a minute the test checks
@@ -290,6 +292,7 @@ mk_key tpm --tpm $((2 * TOK)); KT=$KEY
 mk_key tpm1 --tpm $((2 * TOK + 1)); KT1=$KEY
 mk_key tpms --tpm 1; KTS=$KEY
 mk_key quota --quota $((2 * TOK)); KQ=$KEY; QID=$KID
+mk_key quota-rpm --rpm 2 --quota "$TOK"; KQR=$KEY; QRID=$KID
 "$GW_BIN" keys list --db "$DB" >"$tmp/list.out" 2>&1
 lim_of() { awk -v id="$1" '$1 == id { print $(NF-2), $(NF-1), $NF }' "$tmp/list.out"; }
 check "keys list shows the limits of keys create --rpm 3 and of keys limits --id N --rpm 2 (rpm tpm quota)" \
@@ -420,6 +423,34 @@ check "... a stream is refused the same way, before any SSE" \
 js_refused "$KQ" insufficient_quota
 check "... refused requests are not billed (GET /v1/usage: $uq)" \
 	eval '[ "$(usage "$KQ")" = "$uq" ] && [ "$uq" = "$SERVED $SUM" ]'
+
+# A refusal takes nothing from the rate window: a key with --rpm 2 and a
+# quota of one answer's tokens is served once, refused for its quota (this
+# must not spend the minute's second request), given a bigger quota (admin
+# API), then served again in the same minute, and only the next is refused
+# for the rate.
+fresh_window 8
+post "$KQR" "$BODY" "$tmp/qr1"
+post "$KQR" "$BODY" "$tmp/qr2"
+c="$(admin_limits "$QRID" 2 0 $((4 * TOK)))"
+post "$KQR" "$BODY" "$tmp/qr3"
+post "$KQR" "$BODY" "$tmp/qr4"
+check "a request refused for its quota takes no request from the minute's window (--rpm 2: served, quota 429, quota raised ($c), served, rate 429: $(status "$tmp/qr1") $(status "$tmp/qr2") $(status "$tmp/qr3") $(status "$tmp/qr4"))" \
+	eval '[ "$(status "$tmp/qr1")" = 200 ] && refused "$tmp/qr2" insufficient_quota && [ "$c" = 200 ] &&
+		[ "$(status "$tmp/qr3")" = 200 ] && refused "$tmp/qr4" rate_limit_exceeded && ra_window "$tmp/qr4"'
+check "... and is not billed (GET /v1/usage: the 2 answers' $((2 * TOK)) tokens)" \
+	test "$(usage "$KQR")" = "2 $((2 * TOK))"
+# the admin API's all-time per-key answer (the store's running totals)
+# against GET /v1/usage of every key (its lifetime totals) and a window
+# over all time (a sum of the rows)
+au="$(curl -s -m 10 -H "$ADMIN" "$G/admin/usage?by=key" |
+	jq -r --arg id "$QRID" '.data[] | select(.key_id == ($id | tonumber)) | "\(.requests) \(.total_tokens)"' 2>/dev/null)"
+aw="$(curl -s -m 10 -H "$ADMIN" "$G/admin/usage?by=key&from=0&to=$(( $(date +%s) + 60 ))" |
+	jq -c '[.data[] | [.key_id, .requests, .total_tokens]]' 2>/dev/null)"
+aa="$(curl -s -m 10 -H "$ADMIN" "$G/admin/usage?by=key" |
+	jq -c '[.data[] | [.key_id, .requests, .total_tokens]]' 2>/dev/null)"
+check "GET /admin/usage?by=key (all time): the key's 2 requests and $((2 * TOK)) tokens ($au), every key as a window over all time gives ($aa)" \
+	eval '[ "$au" = "2 $((2 * TOK))" ] && [ -n "$aa" ] && [ "$aa" = "$aw" ]'
 
 kill -TERM "$PIDG"
 wait "$PIDG"; rc=$?
