@@ -1,11 +1,14 @@
 # veil: one non-recursive GNU Makefile.
 #
-#   make            build build/bin/veil (and later the servers)
+#   make            build build/bin/veil and the servers (veil-node,
+#                   veil-gateway, veil-proxy)
 #   make test       deps, build, unit + integration tests, unit tests again
 #                   under ASan+UBSan, each fuzz harness briefly; ends with
 #                   "N passed, N failed"
-#   make run        deps, build, generate a story with the default model
-#   make bench      engine benchmarks, with references measured in the same run
+#   make run        deps, build, veil up with the default model (node,
+#                   gateway and proxy on 127.0.0.1)
+#   make bench      every issue's benchmarks, each beside its reference
+#                   measured in the same run
 #   make fuzz       longer fuzzing (FUZZ_SECONDS per harness, default 60)
 #   make asan       unit tests under AddressSanitizer + UBSan
 #   make repro      build twice in two directories, compare binaries

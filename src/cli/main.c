@@ -20,7 +20,7 @@ static const struct cmd model_cmds[] = {
 	{"run", veil_cli_model_run, "generate a continuation (or a chat reply) on the CPU"},
 	{"tokenize", veil_cli_model_tokenize, "print the token ids of a text"},
 	{"synth", veil_cli_model_synth, "make a model with real shapes and vocabulary, random weights"},
-	{"quantize", veil_cli_model_quantize, "convert a model's weights to q8_0 / q4_0"},
+	{"quantize", veil_cli_model_quantize, "convert a model's weights (f16, q8_0, q4_0, q4_k, q6_k)"},
 	{"bench", veil_cli_model_bench, "prefill and decode speed (tokens/s)"},
 };
 
