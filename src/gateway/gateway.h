@@ -32,6 +32,7 @@
 
 #include "veil/base.h"
 #include "veil/digest.h"
+#include "veil/hconn.h"
 #include "veil/http.h"
 #include "veil/keyset.h"
 #include "veil/policy.h"
@@ -145,8 +146,7 @@ struct gw_node {
 	uint64_t requests, errors;
 
 	/* relayed requests (upstream.c) */
-	struct gw_up_conn *up_idle;   /* kept-alive connections, newest first */
-	unsigned up_nidle;
+	struct veil_hconn_pool *up_pool; /* kept-alive connections (first request) */
 	/* receipts (relay.c): the attested address as text, and for which */
 	char eth_text[VEIL_ETH_ADDRESS_STR_LEN];
 	uint8_t eth_text_of[20];
@@ -162,8 +162,7 @@ struct gw {
 	struct event_base *base;
 	struct veil_http_server *srv;
 	struct veil_http_client *client;    /* health checks, reports (curl) */
-	SSL_CTX *up_ctx;                    /* relayed requests: pinned TLS */
-	struct evdns_base *dns;             /* node host names (made on first use) */
+	struct veil_hconn *up;              /* relayed requests: pinned, pooled */
 	struct veil_http_chan *chan;        /* worker results -> loop */
 	struct gw_worker *query;            /* store reads, rate takes, admin */
 	struct gw_worker *writer;           /* usage records (group commit) */
@@ -311,44 +310,21 @@ void gw_node_verify(struct gw *g, struct gw_node *n);
 bool gw_model_available(struct gw *g, const char *model);
 
 /* ---- upstream.c ---------------------------------------------------------------
- * HTTP/1.1 requests to a node over kept-alive connections, pinned to the
- * node's attested TLS key (https nodes must be verified: have_keys).
- * Callbacks run on the loop; the call is freed right after on_done. */
-struct gw_up_call;
-struct gw_up_conn;
+ * HTTP/1.1 requests to a node: the hconn client (veil/hconn.h) with one pool
+ * of kept-alive connections per node, pinned to the node's attested TLS key
+ * (https nodes must be verified: have_keys).  Callbacks run on the loop;
+ * the call is freed right after on_done. */
 
-struct gw_up_request {
-	const char *method;            /* "POST", "GET" */
-	const char *path;              /* "/v1/chat/completions" */
-	const char *const *headers;    /* NULL-terminated "Name: value"; copied */
-	const uint8_t *body;           /* borrowed: valid until on_done / cancel */
-	size_t body_len;
-	unsigned timeout_ms;           /* the whole answer (connect: --connect-timeout-ms) */
-	size_t max_response;           /* body cap (VEIL_ERANGE); 0 = 16 MiB */
-	/* the final head is in (gw_up_header works from here on) */
-	void (*on_head)(void *arg, struct gw_up_call *call, int status);
-	/* a piece of the body: 0 to go on, a negative VEIL_E* to abort (on_done
-	 * gets it).  NULL: the body is buffered and given to on_done. */
-	int (*on_data)(void *arg, struct gw_up_call *call, const uint8_t *p, size_t n);
-	/* once: rc 0, VEIL_ETIMEDOUT, VEIL_EBADMSG (the node's TLS key is not
-	 * the pin, or TLS failed), VEIL_ERANGE (over a cap), VEIL_EIO;
-	 * status 0 when no head came */
-	void (*on_done)(void *arg, int rc, int status, const uint8_t *body, size_t len);
-	void *arg;
-};
-
-/* The TLS context of node connections (at start). */
+/* The client of the loop (at start). */
 int gw_up_init(struct gw *g);
-int gw_up_start(struct gw *g, struct gw_node *n, const struct gw_up_request *rq,
-		struct gw_up_call **out);
-/* Stops / restarts reading the answer (backpressure); also from on_data. */
-void gw_up_pause(struct gw_up_call *call);
-void gw_up_resume(struct gw_up_call *call);
-/* Aborts without on_done; from on_head / on_data too, not from on_done. */
-void gw_up_cancel(struct gw_up_call *call);
-/* A header of the answer (from on_head on); NULL when absent. */
-const char *gw_up_header(struct gw_up_call *call, const char *name);
-/* Closes the node's idle connections (it failed, changed or goes away). */
+/* Starts rq (method, path, headers, body, timeout, limits, callbacks) to
+ * node n: url, pin, label and connect timeout are filled in here from the
+ * node and --connect-timeout-ms.  As veil_hconn_start; VEIL_EPERM for an
+ * https node not verified. */
+int gw_up_start(struct gw *g, struct gw_node *n, struct veil_hconn_request *rq,
+		struct veil_hconn_call **out);
+/* Closes the node's idle connections (it failed, changed or goes away; a
+ * removed node keeps none from then on, a freed one frees its pool). */
 void gw_up_node_flush(struct gw_node *n);
 
 /* ---- relay.c ------------------------------------------------------------------ */

@@ -73,7 +73,7 @@ struct gw_relay {
 	/* the current attempt */
 	struct gw_node *node;           /* ref held while set */
 	struct gw_node *tried;          /* the first attempt's node (ref) */
-	struct gw_up_call *call;
+	struct veil_hconn_call *call;
 	int attempts;
 	int up_status;
 	bool sse;                       /* the node answers with a stream */
@@ -134,7 +134,7 @@ static void relay_free(struct gw_relay *r)
 	if (r->next)
 		r->next->prev = r->prev;
 	if (r->call)
-		gw_up_cancel(r->call);
+		veil_hconn_cancel(r->call);
 	drop_node(r);
 	gw_node_unref(r->tried);
 	gw_framer_free(&r->fr);
@@ -549,16 +549,16 @@ static void on_drain(struct veil_http_req *req, void *arg)
 		VEIL_DEBUG(GW_MOD, "request %llu: node stream resumed",
 			   (unsigned long long)veil_http_req_id(req));
 		r->paused = false;
-		gw_up_resume(r->call);
+		veil_hconn_resume(r->call);
 	}
 }
 
-static void up_head(void *arg, struct gw_up_call *call, int status)
+static void up_head(void *arg, struct veil_hconn_call *call, int status)
 {
 	struct gw_relay *r = arg;
-	const char *ct = gw_up_header(call, "Content-Type");
-	const char *ra = gw_up_header(call, "Retry-After");
-	const char *rid = gw_up_header(call, "X-Veil-Receipt-Id");
+	const char *ct = veil_hconn_header(call, "Content-Type");
+	const char *ra = veil_hconn_header(call, "Retry-After");
+	const char *rid = veil_hconn_header(call, "X-Veil-Receipt-Id");
 
 	r->up_status = status;
 	snprintf(r->ctype, sizeof(r->ctype), "%s", ct ? ct : "");
@@ -568,7 +568,7 @@ static void up_head(void *arg, struct gw_up_call *call, int status)
 	r->sse = status == 200 && ct && !strncasecmp(ct, "text/event-stream", 17);
 }
 
-static int up_data(void *arg, struct gw_up_call *call, const uint8_t *p, size_t n)
+static int up_data(void *arg, struct veil_hconn_call *call, const uint8_t *p, size_t n)
 {
 	struct gw_relay *r = arg;
 	int rc;
@@ -601,7 +601,7 @@ static int up_data(void *arg, struct gw_up_call *call, const uint8_t *p, size_t 
 		VEIL_DEBUG(GW_MOD, "request %llu: the client reads slowly; node stream paused",
 			   (unsigned long long)veil_http_req_id(r->req));
 		r->paused = true;
-		gw_up_pause(call);
+		veil_hconn_pause(call);
 	}
 	return 0;
 }
@@ -609,7 +609,8 @@ static int up_data(void *arg, struct gw_up_call *call, const uint8_t *p, size_t 
 /* The node failed us (not the client, not a size cap): passive health. */
 static bool node_fault(int rc, int status)
 {
-	return rc == VEIL_EIO || rc == VEIL_EBADMSG || (rc == VEIL_ETIMEDOUT && status == 0);
+	return rc == VEIL_EIO || rc == VEIL_EBADMSG || rc == VEIL_EFORMAT ||
+	       (rc == VEIL_ETIMEDOUT && status == 0);
 }
 
 static bool retryable(const struct gw_relay *r, int rc, int status)
@@ -640,6 +641,7 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 	}
 	if (node_fault(rc, status)) /* passive health: out of rotation now */
 		gw_node_failed(g, n, rc == VEIL_EBADMSG ? "TLS key does not match the pin"
+				     : rc == VEIL_EFORMAT ? "malformed HTTP answer"
 				     : rc == VEIL_ETIMEDOUT ? "timed out"
 				     : status ? "the answer broke off" : "connection failed");
 	if (retryable(r, rc, status)) {
@@ -709,20 +711,20 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 
 /* The head of the node's answer; a plain answer's receipt header is read
  * here (the header list is complete once the head is). */
-static void up_head_receipt(void *arg, struct gw_up_call *call, int status)
+static void up_head_receipt(void *arg, struct veil_hconn_call *call, int status)
 {
 	struct gw_relay *r = arg;
 	const char *h;
 
 	up_head(arg, call, status);
 	veil_buf_reset(&r->receipt);
-	if (status == 200 && !r->sse && (h = gw_up_header(call, "X-Veil-Receipt")) &&
+	if (status == 200 && !r->sse && (h = veil_hconn_header(call, "X-Veil-Receipt")) &&
 	    gw_receipt_from_header(h, strlen(h), &r->receipt) < 0)
 		veil_buf_reset(&r->receipt);
 	if (r->req && status == 200 && !r->sse) {
-		if ((h = gw_up_header(call, "X-Veil-Receipt")))
+		if ((h = veil_hconn_header(call, "X-Veil-Receipt")))
 			veil_http_add_header(r->req, "X-Veil-Receipt", h);
-		if ((h = gw_up_header(call, "X-Veil-Receipt-Id")))
+		if ((h = veil_hconn_header(call, "X-Veil-Receipt-Id")))
 			veil_http_add_header(r->req, "X-Veil-Receipt-Id", h);
 	}
 }
@@ -731,7 +733,7 @@ static void relay_try(struct gw_relay *r)
 {
 	struct gw *g = r->g;
 	struct gw_node *n;
-	struct gw_up_request rq = {0};
+	struct veil_hconn_request rq = {0};
 	char ct[160], mh[VEIL_STORE_MODEL_MAX + 32];
 	const char *hdrs[4];
 	const char *cth = veil_http_req_header(r->req, "Content-Type");
@@ -813,7 +815,7 @@ static void on_close(struct veil_http_req *req, void *arg)
 	if (r->req != req)
 		return;
 	if (r->call) {
-		gw_up_cancel(r->call);
+		veil_hconn_cancel(r->call);
 		r->call = NULL;
 	}
 	drop_node(r);
@@ -967,7 +969,7 @@ void gw_relay_abort_all(struct gw *g, const char *why)
 		if (!r->req)
 			continue;
 		if (r->call) {
-			gw_up_cancel(r->call);
+			veil_hconn_cancel(r->call);
 			r->call = NULL;
 		}
 		drop_node(r);

@@ -1,13 +1,14 @@
-/* libFuzzer harness for the parser veil-gateway reads its nodes' answers
- * with (gw_resp_*, src/gateway/parse.c, compiled in): the input after byte
- * 0 is fed in pieces whose size comes from byte 0, and again whole; both
- * must agree (error or not, status, body bytes, how much was consumed,
- * the end state), the body must be a run of input bytes in order and never
- * pass the cap, and header lookups must stay inside the head. */
+/* libFuzzer harness for the hconn response parser (veil_hconn_resp_*,
+ * src/lib/http/hconn_resp.c; veil-gateway and veil-proxy read their
+ * upstream answers with it): the input after byte 0 is fed in pieces whose
+ * size comes from byte 0, and again whole; both must agree (error or not,
+ * status, body bytes, how much was consumed, the end state), the body must
+ * be a run of input bytes in order and never pass the cap, and header
+ * lookups must stay inside the head. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../src/gateway/parse.c"
+#include "veil/hconn.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n);
 
@@ -20,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n);
 #define CAP 4096
 
 struct run {
-	struct gw_resp r;
+	struct veil_hconn_resp r;
 	struct veil_buf body;
 	size_t used;
 	int rc;
@@ -30,25 +31,25 @@ static void run(struct run *x, const uint8_t *p, size_t n, size_t step)
 {
 	size_t off = 0;
 
-	gw_resp_init(&x->r, CAP);
+	veil_hconn_resp_init(&x->r, CAP);
 	x->body = (struct veil_buf)VEIL_BUF_INIT(1 << 20);
 	x->rc = 0;
-	while (off < n && x->r.st != GW_RESP_DONE) {
+	while (off < n && x->r.st != VEIL_HCONN_RESP_DONE) {
 		size_t k = VEIL_MIN(step, n - off), used, data;
 
-		x->rc = gw_resp_step(&x->r, p + off, k, &used, &data);
+		x->rc = veil_hconn_resp_step(&x->r, p + off, k, &used, &data);
 		if (x->rc < 0)
 			break;
 		CHECK(used <= k);
 		CHECK(data == 0 || data == used);
-		CHECK(used > 0 || x->r.st == GW_RESP_DONE);
+		CHECK(used > 0 || x->r.st == VEIL_HCONN_RESP_DONE);
 		if (data)
 			CHECK(veil_buf_append(&x->body, p + off, data) == 0);
 		off += used;
 	}
 	x->used = off;
-	if (x->rc == 0 && x->r.st != GW_RESP_DONE)
-		x->rc = gw_resp_eof(&x->r) < 0 ? 1 : 0;
+	if (x->rc == 0 && x->r.st != VEIL_HCONN_RESP_DONE)
+		x->rc = veil_hconn_resp_eof(&x->r) < 0 ? 1 : 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
@@ -74,15 +75,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *p, size_t n)
 		/* lookups land inside the head, NUL-terminated */
 		for (size_t i = 0; i < a.r.nhdr; i++) {
 			const char *nm = (const char *)a.r.head.data + a.r.hdr[i][0];
-			const char *v = gw_resp_header(&a.r, nm);
+			const char *v = veil_hconn_resp_header(&a.r, nm);
 
 			CHECK(v && v >= (const char *)a.r.head.data &&
 			      v < (const char *)a.r.head.data + a.r.head.len);
 		}
-		CHECK(!gw_resp_header(&a.r, "no such field"));
+		CHECK(!veil_hconn_resp_header(&a.r, "no such field"));
 	}
-	gw_resp_free(&a.r);
-	gw_resp_free(&b.r);
+	veil_hconn_resp_free(&a.r);
+	veil_hconn_resp_free(&b.r);
 	veil_buf_free(&a.body);
 	veil_buf_free(&b.body);
 	return 0;
