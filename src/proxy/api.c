@@ -4,7 +4,8 @@
  * A request (struct preq) waits for a verified state (attest.c), is sealed
  * to one verified node's attested HPKE key (veil-seal/1; the plaintext
  * header X-Veil-Model lets the gateway route) and posted to the gateway
- * over the pinned TLS connection (kept alive by libcurl).  The answer is
+ * over a pinned, kept-alive connection of the hconn client (veil/hconn.h:
+ * no libcurl on this path; attestation fetches keep it).  The answer is
  * opened as it arrives:
  *  - non-streamed: the whole sealed body is buffered, opened, its receipt
  *    (X-Veil-Receipt) checked against the node's attested keys and the
@@ -27,6 +28,7 @@
 
 #include <openssl/evp.h>
 
+#include "veil/hconn.h"
 #include "veil/http.h"
 #include "veil/policy.h"
 #include "veil/receipt.h"
@@ -57,7 +59,8 @@ struct preq {
 	struct pnode *node;
 	struct veil_seal *seal;
 	uint8_t req_sha[32];           /* SHA-256 of the sealed bytes sent */
-	struct veil_http_call *call;
+	struct veil_buf sealed;        /* the sealed body, borrowed by the call */
+	struct veil_hconn_call *call;
 	int up_status;
 	bool up_sealed, up_sse, paused, retried, started;
 	char *rcpt_b64;                /* X-Veil-Receipt as received */
@@ -104,6 +107,7 @@ static void exchange_reset(struct preq *r)
 	veil_buf_free(&r->answer);
 	veil_seal_free(r->seal);
 	r->seal = NULL;
+	veil_buf_free(&r->sealed);
 	veil_buf_free(&r->resp);
 	free(r->rcpt_b64);
 	r->rcpt_b64 = NULL;
@@ -134,7 +138,7 @@ static void preq_free(struct preq *r)
 	struct proxy *p = r->p;
 
 	if (r->call)
-		veil_http_call_cancel(r->call);
+		veil_hconn_cancel(r->call);
 	proxy_state_cancel(p, &r->w);
 	exchange_reset(r);
 	json_decref(r->receipt_obj);
@@ -510,7 +514,7 @@ static void on_checked(struct rcheck *c)
 	if (r->failed) {
 		/* the rest of the stream is not wanted */
 		if (r->call) {
-			veil_http_call_cancel(r->call);
+			veil_hconn_cancel(r->call);
 			r->call = NULL;
 		}
 		report_fail(r);
@@ -526,27 +530,26 @@ static void on_checked(struct rcheck *c)
 
 static void retry(struct preq *r, const char *why);
 
-static void up_head(void *arg, struct veil_http_call *call, int status)
+static void up_head(void *arg, struct veil_hconn_call *call, int status)
 {
 	struct preq *r = arg;
-	const char *ct = veil_http_call_header(call, "Content-Type");
+	const char *ct = veil_hconn_header(call, "Content-Type");
 	const char *h;
 
 	r->up_status = status;
 	r->up_sealed = ct && !strncasecmp(ct, SEALED_TYPE, strlen(SEALED_TYPE));
 	r->up_sse = ct && !strncasecmp(ct, "text/event-stream", 17);
 	if (status == 200 && !r->stream &&
-	    (h = veil_http_call_header(call, "X-Veil-Receipt")) &&
+	    (h = veil_hconn_header(call, "X-Veil-Receipt")) &&
 	    strlen(h) < MAX_RECEIPT_HEADER)
 		r->rcpt_b64 = strdup(h);
 }
 
-static int up_data(void *arg, struct veil_http_call *call, const uint8_t *p, size_t n)
+static int up_data(void *arg, struct veil_hconn_call *call, const uint8_t *p, size_t n)
 {
 	struct preq *r = arg;
 	int rc;
 
-	(void)call;
 	if (r->failed)
 		return VEIL_ECANCELED;
 	if (r->up_status != 200) {
@@ -569,19 +572,22 @@ static int up_data(void *arg, struct veil_http_call *call, const uint8_t *p, siz
 	if (!r->up_sse)
 		return set_fail(r, 502, "response_not_sealed", "the streamed answer is not "
 				"an event stream: refused");
-	/* Backpressure: a slow client pauses the transfer.  A paused piece
-	 * is delivered again on resume, so it is not read now. */
-	if (r->req && veil_http_stream_pending(r->req) > HIGH_WATER) {
-		r->paused = true;
-		return VEIL_HTTP_PAUSE;
-	}
 	r->in_cb = true;
 	rc = proxy_sealed_feed(&r->ss, p, n);
 	r->in_cb = false;
 	if (rc < 0 && !r->failed)
 		set_fail(r, 502, "bad_sealed_response", "the sealed stream is malformed: %s",
 			 veil_err_detail());
-	return rc < 0 ? rc : 0;
+	if (rc < 0)
+		return rc;
+	/* Backpressure: a client that reads slowly pauses the answer (these
+	 * bytes are taken; what the gateway sends meanwhile waits in the
+	 * socket) until its output drains (on_drain). */
+	if (r->req && !r->paused && veil_http_stream_pending(r->req) > HIGH_WATER) {
+		r->paused = true;
+		veil_hconn_pause(call);
+	}
+	return 0;
 }
 
 static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t len)
@@ -593,6 +599,10 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 	(void)body;
 	(void)len;
 	r->call = NULL;
+	/* an answer whose head came and whose body then turned out
+	 * malformed: the client reports no status, the head was there */
+	if (!status && r->up_status)
+		status = r->up_status;
 	if (!r->req)
 		goto out;
 	if (r->failed) {
@@ -674,10 +684,10 @@ static int send_upstream(struct preq *r)
 	struct proxy *p = r->p;
 	struct veil_buf sealed = VEIL_BUF_INIT(r->p->o.max_body + 65536);
 	uint8_t header[VEIL_SEAL_HEADER_LEN];
-	char url[1200], mh[PROXY_NAME_MAX + 16], auth[600];
+	char path[1200], mh[PROXY_NAME_MAX + 16], auth[600];
 	const char *hdrs[7];
 	size_t nh = 0;
-	struct veil_http_request rq = {0};
+	struct veil_hconn_request rq = {0};
 	int rc;
 
 	if ((rc = veil_seal_client_new(r->node->keys.x25519_hpke, NULL, 0, header, &r->seal)) < 0 ||
@@ -697,34 +707,46 @@ static int send_upstream(struct preq *r)
 		proxy_sealed_init(&r->ss, SSE_MAX_LINE, ss_chunk, ss_receipt, ss_hash, r);
 		r->ss_init = true;
 	}
-	snprintf(url, sizeof(url), "%s%s", p->o.gateway,
+	snprintf(path, sizeof(path), "%s%s", p->o.up_base,
 		 r->chat ? "/v1/chat/completions" : "/v1/completions");
 	snprintf(mh, sizeof(mh), "X-Veil-Model: %s", r->model);
 	hdrs[nh++] = "Content-Type: " SEALED_TYPE;
 	hdrs[nh++] = mh;
 	hdrs[nh++] = r->stream ? "Accept: text/event-stream" : "Accept: " SEALED_TYPE;
-	/* curl would ask "Expect: 100-continue" for a body over 1 MiB and
-	 * wait a round trip (up to 1 s) before sending it */
-	hdrs[nh++] = "Expect:";
 	if (p->o.api_key) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", p->o.api_key);
 		hdrs[nh++] = auth;
 	}
 	hdrs[nh] = NULL;
+	rq.url = p->o.up_origin;
+	/* https: the key the verified state saw and the attestation binds
+	 * (a plain http:// gateway was allowed, with its warning, at start) */
+	rq.pin = r->st->tls ? r->st->spki : NULL;
+	rq.label = "the gateway";
 	rq.method = "POST";
-	rq.url = url;
+	rq.path = path;
 	rq.headers = hdrs;
 	rq.body = sealed.data;
 	rq.body_len = sealed.len;
 	rq.timeout_ms = p->o.timeout_s * 1000u;
-	rq.pin_spki_sha256 = r->st->tls ? r->st->spki : NULL;
-	rq.max_response = MAX_SEALED_RESPONSE;
+	rq.connect_timeout_ms = VEIL_MIN(10000u, rq.timeout_ms);
+	/* no cap of the client's: the buffers below have theirs (a sealed
+	 * answer MAX_SEALED_RESPONSE, an error MAX_ERROR_BODY; a stream is
+	 * opened as it comes), and say so in their own words */
+	rq.max_response = UINT64_MAX;
 	rq.on_head = up_head;
 	rq.on_data = up_data;
 	rq.on_done = up_done;
 	rq.arg = r;
-	rc = veil_http_client_start(p->client, &rq, &r->call);
+	/* the sealed body is written from `sealed` at once on a kept-alive
+	 * connection, or later on a new one: it must live until the call
+	 * ends (r->sealed) */
+	rc = veil_hconn_start(p->up_pool, &rq, &r->call);
 	veil_wipe(auth, sizeof(auth));
+	if (rc == 0) {
+		r->sealed = sealed;
+		sealed = (struct veil_buf)VEIL_BUF_INIT(0);
+	}
 out:
 	veil_buf_free(&sealed);
 	return rc;
@@ -824,7 +846,7 @@ static void on_drain(struct veil_http_req *req, void *arg)
 	(void)req;
 	if (r->paused && r->call) {
 		r->paused = false;
-		veil_http_call_resume(r->call);
+		veil_hconn_resume(r->call);
 	}
 }
 
@@ -931,7 +953,7 @@ void proxy_api_abort_all(struct proxy *p, const char *why)
 		next = r->next;
 		if (r->req) {
 			if (r->call) {
-				veil_http_call_cancel(r->call);
+				veil_hconn_cancel(r->call);
 				r->call = NULL;
 			}
 			proxy_state_cancel(p, &r->w);

@@ -14,6 +14,7 @@
 #include <event2/thread.h>
 #include <openssl/evp.h>
 
+#include "veil/hconn.h"
 #include "veil/http.h"
 #include "veil/policy.h"
 
@@ -173,6 +174,21 @@ static int parse_args(int argc, char **argv, struct proxy_opts *o, int *exit_cod
 	while (len > 8 && o->gateway[len - 1] == '/')
 		o->gateway[--len] = '\0';
 	o->tls = !strncmp(o->gateway, "https://", 8);
+	{
+		/* the relayed requests go to the origin, at the URL's path */
+		const char *h = o->gateway + (o->tls ? 8 : 7), *slash = strchr(h, '/');
+		size_t ol = slash ? (size_t)(slash - o->gateway) : len;
+
+		if (ol <= (size_t)(h - o->gateway) || ol >= sizeof(o->up_origin) ||
+		    memchr(h, '@', ol - (size_t)(h - o->gateway))) {
+			fprintf(stderr, "veil-proxy: --gateway must be "
+				"http(s)://host[:port][/path]\n");
+			goto bad;
+		}
+		memcpy(o->up_origin, o->gateway, ol);
+		o->up_origin[ol] = '\0';
+		snprintf(o->up_base, sizeof(o->up_base), "%s", o->gateway + ol);
+	}
 	if (!o->api_key) {
 		const char *e = getenv("VEIL_API_KEY");
 
@@ -302,7 +318,9 @@ int main(int argc, char **argv)
 	evthread_use_pthreads();
 	if (!(p->base = event_base_new()))
 		goto out;
-	if ((rc = veil_http_client_new(p->base, &p->client)) < 0)
+	if ((rc = veil_http_client_new(p->base, &p->client)) < 0 ||
+	    (rc = veil_hconn_new(p->base, &p->hconn)) < 0 ||
+	    (rc = veil_hconn_pool_new(p->hconn, 0, 0, &p->up_pool)) < 0)
 		goto out;
 	so.addr = addr;
 	so.port = port;
@@ -361,6 +379,8 @@ out:
 	if (p->base)
 		event_base_loop(p->base, EVLOOP_NONBLOCK);
 	veil_http_client_free(p->client);
+	veil_hconn_pool_free(p->up_pool);
+	veil_hconn_free(p->hconn);
 	if (p->base)
 		proxy_attest_free(p);
 	json_decref(p->last_receipt);

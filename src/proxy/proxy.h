@@ -127,6 +127,8 @@ struct event_base;
 struct event;
 struct veil_http_server;
 struct veil_http_client;
+struct veil_hconn;
+struct veil_hconn_pool;
 struct veil_http_chan;
 struct veil_policy;
 struct rlog;
@@ -134,6 +136,8 @@ struct rlog;
 struct proxy_opts {
 	const char *listen;        /* ADDR:PORT, loopback only */
 	char *gateway;             /* base URL, no trailing '/' (owned) */
+	char up_origin[1025];      /* its "scheme://host[:port]" ... */
+	char up_base[1025];        /* ... and its path ("" or "/prefix") */
 	const char *api_key;       /* or NULL */
 	const char *policy_path;   /* or NULL: the permissive default */
 	const char *receipts_path; /* or NULL */
@@ -235,6 +239,11 @@ struct proxy {
 	struct event_base *base;
 	struct veil_http_server *srv;
 	struct veil_http_client *client;
+	/* the relayed requests to the gateway (api.c): kept-alive, pinned
+	 * connections of the hconn client (veil/hconn.h), to o.up_origin
+	 * at o.up_base */
+	struct veil_hconn *hconn;
+	struct veil_hconn_pool *up_pool;
 	struct veil_policy *policy;    /* read by the worker; never changed */
 	struct rlog *rlog;             /* NULL without --receipts */
 	bool stopping;
