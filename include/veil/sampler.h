@@ -58,8 +58,10 @@ struct veil_logprob {
 struct veil_sampler;
 
 /* Copies p (checked as above).  The sampler holds O(n_vocab) scratch memory
- * (16 bytes per vocabulary entry; 28 with repeat_last_n = -1).  Free with
- * veil_sampler_free(). */
+ * (16 bytes per vocabulary entry; 28 with repeat_last_n = -1), made when
+ * first needed: penalty state only when penalties are on, the chain's
+ * scratch at the first veil_sampler_sample() or non-greedy pick (a greedy
+ * sampler without penalties holds none).  Free with veil_sampler_free(). */
 int veil_sampler_new(const struct veil_sampler_params *p, int32_t n_vocab,
 		     struct veil_sampler **out);
 void veil_sampler_free(struct veil_sampler *s);
@@ -79,7 +81,8 @@ void veil_sampler_reset(struct veil_sampler *s);
  * temperature, as OpenAI reports logprobs).  If n_top > 0, top[0..n_top)
  * get the n_top most likely tokens of the raw distribution, best first
  * (ties: lower id first).  Does NOT call accept.
- * VEIL_EINVAL when n_top > n_vocab or every logit is -inf/NaN. */
+ * VEIL_EINVAL when n_top > n_vocab or every logit is -inf/NaN; VEIL_ENOMEM
+ * when the scratch cannot be made. */
 int veil_sampler_sample(struct veil_sampler *s, float *logits,
 			struct veil_logprob *chosen, struct veil_logprob *top,
 			int n_top);
@@ -90,7 +93,8 @@ int veil_sampler_sample(struct veil_sampler *s, float *logits,
  * active penalties is two read-only vectorised passes, the maximum and then
  * its first index (ties -> lowest id).  The array may be modified as
  * above.  Does NOT call accept.
- * VEIL_EINVAL when every logit is -inf/NaN. */
+ * VEIL_EINVAL when every logit is -inf/NaN; VEIL_ENOMEM when the scratch
+ * cannot be made. */
 int veil_sampler_pick(struct veil_sampler *s, float *logits, int32_t *id);
 
 /* ---- stop strings and UTF-8-safe streaming ----------------------------- */

@@ -29,7 +29,9 @@
  *   node_bench concurrent --url URL --model-name NAME --clients K
  *                         --max-tokens N [--sealed] [--prompt S]
  *                         [--ref-tok-s X | --raw]
- *     K streamed requests at once, one client thread each: aggregate
+ *     K streamed requests at once (K connections, one libcurl multi
+ *     handle on one thread: a thread per client would cost a context
+ *     switch per client and token on the node's cores): aggregate
  *     completion tokens / wall time from the first send to the last
  *     [DONE].  The reference (`veil model bench --parallel K`, measured by
  *     the script in the same run) comes in as --ref-tok-s; --raw prints
@@ -38,10 +40,21 @@
  *
  *   node_bench engine-concurrent --model PATH --clients K --max-tokens N
  *                                [--threads N] [--max-batch N] [--ctx N]
+ *                                [--rounds R]
  *     The same K requests submitted at once to an engine in this process
- *     (no HTTP, no sealing); prints "aggregate_tok_s X".  Splits the gap
+ *     (no HTTP, no sealing), after one warm-up round, R times (default 1);
+ *     prints "aggregate_tok_s X" (the best round) and "cpu_ms_per_round
+ *     X" (this process's CPU time per round: with --threads 1 the work
+ *     itself, no spinning pool worker).  Splits the gap
  *     between the node and `veil model bench` into the engine's share
  *     (sampling, scheduling) and the node's.
+ *
+ *   node_bench forward --model PATH --clients K --max-tokens N
+ *                      [--threads N] [--max-batch N] [--ctx N] [--rounds R]
+ *     The forward pass alone as `veil model bench -p 0 -n N --parallel K`
+ *     runs it, on a context made as the engine makes its own (--ctx
+ *     positions, --max-batch sequences); prints "aggregate_tok_s X" (the
+ *     best of R rounds).  run_forward() says why the node needs it.
  *
  *   node_bench conns --port P --pid PID --conns N --mode idle|sse
  *                    [--model-name NAME]
@@ -75,6 +88,8 @@
 #include "veil/base.h"
 #include "veil/engine.h"
 #include "veil/http.h"
+#include "veil/model.h"
+#include "veil/quant.h"
 #include "veil/seal.h"
 
 #define DEFAULT_PROMPT "Once upon a time, in a small village by the sea, there lived"
@@ -82,7 +97,7 @@
 struct opts {
 	const char *url, *model, *model_name, *label, *prompt, *mode;
 	bool sealed, raw;
-	int threads, max_batch, ctx, max_tokens, reps, clients, conns, port;
+	int threads, max_batch, ctx, max_tokens, reps, rounds, clients, conns, port;
 	long pid;
 	double ref_tok_s;
 };
@@ -266,36 +281,39 @@ static int on_prereq(void *arg, char *ip, char *lip, int rport, int lport)
 	return CURL_PREREQFUNC_OK;
 }
 
-/* POSTs `body` (sealed to node_pub when given) to URL/v1/completions on the
- * handle h (kept alive between calls) and reads the stream into s.  *t0 is
- * when the request starts on its way: the client's sealing (timed here)
- * before libcurl's send.  libcurl's own setup of a transfer in between
- * (easy_perform: its multi handle, URL, connection cache: 0.1-0.3 ms on
- * this machine, as much as the node's whole share) is this client
- * library's cost, not the node's, and is left out (s->setup_ns). */
-static int stream_run(CURL *h, const char *url, const uint8_t *node_pub,
-		      const char *body, struct stream *s, uint64_t *t0)
-{
-	struct veil_buf sb = VEIL_BUF_INIT(1u << 20);
-	struct curl_slist *hd = NULL;
-	char full[512];
-	long status = 0;
-	CURLcode cc;
+/* One request on its way: what stream_begin() made for it. */
+struct xfer {
+	struct veil_buf sb;          /* the sealed body */
+	struct curl_slist *hd;
+	char url[512];
+};
 
+/* Prepares the handle h (kept alive between calls) to POST `body` (sealed
+ * to node_pub when given) to URL/v1/completions and read the stream into
+ * s.  *t0 is when the request starts on its way: the client's sealing
+ * (timed here) before libcurl's send.  libcurl's own setup of a transfer in
+ * between (easy_perform: its multi handle, URL, connection cache: 0.1-0.3
+ * ms on this machine, as much as the node's whole share) is this client
+ * library's cost, not the node's, and is left out (s->setup_ns, taken in
+ * stream_end()). */
+static void stream_begin(CURL *h, const char *url, const uint8_t *node_pub,
+			 const char *body, struct stream *s, struct xfer *x, uint64_t *t0)
+{
+	*x = (struct xfer){.sb = VEIL_BUF_INIT(1u << 20)};
 	stream_reset(s, node_pub != NULL);
 	*t0 = veil_now_ns();
 	if (node_pub &&
-	    veil_seal_request(node_pub, (const uint8_t *)body, strlen(body), &sb, &s->seal) < 0)
+	    veil_seal_request(node_pub, (const uint8_t *)body, strlen(body), &x->sb, &s->seal) < 0)
 		die("%s", "veil_seal_request failed");
 	s->seal_ns = veil_now_ns() - *t0;
-	snprintf(full, sizeof(full), "%s/v1/completions", url);
-	hd = curl_slist_append(hd, node_pub ? "Content-Type: application/veil-sealed"
-					    : "Content-Type: application/json");
-	hd = curl_slist_append(hd, "Accept: text/event-stream");
-	curl_easy_setopt(h, CURLOPT_URL, full);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
-	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(node_pub ? sb.len : strlen(body)));
-	curl_easy_setopt(h, CURLOPT_POSTFIELDS, node_pub ? (const char *)sb.data : body);
+	snprintf(x->url, sizeof(x->url), "%s/v1/completions", url);
+	x->hd = curl_slist_append(x->hd, node_pub ? "Content-Type: application/veil-sealed"
+						  : "Content-Type: application/json");
+	x->hd = curl_slist_append(x->hd, "Accept: text/event-stream");
+	curl_easy_setopt(h, CURLOPT_URL, x->url);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->hd);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)(node_pub ? x->sb.len : strlen(body)));
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, node_pub ? (const char *)x->sb.data : body);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
 	curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
@@ -303,14 +321,21 @@ static int stream_run(CURL *h, const char *url, const uint8_t *node_pub,
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
 	curl_easy_setopt(h, CURLOPT_PREREQDATA, s);
-	cc = curl_easy_perform(h);
+}
+
+/* The transfer on h ended with cc: checks the answer, frees x. */
+static int stream_end(CURL *h, CURLcode cc, struct stream *s, struct xfer *x, uint64_t *t0)
+{
+	long status = 0;
+
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
 	if (s->t_send) {
 		s->setup_ns = s->t_send - (*t0 + s->seal_ns);
 		*t0 = s->t_send - s->seal_ns;
 	}
-	curl_slist_free_all(hd);
-	veil_buf_free(&sb);
+	curl_slist_free_all(x->hd);
+	x->hd = NULL;
+	veil_buf_free(&x->sb);
 	/* a complete answer: finish reason, the signed receipt, [DONE] */
 	if (cc != CURLE_OK || status != 200 || s->failed || !s->done || !s->finished ||
 	    !s->receipt) {
@@ -320,6 +345,16 @@ static int stream_run(CURL *h, const char *url, const uint8_t *node_pub,
 		return -1;
 	}
 	return 0;
+}
+
+/* One request on h, start to end (see stream_begin). */
+static int stream_run(CURL *h, const char *url, const uint8_t *node_pub,
+		      const char *body, struct stream *s, uint64_t *t0)
+{
+	struct xfer x;
+
+	stream_begin(h, url, node_pub, body, s, &x, t0);
+	return stream_end(h, curl_easy_perform(h), s, &x, t0);
 }
 
 /* keys.x25519_hpke of the node's attestation report.  (A real client
@@ -591,48 +626,36 @@ out:
 /* ==================================================================== */
 
 struct client {
-	const struct opts *o;
-	const uint8_t *pub;
-	pthread_barrier_t *bar;
-	const char *body;
+	CURL *h;
+	struct stream s;
+	struct xfer x;
 	uint64_t t0, t_first, t_end;
 	long tokens;
 	int rc;
 };
 
-static void *client_main(void *arg)
-{
-	struct client *c = arg;
-	struct stream s = {0};
-	CURL *h = curl_easy_init();
-
-	pthread_barrier_wait(c->bar);
-	c->rc = h ? stream_run(h, c->o->url, c->pub, c->body, &s, &c->t0) : -1;
-	c->t_end = veil_now_ns();
-	c->t_first = s.nmarks ? s.marks[0].t : c->t_end;
-	c->tokens = s.completion_tokens;
-	stream_free(&s);
-	curl_easy_cleanup(h);
-	return NULL;
-}
-
+/* The K clients are K transfers of one libcurl multi handle on this
+ * thread (K connections), not K threads: the clients share the node's two
+ * cores, and a thread per client costs a context switch per client per
+ * token (64 per step; it was half of the clients' CPU time, which came off
+ * the node's).  Each chunk is still opened, parsed and checked. */
 static int run_concurrent(const struct opts *o)
 {
-	int k = o->clients;
+	int k = o->clients, left;
 	uint8_t pub[VEIL_HPKE_NPK];
 	struct client *cl = calloc((size_t)k, sizeof(*cl));
-	pthread_t *th = calloc((size_t)k, sizeof(*th));
-	pthread_barrier_t bar;
 	struct stream s = {0};
 	uint64_t t_first = UINT64_MAX, t_last = 0, t0, ttft_max = 0, first_end = UINT64_MAX;
 	long total = 0;
 	int ok = 0;
 	char *body;
 	CURL *h = curl_easy_init();
+	CURLM *mh = curl_multi_init();
+	CURLMsg *msg;
 	const char *how = o->sealed ? "sealed" : "plaintext";
 	double agg;
 
-	if (!o->url || !o->model_name || k < 1 || !cl || !th || !h)
+	if (!o->url || !o->model_name || k < 1 || !cl || !h || !mh)
 		die("%s", "concurrent needs --url, --model-name and --clients");
 	if (o->sealed)
 		fetch_hpke_key(o->url, pub);
@@ -640,14 +663,43 @@ static int run_concurrent(const struct opts *o)
 	/* warm-up: one request alone */
 	if (stream_run(h, o->url, o->sealed ? pub : NULL, body, &s, &t0) < 0)
 		die("%s", "the warm-up request failed");
-	pthread_barrier_init(&bar, NULL, (unsigned)k);
+	curl_multi_setopt(mh, CURLMOPT_MAXCONNECTS, (long)k);
 	for (int i = 0; i < k; i++) {
-		cl[i] = (struct client){.o = o, .pub = o->sealed ? pub : NULL, .bar = &bar, .body = body, .rc = -1};
-		if (pthread_create(&th[i], NULL, client_main, &cl[i]))
-			die("%s", "pthread_create failed");
+		cl[i].rc = -1;
+		if (!(cl[i].h = curl_easy_init()))
+			die("%s", "out of memory");
+		curl_easy_setopt(cl[i].h, CURLOPT_PRIVATE, &cl[i]);
 	}
 	for (int i = 0; i < k; i++) {
-		pthread_join(th[i], NULL);
+		stream_begin(cl[i].h, o->url, o->sealed ? pub : NULL, body, &cl[i].s,
+			     &cl[i].x, &cl[i].t0);
+		curl_multi_add_handle(mh, cl[i].h);
+		/* on its way at once, as a client of its own would be */
+		curl_multi_perform(mh, &left);
+	}
+	left = k;
+	while (left > 0) {
+		int running, n;
+
+		if (curl_multi_perform(mh, &running) != CURLM_OK)
+			die("%s", "curl_multi_perform failed");
+		while ((msg = curl_multi_info_read(mh, &n))) {
+			struct client *c = NULL;
+
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&c);
+			c->t_end = veil_now_ns();
+			c->rc = stream_end(c->h, msg->data.result, &c->s, &c->x, &c->t0);
+			c->t_first = c->s.nmarks ? c->s.marks[0].t : c->t_end;
+			c->tokens = c->s.completion_tokens;
+			curl_multi_remove_handle(mh, c->h);
+			left--;
+		}
+		if (left > 0 && curl_multi_poll(mh, NULL, 0, 1000, NULL) != CURLM_OK)
+			die("%s", "curl_multi_poll failed");
+	}
+	for (int i = 0; i < k; i++) {
 		if (cl[i].rc == 0) {
 			ok++;
 			total += cl[i].tokens;
@@ -658,7 +710,6 @@ static int run_concurrent(const struct opts *o)
 	}
 	for (int i = 0; i < k; i++)
 		ttft_max = VEIL_MAX(ttft_max, cl[i].t_first - t_first);
-	pthread_barrier_destroy(&bar);
 	agg = (double)total * 1e9 / (double)(t_last - t_first);
 	fprintf(stderr, "node_bench: %d clients (%s): %d answered, %ld tokens in %.2f s: "
 			"%.1f tok/s aggregate; last first token at %.2f s, first answer done "
@@ -676,11 +727,15 @@ static int run_concurrent(const struct opts *o)
 	else
 		printf("BENCH|veil-node %d streaming clients, aggregate (%s)|%.1f|tok/s|"
 		       "veil model bench --parallel %d n/a|n/a\n", k, how, agg, k);
+	for (int i = 0; i < k; i++) {
+		stream_free(&cl[i].s);
+		curl_easy_cleanup(cl[i].h);
+	}
+	curl_multi_cleanup(mh);
 	stream_free(&s);
 	curl_easy_cleanup(h);
 	free(body);
 	free(cl);
-	free(th);
 	return 0;
 }
 
@@ -752,14 +807,23 @@ static int engine_batch(struct veil_engine *e, const struct opts *o, int k,
 	return rc;
 }
 
+static double cpu_secs(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 static int run_engine_concurrent(const struct opts *o)
 {
 	struct veil_engine_params ep;
 	struct veil_engine *e = NULL;
 	struct agg a = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
 	uint64_t t0;
-	double agg = 0;
-	int rc;
+	double agg = 0, cpu = 0;
+	int rc, rounds = VEIL_MAX(o->rounds, 1), done = 0;
 
 	if (!o->model)
 		die("%s", "engine-concurrent needs --model");
@@ -773,16 +837,110 @@ static int run_engine_concurrent(const struct opts *o)
 	/* warm-up: all K once, so that the KV cache of every slot has been
 	 * touched (a fresh cache costs page zeroing: a quarter of the time of
 	 * a first round), as it has in the node after its first round */
-	if (engine_batch(e, o, o->clients, &a, &t0) == 0 &&
-	    engine_batch(e, o, o->clients, &a, &t0) == 0)
-		agg = (double)a.tokens * 1e9 / (double)(a.t_end - t0);
+	if (engine_batch(e, o, o->clients, &a, &t0) == 0) {
+		for (; done < rounds; done++) {
+			double c0 = cpu_secs(), r;
+
+			if (engine_batch(e, o, o->clients, &a, &t0) < 0)
+				break;
+			cpu += cpu_secs() - c0;
+			r = (double)a.tokens * 1e9 / (double)(a.t_end - t0);
+			agg = VEIL_MAX(agg, r);
+		}
+	}
+	if (done < rounds)
+		agg = 0;
 	fprintf(stderr, "node_bench: engine alone, %d requests at once: %ld tokens, %.1f tok/s "
-			"aggregate\n", o->clients, a.tokens, agg);
+			"aggregate (best of %d), %.1f ms CPU per round\n", o->clients, a.tokens,
+		agg, rounds, done ? cpu * 1e3 / done : 0.0);
 	printf("aggregate_tok_s %.3f\n", agg);
+	printf("cpu_ms_per_round %.1f\n", done ? cpu * 1e3 / done : 0.0);
 	veil_engine_free(e);
 	return 0;
 }
 
+/* The forward pass alone, as `veil model bench -p 0 -n N --parallel K`
+ * runs it (K sequences, N single-token steps from an empty cache, random
+ * tokens, logits of every row; a 16-step warm-up first), but on a context
+ * made as the engine makes its own: --ctx positions per sequence,
+ * --max-batch sequences, the engine's step of 512 tokens.  `veil model
+ * bench` sizes its context to N + 8 positions; the KV cache's rows are then
+ * 96 positions apart instead of the node's 576 (--ctx 512), and attention
+ * and the cache writes cost more with the longer rows (about 5% of a
+ * 64-sequence step of SmolLM2-135M): the like-for-like reference for the
+ * node is this one. */
+static uint64_t fw_rng(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static int run_forward(const struct opts *o)
+{
+	struct veil_model *m = NULL;
+	struct veil_ctx *c = NULL;
+	struct veil_ctx_params cp;
+	int32_t k = o->clients, n = o->max_tokens, nv, *tok, *pos, *seq;
+	bool *lg;
+	uint64_t rng = 0x5eed;
+	double best = 0;
+	int rc, rounds = VEIL_MIN(VEIL_MAX(o->rounds, 1), 64);
+
+	if (!o->model || k < 1 || k > o->max_batch || n < 1 || (o->ctx && n > o->ctx))
+		die("%s", "forward needs --model, --clients K <= --max-batch, "
+			  "--max-tokens N <= --ctx");
+	veil_quant_init();
+	if ((rc = veil_model_load(o->model, &m)) < 0)
+		die("cannot open the model: %s", veil_strerror(rc));
+	veil_ctx_params_default(&cp);
+	cp.n_ctx = o->ctx;
+	cp.n_seq = o->max_batch;
+	cp.n_batch = VEIL_MAX(512, o->max_batch); /* the engine's step_tokens */
+	cp.n_outputs = o->max_batch;
+	cp.n_threads = o->threads;
+	if ((rc = veil_ctx_new(m, &cp, &c)) < 0)
+		die("cannot make the context: %s", veil_strerror(rc));
+	nv = veil_model_hparams(m)->n_vocab;
+	tok = calloc((size_t)k, sizeof(*tok));
+	pos = calloc((size_t)k, sizeof(*pos));
+	seq = calloc((size_t)k, sizeof(*seq));
+	lg = calloc((size_t)k, sizeof(*lg));
+	if (!tok || !pos || !seq || !lg)
+		die("%s", "out of memory");
+	for (int r = -1; r < rounds; r++) {
+		int32_t steps = r < 0 ? VEIL_MIN(n, 16) : n;
+		struct veil_batch b = {k, tok, pos, seq, lg};
+		uint64_t t0 = veil_now_ns();
+
+		for (int32_t st = 0; st < steps; st++) {
+			for (int32_t i = 0; i < k; i++) {
+				tok[i] = (int32_t)(fw_rng(&rng) % (uint64_t)nv);
+				pos[i] = st;
+				seq[i] = i;
+				lg[i] = true;
+			}
+			if ((rc = veil_ctx_decode(c, &b)) < 0)
+				die("forward step failed: %s", veil_strerror(rc));
+		}
+		if (r >= 0)
+			best = VEIL_MAX(best, (double)n * k * 1e9 / (double)(veil_now_ns() - t0));
+	}
+	fprintf(stderr, "node_bench: forward pass alone, %d sequences x %d steps, context %d: "
+			"%.1f tok/s (best of %d)\n", k, n, veil_ctx_n_ctx(c), best, rounds);
+	printf("aggregate_tok_s %.3f\n", best);
+	free(tok);
+	free(pos);
+	free(seq);
+	free(lg);
+	veil_ctx_free(c);
+	veil_model_free(m);
+	return 0;
+}
+
+/* ==================================================================== */
 /* many open connections: the node's memory per connection             */
 /* ==================================================================== */
 
@@ -1033,7 +1191,9 @@ static void usage(void)
 		"       node_bench concurrent --url URL --model-name NAME --clients K\n"
 		"                  [--max-tokens N] [--sealed] [--prompt S] [--ref-tok-s X | --raw]\n"
 		"       node_bench engine-concurrent --model PATH --clients K [--max-tokens N]\n"
-		"                  [--threads N] [--max-batch N] [--ctx N] [--prompt S]\n"
+		"                  [--threads N] [--max-batch N] [--ctx N] [--prompt S] [--rounds R]\n"
+		"       node_bench forward --model PATH --clients K --max-tokens N [--threads N]\n"
+		"                  [--max-batch N] [--ctx N] [--rounds R]\n"
 		"       node_bench conns --port P --pid PID --conns N --mode idle|sse\n"
 		"                  [--model-name NAME]\n");
 	exit(2);
@@ -1083,6 +1243,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(a, "--ctx")) o.ctx = num(v);
 		else if (!strcmp(a, "--max-tokens")) o.max_tokens = num(v);
 		else if (!strcmp(a, "--reps")) o.reps = num(v);
+		else if (!strcmp(a, "--rounds")) o.rounds = num(v);
 		else if (!strcmp(a, "--clients")) o.clients = num(v);
 		else if (!strcmp(a, "--conns")) o.conns = num(v);
 		else if (!strcmp(a, "--port")) o.port = num(v);
@@ -1098,6 +1259,8 @@ int main(int argc, char **argv)
 		run_concurrent(&o);
 	else if (!strcmp(argv[1], "engine-concurrent"))
 		run_engine_concurrent(&o);
+	else if (!strcmp(argv[1], "forward"))
+		run_forward(&o);
 	else if (!strcmp(argv[1], "conns"))
 		run_conns(&o);
 	else

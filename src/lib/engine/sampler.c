@@ -17,6 +17,11 @@ struct veil_sampler {
 	struct veil_sampler_params p;
 	int32_t n_vocab;
 	uint64_t rng[4];
+	/* Penalty state (counts, ring, seen, saved) exists only when the
+	 * parameters turn penalties on; the chain's scratch (cand, w, hist)
+	 * is made on first need (scratch()): a greedy request without
+	 * penalties, the common case of a busy node, needs none of it
+	 * (768 KiB at a 49k vocabulary, made and freed per request). */
 	int32_t *counts;   /* occurrences of each token inside the window */
 	int32_t *ring;     /* last repeat_last_n tokens (windowed mode) */
 	int32_t ring_len;
@@ -310,11 +315,13 @@ int veil_sampler_new(const struct veil_sampler_params *p, int32_t n_vocab,
 		return VEIL_ENOMEM;
 	s->p = *p;
 	s->n_vocab = n_vocab;
+	if (!penalties_on(p)) {
+		rng_seed(s);
+		*out = s;
+		return 0;
+	}
 	s->counts = calloc(nv, sizeof(*s->counts));
-	s->cand = malloc(nv * sizeof(*s->cand));
-	s->w = malloc(nv * sizeof(*s->w));
-	s->hist = malloc(TOP_P_BUCKETS * sizeof(*s->hist));
-	if (!s->counts || !s->cand || !s->w || !s->hist)
+	if (!s->counts)
 		goto nomem;
 	if (p->repeat_last_n > 0) {
 		s->ring = malloc((size_t)p->repeat_last_n * sizeof(*s->ring));
@@ -351,9 +358,32 @@ void veil_sampler_free(struct veil_sampler *s)
 	free(s);
 }
 
+/* The chain's scratch, made on first need.  VEIL_ENOMEM. */
+static int scratch(struct veil_sampler *s)
+{
+	size_t nv = (size_t)s->n_vocab;
+
+	if (s->cand)
+		return 0;
+	s->w = malloc(nv * sizeof(*s->w));
+	s->hist = malloc(TOP_P_BUCKETS * sizeof(*s->hist));
+	s->cand = malloc(nv * sizeof(*s->cand));
+	if (!s->cand || !s->w || !s->hist) {
+		free(s->cand);
+		free(s->w);
+		free(s->hist);
+		s->cand = NULL;
+		s->w = NULL;
+		s->hist = NULL;
+		return VEIL_ENOMEM;
+	}
+	return 0;
+}
+
 void veil_sampler_accept(struct veil_sampler *s, int32_t token)
 {
-	if (!s || token < 0 || token >= s->n_vocab || s->p.repeat_last_n == 0)
+	/* no counts: penalties are off, the history changes nothing */
+	if (!s || token < 0 || token >= s->n_vocab || !s->counts)
 		return;
 	if (s->p.repeat_last_n < 0) {
 		if (s->counts[token] == 0)
@@ -376,7 +406,8 @@ void veil_sampler_reset(struct veil_sampler *s)
 {
 	if (!s)
 		return;
-	memset(s->counts, 0, (size_t)s->n_vocab * sizeof(*s->counts));
+	if (s->counts)
+		memset(s->counts, 0, (size_t)s->n_vocab * sizeof(*s->counts));
 	s->ring_len = 0;
 	s->ring_pos = 0;
 	s->n_seen = 0;
@@ -784,6 +815,11 @@ int veil_sampler_pick(struct veil_sampler *s, float *logits, int32_t *id)
 		goto all_inf;
 	if (pen)
 		apply_penalties(s, logits);
+	if (!greedy && scratch(s) < 0) {
+		if (pen)
+			unpenalize(s, logits);
+		return VEIL_ENOMEM;
+	}
 	if (greedy)
 		t = first_max(logits, nv, pen ? max_of(logits, (size_t)nv) : mx);
 	else
@@ -818,6 +854,8 @@ int veil_sampler_sample(struct veil_sampler *s, float *logits,
 	if (mx == -INFINITY)
 		return veil_errf(VEIL_EINVAL, "sampler: all %d logits are -inf or NaN",
 				 (int)nv);
+	if (scratch(s) < 0)
+		return VEIL_ENOMEM;
 	z = exp_weights(logits, (size_t)nv, mx, 1.0f, s->w);
 	lse = (float)((double)mx + log(z));
 	if (n_top > 0) {
