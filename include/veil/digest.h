@@ -18,4 +18,15 @@ const EVP_MD *veil_digest_sha256_md(void);
 /* out = SHA-256 of the n bytes at p. */
 void veil_digest_sha256(const void *p, size_t n, uint8_t out[32]);
 
+/* out = HMAC-SHA256(key, a || b || c) (RFC 2104), for HKDF (HPKE's key
+ * schedule, veil-seal's response keys): on EVP_Digest* with the fetched
+ * SHA-256, since OpenSSL 3.0's EVP_MAC / EVP_KDF cost more per call (a new
+ * context, a fetch by name, parameter parsing) than the hashing.  `mc` is
+ * the caller's digest context, reused across calls; empty parts may be
+ * NULL.  key_len <= 64 (VEIL_EINTERNAL otherwise).  Intermediate values
+ * are wiped. */
+int veil_hmac_sha256(EVP_MD_CTX *mc, const uint8_t *key, size_t key_len,
+		     const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
+		     const uint8_t *c, size_t c_len, uint8_t out[32]);
+
 #endif

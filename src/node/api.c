@@ -284,7 +284,8 @@ static int out_event_scratch(struct job *j, bool final)
 		rc = out_raw(j, ev->data, ev->len);
 		goto out;
 	}
-	cap = ev->len + VEIL_SEAL_CHUNK_OVERHEAD;
+	/* the first chunk also carries the response nonce */
+	cap = ev->len + VEIL_SEAL_CHUNK_OVERHEAD + VEIL_SEAL_RESPONSE_NONCE_LEN;
 	ct->len = o->len = 0;
 	if ((rc = veil_buf_reserve(ct, cap)) < 0 ||
 	    (rc = veil_seal_chunk(j->seal, ev->data, ev->len, final, ct->data, cap,
@@ -1726,7 +1727,8 @@ int node_api_init(struct node *n)
 	size_t cap = (size_t)(n->o.max_batch + n->o.max_queue) * 2 + n->o.max_conns + 64;
 
 	n->sc_ev = (struct veil_buf)VEIL_BUF_SECRET_INIT(VEIL_SEAL_MAX_CHUNK);
-	n->sc_ct = (struct veil_buf)VEIL_BUF_INIT(VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD);
+	n->sc_ct = (struct veil_buf)VEIL_BUF_INIT(VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD +
+						  VEIL_SEAL_RESPONSE_NONCE_LEN);
 	n->sc_out = (struct veil_buf)VEIL_BUF_INIT(2 * (VEIL_SEAL_MAX_CHUNK +
 							 VEIL_SEAL_CHUNK_OVERHEAD) + 16);
 	if (!(n->sc_ids = calloc(MAX_PROMPT_TOKENS, sizeof(*n->sc_ids))))

@@ -701,7 +701,8 @@ static int send_upstream(struct preq *r)
 		goto out;
 	r->resp = (struct veil_buf)VEIL_BUF_INIT(r->stream ? MAX_ERROR_BODY : MAX_SEALED_RESPONSE);
 	if (r->stream) {
-		r->ct_cap = VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD + 4;
+		r->ct_cap = VEIL_SEAL_RESPONSE_NONCE_LEN + VEIL_SEAL_MAX_CHUNK +
+			    VEIL_SEAL_CHUNK_OVERHEAD + 4; /* the first event: nonce too */
 		if (!(r->ct = malloc(r->ct_cap)))
 			goto out;
 		proxy_sealed_init(&r->ss, SSE_MAX_LINE, ss_chunk, ss_receipt, ss_hash, r);

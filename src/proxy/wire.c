@@ -340,7 +340,8 @@ int proxy_sealed_end(struct proxy_sealed_stream *s)
 int proxy_b64_chunk(const char *b64, size_t len, uint8_t *out, size_t cap,
 		    size_t *out_len)
 {
-	size_t need = veil_b64_encoded_len(VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD, 0);
+	size_t need = veil_b64_encoded_len(VEIL_SEAL_RESPONSE_NONCE_LEN + VEIL_SEAL_MAX_CHUNK +
+					   VEIL_SEAL_CHUNK_OVERHEAD, 0); /* the first event's */
 
 	if (len > need)
 		return veil_errf(VEIL_ERANGE, "sealed chunk: %zu base64 characters (max %zu)",

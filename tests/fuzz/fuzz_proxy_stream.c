@@ -19,7 +19,7 @@ struct st {
 	const uint8_t *in;
 	size_t hashed;
 	size_t receipts;
-	uint8_t buf[VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD + 4];
+	uint8_t buf[VEIL_SEAL_RESPONSE_NONCE_LEN + VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD + 4];
 };
 
 static int on_chunk(void *arg, const char *b64, size_t len)

@@ -1,8 +1,10 @@
 /* Fuzzes the veil-seal/1 receive path with fixed keys.  Byte 0 picks the
- * side (bit 7: node receiving a request, else client receiving a response)
- * and the piece size (bits 0-6) in which the rest is fed.  The outcome must
- * not depend on how the stream is split, and opened plaintext never exceeds
- * the input. */
+ * side (bit 7: node receiving a request, else client receiving a response:
+ * the 32-byte response nonce, then chunks) and the piece size (bits 0-6) in
+ * which the rest is fed.  The outcome must not depend on how the stream is
+ * split, and opened plaintext never exceeds the input.  On the client side
+ * the rest is also opened as one SSE event (veil_seal_open_chunk: nonce and
+ * first chunk), which must agree with the fed stream. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +66,30 @@ static int run(const struct veil_hpke_keypair *kp, bool node, const uint8_t *p,
 	return rc;
 }
 
+/* The input as a client's first (and only) event: when it opens, feeding
+ * the same bytes must give the same plaintext length and, for a final
+ * chunk, a complete stream (rc 0), else a truncated one. */
+static void one_event(const struct veil_hpke_keypair *kp, const uint8_t *p, size_t n,
+		      int fed_rc, const struct count *fed)
+{
+	struct veil_seal *s = receiver(kp, false);
+	uint8_t *buf = malloc(n ? n : 1);
+	size_t pl;
+	bool fin;
+
+	if (!buf)
+		abort();
+	memcpy(buf, p, n);
+	if (veil_seal_open_chunk(s, buf, n, &pl, &fin) == 0) {
+		if (pl > n || pl != fed->bytes || (fin ? fed_rc != 0 : fed_rc != VEIL_EBADMSG))
+			abort();
+		if (veil_seal_finish(s) != (fin ? 0 : VEIL_EBADMSG))
+			abort();
+	}
+	free(buf);
+	veil_seal_free(s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct veil_hpke_keypair kp;
@@ -90,5 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (whole.bytes > size || whole.finals > 1 || (a == 0 && whole.finals != 1))
 		abort();
+	if (!node)
+		one_event(&kp, data, size, a, &whole);
 	return 0;
 }

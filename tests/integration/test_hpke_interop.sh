@@ -90,7 +90,7 @@ if hjs seal-example >"$tmp/example"; then
 	while read -r name value; do
 		grep -q "$value" docs/protocol.md || { echo "# $name $value not in docs/protocol.md"; missing=1; }
 	done <"$tmp/example"
-	if [ "$missing" -eq 0 ] && [ "$(wc -l <"$tmp/example")" -eq 9 ]; then
+	if [ "$missing" -eq 0 ] && [ "$(wc -l <"$tmp/example")" -eq 12 ]; then
 		ok "hpke-js recomputes the veil-seal/1 worked example"
 	else
 		notok "hpke-js recomputes the veil-seal/1 worked example"

@@ -234,13 +234,25 @@ async function sealRequest(pkRbytes, pt) {
   h.writeUInt32BE(pt.length, 0);
   h[4] = 1;
   const ct = await sender.seal(pt, cat(header, [1]));
-  const km = new Uint8Array(await sender.export(enc8.encode("veil-seal/1 response"), 44));
-  const key = await webcrypto.subtle.importKey("raw", km.subarray(0, 32), "AES-GCM", false, ["decrypt"]);
+  // The response keys wait for the node's response nonce, the first 32
+  // bytes of its answer (of the first event when streamed): RFC 9458 §4.4.
+  const secret = new Uint8Array(await sender.export(enc8.encode("veil-seal/1 response"), 32));
+  let key = null;
+  let baseNonce = null;
   let counter = 0;
   const openChunk = async (buf) => {
+    if (!key) {
+      const salt = cat(new Uint8Array(sender.enc), buf.subarray(0, 32));
+      const ikm = await webcrypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]);
+      const hkdf = async (info, n) =>
+        new Uint8Array(await webcrypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info: enc8.encode(info) }, ikm, n * 8));
+      key = await webcrypto.subtle.importKey("raw", await hkdf("key", 32), "AES-GCM", false, ["decrypt"]);
+      baseNonce = await hkdf("nonce", 12);
+      buf = buf.subarray(32);
+    }
     const len = buf.readUInt32BE(0);
     const flags = buf[4];
-    const iv = km.slice(32);
+    const iv = baseNonce.slice();
     for (let i = 0, c = counter; i < 6; i++, c = Math.floor(c / 256)) iv[11 - i] ^= c & 0xff;
     counter++;
     const pt2 = Buffer.from(

@@ -100,18 +100,43 @@ async function sealExample() {
     const ct = await sender.seal(pt, cat(header, [fin ? 1 : 0]));
     console.log(`request_chunk_${i} ${hex(frame(pt, fin, ct))}`);
   }
-  const km = new Uint8Array(await sender.export(enc8.encode("veil-seal/1 response"), 44));
-  console.log(`response_key ${hex(km.subarray(0, 32))}`);
-  console.log(`response_base_nonce ${hex(km.subarray(32))}`);
-  const key = await webcrypto.subtle.importKey("raw", km.subarray(0, 32), "AES-GCM", false, [
-    "encrypt",
-  ]);
+  // The response keys, as RFC 9458 §4.4 derives them: secret from the
+  // exporter, salt = enc || response_nonce, HKDF-SHA256 (WebCrypto's).
+  const responseNonce = enc8.encode("veil-seal/1 example resp nonce 0");
+  const secret = new Uint8Array(await sender.export(enc8.encode("veil-seal/1 response"), 32));
+  const salt = cat(new Uint8Array(sender.enc), responseNonce);
+  const hkdfKey = await webcrypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]);
+  const hkdf = async (info, bytes) =>
+    new Uint8Array(
+      await webcrypto.subtle.deriveBits(
+        { name: "HKDF", hash: "SHA-256", salt, info: enc8.encode(info) },
+        hkdfKey,
+        bytes * 8,
+      ),
+    );
+  // prk = HKDF-Extract(salt, secret) = HMAC(salt, secret), shown in the example
+  const saltKey = await webcrypto.subtle.importKey(
+    "raw",
+    salt,
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const prk = new Uint8Array(await webcrypto.subtle.sign("HMAC", saltKey, secret));
+  const rkey = await hkdf("key", 32);
+  const rnonce = await hkdf("nonce", 12);
+  console.log(`response_nonce ${hex(responseNonce)}`);
+  console.log(`secret ${hex(secret)}`);
+  console.log(`prk ${hex(prk)}`);
+  console.log(`response_key ${hex(rkey)}`);
+  console.log(`response_base_nonce ${hex(rnonce)}`);
+  const key = await webcrypto.subtle.importKey("raw", rkey, "AES-GCM", false, ["encrypt"]);
   const resp = [
     [enc8.encode("there was"), false],
     [enc8.encode(" a girl."), true],
   ];
   for (const [i, [pt, fin]] of resp.entries()) {
-    const iv = km.slice(32);
+    const iv = rnonce.slice();
     iv[11] ^= i; // base_nonce XOR I2OSP(i, 12), i < 256 here
     const ct = await webcrypto.subtle.encrypt(
       { name: "AES-GCM", iv, additionalData: cat(prefix(0x02), [fin ? 1 : 0]) },

@@ -239,22 +239,37 @@ async function sealRequest(pkRbytes, pt) {
   h.writeUInt32BE(pt.length, 0);
   h[4] = 1;
   const ct = await sender.seal(pt, cat(header, [1]));
-  const km = new Uint8Array(await sender.export(enc8.encode("veil-seal/1 response"), 44));
-  const key = await webcrypto.subtle.importKey("raw", km.subarray(0, 32), "AES-GCM", false, ["decrypt"]);
-  let counter = 0;
-  const openChunk = async (buf) => {
-    const len = buf.readUInt32BE(0);
-    const flags = buf[4];
-    const iv = km.slice(32);
-    for (let i = 0, c = counter; i < 6; i++, c = Math.floor(c / 256)) iv[11 - i] ^= c & 0xff;
-    counter++;
-    const pt2 = Buffer.from(
-      await webcrypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: cat(prefix(0x02), [flags]) }, key, buf.subarray(5)),
-    );
-    if (pt2.length !== len) throw new Error("length mismatch");
-    return { pt: pt2, final: (flags & 1) === 1 };
+  // The response keys wait for the node's response nonce, the first 32
+  // bytes of its answer (of the first event when streamed): RFC 9458 §4.4.
+  const secret = new Uint8Array(await sender.export(enc8.encode("veil-seal/1 response"), 32));
+  // one opener per response: a replayed request's answer has its own nonce
+  const opener = () => {
+    let key = null;
+    let baseNonce = null;
+    let counter = 0;
+    return async (buf) => {
+      if (!key) {
+        const salt = cat(new Uint8Array(sender.enc), buf.subarray(0, 32));
+        const ikm = await webcrypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]);
+        const hkdf = async (info, n) =>
+          new Uint8Array(await webcrypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info: enc8.encode(info) }, ikm, n * 8));
+        key = await webcrypto.subtle.importKey("raw", await hkdf("key", 32), "AES-GCM", false, ["decrypt"]);
+        baseNonce = await hkdf("nonce", 12);
+        buf = buf.subarray(32);
+      }
+      const len = buf.readUInt32BE(0);
+      const flags = buf[4];
+      const iv = baseNonce.slice();
+      for (let i = 0, c = counter; i < 6; i++, c = Math.floor(c / 256)) iv[11 - i] ^= c & 0xff;
+      counter++;
+      const pt2 = Buffer.from(
+        await webcrypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: cat(prefix(0x02), [flags]) }, key, buf.subarray(5)),
+      );
+      if (pt2.length !== len) throw new Error("length mismatch");
+      return { pt: pt2, final: (flags & 1) === 1 };
+    };
   };
-  return { body: cat(header, h, new Uint8Array(ct)), openChunk };
+  return { body: cat(header, h, new Uint8Array(ct)), openChunk: opener(), opener };
 }
 
 async function sealedChecks(base, model) {
@@ -280,6 +295,30 @@ async function sealedChecks(base, model) {
   ok("sealed: non-streamed answer opens to a chat completion", r.status === 200 && r.headers.get("content-type") === "application/veil-sealed" && j?.object === "chat.completion", `status ${r.status}`);
   const hdr = r.headers.get("x-veil-receipt");
   if (hdr && j) checkReceipt("sealed receipt", JSON.parse(Buffer.from(hdr, "base64url").toString()), model, s.body, resp, j.usage);
+  // The same sealed body again (a gateway's replay, or an HTTP client's
+  // retried POST): answered under a fresh response nonce, so fresh keys;
+  // the same answer must not come back under the same keystream.
+  const r2 = await fetch(`${base}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/veil-sealed", "x-veil-model": model },
+    body: s.body,
+  });
+  const resp2 = Buffer.from(await r2.arrayBuffer());
+  let j2 = null;
+  try {
+    const { pt, final } = await s.opener()(resp2);
+    j2 = final ? JSON.parse(pt) : null;
+  } catch (e) {
+    j2 = null;
+  }
+  const n = Math.min(resp.length, resp2.length);
+  ok(
+    "sealed: a replayed request is answered under a new response nonce, not the first answer's keystream",
+    r2.status === 200 && j2?.object === "chat.completion" && n > 69 &&
+      !resp2.subarray(0, 32).equals(resp.subarray(0, 32)) &&
+      !resp2.subarray(37, n - 16).equals(resp.subarray(37, n - 16)),
+    `status ${r2.status}`,
+  );
 
   const splain = JSON.stringify({ model, messages: [{ role: "user", content: "A sealed stream" }], max_tokens: 10, stream: true });
   const ss = await sealRequest(pk, enc8.encode(splain));

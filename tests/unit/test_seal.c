@@ -12,6 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+
 #include "veil/base.h"
 #include "veil/hpke.h"
 #include "veil/seal.h"
@@ -25,10 +29,15 @@
 #define EX_HEADER "5645494c010100200001000229780d3b880952859da689a3f0b734f99289cee8d356faea4218513a9df346774e76e176b1ac025e"
 #define EX_REQ0 "0000000a00f344182f03e96f171e18e386a62038b412aa583ef2f7bb944b7d"
 #define EX_REQ1 "0000001301dc48b5530e21a95c725097e9bac67fb28afb526c8aedff9958873af0e450f80b8fa08c"
-#define EX_RESP_KEY "b17069ca86cd1b17835474cf6a5c7685c6f45725f1d2a1a650d86138afb239f9"
-#define EX_RESP_NONCE "97bc24fbe3532c00f9443d83"
-#define EX_RESP0 "0000000900c9ed678a5370401922ab94389b045f12a7985228194db6e608"
-#define EX_RESP1 "0000000801347200a33ca88a1da88eda2d80e3a76a7a2f407490a02bbf"
+#define EX_RN_ASCII "veil-seal/1 example resp nonce 0" /* the response nonce */
+#define EX_RN "7665696c2d7365616c2f31206578616d706c652072657370206e6f6e63652030"
+#define EX_RESP_SECRET "a5f00af3e2a92bf7b0dfb38fee0a967f24d3d75e456635a0ce5920c00ea1b5e7"
+#define EX_RESP_PRK "e5c4f6d4a8cc72e28e49e384da05d4898ef20b0b1f1e9d9ff38ff7bf38c85f08"
+#define EX_RESP_KEY "e5acc68707a9ae1488cb35920d657ec96cd0b08da61239a1ca45804fec622916"
+#define EX_RESP_NONCE "091bf9e04cef916ff237534d"
+#define EX_RESP0 "000000090031ef8ab0768737b5258968028c4b59d2137195ab55116840ab"
+#define EX_RESP1 "0000000801530a04eaf6e5509af858193ba769fde489d70daeeeddea84"
+#define RNL VEIL_SEAL_RESPONSE_NONCE_LEN
 
 static void hex_eq(const uint8_t *p, size_t n, const char *want)
 {
@@ -39,14 +48,40 @@ static void hex_eq(const uint8_t *p, size_t n, const char *want)
 	assert_string_equal(got, want);
 }
 
+/* HKDF-SHA256 Extract (salt, ikm) or Expand (prk as ikm, info) through
+ * OpenSSL's EVP_KDF: a second implementation beside seal.c's HMACs. */
+static void ossl_hkdf(int mode, const uint8_t *salt, size_t salt_len, const uint8_t *ikm,
+		      size_t ikm_len, const char *info, uint8_t *out, size_t len)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	EVP_KDF_CTX *k = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
+	OSSL_PARAM prm[6], *q = prm;
+
+	assert_non_null(k);
+	*q++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	*q++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+	*q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikm_len);
+	if (salt)
+		*q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt,
+							 salt_len);
+	if (info)
+		*q++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info,
+							 strlen(info));
+	*q = OSSL_PARAM_construct_end();
+	assert_int_equal(EVP_KDF_derive(k, out, len, prm), 1);
+	EVP_KDF_CTX_free(k);
+	EVP_KDF_free(kdf);
+}
+
 static void test_worked_example_recomputes_exactly(void **state)
 {
 	struct veil_hpke_keypair kr;
 	struct veil_hpke_opts o = {.aead = VEIL_HPKE_AES256GCM,
 				   .info = (const uint8_t *)VEIL_SEAL_INFO, .info_len = 11};
-	struct veil_hpke_ctx *rc_ctx;
+	struct veil_hpke_ctx *rc_ctx, *raw;
 	struct veil_seal *c, *n;
-	uint8_t hdr[VEIL_SEAL_HEADER_LEN], id[8], km[44], out[128];
+	uint8_t hdr[VEIL_SEAL_HEADER_LEN], id[8], secret[32], salt[64], prk[32], key[32];
+	uint8_t bn[12], out[128], ct[128], aad[21];
 	size_t len, pl;
 	bool fin;
 
@@ -64,13 +99,22 @@ static void test_worked_example_recomputes_exactly(void **state)
 					 out, sizeof(out), &len), 0);
 	hex_eq(out, len, EX_REQ1);
 
-	/* the response key schedule, through the plain HPKE API */
+	/* the response key schedule, through the plain HPKE API and OpenSSL's
+	 * HKDF (RFC 9458 §4.4's shape) */
 	assert_int_equal(veil_hpke_setup_receiver(&o, &kr, hdr + 20, &rc_ctx), 0);
 	assert_int_equal(veil_hpke_ctx_export(rc_ctx, (const uint8_t *)VEIL_SEAL_EXPORT_LABEL,
-					      20, km, sizeof(km)), 0);
-	hex_eq(km, 32, EX_RESP_KEY);
-	hex_eq(km + 32, 12, EX_RESP_NONCE);
+					      20, secret, sizeof(secret)), 0);
+	hex_eq(secret, 32, EX_RESP_SECRET);
 	veil_hpke_ctx_free(rc_ctx);
+	memcpy(salt, hdr + 20, 32);
+	memcpy(salt + 32, EX_RN_ASCII, 32);
+	ossl_hkdf(EVP_KDF_HKDF_MODE_EXTRACT_ONLY, salt, 64, secret, 32, NULL, prk, 32);
+	hex_eq(prk, 32, EX_RESP_PRK);
+	ossl_hkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, NULL, 0, prk, 32, "key", key, 32);
+	hex_eq(key, 32, EX_RESP_KEY);
+	ossl_hkdf(EVP_KDF_HKDF_MODE_EXPAND_ONLY, NULL, 0, prk, 32, "nonce", bn, 12);
+	hex_eq(bn, 12, EX_RESP_NONCE);
+	hex_eq((const uint8_t *)EX_RN_ASCII, RNL, EX_RN);
 
 	/* the node opens the example request and seals the example response */
 	assert_int_equal(veil_seal_node_new(&kr, &n), 0);
@@ -84,10 +128,33 @@ static void test_worked_example_recomputes_exactly(void **state)
 	assert_true(fin);
 	assert_int_equal(pl, 19);
 	assert_memory_equal(out, "\"Once upon a time\"}", 19);
+	/* the response nonce is only settable on a node, before its first chunk */
+	assert_int_equal(veil_seal_set_response_nonce(c, (const uint8_t *)EX_RN_ASCII),
+			 VEIL_EINVAL);
+	assert_int_equal(veil_seal_set_response_nonce(n, (const uint8_t *)EX_RN_ASCII), 0);
+	/* the first chunk is nonce || chunk 0: one SSE event's bytes */
+	assert_int_equal(veil_seal_chunk(n, (const uint8_t *)"there was", 9, false, out,
+					 9 + VEIL_SEAL_CHUNK_OVERHEAD + RNL - 1, &len),
+			 VEIL_ERANGE);
 	assert_int_equal(veil_seal_chunk(n, (const uint8_t *)"there was", 9, false, out,
 					 sizeof(out), &len), 0);
-	hex_eq(out, len, EX_RESP0);
+	assert_int_equal(len, RNL + 9 + VEIL_SEAL_CHUNK_OVERHEAD);
+	assert_int_equal(veil_seal_set_response_nonce(n, (const uint8_t *)EX_RN_ASCII),
+			 VEIL_EINVAL);
+	hex_eq(out, RNL, EX_RN);
+	hex_eq(out + RNL, len - RNL, EX_RESP0);
+	/* chunk 0 opens under the independently derived key and base nonce */
+	assert_int_equal(veil_hpke_ctx_new_raw(VEIL_HPKE_AES256GCM, false, key, 32, bn, &raw), 0);
+	assert_int_equal(veil_hex_decode("5645494c010200200001000229780d3b8809528500", 42, aad,
+					 sizeof(aad), &pl), 0);
+	assert_int_equal(veil_hpke_ctx_open(raw, aad, sizeof(aad), out + RNL + 5, len - RNL - 5,
+					    ct, sizeof(ct), &pl), 0);
+	assert_int_equal(pl, 9);
+	assert_memory_equal(ct, "there was", 9);
+	veil_hpke_ctx_free(raw);
 	assert_int_equal(veil_seal_open_chunk(c, out, len, &pl, &fin), 0);
+	assert_int_equal(pl, 9);
+	assert_false(fin);
 	assert_memory_equal(out, "there was", 9);
 	assert_int_equal(veil_seal_chunk(n, (const uint8_t *)" a girl.", 8, true, out,
 					 sizeof(out), &len), 0);
@@ -107,6 +174,7 @@ static void test_worked_example_recomputes_exactly(void **state)
 static void test_protocol_doc_shows_the_example_bytes(void **state)
 {
 	static const char *const want[] = {EX_PKR, EX_KEY_ID, EX_HEADER, EX_REQ0, EX_REQ1,
+					   EX_RN_ASCII, EX_RN, EX_RESP_SECRET, EX_RESP_PRK,
 					   EX_RESP_KEY, EX_RESP_NONCE, EX_RESP0, EX_RESP1};
 	struct veil_buf doc = VEIL_BUF_INIT(1 << 22);
 
@@ -217,7 +285,7 @@ static void test_roundtrip_whole_and_streamed_in_small_pieces(void **state)
 
 	/* the response, sealed whole, opened whole */
 	assert_int_equal(veil_seal_body(n, pt, 70000, &resp), 0);
-	assert_int_equal(resp.len, 70000 + 2 * VEIL_SEAL_CHUNK_OVERHEAD);
+	assert_int_equal(resp.len, RNL + 70000 + 2 * VEIL_SEAL_CHUNK_OVERHEAD);
 	assert_int_equal(veil_seal_open_body(c, resp.data, resp.len, &got), 0);
 	assert_int_equal(got.len, 70000);
 	assert_memory_equal(got.data, pt, 70000);
@@ -370,8 +438,12 @@ static void test_chunks_do_not_move_between_requests(void **state)
 	assert_int_equal(veil_seal_body(nb, pt, 50, &rb), 0);
 	assert_int_equal(veil_seal_open_body(cb, ra.data, ra.len, &got), VEIL_EBADMSG);
 	assert_int_equal(got.len, 0);
-	/* and a request chunk is not a response chunk of the same exchange */
-	assert_int_equal(veil_seal_open_body(ca, a.data + H, C, &got), VEIL_EBADMSG);
+	/* and a request chunk is not a response chunk of the same exchange
+	 * (behind A's own response nonce) */
+	veil_buf_reset(&mix);
+	assert_int_equal(veil_buf_append(&mix, ra.data, RNL), 0);
+	assert_int_equal(veil_buf_append(&mix, a.data + H, C), 0);
+	assert_int_equal(veil_seal_open_body(ca, mix.data, mix.len, &got), VEIL_EBADMSG);
 	veil_seal_free(ca);
 	veil_seal_free(cb);
 	veil_seal_free(na);
@@ -448,7 +520,8 @@ static void test_every_single_bit_flip_fails(void **state)
 	assert_int_equal(got.len, sizeof(pt));
 	veil_buf_reset(&got);
 
-	/* the response (two chunks); each flip is tried on a fresh exchange */
+	/* the response (nonce and two chunks); each flip is tried on a fresh
+	 * exchange (a flip in the nonce derives another key: chunk 0 fails) */
 	assert_int_equal(veil_seal_chunk(n, pt, 30, false, NULL, 0, NULL), VEIL_EINVAL);
 	seal_two_chunks(n, pt, &resp);
 	veil_seal_free(c);
@@ -477,6 +550,208 @@ static void test_every_single_bit_flip_fails(void **state)
 	veil_buf_free(&req);
 	veil_buf_free(&resp);
 	veil_buf_free(&got);
+	veil_hpke_keypair_wipe(&kp);
+}
+
+/* The flaw the response nonce closes: the same sealed request opened twice
+ * by the node (a gateway replaying it, an HTTP client retrying the POST)
+ * must not be answered twice under one (key, nonce): the two responses'
+ * nonces, hence keys, differ, so C1 XOR C2 is not P1 XOR P2, and each
+ * opens only at the original client as the one answer it gets. */
+static void test_replayed_request_gets_fresh_response_keys(void **state)
+{
+	struct veil_hpke_keypair kp;
+	struct veil_buf req = VEIL_BUF_INIT(1 << 16), r1 = VEIL_BUF_INIT(1 << 16);
+	struct veil_buf r2 = VEIL_BUF_INIT(1 << 16), got = VEIL_BUF_SECRET_INIT(1 << 16);
+	struct veil_seal *c, *n1, *n2, *c2;
+	static const char p1[] = "the first answer, 32 bytes long.";
+	static const char p2[] = "a different answer of 32 bytes!!";
+	uint8_t hdr[VEIL_SEAL_HEADER_LEN], x[32];
+
+	(void)state;
+	assert_int_equal(veil_hpke_keygen(&kp), 0);
+	assert_int_equal(veil_seal_request(kp.pub, (const uint8_t *)"{}", 2, &req, &c), 0);
+	memcpy(hdr, req.data, sizeof(hdr));
+	assert_int_equal(node_open(&kp, req.data, req.len, &got, &n1), 0);
+	veil_buf_reset(&got);
+	assert_int_equal(node_open(&kp, req.data, req.len, &got, &n2), 0);
+	veil_buf_reset(&got);
+	assert_int_equal(veil_seal_body(n1, (const uint8_t *)p1, 32, &r1), 0);
+	assert_int_equal(veil_seal_body(n2, (const uint8_t *)p2, 32, &r2), 0);
+	assert_int_equal(r1.len, RNL + 32 + VEIL_SEAL_CHUNK_OVERHEAD);
+	assert_int_equal(r2.len, r1.len);
+	/* different nonces, and the ciphertexts' XOR is not the plaintexts' */
+	assert_memory_not_equal(r1.data, r2.data, RNL);
+	for (size_t i = 0; i < 32; i++)
+		x[i] = r1.data[RNL + 5 + i] ^ r2.data[RNL + 5 + i] ^ (uint8_t)p1[i] ^
+		       (uint8_t)p2[i];
+	assert_memory_not_equal(x, (const uint8_t[32]){0}, 32);
+	/* the tags differ too (no two tags under one key and nonce) */
+	assert_memory_not_equal(r1.data + r1.len - 16, r2.data + r2.len - 16, 16);
+	/* each opens at the original client (here the second) */
+	assert_int_equal(veil_seal_open_body(c, r2.data, r2.len, &got), 0);
+	assert_int_equal(got.len, 32);
+	assert_memory_equal(got.data, p2, 32);
+	veil_buf_reset(&got);
+	/* another client (another enc) opens neither */
+	veil_buf_reset(&req);
+	assert_int_equal(veil_seal_request(kp.pub, (const uint8_t *)"{}", 2, &req, &c2), 0);
+	assert_int_equal(veil_seal_open_body(c2, r1.data, r1.len, &got), VEIL_EBADMSG);
+	assert_int_equal(got.len, 0);
+	veil_seal_free(c);
+	veil_seal_free(c2);
+	veil_seal_free(n1);
+	veil_seal_free(n2);
+	veil_buf_free(&req);
+	veil_buf_free(&r1);
+	veil_buf_free(&r2);
+	veil_buf_free(&got);
+	veil_hpke_keypair_wipe(&kp);
+}
+
+/* A fresh exchange whose node has opened a request: *c the client, *n the
+ * node. */
+static void open_exchange(const struct veil_hpke_keypair *kp, struct veil_seal **c,
+			  struct veil_seal **n)
+{
+	struct veil_buf req = VEIL_BUF_INIT(1 << 16), got = VEIL_BUF_SECRET_INIT(1 << 16);
+
+	assert_int_equal(veil_seal_request(kp->pub, (const uint8_t *)"q", 1, &req, c), 0);
+	assert_int_equal(node_open(kp, req.data, req.len, &got, n), 0);
+	veil_buf_free(&req);
+	veil_buf_free(&got);
+}
+
+static void test_altered_or_truncated_response_nonce_fails(void **state)
+{
+	struct veil_hpke_keypair kp;
+	struct veil_buf resp = VEIL_BUF_INIT(1 << 16), got = VEIL_BUF_SECRET_INIT(1 << 16);
+	struct veil_seal *c, *n;
+	uint8_t buf[256];
+	size_t pl;
+	bool fin;
+
+	(void)state;
+	assert_int_equal(veil_hpke_keygen(&kp), 0);
+	/* another nonce (whole body): chunk 0 does not authenticate */
+	open_exchange(&kp, &c, &n);
+	assert_int_equal(veil_seal_body(n, (const uint8_t *)"answer", 6, &resp), 0);
+	resp.data[7] ^= 0x40;
+	assert_int_equal(veil_seal_open_body(c, resp.data, resp.len, &got), VEIL_EBADMSG);
+	assert_int_equal(got.len, 0);
+	veil_seal_free(c);
+	veil_seal_free(n);
+	/* every truncation, inside the nonce or just after it, fails */
+	open_exchange(&kp, &c, &n);
+	veil_buf_reset(&resp);
+	assert_int_equal(veil_seal_body(n, (const uint8_t *)"answer", 6, &resp), 0);
+	veil_seal_free(n);
+	for (size_t cut = 0; cut < resp.len; cut++) {
+		struct veil_seal *c2, *n2;
+		struct veil_buf r2 = VEIL_BUF_INIT(1 << 16);
+
+		open_exchange(&kp, &c2, &n2);
+		assert_int_equal(veil_seal_body(n2, (const uint8_t *)"answer", 6, &r2), 0);
+		assert_int_equal(veil_seal_open_body(c2, r2.data, cut, &got), VEIL_EBADMSG);
+		assert_int_equal(got.len, 0);
+		veil_seal_free(c2);
+		veil_seal_free(n2);
+		veil_buf_free(&r2);
+	}
+	/* the response without its nonce (chunks only, as before the
+	 * revision) does not open */
+	assert_int_equal(veil_seal_open_body(c, resp.data + RNL, resp.len - RNL, &got) < 0, 1);
+	assert_int_equal(got.len, 0);
+	veil_seal_free(c);
+	/* one chunk at a time: a first event shorter than nonce + framing is
+	 * malformed; a first event with an altered nonce does not open; the
+	 * failure is sticky */
+	open_exchange(&kp, &c, &n);
+	veil_buf_reset(&resp);
+	assert_int_equal(veil_seal_body(n, (const uint8_t *)"answer", 6, &resp), 0);
+	memcpy(buf, resp.data, RNL + 4);
+	assert_int_equal(veil_seal_open_chunk(c, buf, RNL + 4, &pl, &fin), VEIL_EFORMAT);
+	assert_int_equal(veil_seal_open_chunk(c, resp.data, resp.len, &pl, &fin), VEIL_EFORMAT);
+	veil_seal_free(c);
+	veil_seal_free(n);
+	open_exchange(&kp, &c, &n);
+	veil_buf_reset(&resp);
+	assert_int_equal(veil_seal_body(n, (const uint8_t *)"answer", 6, &resp), 0);
+	memcpy(buf, resp.data, resp.len);
+	buf[RNL - 1] ^= 1;
+	assert_int_equal(veil_seal_open_chunk(c, buf, resp.len, &pl, &fin), VEIL_EBADMSG);
+	veil_seal_free(c);
+	veil_seal_free(n);
+	veil_buf_free(&resp);
+	veil_buf_free(&got);
+	veil_hpke_keypair_wipe(&kp);
+}
+
+/* Streaming as veil-node and veil-proxy do it: one chunk per event, the
+ * first event nonce || chunk 0; the node seals in place (pt at out + 5,
+ * moved past the nonce); the client opens each event in place and finds
+ * the plaintext at buf[0].  The same events fed byte by byte open too. */
+static void test_streamed_chunks_with_the_nonce_in_the_first(void **state)
+{
+	static const char *const ev[] = {"data: {\"a\":1}\n\n", "data: {\"b\":22}\n\n",
+					 "data: [DONE]\n\n"};
+	struct veil_hpke_keypair kp;
+	struct veil_seal *c, *n, *c2, *n2;
+	struct sink k = {VEIL_BUF_SECRET_INIT(4096), 0, false};
+	uint8_t out[3][128];
+	size_t w[3], pl;
+	bool fin;
+
+	(void)state;
+	assert_int_equal(veil_hpke_keygen(&kp), 0);
+	open_exchange(&kp, &c, &n);
+	for (size_t i = 0; i < 3; i++) {
+		size_t len = strlen(ev[i]);
+		size_t cap = len + VEIL_SEAL_CHUNK_OVERHEAD + (i == 0 ? RNL : 0);
+
+		memcpy(out[i] + VEIL_SEAL_CHUNK_HEAD, ev[i], len);
+		if (i == 0) /* one byte short of the nonce: refused, nothing sealed */
+			assert_int_equal(veil_seal_chunk(n, out[i] + VEIL_SEAL_CHUNK_HEAD, len,
+							 false, out[i], cap - 1, &w[i]),
+					 VEIL_ERANGE);
+		assert_int_equal(veil_seal_chunk(n, out[i] + VEIL_SEAL_CHUNK_HEAD, len, i == 2,
+						 out[i], cap, &w[i]), 0);
+		assert_int_equal(w[i], cap);
+	}
+	/* another exchange's client refuses them (other keys); this one
+	 * opens them in place */
+	open_exchange(&kp, &c2, &n2);
+	assert_int_equal(veil_seal_feed(c2, out[0], w[0], NULL, NULL), VEIL_EBADMSG);
+	veil_seal_free(c2);
+	veil_seal_free(n2);
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(veil_seal_open_chunk(c, out[i], w[i], &pl, &fin), 0);
+		assert_int_equal(pl, strlen(ev[i]));
+		assert_memory_equal(out[i], ev[i], pl);
+		assert_int_equal(fin, i == 2);
+	}
+	assert_int_equal(veil_seal_finish(c), 0);
+	veil_seal_free(c);
+	veil_seal_free(n);
+
+	/* byte by byte through veil_seal_feed: the nonce split anywhere */
+	open_exchange(&kp, &c, &n);
+	for (size_t i = 0; i < 3; i++) {
+		size_t len = strlen(ev[i]);
+
+		assert_int_equal(veil_seal_chunk(n, (const uint8_t *)ev[i], len, i == 2, out[i],
+						 sizeof(out[i]), &w[i]), 0);
+	}
+	for (size_t i = 0; i < 3; i++)
+		for (size_t b = 0; b < w[i]; b++)
+			assert_int_equal(veil_seal_feed(c, out[i] + b, 1, sink_emit, &k), 0);
+	assert_int_equal(veil_seal_finish(c), 0);
+	assert_int_equal(k.calls, 3);
+	assert_true(k.saw_final);
+	assert_int_equal(k.b.len, strlen(ev[0]) + strlen(ev[1]) + strlen(ev[2]));
+	veil_seal_free(c);
+	veil_seal_free(n);
+	veil_buf_free(&k.b);
 	veil_hpke_keypair_wipe(&kp);
 }
 
@@ -683,6 +958,9 @@ int main(void)
 		cmocka_unit_test(test_chunks_do_not_move_between_requests),
 		cmocka_unit_test(test_wrong_key_id_is_refused),
 		cmocka_unit_test(test_every_single_bit_flip_fails),
+		cmocka_unit_test(test_replayed_request_gets_fresh_response_keys),
+		cmocka_unit_test(test_altered_or_truncated_response_nonce_fails),
+		cmocka_unit_test(test_streamed_chunks_with_the_nonce_in_the_first),
 		cmocka_unit_test(test_limits_and_misuse),
 		cmocka_unit_test(test_consumer_can_stop_the_stream),
 		cmocka_unit_test(test_exchanges_on_several_threads_at_once),

@@ -50,41 +50,7 @@ struct veil_hpke_ctx {
  * calls.  Checked by every RFC 9180 vector and, for long outputs, against
  * OpenSSL's HKDF (test_hpke: test_long_exports_match_openssl_hkdf). */
 
-
-/* HMAC-SHA256(key, a || b || c) (RFC 2104) into out; key_len <= 64, which
- * every key here is (salts and PRKs are at most 32 bytes). */
-static int hmac_sha256(EVP_MD_CTX *mc, const uint8_t *key, size_t key_len,
-		       const uint8_t *a, size_t a_len, const uint8_t *b,
-		       size_t b_len, const uint8_t *c, size_t c_len,
-		       uint8_t out[VEIL_HPKE_NH])
-{
-	uint8_t pad[64], inner[VEIL_HPKE_NH];
-	unsigned n1 = 0, n2 = 0;
-	int ok;
-
-	if (key_len > sizeof(pad))
-		return veil_errf(VEIL_EINTERNAL, "HMAC: key of %zu bytes", key_len);
-	memset(pad, 0x36, sizeof(pad));
-	for (size_t i = 0; i < key_len; i++)
-		pad[i] ^= key[i];
-	ok = EVP_DigestInit_ex2(mc, veil_digest_sha256_md(), NULL) > 0 &&
-	     EVP_DigestUpdate(mc, pad, sizeof(pad)) > 0 &&
-	     (!a_len || EVP_DigestUpdate(mc, a, a_len) > 0) &&
-	     (!b_len || EVP_DigestUpdate(mc, b, b_len) > 0) &&
-	     (!c_len || EVP_DigestUpdate(mc, c, c_len) > 0) &&
-	     EVP_DigestFinal_ex(mc, inner, &n1) > 0;
-	for (size_t i = 0; i < sizeof(pad); i++)
-		pad[i] ^= 0x36 ^ 0x5c;
-	ok = ok && EVP_DigestInit_ex2(mc, veil_digest_sha256_md(), NULL) > 0 &&
-	     EVP_DigestUpdate(mc, pad, sizeof(pad)) > 0 &&
-	     EVP_DigestUpdate(mc, inner, sizeof(inner)) > 0 &&
-	     EVP_DigestFinal_ex(mc, out, &n2) > 0 && n1 == 32 && n2 == 32;
-	veil_wipe(pad, sizeof(pad));
-	veil_wipe(inner, sizeof(inner));
-	return ok ? 0 : veil_errf(VEIL_EINTERNAL, "HMAC-SHA256 failed");
-}
-
-/* A digest context for hmac_sha256 in *mc (caller frees): one serves all
+/* A digest context for veil_hmac_sha256 in *mc (caller frees): one serves all
  * the HMACs of a key schedule. */
 static int md_ctx_new(EVP_MD_CTX **mc)
 {
@@ -98,7 +64,7 @@ static int md_ctx_new(EVP_MD_CTX **mc)
 static int hkdf_extract(EVP_MD_CTX *mc, const uint8_t *salt, size_t salt_len,
 			const uint8_t *ikm, size_t ikm_len, uint8_t prk[VEIL_HPKE_NH])
 {
-	return hmac_sha256(mc, salt, salt_len, ikm, ikm_len, NULL, 0, NULL, 0, prk);
+	return veil_hmac_sha256(mc, salt, salt_len, ikm, ikm_len, NULL, 0, NULL, 0, prk);
 }
 
 /* HKDF-Expand(prk, info, L): T(i) = HMAC(prk, T(i-1) || info || i). */
@@ -115,7 +81,7 @@ static int hkdf_expand(EVP_MD_CTX *mc, const uint8_t prk[VEIL_HPKE_NH],
 	for (uint8_t i = 1; off < len; i++) {
 		size_t k = VEIL_MIN(len - off, sizeof(t));
 
-		if ((rc = hmac_sha256(mc, prk, VEIL_HPKE_NH, t, i > 1 ? sizeof(t) : 0,
+		if ((rc = veil_hmac_sha256(mc, prk, VEIL_HPKE_NH, t, i > 1 ? sizeof(t) : 0,
 				      info, info_len, &i, 1, t)) < 0)
 			break;
 		memcpy(out + off, t, k);

@@ -9,12 +9,15 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "veil/digest.h"
+
 #define TYPE_REQUEST 0x01
 #define TYPE_RESPONSE 0x02
 #define PREFIX_LEN 20 /* magic .. key id: the response's associated data */
 #define BUF_LEN (VEIL_SEAL_CHUNK_OVERHEAD + VEIL_SEAL_MAX_CHUNK)
 
-enum in_state { IN_HEADER, IN_CHUNK_HEAD, IN_CHUNK_BODY, IN_DONE };
+/* IN_NONCE: a client's response starts with the node's response nonce. */
+enum in_state { IN_HEADER, IN_NONCE, IN_CHUNK_HEAD, IN_CHUNK_BODY, IN_DONE };
 
 struct veil_seal {
 	bool client;
@@ -24,7 +27,10 @@ struct veil_seal {
 	uint8_t resp_prefix[PREFIX_LEN];    /* the response's AAD prefix */
 	uint8_t key_id[VEIL_SEAL_KEY_ID_LEN];
 	struct veil_hpke_ctx *req;   /* client: sender; node: receiver */
-	struct veil_hpke_ctx *resp;  /* client: receiver; node: sender */
+	struct veil_hpke_ctx *resp;  /* client: receiver; node: sender; NULL
+				      * until the response nonce is known */
+	bool resp_nonce_set;         /* node: a test fixed resp_nonce */
+	uint8_t resp_nonce[VEIL_SEAL_RESPONSE_NONCE_LEN]; /* node's, public */
 	uint32_t out_chunks, in_chunks;
 	bool out_final;
 	struct veil_hpke_keypair node; /* node side only */
@@ -132,20 +138,69 @@ static const struct veil_hpke_opts *seal_opts(void)
 	return &o;
 }
 
-/* Response key and base nonce = Export("veil-seal/1 response", 32 + 12). */
-static int setup_response(struct veil_seal *s)
+/* The response context, as Oblivious HTTP derives it (RFC 9458 §4.4):
+ *   secret = Export("veil-seal/1 response", 32)
+ *   prk    = HKDF-Extract(salt = enc || response_nonce, IKM = secret)
+ *   key    = HKDF-Expand(prk, "key", 32)
+ *   nonce  = HKDF-Expand(prk, "nonce", 12)
+ * The node draws response_nonce afresh for every response, so a request
+ * replayed to it (by a gateway, or an HTTP client retrying a POST) is
+ * answered under a new key: never two answers under one (key, nonce).
+ * Each Expand is one HMAC block: T(1) = HMAC(prk, info || 0x01). */
+static int derive_response(struct veil_seal *s,
+			   const uint8_t nonce[VEIL_SEAL_RESPONSE_NONCE_LEN])
 {
-	uint8_t km[32 + VEIL_HPKE_NN];
+	static const uint8_t one = 0x01;
+	uint8_t secret[32], salt[VEIL_HPKE_NENC + VEIL_SEAL_RESPONSE_NONCE_LEN];
+	uint8_t prk[32], key[32], bn[32];
+	EVP_MD_CTX *mc;
 	int rc;
 
-	rc = veil_hpke_ctx_export(s->req, (const uint8_t *)VEIL_SEAL_EXPORT_LABEL,
-				  sizeof(VEIL_SEAL_EXPORT_LABEL) - 1, km, sizeof(km));
-	if (rc == 0)
-		rc = veil_hpke_ctx_new_raw(VEIL_HPKE_AES256GCM, !s->client, km, 32,
-					   km + 32, &s->resp);
-	veil_wipe(km, sizeof(km));
-	write_prefix(s->resp_prefix, TYPE_RESPONSE, s->key_id);
+	if (s->resp)
+		return veil_errf(VEIL_EINTERNAL, "veil-seal: response keys derived twice");
+	if (!(mc = EVP_MD_CTX_new()))
+		return veil_errf(VEIL_ENOMEM, "veil-seal: digest context allocation failed");
+	memcpy(salt, s->hdr + PREFIX_LEN, VEIL_HPKE_NENC);
+	memcpy(salt + VEIL_HPKE_NENC, nonce, VEIL_SEAL_RESPONSE_NONCE_LEN);
+	if ((rc = veil_hpke_ctx_export(s->req, (const uint8_t *)VEIL_SEAL_EXPORT_LABEL,
+				       sizeof(VEIL_SEAL_EXPORT_LABEL) - 1, secret,
+				       sizeof(secret))) < 0 ||
+	    (rc = veil_hmac_sha256(mc, salt, sizeof(salt), secret, sizeof(secret), NULL, 0,
+				   NULL, 0, prk)) < 0 ||
+	    (rc = veil_hmac_sha256(mc, prk, sizeof(prk), (const uint8_t *)"key", 3, &one, 1,
+				   NULL, 0, key)) < 0 ||
+	    (rc = veil_hmac_sha256(mc, prk, sizeof(prk), (const uint8_t *)"nonce", 5, &one, 1,
+				   NULL, 0, bn)) < 0)
+		goto out;
+	rc = veil_hpke_ctx_new_raw(VEIL_HPKE_AES256GCM, !s->client, key, sizeof(key), bn,
+				   &s->resp);
+out:
+	EVP_MD_CTX_free(mc);
+	veil_wipe(secret, sizeof(secret));
+	veil_wipe(prk, sizeof(prk));
+	veil_wipe(key, sizeof(key));
+	veil_wipe(bn, sizeof(bn));
 	return rc;
+}
+
+int veil_seal_set_response_nonce(struct veil_seal *s,
+				 const uint8_t nonce[VEIL_SEAL_RESPONSE_NONCE_LEN])
+{
+	if (!s || !nonce)
+		return veil_errf(VEIL_EINVAL, "veil-seal: NULL argument");
+	if (s->client || s->resp || s->out_chunks)
+		return veil_errf(VEIL_EINVAL, "veil-seal: a response nonce is set by a node "
+				 "before its first response chunk");
+	memcpy(s->resp_nonce, nonce, VEIL_SEAL_RESPONSE_NONCE_LEN);
+	s->resp_nonce_set = true;
+	return 0;
+}
+
+/* Bytes a node writes before its next response chunk: the response nonce
+ * before the first one, nothing otherwise (and nothing on a client). */
+static size_t out_extra(const struct veil_seal *s)
+{
+	return !s->client && s->out_chunks == 0 ? VEIL_SEAL_RESPONSE_NONCE_LEN : 0;
 }
 
 void veil_seal_free(struct veil_seal *s)
@@ -181,7 +236,7 @@ int veil_seal_client_new(const uint8_t node_pub[VEIL_HPKE_NPK],
 	if (!(s = calloc(1, sizeof(*s))))
 		return veil_errf(VEIL_ENOMEM, "veil-seal: allocation failed");
 	s->client = true;
-	s->state = IN_CHUNK_HEAD;
+	s->state = IN_NONCE;
 	if (eph_ikm) {
 		if ((rc = veil_hpke_derive_keypair(eph_ikm, eph_ikm_len, &eph)) < 0)
 			goto fail;
@@ -192,8 +247,7 @@ int veil_seal_client_new(const uint8_t node_pub[VEIL_HPKE_NPK],
 		goto fail;
 	write_prefix(s->hdr, TYPE_REQUEST, s->key_id);
 	memcpy(s->hdr + PREFIX_LEN, enc, VEIL_HPKE_NENC);
-	if ((rc = setup_response(s)) < 0)
-		goto fail;
+	write_prefix(s->resp_prefix, TYPE_RESPONSE, s->key_id);
 	memcpy(header, s->hdr, VEIL_SEAL_HEADER_LEN);
 	*out = s;
 	s = NULL;
@@ -223,7 +277,8 @@ int veil_seal_node_new(const struct veil_hpke_keypair *node,
 	return 0;
 }
 
-/* Node: checks the request header and derives both directions' keys. */
+/* Node: checks the request header and sets up the request context (the
+ * response's keys wait for its nonce: the first response chunk). */
 static int accept_header(struct veil_seal *s, const uint8_t *h)
 {
 	uint8_t id[VEIL_SEAL_KEY_ID_LEN];
@@ -240,7 +295,8 @@ static int accept_header(struct veil_seal *s, const uint8_t *h)
 					  : rc;
 	memcpy(s->hdr, h, VEIL_SEAL_HEADER_LEN);
 	veil_hpke_keypair_wipe(&s->node); /* one request per exchange */
-	return setup_response(s);
+	write_prefix(s->resp_prefix, TYPE_RESPONSE, s->key_id);
+	return 0;
 }
 
 int veil_seal_chunk(struct veil_seal *s, const uint8_t *pt, size_t len,
@@ -248,7 +304,8 @@ int veil_seal_chunk(struct veil_seal *s, const uint8_t *pt, size_t len,
 {
 	uint8_t aad[VEIL_SEAL_HEADER_LEN + 1];
 	struct veil_hpke_ctx *c;
-	size_t plen, n;
+	size_t plen, n, extra;
+	uint8_t *dst;
 	int rc;
 
 	if (!s || !out || !out_len || (len && !pt))
@@ -264,9 +321,29 @@ int veil_seal_chunk(struct veil_seal *s, const uint8_t *pt, size_t len,
 		return veil_errf(VEIL_EINVAL, "veil-seal: only the final chunk may be empty");
 	if (s->out_chunks >= VEIL_SEAL_MAX_CHUNKS)
 		return veil_errf(VEIL_ERANGE, "veil-seal: more than %u chunks", VEIL_SEAL_MAX_CHUNKS);
-	if (cap < len + VEIL_SEAL_CHUNK_OVERHEAD)
+	extra = out_extra(s);
+	if (cap < extra + len + VEIL_SEAL_CHUNK_OVERHEAD)
 		return veil_errf(VEIL_ERANGE, "veil-seal: output of %zu bytes, need %zu",
-				 cap, len + VEIL_SEAL_CHUNK_OVERHEAD);
+				 cap, extra + len + VEIL_SEAL_CHUNK_OVERHEAD);
+	if (extra && !s->resp) {
+		if (!s->resp_nonce_set &&
+		    (rc = veil_random(s->resp_nonce, VEIL_SEAL_RESPONSE_NONCE_LEN)) < 0)
+			return rc;
+		if ((rc = derive_response(s, s->resp_nonce)) < 0)
+			return rc;
+	}
+	/* In place (pt == out + 5) the first response chunk's plaintext moves
+	 * past the nonce first: EVP allows exact in-place only, and the nonce
+	 * would overwrite it. */
+	dst = out + extra + VEIL_SEAL_CHUNK_HEAD;
+	if (len && pt != dst && (uintptr_t)pt < (uintptr_t)(out + cap) &&
+	    (uintptr_t)(pt + len) > (uintptr_t)out) {
+		memmove(dst, pt, len);
+		pt = dst;
+	}
+	if (extra)
+		memcpy(out, s->resp_nonce, extra);
+	out += extra;
 	if (s->client) {
 		c = s->req;
 		memcpy(aad, s->hdr, VEIL_SEAL_HEADER_LEN);
@@ -283,11 +360,11 @@ int veil_seal_chunk(struct veil_seal *s, const uint8_t *pt, size_t len,
 	out[3] = (uint8_t)len;
 	out[4] = aad[plen];
 	if ((rc = veil_hpke_ctx_seal(c, aad, plen + 1, pt, len, out + VEIL_SEAL_CHUNK_HEAD,
-				     cap - VEIL_SEAL_CHUNK_HEAD, &n)) < 0)
+				     cap - extra - VEIL_SEAL_CHUNK_HEAD, &n)) < 0)
 		return rc;
 	s->out_chunks++;
 	s->out_final = final;
-	*out_len = n + VEIL_SEAL_CHUNK_HEAD;
+	*out_len = extra + n + VEIL_SEAL_CHUNK_HEAD;
 	return 0;
 }
 
@@ -302,18 +379,20 @@ int veil_seal_body(struct veil_seal *s, const uint8_t *pt, size_t len,
 	/* All of it at once: one allocation, not a copy at every doubling
 	 * (and a body over the buffer's cap fails before any chunk is sealed). */
 	n = len / VEIL_SEAL_MAX_CHUNK + 1;
-	if (len > SIZE_MAX - n * VEIL_SEAL_CHUNK_OVERHEAD)
+	if (len > SIZE_MAX - n * VEIL_SEAL_CHUNK_OVERHEAD - VEIL_SEAL_RESPONSE_NONCE_LEN)
 		return veil_errf(VEIL_EOVERFLOW, "veil-seal: body of %zu bytes", len);
-	if ((rc = veil_buf_reserve(out, len + n * VEIL_SEAL_CHUNK_OVERHEAD)) < 0)
+	if ((rc = veil_buf_reserve(out, out_extra(s) + len +
+				   n * VEIL_SEAL_CHUNK_OVERHEAD)) < 0)
 		return rc;
 	do {
+		size_t extra = out_extra(s);
 		bool final;
 
 		n = VEIL_MIN(len - off, (size_t)VEIL_SEAL_MAX_CHUNK);
 		final = off + n == len;
-		if ((rc = veil_buf_reserve(out, n + VEIL_SEAL_CHUNK_OVERHEAD)) < 0 ||
+		if ((rc = veil_buf_reserve(out, extra + n + VEIL_SEAL_CHUNK_OVERHEAD)) < 0 ||
 		    (rc = veil_seal_chunk(s, pt + off, n, final, out->data + out->len,
-					  n + VEIL_SEAL_CHUNK_OVERHEAD, &w)) < 0)
+					  extra + n + VEIL_SEAL_CHUNK_OVERHEAD, &w)) < 0)
 			return rc;
 		out->len += w;
 		out->data[out->len] = '\0';
@@ -413,6 +492,7 @@ static int check_incoming(const struct veil_seal *s)
 int veil_seal_open_chunk(struct veil_seal *s, uint8_t *buf, size_t len,
 			 size_t *out_len, bool *is_final)
 {
+	size_t skip = 0;
 	int rc;
 
 	if (!s || !buf || !out_len || !is_final)
@@ -425,11 +505,25 @@ int veil_seal_open_chunk(struct veil_seal *s, uint8_t *buf, size_t len,
 		return veil_errf(VEIL_EINVAL, "veil-seal: chunk before the request header");
 	if (s->have)
 		return veil_errf(VEIL_EINVAL, "veil-seal: chunk while a fed chunk is partial");
+	if (s->state == IN_NONCE) {
+		/* A client's first response chunk: response_nonce || chunk. */
+		if (len < VEIL_SEAL_RESPONSE_NONCE_LEN + VEIL_SEAL_CHUNK_OVERHEAD)
+			return fail(s, veil_errf(VEIL_EFORMAT, "veil-seal: first response chunk "
+						 "of %zu bytes, shorter than its nonce and "
+						 "framing (%d)", len,
+						 VEIL_SEAL_RESPONSE_NONCE_LEN +
+							 VEIL_SEAL_CHUNK_OVERHEAD));
+		if ((rc = derive_response(s, buf)) < 0)
+			return fail(s, rc);
+		s->state = IN_CHUNK_HEAD;
+		skip = VEIL_SEAL_RESPONSE_NONCE_LEN;
+	}
 	/* Decrypt where the ciphertext is (EVP allows exact in-place only),
 	 * then move the plaintext to the front. */
-	if ((rc = open_frame(s, buf, len, buf + VEIL_SEAL_CHUNK_HEAD, out_len, is_final)) < 0)
+	if ((rc = open_frame(s, buf + skip, len - skip, buf + skip + VEIL_SEAL_CHUNK_HEAD,
+			     out_len, is_final)) < 0)
 		return fail(s, rc);
-	memmove(buf, buf + VEIL_SEAL_CHUNK_HEAD, *out_len);
+	memmove(buf, buf + skip + VEIL_SEAL_CHUNK_HEAD, *out_len);
 	return 0;
 }
 
@@ -448,7 +542,9 @@ int veil_seal_feed(struct veil_seal *s, const uint8_t *p, size_t n,
 		if (!(s->buf = malloc(BUF_LEN)))
 			return veil_errf(VEIL_ENOMEM, "veil-seal: allocation failed");
 		s->have = 0;
-		s->need = s->state == IN_HEADER ? VEIL_SEAL_HEADER_LEN : VEIL_SEAL_CHUNK_HEAD;
+		s->need = s->state == IN_HEADER  ? VEIL_SEAL_HEADER_LEN
+			  : s->state == IN_NONCE ? VEIL_SEAL_RESPONSE_NONCE_LEN
+						 : VEIL_SEAL_CHUNK_HEAD;
 	}
 	while (n > 0) {
 		size_t take;
@@ -489,6 +585,12 @@ int veil_seal_feed(struct veil_seal *s, const uint8_t *p, size_t n,
 			break;
 		if (s->state == IN_HEADER) {
 			if ((rc = accept_header(s, s->buf)) < 0)
+				return fail(s, rc);
+			s->state = IN_CHUNK_HEAD;
+			s->have = 0;
+			s->need = VEIL_SEAL_CHUNK_HEAD;
+		} else if (s->state == IN_NONCE) {
+			if ((rc = derive_response(s, s->buf)) < 0)
 				return fail(s, rc);
 			s->state = IN_CHUNK_HEAD;
 			s->have = 0;
