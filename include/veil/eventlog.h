@@ -58,6 +58,11 @@ struct json_t; /* jansson's json_t */
 #define VEIL_EVLOG_NODE_BINARY "veil-node-binary"
 #define VEIL_EVLOG_NODE_CONFIG "veil-node-config"
 #define VEIL_EVLOG_MODEL "veil-model"
+/* The model file's SHA-256 (32-byte payload), measured after veil-model:
+ * it binds the report's model.sha256 (what receipts and model_sha256 pins
+ * name) to the quote. */
+#define VEIL_EVLOG_MODEL_SHA256 "veil-model-sha256"
+#define VEIL_EVLOG_MODEL_SHA256_LEN 32
 
 struct veil_evlog_event {
 	uint32_t imr;        /* 0..3 = RTMR0..3 */

@@ -7,10 +7,19 @@
  *    "allow_sim": false,
  *    "min_tcb_status": "UpToDate",
  *    "gpu": {"required": false, "min_count": 0, "arch": ["HOPPER", "BLACKWELL"]},
- *    "gateway": {"gateway_binary": [hex96], "gateway_config": [hex96]},
+ *    "gateway": {"gateway_binary": [hex96], "gateway_config": [hex96], BOOT},
  *    "models": {"<name>": {"node_binary": [hex96], "node_config": [hex96],
- *                          "model": [hex96], "model_sha256": [hex64]}},
+ *                          "model": [hex96], "model_sha256": [hex64], BOOT}},
  *    "other_models": "refuse" | "any"}
+ *
+ * BOOT: optional pins of the verified hardware evidence itself, "mrtd",
+ * "rtmr0", "rtmr1", "rtmr2", "mr_config_id" (TDX quote, hex96) or
+ * "snp_measurement" (hex96), "host_data" (hex64) (SEV-SNP report); a pin of
+ * one TEE refuses the other's reports.  The veil measurement pins (node_*,
+ * model, model_sha256, gateway_*) are RTMR3 events the program writes itself,
+ * bound to the quote by the event-log replay: a SEV-SNP report has no such
+ * replay, so a policy with any of them refuses a SEV-SNP report (explicit
+ * error) rather than trust unauthenticated JSON.
  *
  * Every field is optional; a list means "any of these", an absent list means
  * "not pinned".  Defaults: tee ["tdx","sev-snp"] (+ "sim" when sim is
@@ -90,21 +99,50 @@ int veil_policy_snp_tcb_check(const struct veil_policy *p, const struct veil_snp
  * allow_sim from the policy) AND checks it against the policy for `role`
  * (model: the model name the node must serve; NULL for the gateway): TEE
  * kind, TCB status, GPU requirements, measurements pins, model_sha256 pin
- * (against report.model.sha256), model name == report.model.name.  *v is
- * always filled (v->ok false and v->error set on a policy failure too);
- * release it with veil_report_verdict_free().  The report must be of the
- * role's shape (node events for a node, gateway events for a gateway).
- * nonce NULL skips the freshness check (cached reports).  Returns 0 or the
- * first failure's code (VEIL_EPERM for policy). */
+ * (against the measured veil-model-sha256 event, which veil_report_verify
+ * checked report.model.sha256 against), boot-chain pins (BOOT above),
+ * model name == report.model.name.  *v is always filled (v->ok false and
+ * v->error set on a policy failure too); release it with
+ * veil_report_verdict_free().  The report must be of the role's shape (node
+ * events for a node, gateway events for a gateway).  nonce is required
+ * (NULL is refused: to skip freshness use veil_policy_verify_report_ex with
+ * skip_nonce); the time is the wall clock.  Returns 0 or the first failure's
+ * code (VEIL_EPERM for policy). */
 int veil_policy_verify_report(const struct veil_policy *p,
 			      enum veil_policy_role role, const char *model,
 			      const uint8_t *json, size_t n,
 			      const uint8_t nonce[32],
 			      struct veil_report_verdict *v);
 
-/* Trust on first use: adds pins for what a verified report shows (role's
- * measurements; for a node also model and model_sha256 under `model`, which
- * defaults to the report's model.name when NULL).  The report is parsed, not
+struct veil_policy_verify_opts {
+	const uint8_t *nonce;   /* 32 bytes; required unless skip_nonce */
+	bool skip_nonce;        /* explicit: freshness is not checked */
+	int64_t now;            /* unix seconds the evidence is judged at, 0 = now
+				 * (a logged report: the time it was received) */
+	const struct veil_tdx_collateral *collateral; /* NULL = the report's */
+};
+
+/* veil_policy_verify_report with options (o NULL = all zero, which refuses
+ * for want of a nonce). */
+int veil_policy_verify_report_ex(const struct veil_policy *p,
+				 enum veil_policy_role role, const char *model,
+				 const uint8_t *json, size_t n,
+				 const struct veil_policy_verify_opts *o,
+				 struct veil_report_verdict *v);
+
+/* The policy half alone: judges a verdict that veil_report_verify has just
+ * filled (v->ok; json/n the same report) and updates it like
+ * veil_policy_verify_report.  A verdict that is not ok is refused. */
+int veil_policy_check_verdict(const struct veil_policy *p,
+			      enum veil_policy_role role, const char *model,
+			      const uint8_t *json, size_t n,
+			      struct veil_report_verdict *v);
+
+/* Trust on first use: adds pins for what a verified report shows (the boot
+ * chain: MRTD, RTMR0..2, MR_CONFIG_ID of a TDX or sim quote, or a SEV-SNP
+ * report's MEASUREMENT and HOST_DATA; for TDX and sim also the role's veil
+ * measurements, and for a node model and the measured model_sha256, under
+ * `model`, which defaults to the report's model.name when NULL).  The report is parsed, not
  * verified: verify it first.  A SEV-SNP report also sets "snp_min_tcb" to
  * its reported TCB when the policy has none.  Pins are added to the lists (kept sorted,
  * deduplicated); other_models becomes "refuse" once a model is pinned

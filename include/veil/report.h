@@ -8,13 +8,15 @@
  *    "certificate_chain":PEM}], "gpu_nonce":hex,
  *    "keys":{"encoding":hex, "ed25519", "secp256k1", "eth_address",
  *    "x25519_hpke", "tls_spki_sha256"}, "report_data":hex, "nonce":hex,
- *    "event_log":[...], "measurements":{"node_binary","node_config","model"}
- *    (a node) or {"gateway_binary","gateway_config"} (a gateway),
+ *    "event_log":[...], "measurements":{"node_binary","node_config","model",
+ *    "model_sha256"?} (a node) or {"gateway_binary","gateway_config"} (a
+ *    gateway),
  *    "model"?:{"name","sha256"}, "collateral"?:{dcap-qvl layout},
  *    "generated_at":unix seconds}
  *
  * Roles.  A node measures VEIL_EVLOG_NODE_BINARY, VEIL_EVLOG_NODE_CONFIG and
- * VEIL_EVLOG_MODEL (eventlog.h) into RTMR3; a gateway, which runs in a TEE
+ * VEIL_EVLOG_MODEL, and when it knows the model file's SHA-256,
+ * VEIL_EVLOG_MODEL_SHA256 (eventlog.h) into RTMR3; a gateway, which runs in a TEE
  * too, measures VEIL_EVLOG_GATEWAY_BINARY and VEIL_EVLOG_GATEWAY_CONFIG and
  * binds a key set without an HPKE key.  A report carries one role's events,
  * never both (building or verifying a mixed log is VEIL_EFORMAT): a verifier
@@ -121,6 +123,10 @@ struct veil_report_verdict {
  *  - the event log: runtime-event digests, replay == the quote's RTMR0..3;
  *  - "measurements" == the log's veil runtime events (node or gateway
  *    events, never both), and == the policy (whose pins are a node's);
+ *  - "model.sha256", when present: TDX and sim (replayed logs) == the
+ *    veil-model-sha256 event (absent event: refused); SEV-SNP: not bound,
+ *    the verdict says "model_sha256_bound": false;
+ *  - "sim": true with a "tee" other than "sim" is refused;
  *  - every GPU: veil_nvgpu_verify() (sim: at the chain's own root) with
  *    nonce SHA-256(report_data).
  * *v is always filled (v->json when memory allows: {"ok","kind":"report",
@@ -134,8 +140,9 @@ int veil_report_verify(const uint8_t *json, size_t n, const struct veil_report_o
 void veil_report_verdict_free(struct veil_report_verdict *v);
 
 /* Reads a policy file: {"node_binary"?:hex96, "node_config"?:hex96,
- * "model"?:hex96, "tcb_status"?:[...]}.  Free with
- * veil_report_policy_free(). */
+ * "model"?:hex96, "tcb_status"?:[1..16 statuses]}; any other key, an empty
+ * list, or a "version" (a veil-policy/1 file, see policy.h) is refused.
+ * Free with veil_report_policy_free(). */
 int veil_report_policy_load(const uint8_t *json, size_t n, struct veil_report_policy **out);
 void veil_report_policy_free(struct veil_report_policy *p);
 

@@ -31,12 +31,13 @@ static void usage(FILE *f)
 		"  --nonce HEX      the verifier's 32-byte nonce (64 hex chars)\n"
 		"  --state-dir D    keep the simulated chain in D/sim-tee.pem (else in memory)\n"
 		"  --gpus N         simulated GPUs (0..8, default 1)\n"
-		"  --model FILE     measure this file as the model (veil-model event)\n"
+		"  --model FILE     measure this file as the model (veil-model and\n"
+		"                   veil-model-sha256 events; model.name is its base name)\n"
 		"  --config TEXT    measure TEXT as the node configuration (default \"{}\")\n");
 }
 
 /* SHA-384 of a file, streamed. */
-static int sha384_file(const char *path, uint8_t out[48])
+static int file_digest(const char *path, const EVP_MD *md, uint8_t *out)
 {
 	FILE *f = fopen(path, "rb");
 	EVP_MD_CTX *c = EVP_MD_CTX_new();
@@ -44,7 +45,7 @@ static int sha384_file(const char *path, uint8_t out[48])
 	size_t n;
 	int rc = VEIL_EIO;
 
-	if (!f || !c || EVP_DigestInit_ex(c, EVP_sha384(), NULL) != 1)
+	if (!f || !c || EVP_DigestInit_ex(c, md, NULL) != 1)
 		goto out;
 	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
 		if (EVP_DigestUpdate(c, buf, n) != 1)
@@ -100,7 +101,8 @@ static int sim_report(int argc, char **argv)
 	uint8_t nonce[32], enc[VEIL_KEYSET_MAX], h[48];
 	size_t enc_len = 0, got;
 	json_t *r = NULL;
-	char *txt;
+	struct veil_report_extra x = {NULL, NULL};
+	char *txt, sha_hex[65];
 	int gpus = 1, rc;
 
 	for (int i = 1; i < argc; i++) {
@@ -147,7 +149,7 @@ static int sim_report(int argc, char **argv)
 		veil_cli_error("simulated TEE", rc);
 		return 1;
 	}
-	if ((rc = sha384_file("/proc/self/exe", h)) < 0 ||
+	if ((rc = file_digest("/proc/self/exe", EVP_sha384(), h)) < 0 ||
 	    (rc = veil_attester_extend(a, VEIL_EVLOG_NODE_BINARY, h, 48)) < 0)
 		goto fail;
 	if (!EVP_Digest(config, strlen(config), h, NULL, EVP_sha384(), NULL)) {
@@ -156,11 +158,22 @@ static int sim_report(int argc, char **argv)
 	}
 	if ((rc = veil_attester_extend(a, VEIL_EVLOG_NODE_CONFIG, h, 48)) < 0)
 		goto fail;
-	if (model && ((rc = sha384_file(model, h)) < 0 ||
-		      (rc = veil_attester_extend(a, VEIL_EVLOG_MODEL, h, 48)) < 0))
+	/* like veil-node: the SHA-384 and then the SHA-256 (which the
+	 * report's model.sha256 names) of the model file */
+	if (model && ((rc = file_digest(model, EVP_sha384(), h)) < 0 ||
+		      (rc = veil_attester_extend(a, VEIL_EVLOG_MODEL, h, 48)) < 0 ||
+		      (rc = file_digest(model, EVP_sha256(), h)) < 0 ||
+		      (rc = veil_attester_extend(a, VEIL_EVLOG_MODEL_SHA256, h, 32)) < 0))
 		goto fail;
+	if (model) {
+		const char *base = strrchr(model, '/');
+
+		veil_hex_encode(h, 32, sha_hex, sizeof(sha_hex));
+		x.model = base ? base + 1 : model;
+		x.model_sha256 = sha_hex;
+	}
 	if ((rc = ephemeral_keyset(enc, sizeof(enc), &enc_len)) < 0 ||
-	    (rc = veil_attester_report(a, enc, enc_len, nonce, NULL, &r)) < 0)
+	    (rc = veil_attester_report(a, enc, enc_len, nonce, model ? &x : NULL, &r)) < 0)
 		goto fail;
 	txt = json_dumps(r, JSON_INDENT(1));
 	if (!txt) {

@@ -142,11 +142,14 @@ static void attestation(struct state *s, size_t line, json_t *l)
 	o.allow_sim = s->allow_sim;
 	o.now = (int64_t)json_integer_value(t);
 	if (s->policy) {
+		/* judged at the line's time, like the policy-less check */
+		struct veil_policy_verify_opts po = {.nonce = nonce, .now = o.now};
+
 		veil_policy_set_allow_sim(s->policy, s->allow_sim);
-		rc = veil_policy_verify_report(s->policy,
-					       a->node ? VEIL_POLICY_NODE : VEIL_POLICY_GATEWAY,
-					       a->node ? model : NULL, (const uint8_t *)txt,
-					       strlen(txt), nonce, &v);
+		rc = veil_policy_verify_report_ex(s->policy,
+						  a->node ? VEIL_POLICY_NODE : VEIL_POLICY_GATEWAY,
+						  a->node ? model : NULL, (const uint8_t *)txt,
+						  strlen(txt), &po, &v);
 	} else {
 		rc = veil_report_verify((const uint8_t *)txt, strlen(txt), &o, &v);
 	}

@@ -21,6 +21,7 @@
 #include "cli.h"
 #include "veil/base.h"
 #include "veil/nvgpu.h"
+#include "veil/policy.h"
 #include "veil/report.h"
 #include "veil/snp.h"
 #include "veil/pccs.h"
@@ -63,6 +64,7 @@ static void usage(FILE *f)
 		"  --at T          verification time (RFC 3339 UTC or unix seconds; default now)\n"
 		"  --nonce HEX     expected 32-byte nonce (report: required for freshness)\n"
 		"  --policy F      JSON: node_binary/node_config/model (SHA-384 hex), tcb_status[]\n"
+		"                  (strict), or a veil-policy/1 file (docs/policy.md)\n"
 		"  --allow-sim     accept SIMULATED TEE evidence (tests and demos only)\n"
 		"  --rim F         NVIDIA RIM golden values (first: driver, second: VBIOS);\n"
 		"                  its XML signature is not checked: use a RIM you trust\n"
@@ -357,6 +359,61 @@ out:
 	return status;
 }
 
+/* Whether a policy file is a veil-policy/1 document (it has "version");
+ * the flat report policy has none. */
+static bool is_versioned_policy(const struct veil_buf *b)
+{
+	json_t *d = json_loadb((const char *)b->data, b->len, 0, NULL);
+	bool yes = json_is_object(d) && json_object_get(d, "version");
+
+	json_decref(d);
+	return yes;
+}
+
+/* A report judged by a veil-policy/1 file (the role is the report's own:
+ * a gateway's measurements make it a gateway's; the model its own name). */
+static int do_report_policy1(const struct vopts *o, const struct veil_buf *pb,
+			     const struct veil_tdx_collateral *c, const uint8_t *raw, size_t rn)
+{
+	struct veil_policy_verify_opts po = {0};
+	struct veil_report_verdict v;
+	struct veil_policy *p = NULL;
+	enum veil_policy_role role = VEIL_POLICY_NODE;
+	json_t *doc, *j;
+	int rc;
+
+	if ((rc = veil_policy_load(pb->data, pb->len, &p)) < 0) {
+		veil_cli_error(o->policy, rc);
+		return 2;
+	}
+	veil_policy_set_allow_sim(p, o->allow_sim);
+	doc = json_loadb((const char *)raw, rn, 0, NULL);
+	if (json_object_get(json_object_get(doc, "measurements"), "gateway_binary"))
+		role = VEIL_POLICY_GATEWAY;
+	json_decref(doc);
+	po.nonce = o->has_nonce ? o->nonce : NULL;
+	po.skip_nonce = !o->has_nonce;
+	po.now = o->now;
+	po.collateral = c;
+	veil_policy_verify_report_ex(p, role, NULL, raw, rn, &po, &v);
+	j = v.json;
+	v.json = NULL;
+	if (j && !o->has_nonce) {
+		json_t *w = json_object_get(j, "warnings");
+
+		if (!w) {
+			w = json_array();
+			json_object_set_new(j, "warnings", w);
+		}
+		json_array_append_new(w, json_string("freshness not checked: no --nonce given"));
+	}
+	if (j)
+		json_object_set_new(j, "policy", json_string(VEIL_POLICY_VERSION));
+	veil_report_verdict_free(&v);
+	veil_policy_free(p);
+	return emit(j, 0);
+}
+
 static int do_report(const struct vopts *o, bool nearai, const uint8_t *raw, size_t rn)
 {
 	struct veil_report_opts ro;
@@ -382,6 +439,18 @@ static int do_report(const struct vopts *o, bool nearai, const uint8_t *raw, siz
 		if (read_file(o->policy, &b) < 0) {
 			veil_tdx_collateral_free(c);
 			return 2;
+		}
+		if (is_versioned_policy(&b)) {
+			int st = 2;
+
+			if (nearai)
+				fprintf(stderr, "veil verify: %s: a veil-policy/1 file judges veil "
+					"reports, not NEAR AI's\n", o->policy);
+			else
+				st = do_report_policy1(o, &b, c, raw, rn);
+			veil_buf_free(&b);
+			veil_tdx_collateral_free(c);
+			return st;
 		}
 		rc = veil_report_policy_load(b.data, b.len, &pol);
 		veil_buf_free(&b);

@@ -1,5 +1,6 @@
 /* Attestation of veil-node: RTMR3 measurements at start (binary, flags,
- * model, in that order) and GET /v1/attestation/report. */
+ * model, the model's SHA-256 when known, in that order) and
+ * GET /v1/attestation/report. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -83,7 +84,12 @@ int node_attest_init(struct node *n)
 	}
 	if ((rc = veil_attester_extend(a, VEIL_EVLOG_NODE_BINARY, d[0], 48)) < 0 ||
 	    (rc = veil_attester_extend(a, VEIL_EVLOG_NODE_CONFIG, d[1], 48)) < 0 ||
-	    (rc = veil_attester_extend(a, VEIL_EVLOG_MODEL, d[2], 48)) < 0) {
+	    (rc = veil_attester_extend(a, VEIL_EVLOG_MODEL, d[2], 48)) < 0 ||
+	    /* binds the report's model.sha256 (what receipts and policies
+	     * name) to the quote; verifiers refuse an unmeasured one */
+	    (n->have_model_hash &&
+	     (rc = veil_attester_extend(a, VEIL_EVLOG_MODEL_SHA256, n->model_sha256,
+					VEIL_EVLOG_MODEL_SHA256_LEN)) < 0)) {
 		VEIL_ERROR(NODE_MOD, "attestation: extending RTMR3 failed: %s (%s)",
 			   veil_strerror(rc), veil_err_detail());
 		return rc;

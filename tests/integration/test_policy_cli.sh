@@ -211,6 +211,13 @@ fi
 check "... also against the pinned policy (exit 0)" test $? -eq 0
 "$VEIL" receipts verify "$tmp/log.jsonl" --policy "$tmp/other-sha.json" --allow-sim >/dev/null 2>&1
 check "... and not against a policy pinning another model hash (exit 1)" test $? -eq 1
+# the report is judged at the line's time, with or without a policy: a
+# line dated before the sim chain existed fails both ways
+{ head -1 "$tmp/log.jsonl" | jq -c '.time = 631152000'; tail -1 "$tmp/log.jsonl"; } >"$tmp/old-time.jsonl"
+"$VEIL" receipts verify "$tmp/old-time.jsonl" --allow-sim >/dev/null 2>&1
+check "a line dated 1990 is judged in 1990 (exit 1)" test $? -eq 1
+"$VEIL" receipts verify "$tmp/old-time.jsonl" --policy "$tmp/p.json" --allow-sim >/dev/null 2>&1
+check "... also with --policy (exit 1)" test $? -eq 1
 "$VEIL" receipts verify "$tmp/log.jsonl" >"$tmp/rv2.out" 2>&1
 check "without --allow-sim the sim attestation, and so the receipt, fail (exit 1)" \
 	bash -c '[ $0 = 1 ] && grep -q "simulated TEE" "$1"' "$?" "$tmp/rv2.out"

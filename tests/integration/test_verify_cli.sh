@@ -90,6 +90,60 @@ run "policy match" 0 "$tmp/sim.json" --nonce "$N" --allow-sim --policy "$tmp/pol
 if run "policy mismatch" 1 "$tmp/sim.json" --nonce "$N" --allow-sim --policy "$tmp/pol-bad.json"; then
 	field error <<<"$out" | grep -q "policy" && ok "policy with another config is refused" || notok "policy mismatch reason" "$out"
 fi
+# the flat policy is strict: a typo, an empty list, a veil-policy/1 file
+# read as it would each have enforced nothing
+printf '{"node_binry":"%096d"}' 0 >"$tmp/pol-typo.json"
+printf '{"tcb_status":[]}' >"$tmp/pol-empty.json"
+run "flat policy with a typo" 2 "$tmp/sim.json" --nonce "$N" --allow-sim --policy "$tmp/pol-typo.json" &&
+	{ grep -q "node_binry" "$tmp/err" && ok "flat policy with an unknown key exits 2, naming it" || notok "typo reason" "$(cat "$tmp/err")"; }
+run "flat policy with an empty tcb_status" 2 "$tmp/sim.json" --nonce "$N" --allow-sim --policy "$tmp/pol-empty.json" &&
+	ok "flat policy with an empty tcb_status list exits 2"
+
+# ---- model.sha256 is bound by the quote (veil-model-sha256 event) -------------
+head -c 4096 /dev/urandom >"$tmp/model.bin"
+msha=$(sha256sum "$tmp/model.bin" | cut -d' ' -f1)
+"$VEIL" attest sim-report --nonce "$N" --state-dir "$tmp/sim" --gpus 0 --model "$tmp/model.bin" >"$tmp/simm.json" 2>"$tmp/err"
+if run "sim report with a model" 0 "$tmp/simm.json" --kind report --nonce "$N" --allow-sim; then
+	[ "$(field measurements.model_sha256 <<<"$out")" = "$msha" ] &&
+		ok "sim report with --model measures its SHA-256 (measurements.model_sha256)" ||
+		notok "measurements.model_sha256" "$out"
+fi
+python3 - "$tmp/simm.json" "$tmp" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = sys.argv[2]
+sha = r["model"]["sha256"]
+r["model"]["sha256"] = ("1" if sha[0] != "1" else "2") + sha[1:]
+json.dump(r, open(d + "/simm-rewritten.json", "w"))
+r2 = json.load(open(sys.argv[1]))
+r2["tee"] = "tdx"
+json.dump(r2, open(d + "/simm-tdx-sim.json", "w"))
+name = r["model"]["name"]
+pol = {"version": "veil-policy/1", "allow_sim": True, "tee": ["sim", "tdx"],
+       "models": {name: {"model_sha256": [r["model"]["sha256"]]}}}
+json.dump(pol, open(d + "/pol1-rewritten.json", "w"))
+pol["models"][name] = {"model_sha256": [sha]}
+json.dump(pol, open(d + "/pol1-ok.json", "w"))
+pol["models"][name] = {"model_sha256": ["00" * 32]}
+json.dump(pol, open(d + "/pol1-other.json", "w"))
+EOF
+if run "rewritten model.sha256" 1 "$tmp/simm-rewritten.json" --kind report --nonce "$N" --allow-sim; then
+	field error <<<"$out" | grep -q "model.sha256 differs from the measured" &&
+		ok "a sim report with model.sha256 rewritten fails verify --kind report" || notok "rewritten model.sha256 reason" "$out"
+fi
+run "veil-policy/1 pinning the rewritten sha" 1 "$tmp/simm-rewritten.json" --kind report --nonce "$N" --allow-sim --policy "$tmp/pol1-rewritten.json" &&
+	ok "a model_sha256 pin is not satisfied by a rewritten model.sha256"
+if run "veil-policy/1 file, matching" 0 "$tmp/simm.json" --kind report --nonce "$N" --allow-sim --policy "$tmp/pol1-ok.json"; then
+	[ "$(field policy <<<"$out")|$(field checks.policy <<<"$out")" = "veil-policy/1|true" ] &&
+		ok "--policy with a veil-policy/1 file is enforced (pin matches)" || notok "veil-policy/1 verdict" "$out"
+fi
+if run "veil-policy/1 file, other pin" 1 "$tmp/simm.json" --kind report --nonce "$N" --allow-sim --policy "$tmp/pol1-other.json"; then
+	field error <<<"$out" | grep -q "model_sha256" && ok "--policy with a veil-policy/1 file refuses another model_sha256" ||
+		notok "veil-policy/1 refusal reason" "$out"
+fi
+if run "sim:true labelled tdx" 1 "$tmp/simm-tdx-sim.json" --kind report --nonce "$N" --allow-sim; then
+	field error <<<"$out" | grep -q '"sim": true' && ok "a report with sim:true and tee tdx is refused" || notok "sim:true tdx reason" "$out"
+fi
 
 if [ ! -d "$VEC" ]; then
 	skip "veil verify on the shared vectors" "$VEC absent (set VEIL_SHARED)"

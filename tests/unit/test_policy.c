@@ -100,11 +100,16 @@ static struct veil_attester *node_attester(const struct fx *f, int gpus)
 {
 	struct veil_attester_opts o = {.tee = "sim", .sim_gpus = gpus};
 	struct veil_attester *a;
+	uint8_t sha[32];
+	size_t got;
 
+	assert_int_equal(veil_hex_decode(MODEL_SHA, 64, sha, 32, &got), 0);
 	assert_int_equal(veil_attester_open(&o, &a), 0);
 	assert_int_equal(veil_attester_extend(a, VEIL_EVLOG_NODE_BINARY, f->bin, 48), 0);
 	assert_int_equal(veil_attester_extend(a, VEIL_EVLOG_NODE_CONFIG, f->cfg, 48), 0);
 	assert_int_equal(veil_attester_extend(a, VEIL_EVLOG_MODEL, f->model, 48), 0);
+	/* as veil-node does: the model's SHA-256, which binds model.sha256 */
+	assert_int_equal(veil_attester_extend(a, VEIL_EVLOG_MODEL_SHA256, sha, 32), 0);
 	return a;
 }
 
@@ -211,12 +216,13 @@ static void test_report_roles_node_and_gateway_shapes(void **state)
 	struct veil_report_verdict v;
 	json_t *m, *doc;
 
-	/* node: three measurements, HPKE key bound */
+	/* node: four measurements (the model's SHA-256 too), HPKE key bound */
 	assert_int_equal(veil_report_verify((const uint8_t *)f->node_rep, strlen(f->node_rep), &o,
 					    &v), 0);
 	assert_string_equal(json_string_value(json_object_get(v.json, "role")), "node");
 	m = json_object_get(v.json, "measurements");
-	assert_int_equal(json_object_size(m), 3);
+	assert_int_equal(json_object_size(m), 4);
+	assert_string_equal(json_string_value(json_object_get(m, "model_sha256")), MODEL_SHA);
 	assert_string_equal(json_string_value(json_object_get(m, "node_binary")), f->bin_hex);
 	assert_string_equal(json_string_value(json_object_get(m, "model")), f->model_hex);
 	assert_true(v.keys.present & VEIL_KEYSET_HAS(VEIL_KEY_X25519_HPKE));
@@ -564,10 +570,239 @@ static void test_model_sha256_pin(void **state)
 		 MODEL_SHA);
 	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->node_rep, f->nonce, err, sizeof(err)),
 			 0);
-	/* pinned, and the report names no sha256 */
+	/* the report names no model.sha256: the pin is judged by the measured
+	 * veil-model-sha256 event, which it has */
 	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->nosha_rep, f->nonce, err,
+				sizeof(err)), 0);
+	veil_policy_free(p);
+}
+
+static char *with_field(const char *rep, const char *obj, const char *key, json_t *val)
+{
+	json_t *doc = json_loads(rep, 0, NULL), *o;
+	char *t;
+
+	assert_non_null(doc);
+	o = obj ? json_object_get(doc, obj) : doc;
+	assert_non_null(o);
+	if (val)
+		json_object_set_new(o, key, val);
+	else
+		json_object_del(o, key);
+	t = json_dumps(doc, JSON_COMPACT);
+	assert_non_null(t);
+	json_decref(doc);
+	return t;
+}
+
+/* A relay that rewrites model.sha256 (what receipts and model_sha256 pins
+ * name) is caught: it must equal the measured veil-model-sha256 event. */
+static void test_model_sha256_is_bound_to_the_quote(void **state)
+{
+	struct fx *f = *state;
+	struct veil_report_opts o = {.nonce = f->nonce, .allow_sim = true};
+	struct veil_report_extra x = {"stories260K", MODEL_SHA};
+	struct veil_attester_opts ao = {.tee = "sim"};
+	struct veil_report_verdict v;
+	struct veil_attester *old;
+	struct veil_policy *p;
+	char err[512], *t;
+
+	t = with_field(f->node_rep, "model", "sha256", json_string(OTHER_SHA));
+	assert_int_equal(veil_report_verify((const uint8_t *)t, strlen(t), &o, &v), VEIL_EBADMSG);
+	assert_non_null(strstr(v.error, "model.sha256 differs from the measured"));
+	veil_report_verdict_free(&v);
+	/* a policy pinning the rewritten value is not satisfied by it */
+	p = load("{\"allow_sim\":true,\"models\":{\"stories260K\":{\"model_sha256\":[\"%s\"]}}}",
+		 OTHER_SHA);
+	assert_true(verify(p, VEIL_POLICY_NODE, NULL, t, f->nonce, err, sizeof(err)) < 0);
+	veil_policy_free(p);
+	free(t);
+	/* not hex */
+	t = with_field(f->node_rep, "model", "sha256", json_string("zz"));
+	assert_int_equal(veil_report_verify((const uint8_t *)t, strlen(t), &o, &v), VEIL_EFORMAT);
+	veil_report_verdict_free(&v);
+	free(t);
+	/* a node that did not measure it (an older veil-node) cannot claim it */
+	assert_int_equal(veil_attester_open(&ao, &old), 0);
+	assert_int_equal(veil_attester_extend(old, VEIL_EVLOG_NODE_BINARY, f->bin, 48), 0);
+	assert_int_equal(veil_attester_extend(old, VEIL_EVLOG_NODE_CONFIG, f->cfg, 48), 0);
+	assert_int_equal(veil_attester_extend(old, VEIL_EVLOG_MODEL, f->model, 48), 0);
+	t = report_text(old, true, f->nonce, &x);
+	assert_int_equal(veil_report_verify((const uint8_t *)t, strlen(t), &o, &v), VEIL_EBADMSG);
+	assert_non_null(strstr(v.error, "model.sha256 is not measured"));
+	veil_report_verdict_free(&v);
+	free(t);
+	/* and a pin refuses a report without the measurement */
+	t = report_text(old, true, f->nonce, NULL);
+	p = load("{\"allow_sim\":true,\"other_models\":\"any\",\"models\":{\"stories260K\":"
+		 "{\"model_sha256\":[\"%s\"]}}}", MODEL_SHA);
+	assert_int_equal(verify(p, VEIL_POLICY_NODE, "stories260K", t, f->nonce, err, sizeof(err)),
+			 VEIL_EPERM);
+	veil_policy_free(p);
+	free(t);
+	veil_attester_free(old);
+}
+
+/* {"tee":"tdx","sim":true} is not a TDX report: sim evidence is labelled. */
+static void test_sim_flag_requires_tee_sim(void **state)
+{
+	struct fx *f = *state;
+	struct veil_report_opts o = {.nonce = f->nonce, .allow_sim = true};
+	struct veil_report_verdict v;
+	char *t;
+
+	t = with_field(f->node_rep, NULL, "tee", json_string("tdx"));
+	assert_int_equal(veil_report_verify((const uint8_t *)t, strlen(t), &o, &v), VEIL_EFORMAT);
+	assert_non_null(strstr(v.error, "\"sim\": true"));
+	veil_report_verdict_free(&v);
+	free(t);
+	t = with_field(f->node_rep, NULL, "sim", json_string("yes"));
+	assert_int_equal(veil_report_verify((const uint8_t *)t, strlen(t), &o, &v), VEIL_EFORMAT);
+	veil_report_verdict_free(&v);
+	free(t);
+}
+
+/* The verdict's hex field `key` (top level, or in "quote"). */
+static const char *vfield(const struct veil_report_verdict *v, const char *obj, const char *key)
+{
+	json_t *o = obj ? json_object_get(v->json, obj) : v->json;
+
+	return json_string_value(json_object_get(o, key));
+}
+
+static void test_boot_chain_pins(void **state)
+{
+	struct fx *f = *state;
+	struct veil_report_opts o = {.nonce = f->nonce, .allow_sim = true};
+	struct veil_report_verdict v;
+	struct veil_policy *p, *q;
+	char err[512], mrtd[97], rtmr1[97], cfg[97], *t;
+	json_t *j;
+
+	assert_int_equal(veil_report_verify((const uint8_t *)f->node_rep, strlen(f->node_rep), &o,
+					    &v), 0);
+	snprintf(mrtd, sizeof(mrtd), "%s", vfield(&v, NULL, "mrtd"));
+	snprintf(rtmr1, sizeof(rtmr1), "%s", vfield(&v, NULL, "rtmr1"));
+	snprintf(cfg, sizeof(cfg), "%s", vfield(&v, NULL, "mr_config_id"));
+	veil_report_verdict_free(&v);
+	p = load("{\"allow_sim\":true,\"models\":{\"stories260K\":{\"mrtd\":[\"%s\"],"
+		 "\"rtmr1\":\"%s\",\"mr_config_id\":[\"%s\"]}},\"gateway\":{\"mrtd\":[\"%s\"]}}",
+		 mrtd, rtmr1, cfg, mrtd);
+	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->node_rep, f->nonce, err, sizeof(err)),
+			 0);
+	assert_int_equal(verify(p, VEIL_POLICY_GATEWAY, NULL, f->gw_rep, f->nonce, err,
+				sizeof(err)), 0);
+	/* canonical JSON keeps them */
+	j = veil_policy_to_json(p);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+		json_object_get(json_object_get(j, "models"), "stories260K"), "rtmr1"), 0)), rtmr1);
+	t = json_dumps(j, JSON_COMPACT);
+	q = load("%s", t);
+	free(t);
+	json_decref(j);
+	veil_policy_free(q);
+	veil_policy_free(p);
+	/* another MRTD / RTMR2 / MR_CONFIG_ID: refused, named */
+	p = load("{\"allow_sim\":true,\"models\":{\"stories260K\":{\"rtmr2\":[\"%s\"]}}}",
+		 OTHER_48);
+	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->node_rep, f->nonce, err, sizeof(err)),
+			 VEIL_EPERM);
+	assert_non_null(strstr(err, "\"rtmr2\" is not one of the pinned"));
+	veil_policy_free(p);
+	p = load("{\"allow_sim\":true,\"gateway\":{\"mrtd\":[\"%s\"]}}", OTHER_48);
+	assert_int_equal(verify(p, VEIL_POLICY_GATEWAY, NULL, f->gw_rep, f->nonce, err,
 				sizeof(err)), VEIL_EPERM);
-	assert_non_null(strstr(err, "names no model.sha256"));
+	veil_policy_free(p);
+	/* a SEV-SNP pin refuses a TDX (sim) report */
+	p = load("{\"allow_sim\":true,\"models\":{\"stories260K\":{\"snp_measurement\":"
+		 "[\"%s\"]}}}", OTHER_48);
+	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->node_rep, f->nonce, err, sizeof(err)),
+			 VEIL_EPERM);
+	assert_non_null(strstr(err, "SEV-SNP evidence"));
+	veil_policy_free(p);
+	assert_int_equal(load_err("{\"models\":{\"m\":{\"host_data\":[\"00\"]}}}", err,
+				  sizeof(err)), VEIL_EFORMAT);
+	assert_int_equal(load_err("{\"gateway\":{\"rtmr3\":[]}}", err, sizeof(err)),
+			 VEIL_EFORMAT);
+}
+
+/* SEV-SNP: no RTMR replay, so the veil measurements in the JSON are not
+ * authenticated; a policy pinning them refuses a SEV-SNP verdict, and
+ * snp_measurement / host_data are judged against the signed report's
+ * fields.  (No SEV-SNP evidence can be generated with veil's keys bound,
+ * so the verdict of a verified sim report is relabelled, as
+ * veil_report_verify would have filled it for SEV-SNP.) */
+static void test_snp_refuses_measurement_pins(void **state)
+{
+	struct fx *f = *state;
+	static const char *const pins[] = {"node_binary", "node_config", "model"};
+	struct veil_report_opts o = {.nonce = f->nonce, .allow_sim = true};
+	struct veil_report_verdict v;
+	struct veil_policy *p;
+	char meas[97], host[65];
+	const char *hexes[] = {f->bin_hex, f->cfg_hex, f->model_hex};
+
+	memset(meas, 'a', 96);
+	meas[96] = 0;
+	memset(host, 'b', 64);
+	host[64] = 0;
+	for (size_t i = 0; i < 4; i++) {
+		p = i < 3 ? load("{\"min_tcb_status\":\"any\",\"models\":{\"stories260K\":"
+				 "{\"%s\":[\"%s\"]}}}", pins[i], hexes[i])
+			  : load("{\"min_tcb_status\":\"any\",\"models\":{\"stories260K\":"
+				 "{\"model_sha256\":[\"%s\"]}}}", MODEL_SHA);
+		assert_int_equal(veil_report_verify((const uint8_t *)f->node_rep,
+						    strlen(f->node_rep), &o, &v), 0);
+		/* the same pins pass on the replayed (sim) verdict */
+		assert_int_equal(veil_policy_check_verdict(p, VEIL_POLICY_NODE, NULL,
+							   (const uint8_t *)f->node_rep,
+							   strlen(f->node_rep), &v), 0);
+		veil_report_verdict_free(&v);
+		assert_int_equal(veil_report_verify((const uint8_t *)f->node_rep,
+						    strlen(f->node_rep), &o, &v), 0);
+		snprintf(v.tee, sizeof(v.tee), "sev-snp");
+		v.sim = false;
+		assert_int_equal(veil_policy_check_verdict(p, VEIL_POLICY_NODE, NULL,
+							   (const uint8_t *)f->node_rep,
+							   strlen(f->node_rep), &v), VEIL_EPERM);
+		assert_non_null(strstr(v.error, "SEV-SNP report's event log is not replayed"));
+		veil_report_verdict_free(&v);
+		veil_policy_free(p);
+	}
+	/* snp_measurement / host_data against the verdict's quote fields */
+	p = load("{\"min_tcb_status\":\"any\",\"models\":{\"stories260K\":{"
+		 "\"snp_measurement\":[\"%s\"],\"host_data\":[\"%s\"]}}}", meas, host);
+	for (int round = 0; round < 3; round++) {
+		json_t *q = json_object();
+
+		assert_int_equal(veil_report_verify((const uint8_t *)f->node_rep,
+						    strlen(f->node_rep), &o, &v), 0);
+		snprintf(v.tee, sizeof(v.tee), "sev-snp");
+		v.sim = false;
+		json_object_set_new(q, "measurement", json_string(round == 1 ? OTHER_48 : meas));
+		json_object_set_new(q, "host_data", json_string(round == 2 ? OTHER_SHA : host));
+		json_object_set_new(v.json, "quote", q);
+		assert_int_equal(veil_policy_check_verdict(p, VEIL_POLICY_NODE, NULL,
+							   (const uint8_t *)f->node_rep,
+							   strlen(f->node_rep), &v),
+				 round == 0 ? 0 : VEIL_EPERM);
+		if (round)
+			assert_non_null(strstr(v.error, round == 1 ? "snp_measurement" : "host_data"));
+		veil_report_verdict_free(&v);
+	}
+	veil_policy_free(p);
+	/* a TDX pin refuses a SEV-SNP report */
+	p = load("{\"min_tcb_status\":\"any\",\"gateway\":{\"mrtd\":[\"%s\"]}}", OTHER_48);
+	assert_int_equal(veil_report_verify((const uint8_t *)f->gw_rep, strlen(f->gw_rep), &o, &v),
+			 0);
+	snprintf(v.tee, sizeof(v.tee), "sev-snp");
+	v.sim = false;
+	assert_int_equal(veil_policy_check_verdict(p, VEIL_POLICY_GATEWAY, NULL,
+						   (const uint8_t *)f->gw_rep, strlen(f->gw_rep),
+						   &v), VEIL_EPERM);
+	assert_non_null(strstr(v.error, "(TDX evidence) but the report is sev-snp"));
+	veil_report_verdict_free(&v);
 	veil_policy_free(p);
 }
 
@@ -690,7 +925,26 @@ static void test_nonce_is_checked_unless_skipped(void **state)
 	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->node_rep, other, err, sizeof(err)),
 			 VEIL_EPERM);
 	assert_non_null(strstr(err, "nonce"));
-	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->node_rep, NULL, err, sizeof(err)), 0);
+	/* no nonce is not a silent skip */
+	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->node_rep, NULL, err, sizeof(err)),
+			 VEIL_EINVAL);
+	assert_non_null(strstr(err, "no expected nonce"));
+	{
+		struct veil_policy_verify_opts po = {.skip_nonce = true};
+		struct veil_report_verdict v;
+
+		assert_int_equal(veil_policy_verify_report_ex(p, VEIL_POLICY_NODE, NULL,
+							      (const uint8_t *)f->node_rep,
+							      strlen(f->node_rep), &po, &v), 0);
+		assert_true(json_is_false(json_object_get(v.json, "nonce_checked")));
+		veil_report_verdict_free(&v);
+		/* judged at another time: the sim chain is not valid in 1990 */
+		po.now = 631152000;
+		assert_true(veil_policy_verify_report_ex(p, VEIL_POLICY_NODE, NULL,
+							 (const uint8_t *)f->node_rep,
+							 strlen(f->node_rep), &po, &v) < 0);
+		veil_report_verdict_free(&v);
+	}
 	veil_policy_free(p);
 }
 
@@ -840,6 +1094,22 @@ static void test_pin_sets_snp_min_tcb(void **state)
 	assert_non_null(m);
 	assert_int_equal(json_integer_value(json_object_get(m, "microcode")), t.microcode);
 	assert_int_equal(json_integer_value(json_object_get(m, "snp")), t.snp);
+	/* the signed launch measurement and HOST_DATA are pinned; the veil
+	 * measurements (unauthenticated JSON without a replay) are not */
+	m = json_object_get(json_object_get(j, "models"), "stories260K");
+	{
+		char mh[97], hh[65];
+
+		veil_hex_encode(r.measurement, 48, mh, sizeof(mh));
+		veil_hex_encode(r.host_data, 32, hh, sizeof(hh));
+		assert_string_equal(json_string_value(json_array_get(
+					    json_object_get(m, "snp_measurement"), 0)), mh);
+		assert_string_equal(json_string_value(json_array_get(
+					    json_object_get(m, "host_data"), 0)), hh);
+	}
+	assert_null(json_object_get(m, "node_binary"));
+	assert_null(json_object_get(m, "model_sha256"));
+	assert_null(json_object_get(m, "mrtd"));
 	json_decref(j);
 	veil_policy_free(p);
 	/* a quote that is not an SNP report is refused */
@@ -888,6 +1158,26 @@ static void test_pin_trusts_on_first_use(void **state)
 	assert_string_equal(json_string_value(json_array_get(json_object_get(
 				    json_object_get(j, "gateway"), "gateway_binary"), 0)),
 			    f->gbin_hex);
+	/* the boot chain of the (sim) quote is pinned for both roles */
+	{
+		static const char *const boot[] = {"mrtd", "rtmr0", "rtmr1", "rtmr2",
+						   "mr_config_id"};
+		struct veil_report_opts o = {.nonce = f->nonce, .allow_sim = true};
+		struct veil_report_verdict v;
+
+		assert_int_equal(veil_report_verify((const uint8_t *)f->node_rep,
+						    strlen(f->node_rep), &o, &v), 0);
+		for (size_t i = 0; i < 5; i++) {
+			assert_string_equal(json_string_value(json_array_get(
+						    json_object_get(m, boot[i]), 0)),
+					    vfield(&v, NULL, boot[i]));
+			assert_string_equal(json_string_value(json_array_get(json_object_get(
+						    json_object_get(j, "gateway"), boot[i]), 0)),
+					    vfield(&v, NULL, boot[i]));
+		}
+		assert_null(json_object_get(m, "snp_measurement"));
+		veil_report_verdict_free(&v);
+	}
 	json_decref(j);
 	/* what was pinned verifies, fresh */
 	assert_int_equal(verify(p, VEIL_POLICY_NODE, "stories260K", f->node_rep, f->nonce, err,
@@ -933,6 +1223,10 @@ int main(void)
 		cmocka_unit_test(test_tcb_status_ordering),
 		cmocka_unit_test(test_measurement_pins),
 		cmocka_unit_test(test_model_sha256_pin),
+		cmocka_unit_test(test_model_sha256_is_bound_to_the_quote),
+		cmocka_unit_test(test_sim_flag_requires_tee_sim),
+		cmocka_unit_test(test_boot_chain_pins),
+		cmocka_unit_test(test_snp_refuses_measurement_pins),
 		cmocka_unit_test(test_model_name_must_be_the_one_asked_for),
 		cmocka_unit_test(test_other_models_refuse_or_any),
 		cmocka_unit_test(test_gpu_requirements),

@@ -203,6 +203,29 @@ static void test_nearai_dstack_quote_event_log_and_compose(void **state)
 	assert_int_equal(nearai(c, &o, &v), VEIL_EBADMSG);
 	veil_report_verdict_free(&v);
 	json_decref(c);
+
+	/* a "_tcb_info" key of the document never stands in for the parsed
+	 * info.tcb_info string: here the real one has a changed app_compose
+	 * (mr_config_id fails) and the planted one the genuine compose */
+	c = json_deep_copy(doc);
+	tcb = json_deep_copy(json_object_get(json_object_get(c, "info"), "tcb_info"));
+	assert_true(json_is_object(tcb));
+	json_object_set_new(c, "_tcb_info", json_deep_copy(tcb));
+	{
+		char *s = strdup(json_string_value(json_object_get(tcb, "app_compose"))), *t;
+
+		s[10] ^= 1;
+		json_object_set_new(tcb, "app_compose", json_string(s));
+		free(s);
+		t = json_dumps(tcb, JSON_COMPACT);
+		json_object_set_new(json_object_get(c, "info"), "tcb_info", json_string(t));
+		free(t);
+	}
+	json_decref(tcb);
+	assert_int_equal(nearai(c, &o, &v), VEIL_EBADMSG);
+	assert_non_null(strstr(v.error, "mr_config_id"));
+	veil_report_verdict_free(&v);
+	json_decref(c);
 	json_decref(doc);
 }
 
@@ -254,11 +277,19 @@ static void test_policy_load(void **state)
 {
 	struct veil_report_policy *p = NULL;
 	char good[400];
+	char typo[400];
 	const char *bad[] = {"[]", "{\"model\":\"00\"}", "{\"tcb_status\":[1]}", "{\"tcb_status\":\"x\"}",
-			     "not json"};
+			     "not json",
+			     /* an empty list would accept any status */
+			     "{\"tcb_status\":[]}",
+			     /* a veil-policy/1 file read here would enforce nothing */
+			     "{\"version\":\"veil-policy/1\",\"models\":{}}",
+			     typo};
 
 	(void)state;
 	snprintf(good, sizeof(good), "{\"model\":\"%096d\",\"tcb_status\":[\"UpToDate\",\"SWHardeningNeeded\"]}", 7);
+	/* a typo must not weaken the policy to nothing */
+	snprintf(typo, sizeof(typo), "{\"node_binry\":\"%096d\"}", 7);
 	assert_int_equal(veil_report_policy_load((const uint8_t *)good, strlen(good), &p), 0);
 	assert_non_null(p->model);
 	assert_int_equal(p->model[47], 7);

@@ -70,24 +70,22 @@ static int quote_bytes(json_t *doc, uint8_t **out, size_t *len)
 	return veil_errf(VEIL_EFORMAT, "\"intel_quote\" is neither hex nor base64");
 }
 
-/* info.tcb_info, an object or a JSON string holding one (served both ways).
- * A parsed string is cached in doc as "_tcb_info" so the reference stays
- * valid while doc lives. */
+/* info.tcb_info, an object or a JSON string holding one (served both ways):
+ * a new reference (or NULL) the caller releases.  A parsed string is never
+ * stored back into doc, where a key of the document itself could stand in
+ * for it. */
 static json_t *tcb_info(json_t *doc)
 {
 	json_t *info = json_object_get(doc, "info"), *t, *parsed;
 
-	if ((t = json_object_get(doc, "_tcb_info")))
-		return t;
 	t = json_is_object(info) ? json_object_get(info, "tcb_info") : NULL;
 	if (!json_is_string(t))
-		return t;
+		return json_incref(t);
 	parsed = json_loadb(json_string_value(t), json_string_length(t), JSON_REJECT_DUPLICATES, NULL);
 	if (!json_is_object(parsed)) {
 		json_decref(parsed);
 		return NULL;
 	}
-	json_object_set_new(doc, "_tcb_info", parsed);
 	return parsed;
 }
 
@@ -96,16 +94,17 @@ static json_t *tcb_info(json_t *doc)
 static json_t *event_log(json_t *doc)
 {
 	json_t *e = json_object_get(doc, "event_log");
-	json_t *t = tcb_info(doc);
+	json_t *t = tcb_info(doc), *r = NULL;
 
 	if (!e && json_is_object(t))
 		e = json_object_get(t, "event_log");
 	if (json_is_array(e))
-		return json_incref(e);
-	if (json_is_string(e))
-		return json_loadb(json_string_value(e), json_string_length(e),
-				  JSON_REJECT_DUPLICATES, NULL);
-	return NULL;
+		r = json_incref(e);
+	else if (json_is_string(e))
+		r = json_loadb(json_string_value(e), json_string_length(e),
+			       JSON_REJECT_DUPLICATES, NULL);
+	json_decref(t);
+	return r;
 }
 
 static int td_fields(json_t *j, const struct veil_tdx_td_report *t)
@@ -179,10 +178,10 @@ static int binding_check(struct veil_report_verdict *v, json_t *j, json_t *doc,
 	return 0;
 }
 
-static int compose_check(struct veil_report_verdict *v, json_t *j, json_t *doc,
-			 const struct veil_tdx_td_report *td, const struct veil_evlog *log)
+static int compose_check_in(struct veil_report_verdict *v, json_t *j, json_t *t,
+			    const struct veil_tdx_td_report *td, const struct veil_evlog *log)
 {
-	json_t *t = tcb_info(doc), *ac = json_is_object(t) ? json_object_get(t, "app_compose") : NULL;
+	json_t *ac = json_is_object(t) ? json_object_get(t, "app_compose") : NULL;
 	uint8_t h[32], want[48];
 	struct veil_evlog_claims cl;
 
@@ -207,6 +206,16 @@ static int compose_check(struct veil_report_verdict *v, json_t *j, json_t *doc,
 		check(j, "compose_hash_event", true);
 	}
 	return 0;
+}
+
+static int compose_check(struct veil_report_verdict *v, json_t *j, json_t *doc,
+			 const struct veil_tdx_td_report *td, const struct veil_evlog *log)
+{
+	json_t *t = tcb_info(doc);
+	int rc = compose_check_in(v, j, t, td, log);
+
+	json_decref(t);
+	return rc;
 }
 
 static int gpu_check(struct veil_report_verdict *v, json_t *j, json_t *doc, int64_t now,

@@ -25,6 +25,7 @@
 #include "veil/policy.h"
 #include "veil/report.h"
 #include "veil/snp.h"
+#include "veil/tdx.h"
 
 /* TCB statuses, best first (the DCAP names).  Revoked is never accepted. */
 static const char *const TCB_ORDER[] = {
@@ -56,9 +57,30 @@ struct pinlist {
 	uint8_t *v;      /* n * len bytes */
 };
 
+/* Pins of the TEE's own measurements, read from the verified hardware
+ * evidence (never from the report's JSON): the TDX boot chain (MRTD, RTMR0..2,
+ * MR_CONFIG_ID, from the quote) or SEV-SNP's launch MEASUREMENT and HOST_DATA
+ * (from the signed report).  A pin of one TEE refuses the other's reports. */
+static const struct {
+	const char *key;   /* in the policy */
+	const char *field; /* in the verdict: top level (TDX) or "quote" (SEV-SNP) */
+	size_t len;
+	bool snp;
+} BOOT[] = {
+	{"mrtd", "mrtd", 48, false},
+	{"rtmr0", "rtmr0", 48, false},
+	{"rtmr1", "rtmr1", 48, false},
+	{"rtmr2", "rtmr2", 48, false},
+	{"mr_config_id", "mr_config_id", 48, false},
+	{"snp_measurement", "measurement", 48, true},
+	{"host_data", "host_data", 32, true},
+};
+#define N_BOOT VEIL_ARRAY_LEN(BOOT)
+
 struct pmodel {
 	char name[VEIL_POLICY_MODEL_NAME_MAX + 1];
 	struct pinlist node_binary, node_config, model, model_sha256;
+	struct pinlist boot[N_BOOT]; /* by BOOT */
 };
 
 struct veil_policy {
@@ -73,6 +95,7 @@ struct veil_policy {
 	bool gpu_arch_set;
 	unsigned gpu_arch;       /* bit i = GPU_ARCHS[i] */
 	struct pinlist gw_binary, gw_config;
+	struct pinlist gw_boot[N_BOOT]; /* by BOOT */
 	struct pmodel *models;   /* sorted by name */
 	size_t n_models;
 	enum other_models other;
@@ -178,6 +201,29 @@ static json_t *pins_json(const struct pinlist *l)
 	return a;
 }
 
+static void boot_init(struct pinlist *b)
+{
+	for (size_t i = 0; i < N_BOOT; i++)
+		pins_init(&b[i], BOOT[i].len);
+}
+
+static void boot_free(struct pinlist *b)
+{
+	for (size_t i = 0; i < N_BOOT; i++)
+		pins_free(&b[i]);
+}
+
+static int boot_load(json_t *o, const char *where, struct pinlist *b)
+{
+	int rc;
+
+	for (size_t i = 0; i < N_BOOT; i++)
+		if ((rc = pins_load(json_object_get(o, BOOT[i].key), where, BOOT[i].key,
+				    &b[i])) < 0)
+			return rc;
+	return 0;
+}
+
 /* ---- the policy object ------------------------------------------------------ */
 
 static void model_init(struct pmodel *m, const char *name)
@@ -188,6 +234,7 @@ static void model_init(struct pmodel *m, const char *name)
 	pins_init(&m->node_config, 48);
 	pins_init(&m->model, 48);
 	pins_init(&m->model_sha256, 32);
+	boot_init(m->boot);
 }
 
 static void model_free(struct pmodel *m)
@@ -196,6 +243,7 @@ static void model_free(struct pmodel *m)
 	pins_free(&m->node_config);
 	pins_free(&m->model);
 	pins_free(&m->model_sha256);
+	boot_free(m->boot);
 }
 
 struct veil_policy *veil_policy_new(void)
@@ -208,6 +256,7 @@ struct veil_policy *veil_policy_new(void)
 	p->min_tcb = 0; /* UpToDate */
 	pins_init(&p->gw_binary, 48);
 	pins_init(&p->gw_config, 48);
+	boot_init(p->gw_boot);
 	return p;
 }
 
@@ -217,6 +266,7 @@ void veil_policy_free(struct veil_policy *p)
 		return;
 	pins_free(&p->gw_binary);
 	pins_free(&p->gw_config);
+	boot_free(p->gw_boot);
 	for (size_t i = 0; i < p->n_models; i++)
 		model_free(&p->models[i]);
 	free(p->models);
@@ -384,7 +434,8 @@ static int load_gpu(struct veil_policy *p, json_t *g)
 static int load_models(struct veil_policy *p, json_t *ms)
 {
 	static const char *const keys[] = {"node_binary", "node_config", "model",
-					   "model_sha256", NULL};
+					   "model_sha256", "mrtd", "rtmr0", "rtmr1", "rtmr2",
+					   "mr_config_id", "snp_measurement", "host_data", NULL};
 	const char *name;
 	json_t *e;
 	int rc;
@@ -411,7 +462,8 @@ static int load_models(struct veil_policy *p, json_t *ms)
 				    &m->node_config)) < 0 ||
 		    (rc = pins_load(json_object_get(e, "model"), where, "model", &m->model)) < 0 ||
 		    (rc = pins_load(json_object_get(e, "model_sha256"), where, "model_sha256",
-				    &m->model_sha256)) < 0)
+				    &m->model_sha256)) < 0 ||
+		    (rc = boot_load(e, where, m->boot)) < 0)
 			return rc;
 	}
 	return 0;
@@ -450,7 +502,9 @@ static int load_doc(struct veil_policy *p, json_t *d)
 	static const char *const keys[] = {"version", "tee", "allow_sim", "min_tcb_status",
 					   "snp_min_tcb", "gpu", "gateway", "models",
 					   "other_models", NULL};
-	static const char *const gkeys[] = {"gateway_binary", "gateway_config", NULL};
+	static const char *const gkeys[] = {"gateway_binary", "gateway_config", "mrtd", "rtmr0",
+					    "rtmr1", "rtmr2", "mr_config_id", "snp_measurement",
+					    "host_data", NULL};
 	json_t *x;
 	bool lists_sim;
 	int rc;
@@ -507,7 +561,8 @@ static int load_doc(struct veil_policy *p, json_t *d)
 		    (rc = pins_load(json_object_get(x, "gateway_binary"), "gateway.",
 				    "gateway_binary", &p->gw_binary)) < 0 ||
 		    (rc = pins_load(json_object_get(x, "gateway_config"), "gateway.",
-				    "gateway_config", &p->gw_config)) < 0)
+				    "gateway_config", &p->gw_config)) < 0 ||
+		    (rc = boot_load(x, "gateway.", p->gw_boot)) < 0)
 			return rc;
 	}
 	if ((rc = load_models(p, json_object_get(d, "models"))) < 0)
@@ -629,6 +684,8 @@ json_t *veil_policy_to_json(const struct veil_policy *p)
 	gpu = NULL;
 	bad |= set_pins(gw, "gateway_binary", &p->gw_binary) < 0;
 	bad |= set_pins(gw, "gateway_config", &p->gw_config) < 0;
+	for (size_t k = 0; k < N_BOOT; k++)
+		bad |= set_pins(gw, BOOT[k].key, &p->gw_boot[k]) < 0;
 	bad |= json_object_set_new(d, "gateway", gw) < 0;
 	gw = NULL;
 	for (size_t i = 0; i < p->n_models; i++) {
@@ -642,6 +699,8 @@ json_t *veil_policy_to_json(const struct veil_policy *p)
 		bad |= set_pins(e, "node_config", &m->node_config) < 0;
 		bad |= set_pins(e, "model", &m->model) < 0;
 		bad |= set_pins(e, "model_sha256", &m->model_sha256) < 0;
+		for (size_t k = 0; k < N_BOOT; k++)
+			bad |= set_pins(e, BOOT[k].key, &m->boot[k]) < 0;
 	}
 	bad |= json_object_set_new(d, "models", ms) < 0;
 	ms = NULL;
@@ -677,17 +736,28 @@ static int pfail(struct veil_report_verdict *v, int rc, const char *fmt, ...)
 	return veil_errf(rc, "%s", v->error);
 }
 
-/* The verdict's hex measurement `key` (already checked against the log by
- * veil_report_verify) as 48 bytes; false when absent. */
-static bool verdict_meas(const struct veil_report_verdict *v, const char *key, uint8_t out[48])
+/* The hex value `key` of the verdict object `o` as `len` bytes; false when
+ * absent. */
+static bool verdict_hex(json_t *o, const char *key, uint8_t *out, size_t len)
 {
-	json_t *s = json_object_get(json_object_get(v->json, "measurements"), key);
+	json_t *s = json_object_get(o, key);
 	size_t got;
 
-	return json_is_string(s) && json_string_length(s) == 96 &&
-	       veil_hex_decode(json_string_value(s), 96, out, 48, &got) == 0;
+	return json_is_string(s) && json_string_length(s) == 2 * len &&
+	       veil_hex_decode(json_string_value(s), 2 * len, out, len, &got) == 0 && got == len;
 }
 
+/* Whether the report's veil measurements are authenticated: TDX and sim
+ * logs are replayed against the quote's RTMRs; a SEV-SNP report has no
+ * RTMRs, so its event log and "measurements" are the server's word. */
+static bool meas_bound(const struct veil_report_verdict *v)
+{
+	return strcmp(v->tee, "sev-snp") != 0;
+}
+
+/* A veil measurement pin (node_*, model, model_sha256, gateway_*) against
+ * the verdict's measurements (checked against the replayed log by
+ * veil_report_verify). */
 static int check_pin(struct veil_report_verdict *v, const struct pinlist *l, const char *what,
 		     const char *key)
 {
@@ -695,7 +765,12 @@ static int check_pin(struct veil_report_verdict *v, const struct pinlist *l, con
 
 	if (!l->set)
 		return 0;
-	if (!verdict_meas(v, key, d))
+	if (!meas_bound(v))
+		return pfail(v, VEIL_EPERM, "policy: %s pins \"%s\", but a SEV-SNP report's event "
+			     "log is not replayed against the hardware report, so that measurement "
+			     "is unauthenticated JSON; pin snp_measurement / host_data for SEV-SNP "
+			     "(docs/policy.md)", what, key);
+	if (!verdict_hex(json_object_get(v->json, "measurements"), key, d, l->len))
 		return pfail(v, VEIL_EPERM, "policy: %s pins \"%s\" but the report has no such "
 			     "measurement", what, key);
 	if (!pins_match(l, d))
@@ -838,6 +913,31 @@ static int check_gpus(const struct veil_policy *p, struct veil_report_verdict *v
 	return 0;
 }
 
+/* Boot-chain / launch pins against the verified hardware evidence. */
+static int check_boot(struct veil_report_verdict *v, const struct pinlist *b, const char *what)
+{
+	bool snp = !strcmp(v->tee, "sev-snp");
+	uint8_t d[48];
+
+	for (size_t i = 0; i < N_BOOT; i++) {
+		json_t *o = BOOT[i].snp ? json_object_get(v->json, "quote") : v->json;
+
+		if (!b[i].set)
+			continue;
+		if (BOOT[i].snp != snp)
+			return pfail(v, VEIL_EPERM, "policy: %s pins \"%s\" (%s evidence) but the "
+				     "report is %s", what, BOOT[i].key, BOOT[i].snp ? "SEV-SNP" : "TDX",
+				     v->tee);
+		if (!verdict_hex(o, BOOT[i].field, d, BOOT[i].len))
+			return pfail(v, VEIL_EPERM, "policy: %s pins \"%s\" but the verified evidence "
+				     "has no such field", what, BOOT[i].key);
+		if (!pins_match(&b[i], d))
+			return pfail(v, VEIL_EPERM, "policy: %s \"%s\" is not one of the pinned "
+				     "values", what, BOOT[i].key);
+	}
+	return 0;
+}
+
 static int check_node(const struct veil_policy *p, const char *model, json_t *doc,
 		      struct veil_report_verdict *v)
 {
@@ -846,7 +946,6 @@ static int check_node(const struct veil_policy *p, const char *model, json_t *do
 	const char *sha = json_string_value(json_object_get(mo, "sha256"));
 	const struct pmodel *m;
 	uint8_t d[32];
-	size_t got;
 	int rc;
 
 	if (model && (!name || strcmp(model, name)))
@@ -861,17 +960,22 @@ static int check_node(const struct veil_policy *p, const char *model, json_t *do
 		return pfail(v, VEIL_EPERM, "policy: model \"%.128s\" is not in the policy "
 			     "(other_models: refuse)", model ? model : "(none named)");
 	}
-	if ((rc = check_pin(v, &m->node_binary, "node", "node_binary")) < 0 ||
+	if ((rc = check_boot(v, m->boot, "node")) < 0 ||
+	    (rc = check_pin(v, &m->node_binary, "node", "node_binary")) < 0 ||
 	    (rc = check_pin(v, &m->node_config, "node", "node_config")) < 0 ||
 	    (rc = check_pin(v, &m->model, "node", "model")) < 0)
 		return rc;
 	if (m->model_sha256.set) {
-		if (!sha || strlen(sha) != 64 || veil_hex_decode(sha, 64, d, 32, &got) < 0)
+		/* the measured veil-model-sha256 event, which veil_report_verify
+		 * checked the report's model.sha256 against */
+		if (!meas_bound(v))
+			return check_pin(v, &m->model_sha256, "node", "model_sha256");
+		if (!verdict_hex(json_object_get(v->json, "measurements"), "model_sha256", d, 32))
 			return pfail(v, VEIL_EPERM, "policy: model_sha256 is pinned but the report "
-				     "names no model.sha256");
+				     "has no measured model SHA-256 (veil-model-sha256 event)");
 		if (!pins_match(&m->model_sha256, d))
 			return pfail(v, VEIL_EPERM, "policy: model \"%.128s\" has sha256 %.64s, "
-				     "not a pinned model_sha256", model, sha);
+				     "not a pinned model_sha256", model, sha ? sha : "(measured)");
 	}
 	return 0;
 }
@@ -893,10 +997,12 @@ static int policy_check(const struct veil_policy *p, enum veil_policy_role role,
 		return pfail(v, VEIL_EPERM, "policy: TEE \"%s\" is not allowed", v->tee);
 	if ((rc = check_tcb(p, v)) < 0 || (rc = check_gpus(p, v)) < 0)
 		return rc;
-	if (gw)
-		return (rc = check_pin(v, &p->gw_binary, "gateway", "gateway_binary")) < 0
-			       ? rc
-			       : check_pin(v, &p->gw_config, "gateway", "gateway_config");
+	if (gw) {
+		if ((rc = check_boot(v, p->gw_boot, "gateway")) < 0 ||
+		    (rc = check_pin(v, &p->gw_binary, "gateway", "gateway_binary")) < 0)
+			return rc;
+		return check_pin(v, &p->gw_config, "gateway", "gateway_config");
+	}
 	return check_node(p, model, doc, v);
 }
 
@@ -904,18 +1010,47 @@ int veil_policy_verify_report(const struct veil_policy *p, enum veil_policy_role
 			      const char *model, const uint8_t *json, size_t n,
 			      const uint8_t nonce[32], struct veil_report_verdict *v)
 {
+	struct veil_policy_verify_opts o = {.nonce = nonce};
+
+	/* nonce NULL is no longer a silent skip: veil_report_verify refuses it */
+	return veil_policy_verify_report_ex(p, role, model, json, n, &o, v);
+}
+
+int veil_policy_verify_report_ex(const struct veil_policy *p, enum veil_policy_role role,
+				 const char *model, const uint8_t *json, size_t n,
+				 const struct veil_policy_verify_opts *po,
+				 struct veil_report_verdict *v)
+{
+	static const struct veil_policy_verify_opts none;
 	struct veil_report_opts o = {0};
+	int rc;
+
+	if (!v)
+		return VEIL_EINVAL;
+	if (!po)
+		po = &none;
+	o.nonce = po->nonce;
+	o.skip_nonce = po->skip_nonce;
+	o.now = po->now;
+	o.collateral = po->collateral;
+	o.allow_sim = veil_policy_allows_sim(p);
+	rc = veil_report_verify(json, n, &o, v); /* fills *v in every case */
+	if (rc < 0)
+		return rc;
+	return veil_policy_check_verdict(p, role, model, json, n, v);
+}
+
+int veil_policy_check_verdict(const struct veil_policy *p, enum veil_policy_role role,
+			      const char *model, const uint8_t *json, size_t n,
+			      struct veil_report_verdict *v)
+{
 	json_t *doc = NULL, *checks;
 	int rc;
 
 	if (!v)
 		return VEIL_EINVAL;
-	o.nonce = nonce;
-	o.skip_nonce = nonce == NULL;
-	o.allow_sim = veil_policy_allows_sim(p);
-	rc = veil_report_verify(json, n, &o, v); /* fills *v in every case */
-	if (rc < 0)
-		return rc;
+	if (!v->ok)
+		return pfail(v, VEIL_EINVAL, "policy: the report was not verified");
 	if (!p || !v->json) {
 		rc = !p ? VEIL_EINVAL : VEIL_ENOMEM;
 		pfail(v, rc, "policy: %s", !p ? "no policy given" : "out of memory");
@@ -953,10 +1088,10 @@ static int pin_meas(struct pinlist *l, json_t *meas, const char *key, bool need)
 
 	if (!s && !need)
 		return 0;
-	if (!json_is_string(s) || json_string_length(s) != 96 ||
-	    veil_hex_decode(json_string_value(s), 96, d, 48, &got) < 0)
-		return veil_errf(VEIL_EFORMAT, "pin: measurements.%s is missing or not 96 hex",
-				 key);
+	if (!json_is_string(s) || json_string_length(s) != 2 * l->len ||
+	    veil_hex_decode(json_string_value(s), 2 * l->len, d, l->len, &got) < 0)
+		return veil_errf(VEIL_EFORMAT, "pin: measurements.%s is missing or not %zu hex",
+				 key, 2 * l->len);
 	return pins_add(l, d);
 }
 
@@ -986,14 +1121,52 @@ static int pin_snp(struct veil_policy *p, json_t *doc)
 	return 0;
 }
 
+/* The boot chain (TDX, sim: MRTD, RTMR0..2, MR_CONFIG_ID of the quote) or
+ * the launch measurement and HOST_DATA (SEV-SNP) become pins. */
+static int pin_boot(struct pinlist *b, json_t *doc)
+{
+	const char *tee = json_string_value(json_object_get(doc, "tee"));
+	const char *hex = json_string_value(json_object_get(doc, "quote"));
+	size_t hl = hex ? strlen(hex) : 0, got;
+	uint8_t *raw = NULL;
+	int rc;
+
+	if (!tee || !hex || hl % 2 || hl / 2 > VEIL_TDX_QUOTE_MAX)
+		return veil_errf(VEIL_EFORMAT, "pin: the report's \"quote\" is missing or too long");
+	if (!(raw = malloc(hl / 2 + 1)))
+		return VEIL_ENOMEM;
+	if (veil_hex_decode(hex, hl, raw, hl / 2, &got) < 0) {
+		rc = veil_errf(VEIL_EFORMAT, "pin: the report's \"quote\" is not hex");
+		goto out;
+	}
+	if (!strcmp(tee, "sev-snp")) {
+		struct veil_snp_report r;
+
+		if ((rc = veil_snp_report_parse(raw, got, &r)) < 0 ||
+		    (rc = pins_add(&b[5], r.measurement)) < 0 || (rc = pins_add(&b[6], r.host_data)) < 0)
+			goto out;
+	} else {
+		struct veil_tdx_quote q;
+
+		if ((rc = veil_tdx_quote_parse(raw, got, &q)) < 0 ||
+		    (rc = pins_add(&b[0], q.td.mr_td)) < 0 || (rc = pins_add(&b[1], q.td.rtmr[0])) < 0 ||
+		    (rc = pins_add(&b[2], q.td.rtmr[1])) < 0 || (rc = pins_add(&b[3], q.td.rtmr[2])) < 0 ||
+		    (rc = pins_add(&b[4], q.td.mr_config_id)) < 0)
+			goto out;
+	}
+	rc = 0;
+out:
+	free(raw);
+	return rc;
+}
+
 int veil_policy_pin(struct veil_policy *p, enum veil_policy_role role, const char *model,
 		    const uint8_t *json, size_t n)
 {
 	json_t *doc, *meas, *mo;
-	const char *name, *sha;
+	const char *name, *tee;
 	struct pmodel *m;
-	uint8_t d[32];
-	size_t got;
+	bool snp;
 	int rc;
 
 	if (!p || !json)
@@ -1008,11 +1181,20 @@ int veil_policy_pin(struct veil_policy *p, enum veil_policy_role role, const cha
 	}
 	if ((rc = pin_snp(p, doc)) < 0)
 		goto out;
+	/* SEV-SNP: the veil measurements are not bound to the hardware report
+	 * (no RTMR replay), so they are not pinned: the launch measurement
+	 * and HOST_DATA are (a pin of them would make the policy refuse it) */
+	tee = json_string_value(json_object_get(doc, "tee"));
+	snp = tee && !strcmp(tee, "sev-snp");
 	if (role == VEIL_POLICY_GATEWAY) {
 		if (json_object_get(meas, "node_binary") || json_object_get(meas, "model")) {
 			rc = veil_errf(VEIL_EFORMAT, "pin: a node's report, not a gateway's");
 			goto out;
 		}
+		if ((rc = pin_boot(p->gw_boot, doc)) < 0)
+			goto out;
+		if (snp)
+			goto out;
 		if ((rc = pin_meas(&p->gw_binary, meas, "gateway_binary", true)) < 0 ||
 		    (rc = pin_meas(&p->gw_config, meas, "gateway_config", true)) < 0)
 			goto out;
@@ -1025,26 +1207,23 @@ int veil_policy_pin(struct veil_policy *p, enum veil_policy_role role, const cha
 	}
 	mo = json_object_get(doc, "model");
 	name = json_string_value(json_object_get(mo, "name"));
-	sha = json_string_value(json_object_get(mo, "sha256"));
 	if (!model)
 		model = name;
 	if (!model) {
 		rc = veil_errf(VEIL_EINVAL, "pin: the report names no model; name one");
 		goto out;
 	}
-	if ((rc = get_model(p, model, &m)) < 0 ||
-	    (rc = pin_meas(&m->node_binary, meas, "node_binary", true)) < 0 ||
-	    (rc = pin_meas(&m->node_config, meas, "node_config", true)) < 0 ||
-	    (rc = pin_meas(&m->model, meas, "model", true)) < 0)
+	if ((rc = get_model(p, model, &m)) < 0 || (rc = pin_boot(m->boot, doc)) < 0)
 		goto out;
-	if (sha && *sha) {
-		if (strlen(sha) != 64 || veil_hex_decode(sha, 64, d, 32, &got) < 0) {
-			rc = veil_errf(VEIL_EFORMAT, "pin: model.sha256 is not 64 hex");
-			goto out;
-		}
-		if ((rc = pins_add(&m->model_sha256, d)) < 0)
-			goto out;
-	}
+	if (snp)
+		goto out;
+	if ((rc = pin_meas(&m->node_binary, meas, "node_binary", true)) < 0 ||
+	    (rc = pin_meas(&m->node_config, meas, "node_config", true)) < 0 ||
+	    (rc = pin_meas(&m->model, meas, "model", true)) < 0 ||
+	    /* the measured SHA-256 (veil-model-sha256), which verification
+	     * checked the report's model.sha256 against */
+	    (rc = pin_meas(&m->model_sha256, meas, "model_sha256", false)) < 0)
+		goto out;
 	rc = 0;
 out:
 	json_decref(doc);

@@ -255,14 +255,17 @@ void veil_report_verdict_free(struct veil_report_verdict *v)
 static const struct {
 	const char *key, *event;
 	bool gateway;
+	size_t len;         /* payload bytes: SHA-384, or the model's SHA-256 */
 } MEAS[] = {
-	{"node_binary", VEIL_EVLOG_NODE_BINARY, false},
-	{"node_config", VEIL_EVLOG_NODE_CONFIG, false},
-	{"model", VEIL_EVLOG_MODEL, false},
-	{"gateway_binary", VEIL_EVLOG_GATEWAY_BINARY, true},
-	{"gateway_config", VEIL_EVLOG_GATEWAY_CONFIG, true},
+	{"node_binary", VEIL_EVLOG_NODE_BINARY, false, 48},
+	{"node_config", VEIL_EVLOG_NODE_CONFIG, false, 48},
+	{"model", VEIL_EVLOG_MODEL, false, 48},
+	{"model_sha256", VEIL_EVLOG_MODEL_SHA256, false, VEIL_EVLOG_MODEL_SHA256_LEN},
+	{"gateway_binary", VEIL_EVLOG_GATEWAY_BINARY, true, 48},
+	{"gateway_config", VEIL_EVLOG_GATEWAY_CONFIG, true, 48},
 };
 #define N_MEAS VEIL_ARRAY_LEN(MEAS)
+#define MEAS_MODEL_SHA256 3 /* index of "model_sha256" in MEAS */
 
 struct role_meas {
 	bool gateway;                       /* false: a node (or no veil event) */
@@ -292,9 +295,9 @@ static int log_measurements(const struct veil_evlog *log, struct role_meas *m)
 			continue;
 		if (rc < 0)
 			return rc;
-		if (e->payload_len != 48)
+		if (e->payload_len != MEAS[i].len)
 			return veil_errf(VEIL_EFORMAT, "runtime event %s: payload is %zu bytes, "
-					 "not a 48-byte SHA-384", MEAS[i].event, e->payload_len);
+					 "not %zu", MEAS[i].event, e->payload_len, MEAS[i].len);
 		m->v[i] = (struct veil_evlog_value){true, e->payload, e->payload_len};
 	}
 	for (size_t i = 0; i < N_MEAS; i++) {
@@ -479,7 +482,8 @@ static int measurements_check(struct veil_report_verdict *v, json_t *j, json_t *
 		if (!g || !rm->v[i].present)
 			return rpt_fail(v, VEIL_EBADMSG, "measurements: \"%s\" %s", MEAS[i].key,
 					g ? "is not in the event log" : "is in the event log but not listed");
-		if (rpt_hex_exact(m, MEAS[i].key, b, 48) < 0 || memcmp(b, rm->v[i].p, 48))
+		if (rpt_hex_exact(m, MEAS[i].key, b, MEAS[i].len) < 0 ||
+		    memcmp(b, rm->v[i].p, MEAS[i].len))
 			return rpt_fail(v, VEIL_EBADMSG,
 					"measurements: \"%s\" differs from the event log", MEAS[i].key);
 	}
@@ -496,6 +500,40 @@ static int measurements_check(struct veil_report_verdict *v, json_t *j, json_t *
 	}
 	if (pol)
 		check(j, "policy", true);
+	return 0;
+}
+
+/* A node report's model.sha256 is what receipts and model_sha256 pins name:
+ * where the log is replayed against the quote (TDX, sim) it must be the
+ * veil-model-sha256 event's payload, or a relay could rewrite it.  Without a
+ * replay (SEV-SNP) it is not bound, and the verdict says so. */
+static int model_sha256_check(struct veil_report_verdict *v, json_t *j, json_t *doc,
+			      const struct role_meas *rm, bool replayed)
+{
+	json_t *mo = json_object_get(doc, "model"), *s;
+	const struct veil_evlog_value *ev = &rm->v[MEAS_MODEL_SHA256];
+	uint8_t d[32];
+
+	if (mo && !json_is_object(mo) && !json_is_null(mo))
+		return rpt_fail(v, VEIL_EFORMAT, "\"model\" is not an object");
+	s = json_object_get(mo, "sha256");
+	if (!s)
+		return 0;
+	if (rpt_hex_exact(mo, "sha256", d, 32) < 0)
+		return rpt_fail(v, VEIL_EFORMAT, "model.sha256 is not 64 hex characters");
+	if (rm->gateway)
+		return rpt_fail(v, VEIL_EFORMAT, "a gateway's report names a model.sha256");
+	if (!replayed) {
+		json_object_set_new(j, "model_sha256_bound", json_false());
+		return 0;
+	}
+	if (!ev->present)
+		return rpt_fail(v, VEIL_EBADMSG, "model.sha256 is not measured: the event log has "
+				"no %s event, so the quote does not bind it", VEIL_EVLOG_MODEL_SHA256);
+	if (memcmp(d, ev->p, 32))
+		return rpt_fail(v, VEIL_EBADMSG, "model.sha256 differs from the measured %s event",
+				VEIL_EVLOG_MODEL_SHA256);
+	check(j, "model_sha256", true);
 	return 0;
 }
 
@@ -699,7 +737,13 @@ static int verify_doc(struct veil_report_verdict *v, json_t *j, json_t *doc,
 	if (!tee || (strcmp(tee, "tdx") && strcmp(tee, "sev-snp") && strcmp(tee, "sim")))
 		return rpt_fail(v, VEIL_EFORMAT, "\"tee\" must be \"tdx\", \"sev-snp\" or \"sim\"");
 	snprintf(v->tee, sizeof(v->tee), "%s", tee);
-	v->sim = !strcmp(tee, "sim") || json_is_true(json_object_get(doc, "sim"));
+	/* simulated evidence is labelled "sim", never as the TEE it imitates */
+	if (json_object_get(doc, "sim") && !json_is_boolean(json_object_get(doc, "sim")))
+		return rpt_fail(v, VEIL_EFORMAT, "\"sim\" is not true or false");
+	if (json_is_true(json_object_get(doc, "sim")) && strcmp(tee, "sim"))
+		return rpt_fail(v, VEIL_EFORMAT, "\"sim\": true with \"tee\": \"%s\" (simulated "
+				"evidence must say \"tee\": \"sim\")", tee);
+	v->sim = !strcmp(tee, "sim");
 	if (v->sim) {
 		json_object_set_new(j, "warning", json_string(SIM_WARNING));
 		if (!o->allow_sim)
@@ -707,8 +751,6 @@ static int verify_doc(struct veil_report_verdict *v, json_t *j, json_t *doc,
 					"simulated TEE evidence refused: this report comes from veil's "
 					"simulated TEE, which proves nothing about real hardware (allow it "
 					"only for tests and demos: --allow-sim)");
-		if (!strcmp(tee, "sev-snp"))
-			return rpt_fail(v, VEIL_EFORMAT, "a simulated report must carry a TDX quote");
 	}
 	tdx_like = strcmp(tee, "sev-snp") != 0;
 	if ((rc = rpt_hex_exact(doc, "nonce", nonce, 32)) < 0)
@@ -785,7 +827,8 @@ static int verify_doc(struct veil_report_verdict *v, json_t *j, json_t *doc,
 	} else {
 		json_object_set_new(j, "event_log_replayed", json_false());
 	}
-	if ((rc = measurements_check(v, j, json_object_get(doc, "measurements"), &rm, o->policy)) < 0)
+	if ((rc = measurements_check(v, j, json_object_get(doc, "measurements"), &rm, o->policy)) < 0 ||
+	    (rc = model_sha256_check(v, j, doc, &rm, tdx_like)) < 0)
 		goto out;
 	rc = gpus_check(v, j, json_object_get(doc, "gpu_evidence"), v->sim, rd, now);
 out:
@@ -849,6 +892,31 @@ int veil_report_policy_load(const uint8_t *json, size_t n, struct veil_report_po
 		rc = veil_errf(VEIL_EFORMAT, "policy: not a JSON object");
 		goto out;
 	}
+	/* a veil-policy/1 file read as this flat format would enforce nothing:
+	 * the caller routes those to veil_policy_load (`veil verify` does) */
+	if (json_object_get(doc, "version")) {
+		rc = veil_errf(VEIL_ENOTSUP, "policy: a \"version\"ed policy (veil-policy/1) is "
+			       "not the flat report policy; load it with veil_policy_load");
+		goto out;
+	}
+	/* a typo must not weaken a policy */
+	{
+		static const char *const keys[] = {"node_binary", "node_config", "model",
+						   "tcb_status"};
+		const char *k;
+
+		json_object_foreach(doc, k, x) {
+			size_t j = 0;
+
+			while (j < VEIL_ARRAY_LEN(keys) && strcmp(keys[j], k))
+				j++;
+			if (j == VEIL_ARRAY_LEN(keys)) {
+				rc = veil_errf(VEIL_EFORMAT, "policy: unknown key \"%.64s\" (a typo "
+					       "must not weaken a policy)", k);
+				goto out;
+			}
+		}
+	}
 	if (json_object_get(doc, "node_binary")) {
 		if ((rc = rpt_hex_exact(doc, "node_binary", s->bin, 48)) < 0)
 			goto out;
@@ -866,8 +934,9 @@ int veil_report_policy_load(const uint8_t *json, size_t n, struct veil_report_po
 	}
 	st = json_object_get(doc, "tcb_status");
 	if (st) {
-		if (!json_is_array(st) || json_array_size(st) > 16) {
-			rc = veil_errf(VEIL_EFORMAT, "policy: tcb_status is not an array of at most 16");
+		if (!json_is_array(st) || json_array_size(st) == 0 || json_array_size(st) > 16) {
+			rc = veil_errf(VEIL_EFORMAT, "policy: tcb_status is not a list of 1..16 "
+				       "statuses (leave it out to accept any)");
 			goto out;
 		}
 		s->status = calloc(json_array_size(st) + 1, sizeof(char *));
