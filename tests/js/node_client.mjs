@@ -11,10 +11,10 @@
 // BASE is http://127.0.0.1:PORT (no /v1).  Receipt checks print one line
 // "ed25519 PUBHEX SIGHEX B64MESSAGE" per receipt so the shell can check the
 // Ed25519 signatures with the veil CLI as well.
-import { createHash, createPublicKey, verify, webcrypto } from "node:crypto";
+import { createHash, createPublicKey, verify } from "node:crypto";
 import { verifyMessage } from "ethers";
-import { AeadId, CipherSuite, KdfId, KemId } from "hpke-js";
 import OpenAI from "openai";
+import { sealRequest, suite } from "./veil_seal.mjs";
 
 let failed = 0;
 const ok = (name, cond, why = "") => {
@@ -26,7 +26,6 @@ const ok = (name, cond, why = "") => {
 };
 const sha256 = (b) => createHash("sha256").update(b).digest("hex");
 const enc8 = new TextEncoder();
-const cat = (...parts) => new Uint8Array(Buffer.concat(parts.map((p) => Buffer.from(p))));
 
 function client(base) {
   return new OpenAI({ baseURL: `${base}/v1`, apiKey: "unused", maxRetries: 0 });
@@ -223,53 +222,6 @@ async function receiptChecks(base, model) {
   // the receipt is stored before the client gets it: no race with /v1/signature
   const ss = await (await fetch(`${base}/v1/signature/${sp.id}?signing_algo=ecdsa`)).json();
   ok("stream receipt: /v1/signature/{id} right after [DONE] serves the receipt's text signature", ss.signature === src.text_signature_ecdsa, JSON.stringify(ss));
-}
-
-// ---- veil-seal/1 client (docs/protocol.md, "Sealed bodies") ----
-
-const suite = new CipherSuite({ kem: KemId.DhkemX25519HkdfSha256, kdf: KdfId.HkdfSha256, aead: AeadId.Aes256Gcm });
-
-async function sealRequest(pkRbytes, pt) {
-  const pkR = await suite.kem.deserializePublicKey(pkRbytes);
-  const keyId = createHash("sha256").update(pkRbytes).digest().subarray(0, 8);
-  const sender = await suite.createSenderContext({ recipientPublicKey: pkR, info: enc8.encode("veil-seal/1") });
-  const prefix = (type) => cat([0x56, 0x45, 0x49, 0x4c, 0x01, type, 0x00, 0x20, 0x00, 0x01, 0x00, 0x02], keyId);
-  const header = cat(prefix(0x01), new Uint8Array(sender.enc));
-  const h = Buffer.alloc(5);
-  h.writeUInt32BE(pt.length, 0);
-  h[4] = 1;
-  const ct = await sender.seal(pt, cat(header, [1]));
-  // The response keys wait for the node's response nonce, the first 32
-  // bytes of its answer (of the first event when streamed): RFC 9458 §4.4.
-  const secret = new Uint8Array(await sender.export(enc8.encode("veil-seal/1 response"), 32));
-  // one opener per response: a replayed request's answer has its own nonce
-  const opener = () => {
-    let key = null;
-    let baseNonce = null;
-    let counter = 0;
-    return async (buf) => {
-      if (!key) {
-        const salt = cat(new Uint8Array(sender.enc), buf.subarray(0, 32));
-        const ikm = await webcrypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]);
-        const hkdf = async (info, n) =>
-          new Uint8Array(await webcrypto.subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info: enc8.encode(info) }, ikm, n * 8));
-        key = await webcrypto.subtle.importKey("raw", await hkdf("key", 32), "AES-GCM", false, ["decrypt"]);
-        baseNonce = await hkdf("nonce", 12);
-        buf = buf.subarray(32);
-      }
-      const len = buf.readUInt32BE(0);
-      const flags = buf[4];
-      const iv = baseNonce.slice();
-      for (let i = 0, c = counter; i < 6; i++, c = Math.floor(c / 256)) iv[11 - i] ^= c & 0xff;
-      counter++;
-      const pt2 = Buffer.from(
-        await webcrypto.subtle.decrypt({ name: "AES-GCM", iv, additionalData: cat(prefix(0x02), [flags]) }, key, buf.subarray(5)),
-      );
-      if (pt2.length !== len) throw new Error("length mismatch");
-      return { pt: pt2, final: (flags & 1) === 1 };
-    };
-  };
-  return { body: cat(header, h, new Uint8Array(ct)), openChunk: opener(), opener };
 }
 
 async function sealedChecks(base, model) {
