@@ -330,3 +330,31 @@ void gw_auth(struct gw *g, struct veil_http_req *req, bool take, gw_auth_fn cb,
 		cb(arg, 503, NULL, 1, "overloaded", "The gateway is overloaded; retry later");
 	}
 }
+
+void gw_rate(struct gw *g, const struct gw_key *k, gw_auth_fn cb, void *arg)
+{
+	struct auth_job *a;
+
+	if (!has_limits(k)) {
+		struct gw_key c = *k;
+
+		cb(arg, 0, &c, 0, NULL, NULL);
+		return;
+	}
+	if (!(a = calloc(1, sizeof(*a)))) {
+		cb(arg, 503, k, 1, "overloaded", "out of memory");
+		return;
+	}
+	a->job.run = job_run;
+	a->job.done = job_done;
+	a->g = g;
+	a->cb = cb;
+	a->arg = arg;
+	a->take = true;
+	a->k = *k; /* lookup false: rate_run only */
+	if (gw_worker_submit(g->query, &a->job) < 0) {
+		veil_wipe(a, sizeof(*a));
+		free(a);
+		cb(arg, 503, k, 1, "overloaded", "The gateway is overloaded; retry later");
+	}
+}

@@ -74,8 +74,9 @@ struct gw_opts {
 	unsigned affinity_slack;
 	size_t usage_batch;       /* records per group commit */
 	enum gw_receipt_check {   /* --receipt-check: what is verified */
-		GW_RC_ED25519,    /* the Ed25519 payload signature (default) */
-		GW_RC_ECDSA,      /* the EIP-191 secp256k1 payload signature */
+		GW_RC_ED25519,    /* the Ed25519 payload signature */
+		GW_RC_ECDSA,      /* the EIP-191 secp256k1 payload signature
+				   * (default: ~7.5 us less CPU per check) */
 		GW_RC_FULL,       /* every signature (veil_receipt_verify) */
 	} receipt_check;
 	char *config_json;        /* canonical JSON of the flags (measured) */
@@ -276,6 +277,12 @@ void gw_keys_free(struct gw *g);
  * key), 429 (rate limit; retry_after_s set; or quota), 503 (store down). */
 void gw_auth(struct gw *g, struct veil_http_req *req, bool take, gw_auth_fn cb,
 	     void *arg);
+/* Takes one request from the rate window of `k` (a key gw_auth returned)
+ * and checks its quota, as gw_auth does with `take`; for callers that
+ * authenticate first and take only once the request will be served (the
+ * completions: a refused request takes nothing).  Calls cb now (no limits)
+ * or after a store round trip, with k's copy; statuses 429 and 503. */
+void gw_rate(struct gw *g, const struct gw_key *k, gw_auth_fn cb, void *arg);
 /* Forgets a key at once (this gateway's revocations). */
 void gw_keys_forget(struct gw *g, int64_t key_id);
 

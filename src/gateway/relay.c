@@ -827,12 +827,67 @@ static void on_close(struct veil_http_req *req, void *arg)
 	relay_maybe_free(r);
 }
 
-static void auth_done(void *arg, int status, const struct gw_key *k, int retry_after,
+/* The body's checks (400s); replies itself and returns -1. */
+static int validate(struct gw_relay *r)
+{
+	struct gw *g = r->g;
+	struct veil_http_req *req = r->req;
+	const uint8_t *body = r->body;
+	size_t len = r->body_len;
+
+	if (r->sealed) {
+		const char *m = veil_http_req_header(req, "X-Veil-Model");
+
+		if (!m || !gw_model_valid(m, strlen(m))) {
+			reply_error(r, 400, NULL, "missing_model",
+				    "a sealed request names its model in X-Veil-Model");
+			return -1;
+		}
+		snprintf(r->model, sizeof(r->model), "%s", m);
+		if (veil_seal_peek_key_id(body, len, r->key_id) < 0) {
+			reply_error(r, 400, NULL, "bad_sealed_body",
+				    "the sealed body's header is malformed");
+			return -1;
+		}
+	} else {
+		json_t *o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, NULL);
+		json_t *m = json_object_get(o, "model");
+
+		if (!json_is_object(o)) {
+			json_decref(o);
+			reply_error(r, 400, NULL, "invalid_json", "the body is not a JSON object");
+			return -1;
+		}
+		if (!json_is_string(m) ||
+		    !gw_model_valid(json_string_value(m), json_string_length(m))) {
+			json_decref(o);
+			reply_error(r, 400, NULL, "missing_model", "'model' must be a string");
+			return -1;
+		}
+		snprintf(r->model, sizeof(r->model), "%s", json_string_value(m));
+		json_decref(o);
+		if (g->o.affinity) {
+			const char *ah = veil_http_req_header(req, "X-Veil-Affinity");
+
+			if (ah && *ah) {
+				veil_digest_sha256(ah, strlen(ah), r->aff);
+				r->has_aff = true;
+			} else {
+				r->has_aff = gw_affinity_key(body, len, r->aff);
+			}
+		}
+	}
+	veil_digest_sha256(body, len, r->req_sha);
+	return 0;
+}
+
+/* Limits taken (or none to take): relay. */
+static void rate_done(void *arg, int status, const struct gw_key *k, int retry_after,
 		      const char *code, const char *msg)
 {
 	struct gw_relay *r = arg;
-	struct gw *g = r->g;
 
+	(void)k;
 	r->auth_pending = false;
 	if (!r->req) {
 		relay_maybe_free(r);
@@ -849,9 +904,47 @@ static void auth_done(void *arg, int status, const struct gw_key *k, int retry_a
 		relay_maybe_free(r);
 		return;
 	}
-	r->key = *k;
-	(void)g;
 	relay_try(r);
+}
+
+/* The order of the answers: the key first (401 whatever the body: a client
+ * with a bad key learns that, not what else is wrong), then the body (400),
+ * then the route (404 model_not_found, 503 no_node_available /
+ * node_unavailable), and only then the key's limits (429): a request
+ * refused for its body or its route takes nothing from the requests/min or
+ * tokens/min window.  (413 comes before all of them: the HTTP server
+ * refuses a body over its cap before the handler runs.) */
+static void auth_done(void *arg, int status, const struct gw_key *k, int retry_after,
+		      const char *code, const char *msg)
+{
+	struct gw_relay *r = arg;
+	struct gw *g = r->g;
+
+	r->auth_pending = false;
+	if (!r->req) {
+		relay_maybe_free(r);
+		return;
+	}
+	if (status) {
+		if (retry_after > 0)
+			veil_http_set_retry_after(r->req, (unsigned)retry_after);
+		reply_error(r, status, NULL, code, msg);
+		relay_maybe_free(r);
+		return;
+	}
+	r->key = *k;
+	if (validate(r) < 0) {
+		relay_maybe_free(r);
+		return;
+	}
+	/* the same test relay_try's pick makes: a request that would find
+	 * no node is refused (by relay_try's answers) before any take */
+	if (r->sealed ? !gw_pick_by_key_id(g, r->key_id) : !gw_model_available(g, r->model)) {
+		relay_try(r);
+		return;
+	}
+	r->auth_pending = true;
+	gw_rate(g, &r->key, rate_done, r);
 }
 
 static void h_completion(struct veil_http_req *req, void *arg, bool chat)
@@ -893,55 +986,11 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	g->relays = r;
 	g->m.relays_active++;
 	r->sealed = ct && !strncasecmp(ct, SEALED_TYPE, strlen(SEALED_TYPE));
-	if (r->sealed) {
-		const char *m = veil_http_req_header(req, "X-Veil-Model");
-
-		if (!m || !gw_model_valid(m, strlen(m))) {
-			reply_error(r, 400, NULL, "missing_model",
-				    "a sealed request names its model in X-Veil-Model");
-			goto out;
-		}
-		snprintf(r->model, sizeof(r->model), "%s", m);
-		if (veil_seal_peek_key_id(body, len, r->key_id) < 0) {
-			reply_error(r, 400, NULL, "bad_sealed_body",
-				    "the sealed body's header is malformed");
-			goto out;
-		}
-	} else {
-		json_t *o = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES, NULL);
-		json_t *m = json_object_get(o, "model");
-
-		if (!json_is_object(o)) {
-			json_decref(o);
-			reply_error(r, 400, NULL, "invalid_json", "the body is not a JSON object");
-			goto out;
-		}
-		if (!json_is_string(m) ||
-		    !gw_model_valid(json_string_value(m), json_string_length(m))) {
-			json_decref(o);
-			reply_error(r, 400, NULL, "missing_model", "'model' must be a string");
-			goto out;
-		}
-		snprintf(r->model, sizeof(r->model), "%s", json_string_value(m));
-		json_decref(o);
-		if (g->o.affinity) {
-			const char *ah = veil_http_req_header(req, "X-Veil-Affinity");
-
-			if (ah && *ah) {
-				veil_digest_sha256(ah, strlen(ah), r->aff);
-				r->has_aff = true;
-			} else {
-				r->has_aff = gw_affinity_key(body, len, r->aff);
-			}
-		}
-	}
-	veil_digest_sha256(body, len, r->req_sha);
 	veil_http_req_on_close(req, on_close, r);
 	r->auth_pending = true;
-	gw_auth(g, req, true, auth_done, r);
-	return;
-out:
-	relay_maybe_free(r);
+	/* the key is looked up only (no take): auth_done checks the body and
+	 * the route, then takes from the key's limits (gw_rate) */
+	gw_auth(g, req, false, auth_done, r);
 }
 
 static void h_chat(struct veil_http_req *req, void *arg)

@@ -106,6 +106,28 @@ check "no key: 401 in OpenAI's error shape" \
 	bash -c '[ "$0" = 401 ] && jq -e ".error.message and .error.type == \"authentication_error\"" "$1" >/dev/null' "$c" "$tmp/r.json"
 check "a malformed key: 401" test "$(code "$G/v1/chat/completions" -H 'Authorization: Bearer nope' \
 	-H 'Content-Type: application/json' -d "{\"model\":\"$NAME\"}")" = 401
+# the key is judged before the body: a bad key is a 401 whatever the body
+# (a malformed key is refused at once; an unknown well-formed one after the
+# store's lookup, then from the cache of unknown keys), and only a good key
+# learns what is wrong with its body
+UNKNOWN="sk-veil-$(head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d = | head -c 43)"
+auth_first() { # KEY BODY -> status and error type
+	curl -s -o "$tmp/af.json" -w '%{http_code} ' "$G/v1/chat/completions" -H "Authorization: Bearer $1" \
+		-H 'Content-Type: application/json' --data-binary "$2"
+	jq -r '.error.type + " " + .error.code' "$tmp/af.json"
+}
+check "a malformed key with the body {}: 401, not 400" \
+	test "$(auth_first bad '{}')" = "401 authentication_error invalid_api_key"
+check "a malformed key with a body that is not JSON: 401" \
+	test "$(auth_first bad '{nope')" = "401 authentication_error invalid_api_key"
+check "an unknown key (store lookup) with the body {}: 401, not 400" \
+	test "$(auth_first "$UNKNOWN" '{}')" = "401 authentication_error invalid_api_key"
+check "an unknown key (cached as unknown) with a body that is not JSON: 401" \
+	test "$(auth_first "$UNKNOWN" '{nope')" = "401 authentication_error invalid_api_key"
+check "a good key with the body {}: 400 missing_model" \
+	test "$(auth_first "$KEY" '{}')" = "400 invalid_request_error missing_model"
+check "a good key with a body that is not JSON: 400 invalid_json" \
+	test "$(auth_first "$KEY" '{nope')" = "400 invalid_request_error invalid_json"
 
 if [ $have_js = 1 ]; then
 	js openai "$G" "$KEY" "$NAME"

@@ -2,15 +2,18 @@
 # veil-gateway failure paths, with real processes on 127.0.0.1: one
 # veil-node (--plain-http, --tee sim), a relay between the gateway and the
 # node (python3, stdlib: it passes everything through, or flips one hex
-# digit of a receipt's Ed25519 signature, or re-spells a receipt with white
-# space), and two gateways on SQLite stores.
+# digit of a receipt's payload signatures, both or only one of them, or
+# re-spells a receipt with white space), and gateways on SQLite stores.
 #
 #  1. A receipt that fails its checks (docs/gateway.md, "Usage, receipts"):
 #     the answer is delivered all the same (plain and streamed; the stream
 #     ends with [DONE]), not billed (GET /v1/usage unchanged), and counted
 #     (veil_gateway_receipts_failed_total); a valid receipt in another JSON
 #     spelling (the full parser's path, not the canonical fast path) is
-#     billed.
+#     billed.  The default --receipt-check (ecdsa) refuses a receipt whose
+#     ECDSA signature alone was altered; a gateway with --receipt-check
+#     ed25519 refuses one whose Ed25519 signature alone was altered (and
+#     bills one whose ECDSA signature alone was: it does not check it).
 #  2. The store fails: the gateway's file-size limit (RLIMIT_FSIZE, set on
 #     the running process with prlimit, SIGXFSZ ignored) is lowered to the
 #     size its SQLite WAL has, so the next commit cannot write (EFBIG, a
@@ -63,22 +66,34 @@ NODE_PORT=$PORT
 
 cat >"$tmp/relay.py" <<'EOF'
 # HTTP/1.1 relay gateway -> node.  The file named by argv[2] says what it
-# does to receipts: "pass", "flip" (one hex digit of signature_ed25519
-# changed, in the X-Veil-Receipt header or in a stream's receipt event) or
+# does to receipts: "pass", "flip" (one hex digit of signature_ed25519 and
+# one of signature_ecdsa changed, in the X-Veil-Receipt header or in a
+# stream's receipt event), "flip-ed" / "flip-ecdsa" (only that one) or
 # "respace" (the header's receipt re-written with indentation: the same
 # JSON and the same signed payload string, another spelling).
 import base64, http.client, http.server, json, sys
 
 NODE_PORT, MODE_FILE = int(sys.argv[1]), sys.argv[2]
+MODE = "pass"
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
 
-def flip(text):
-    k = text.find('"signature_ed25519":"')
+def flip1(text, field):
+    k = text.find('"%s":"' % field)
     if k < 0:
         return text
-    i = k + len('"signature_ed25519":"')
+    i = k + len('"%s":"' % field)
+    if text[i:i + 2] == "0x":
+        i += 2
     return text[:i] + ("1" if text[i] == "0" else "0") + text[i + 1:]
+
+
+def flip(text):
+    if MODE in ("flip", "flip-ed"):
+        text = flip1(text, "signature_ed25519")
+    if MODE in ("flip", "flip-ecdsa"):
+        text = flip1(text, "signature_ecdsa")
+    return text
 
 
 def b64d(s):
@@ -96,7 +111,8 @@ class Relay(http.server.BaseHTTPRequestHandler):
         pass
 
     def relay(self):
-        mode = open(MODE_FILE).read().strip()
+        global MODE
+        mode = MODE = open(MODE_FILE).read().strip()
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else None
         hdrs = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
@@ -109,12 +125,12 @@ class Relay(http.server.BaseHTTPRequestHandler):
         for k, v in r.getheaders():
             if k.lower() in HOP:
                 continue
-            if k.lower() == "x-veil-receipt" and mode == "flip":
+            if k.lower() == "x-veil-receipt" and mode.startswith("flip"):
                 v = b64e(flip(b64d(v)))
             elif k.lower() == "x-veil-receipt" and mode == "respace":
                 v = b64e(json.dumps(json.loads(b64d(v)), indent=1))
             out.append((k, v))
-        if mode == "flip" and b"veil.receipt" in data:
+        if mode.startswith("flip") and b"veil.receipt" in data:
             data = flip(data.decode()).encode()
         self.send_response(r.status)
         for k, v in out:
@@ -194,7 +210,40 @@ check "a valid receipt spelled with white space (the full parser's path) is bill
 	"$(requests "$GW1" "$KEY1")" "$r0"
 check "... and not counted as failed" \
 	test "$(counter "$GW1" veil_gateway_receipts_failed_total)" = $((f0 + 2))
+
+# the signature checked by default is the ECDSA one
+r1="$(requests "$GW1" "$KEY1")"
+echo flip-ecdsa >"$MODE"
+code="$(post "$GW1" "$KEY1" "$BODY" "$tmp/eflip")"
+sleep 0.3
+check "default --receipt-check (ecdsa): a receipt whose ECDSA signature alone was altered is delivered (200), not billed, counted" \
+	bash -c '[ "$0" = 200 ] && [ "$1" = "$2" ] && [ "$3" = $(($4 + 3)) ]' "$code" \
+	"$(requests "$GW1" "$KEY1")" "$r1" "$(counter "$GW1" veil_gateway_receipts_failed_total)" "$f0"
 echo pass >"$MODE"
+
+# --receipt-check ed25519: the Ed25519 signature instead
+DB3="sqlite:$tmp/gw3.db"
+KEY3="$("$GW_BIN" keys create --db "$DB3" --name ed 2>"$tmp/keys3.err" | tail -n 1)"
+if start_server gw3 "$GW_BIN" --listen 127.0.0.1:0 --db "$DB3" --receipt-check ed25519 \
+	--nodes "$tmp/nodes.json" --allow-sim --plain-http && GW3="http://127.0.0.1:$PORT" &&
+	wait_gateway_answers "$GW3" "$KEY3"; then
+	sleep 0.3
+	r3="$(requests "$GW3" "$KEY3")"
+	echo flip-ed >"$MODE"
+	code="$(post "$GW3" "$KEY3" "$BODY" "$tmp/edflip")"
+	sleep 0.3
+	check "--receipt-check ed25519: a receipt whose Ed25519 signature alone was altered is delivered (200), not billed, counted" \
+		bash -c '[ "$0" = 200 ] && [ "$1" = "$2" ] && [ "$3" = 1 ]' "$code" \
+		"$(requests "$GW3" "$KEY3")" "$r3" "$(counter "$GW3" veil_gateway_receipts_failed_total)"
+	echo flip-ecdsa >"$MODE"
+	code="$(post "$GW3" "$KEY3" "$BODY" "$tmp/edflip2")"
+	sleep 0.3
+	check "... and one whose ECDSA signature alone was altered is billed (that signature is not its check)" \
+		bash -c '[ "$0" = 200 ] && [ "$1" = $(($2 + 1)) ]' "$code" "$(requests "$GW3" "$KEY3")" "$r3"
+	echo pass >"$MODE"
+else
+	notok "a gateway with --receipt-check ed25519 starts and answers"
+fi
 
 # ---- 2. the store fails ------------------------------------------------------------------
 # SIGXFSZ ignored (inherited through exec), so that a write over the limit

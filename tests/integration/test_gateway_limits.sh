@@ -293,6 +293,7 @@ mk_key tpm1 --tpm $((2 * TOK + 1)); KT1=$KEY
 mk_key tpms --tpm 1; KTS=$KEY
 mk_key quota --quota $((2 * TOK)); KQ=$KEY; QID=$KID
 mk_key quota-rpm --rpm 2 --quota "$TOK"; KQR=$KEY; QRID=$KID
+mk_key route --rpm 2; KRT=$KEY
 "$GW_BIN" keys list --db "$DB" >"$tmp/list.out" 2>&1
 lim_of() { awk -v id="$1" '$1 == id { print $(NF-2), $(NF-1), $NF }' "$tmp/list.out"; }
 check "keys list shows the limits of keys create --rpm 3 and of keys limits --id N --rpm 2 (rpm tpm quota)" \
@@ -369,6 +370,21 @@ check "keys limits --id N --rpm 2 on an existing key: 2 served, the third 429 ($
 	test "$seq_l" = " 200 200 429"
 check "... rate_limit_exceeded with Retry-After ($(header "$tmp/l3" Retry-After))" \
 	eval 'refused "$tmp/l3" rate_limit_exceeded && ra_window "$tmp/l3"'
+# a request refused after the key for its route (404 model_not_found) or
+# its body (400) takes nothing from the window: the key is judged first,
+# then the body and the route, and the window is taken from last
+fresh_window 5
+post "$KRT" '{"model":"no-such-model","messages":[{"role":"user","content":"Hi"}],"max_tokens":2}' "$tmp/rt0"
+post "$KRT" '{}' "$tmp/rtb"
+seq_rt=""
+for i in 1 2 3; do
+	post "$KRT" "$BODY" "$tmp/rt$i"
+	seq_rt="$seq_rt $C"
+done
+check "--rpm 2: a request for an unknown model (404 $(jq -r .error.code "$tmp/rt0.b" 2>/dev/null)) and one without a model (400) take no slot: 2 served, the third 429 ($(status "$tmp/rt0") $(status "$tmp/rtb")$seq_rt)" \
+	eval '[ "$(status "$tmp/rt0")" = 404 ] && jq -e ".error.code == \"model_not_found\"" "$tmp/rt0.b" >/dev/null &&
+		[ "$(status "$tmp/rtb")" = 400 ] && [ "$seq_rt" = " 200 200 429" ] && refused "$tmp/rt3" rate_limit_exceeded'
+
 # a key cached without limits (its first request) given a limit: the admin
 # API drops this gateway's cache entry, so it applies at once
 post "$KC2" "$BODY" "$tmp/cc0"
