@@ -166,9 +166,10 @@ struct veil_hconn_request {
 	 * it).  NULL: the body is buffered (capped) and given to on_done. */
 	int (*on_data)(void *arg, struct veil_hconn_call *call, const uint8_t *p, size_t n);
 	/* once, then the call is freed: rc 0, VEIL_ETIMEDOUT, VEIL_EBADMSG (the
-	 * peer's TLS key is not the pin, or TLS failed), VEIL_EFORMAT (the
-	 * answer is malformed HTTP), VEIL_ERANGE (over a cap), VEIL_EIO (the
-	 * connection failed or broke), or on_data's code; status 0 when no
+	 * peer's TLS key is not the pin: only the pin check gives it),
+	 * VEIL_EFORMAT (the answer is malformed HTTP), VEIL_ERANGE (over a
+	 * cap), VEIL_EIO (the connection failed or broke, TLS errors other
+	 * than the pin included), or on_data's code; status 0 when no
 	 * head came (or the answer turned out malformed) */
 	void (*on_done)(void *arg, int rc, int status, const uint8_t *body, size_t len);
 	void *arg;

@@ -613,6 +613,9 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 		goto out;
 	}
 	if (rc < 0 && status == 0) {
+		/* hconn says VEIL_EBADMSG only when the pin check refused the
+		 * key; a TLS error otherwise (handshake broken off, bad record)
+		 * is VEIL_EIO, a connection failure like any other */
 		if (rc == VEIL_EBADMSG && r->st->tls && !r->retried) {
 			retry(r, "the gateway's TLS key is not the pinned one");
 			return;

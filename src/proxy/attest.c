@@ -128,6 +128,8 @@ static json_t *verdict_info(const struct veil_report_verdict *v)
 	return o;
 }
 
+static void model_sha256_of(const struct veil_report_verdict *v, char out[65]);
+
 /* The receipts log's attestation line. */
 static void log_attestation(struct proxy *p, const char *role,
 			    const struct proxy_doc_report *r, const char *nonce_hex,
@@ -143,6 +145,12 @@ static void log_attestation(struct proxy *p, const char *role,
 		json_object_set(vd, "measurements", json_object_get(v->json, "measurements"));
 	if (vd && v->error[0])
 		json_object_set_new(vd, "error", json_string(v->error));
+	if (vd && !strcmp(role, "node") && v->ok) {
+		char m[65];
+
+		model_sha256_of(v, m);
+		json_object_set_new(vd, "model_sha256_bound", json_boolean(m[0]));
+	}
 	line = json_pack("{s:s, s:s, s:I, s:s}", "type", "attestation", "version",
 			 "veil-receipts/1", "time", (json_int_t)(veil_wall_ms() / 1000),
 			 "role", role);
@@ -176,6 +184,32 @@ static void refuse(struct vstate *st, int rc, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The model hash the quote binds: the verdict's measurements.model_sha256
+ * when veil_report_verify checked it against the replayed veil-model-sha256
+ * event (checks.model_sha256 true: TDX, sim), else "" (SEV-SNP: the event
+ * log is not replayed, the verdict says model_sha256_bound false, and the
+ * value is only what the node claims).  "" means receipts' model hashes
+ * are not checked against an attested one; /veil/status says so. */
+static void model_sha256_of(const struct veil_report_verdict *v, char out[65])
+{
+	json_t *m = json_object_get(json_object_get(v->json, "measurements"), "model_sha256");
+	json_t *ck = json_object_get(json_object_get(v->json, "checks"), "model_sha256");
+
+	out[0] = '\0';
+	if (!v->ok || !json_is_true(ck) || !json_is_string(m) || json_string_length(m) != 64)
+		return;
+	for (size_t i = 0; i < 64; i++) {
+		char c = json_string_value(m)[i];
+
+		out[i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+		if (!strchr("0123456789abcdef", out[i]) || !out[i]) {
+			out[0] = '\0';
+			return;
+		}
+	}
+	out[64] = '\0';
+}
+
 /* Verifies one node report into nd.  0 or the failure's code. */
 static int verify_node(struct proxy *p, const struct proxy_doc_report *r,
 		       const uint8_t nonce[32], const char *nonce_hex, struct pnode *nd,
@@ -189,7 +223,9 @@ static int verify_node(struct proxy *p, const struct proxy_doc_report *r,
 
 	snprintf(nd->id, sizeof(nd->id), "%s", r->id);
 	snprintf(nd->model, sizeof(nd->model), "%s", r->model);
-	memcpy(nd->model_sha256, r->model_sha256, sizeof(nd->model_sha256));
+	/* model_sha256 comes from the verdict, never from the report's JSON
+	 * (a relay could have rewritten that): see model_sha256_of */
+	nd->model_sha256[0] = '\0';
 	veil_digest_sha256(r->text, r->text_len, sha);
 	hex32(sha, nd->report_sha256);
 	if (!r->model[0]) {
@@ -206,12 +242,15 @@ static int verify_node(struct proxy *p, const struct proxy_doc_report *r,
 				 "no signing keys (sealing and receipts need them)");
 		}
 	}
+	if (rc == 0)
+		model_sha256_of(v, nd->model_sha256);
 	log_attestation(p, "node", r, nonce_hex, nd->report_sha256, v);
 	nd->info = verdict_info(v);
 	json_object_set_new(nd->info, "id", json_string(nd->id));
 	json_object_set_new(nd->info, "model", json_string(nd->model));
 	json_object_set_new(nd->info, "model_sha256",
 			    nd->model_sha256[0] ? json_string(nd->model_sha256) : json_null());
+	json_object_set_new(nd->info, "model_sha256_bound", json_boolean(nd->model_sha256[0]));
 	json_object_set_new(nd->info, "report_sha256", json_string(nd->report_sha256));
 	if (rc < 0) {
 		nd->ok = false;
@@ -251,6 +290,19 @@ static int check_tls(const struct veil_report_verdict *v, const uint8_t spki[32]
 	return VEIL_EBADMSG;
 }
 
+/* Whether the policy pins anything of the gateway ("gateway": its
+ * measurements or boot chain). */
+static bool policy_pins_gateway(const struct veil_policy *pol)
+{
+	json_t *j = veil_policy_to_json(pol);
+	json_t *g = json_object_get(j, "gateway");
+	/* out of memory: assume pinned, which refuses rather than skips */
+	bool pinned = !j || (json_is_object(g) && json_object_size(g) > 0);
+
+	json_decref(j);
+	return pinned;
+}
+
 static struct vstate *verify_round(struct proxy *p)
 {
 	struct vstate *st = calloc(1, sizeof(*st));
@@ -287,6 +339,14 @@ static struct vstate *verify_round(struct proxy *p)
 		goto out;
 	}
 	st->via_gateway = doc.gateway;
+	if (!doc.gateway && policy_pins_gateway(p->policy)) {
+		/* a bare node report has no gateway report to judge: with gateway
+		 * pins, that would be the pins skipped, not met */
+		refuse(st, VEIL_EPERM, "the policy pins the gateway, but %s answered with a "
+		       "bare node report, not a %s document: no gateway report to check "
+		       "the pins against", p->o.gateway, VEIL_GATEWAY_REPORT_VERSION);
+		goto out;
+	}
 	if (doc.gateway) {
 		struct veil_report_verdict v = {0};
 		uint8_t sha[32];
@@ -429,6 +489,11 @@ static void on_round(void *msg, void *arg)
 			    !strcmp(json_string_value(t), "sim"))
 				VEIL_WARN(PROXY_MOD, "node %s runs in a SIMULATED TEE: its "
 					  "attestation proves nothing about hardware (--allow-sim)",
+					  st->nodes[i].id);
+			if (st->nodes[i].ok && !st->nodes[i].model_sha256[0])
+				VEIL_WARN(PROXY_MOD, "node %s: model_sha256_bound false: its "
+					  "attestation binds no model hash (SEV-SNP, or none "
+					  "named), so its receipts' model hash is not checked",
 					  st->nodes[i].id);
 		}
 	}

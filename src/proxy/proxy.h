@@ -43,7 +43,9 @@ struct proxy_doc_report {
 	char *text;                 /* its canonical JSON (compact, sorted keys;
 				     * owned): what is verified and hashed */
 	size_t text_len;
-	char model_sha256[65];      /* report.model.sha256 when 64 hex, else "" */
+	char model_sha256[65];      /* report.model.sha256 when 64 hex, else "":
+				     * as received, NOT verified; the proxy
+				     * uses the verdict's (pnode.model_sha256) */
 };
 
 /* GET /v1/attestation/report of a gateway (veil-gateway-report/1: a gateway
@@ -158,7 +160,9 @@ struct pnode {
 	char error[1024];
 	struct veil_keyset keys;   /* the attested keys (ok only) */
 	char key_id_hex[17];       /* veil-seal/1 key id of its HPKE key */
-	char model_sha256[65];     /* report.model.sha256, "" when none */
+	char model_sha256[65];     /* the verdict's measurements.model_sha256 when
+				    * the quote binds it (TDX, sim), else "" (none
+				    * named, or SEV-SNP: model_sha256_bound false) */
 	char report_sha256[65];    /* SHA-256 of the canonical report text */
 	json_t *info;              /* for /veil/status (owned) */
 };

@@ -7,10 +7,12 @@
  * The check on this path is veil_receipt_verify_ed25519: the Ed25519
  * signatures (payload and NEAR AI text) under the attested Ed25519 key,
  * which the same attestation binds as the Ethereum address.  The ECDSA
- * (EIP-191) signatures, two public-key recoveries that cost ten times as
- * much, are left to `veil receipts verify`, which checks all four; every
- * receipt line says so ("signatures_checked": "ed25519").  docs/proxy.md,
- * "Receipts", gives the reasoning. */
+ * (EIP-191) signatures, two secp256k1 public-key recoveries (with
+ * libsecp256k1 about as much again as the Ed25519 checks), add no origin
+ * evidence under one attested key set, so they are left to `veil receipts
+ * verify`, which checks all four; every receipt line says so
+ * ("signatures_checked": "ed25519").  docs/proxy.md, "Receipts", gives the
+ * reasoning. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -6,7 +6,9 @@
 # or replays an old answer, each of which must end in an explicit error,
 # streamed or not; a relay with its own TLS certificate refused by the pin;
 # policies that refuse (simulated TEE, another model hash) before any
-# plaintext leaves; key change and expiry; the receipts log re-verified by
+# plaintext leaves; a relay rewriting a report's model.sha256 (refused); a
+# policy pinning the gateway against a bare node report (refused); key change
+# and expiry; the receipts log re-verified by
 # `veil receipts verify`; a canary prompt that must appear in no log.
 # Env: VEIL_BIN (dir with veil-proxy, veil-node, veil), VEIL_SHARED.
 set -uo pipefail
@@ -186,6 +188,37 @@ if [ "$have_js" = 1 ] && start_node c --plain-http; then
 		js tamper "$PM" stories260K "$MC" "relay"
 		code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PM/v1/chat/completions")"
 		check "untouched traffic works again after the attacks" test "$code" = 200
+		check "/veil/status: sim binds the model hash (model_sha256_bound)" \
+			jqt '.nodes[0] | .model_sha256_bound == true and (.model_sha256 | length) == 64' <(curl -s "$PM/veil/status")
+
+		# The relay rewrites model.sha256 in the node's report: the quote's
+		# veil-model-sha256 event no longer matches, so the node is refused
+		# (and the rewritten hash never reaches a header or a receipt check).
+		curl -s -X POST -d '{"mode":"model_sha256"}' "$MC/__mitm" >/dev/null
+		if start_proxy pms --gateway "$MC" --allow-sim; then
+			PMS="http://127.0.0.1:$PORT"
+			n0="$(curl -s "$MC/__mitm" | jq -r .completions)"
+			code="$(curl -s -o "$tmp/ms.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PMS/v1/chat/completions")"
+			check "a relay rewriting model.sha256 in the report: the node fails verification (502, nothing sent)" \
+				bash -c '[ "$0" = 502 ] && jq -e ".error.code == \"attestation_failed\" and (.error.message | test(\"model.sha256\"))" "$1" >/dev/null && [ "$2" = "$3" ]' \
+				"$code" "$tmp/ms.json" "$n0" "$(curl -s "$MC/__mitm" | jq -r .completions)"
+		fi
+		curl -s -X POST -d '{"mode":"pass"}' "$MC/__mitm" >/dev/null
+
+		# A policy that pins the gateway, pointed at a plain node: a bare node
+		# report has no gateway report to meet the pins, so it is refused
+		# before any plaintext leaves.
+		printf '{"version":"veil-policy/1","allow_sim":true,"gateway":{"gateway_binary":["%s"]}}\n' "$(printf '0%.0s' $(seq 96))" >"$tmp/gwpin.json"
+		if start_proxy pgp --gateway "$MC" --policy "$tmp/gwpin.json"; then
+			PGP="http://127.0.0.1:$PORT"
+			n0="$(curl -s "$MC/__mitm" | jq -r .completions)"
+			code="$(curl -s -o "$tmp/gp.json" -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PGP/v1/chat/completions")"
+			check "a policy pinning the gateway refuses a bare node report (403 policy_refused, nothing sent)" \
+				bash -c '[ "$0" = 403 ] && jq -e ".error.code == \"policy_refused\" and (.error.message | test(\"pins the gateway\"))" "$1" >/dev/null && [ "$2" = "$3" ]' \
+				"$code" "$tmp/gp.json" "$n0" "$(curl -s "$MC/__mitm" | jq -r .completions)"
+			check "/veil/status says failed and why (gateway pinned, bare node)" \
+				jqt '.state == "failed" and .error.code == "policy_refused"' <(curl -s "$PGP/veil/status")
+		fi
 		sleep 0.3
 		check "receipts log records the failed exchanges with their errors" \
 			bash -c 'jq -s -e "map(select(.type == \"receipt\" and (.ok | not) and (.error | length > 0))) | length >= 8" "$0" >/dev/null' "$tmp/mitm-receipts.jsonl"

@@ -13,6 +13,8 @@
 //   cut      streams: end the answer just before its final sealed chunk
 //   swap     put the receipt of the previous answer of the same kind in
 //   replay   answer with the previous answer of the same kind (not sent on)
+//   model_sha256  rewrite model.sha256 in the attestation report(s) (a bare
+//            node report, or each node's in a gateway's document)
 // GET /__mitm gives {"mode", "completions": forwarded completion requests}.
 // With --tls the relay serves its own self-signed certificate (the pin must
 // refuse it) and talks TLS to the upstream without checking it.
@@ -137,6 +139,21 @@ async function handle(req, out) {
   }
   if (isCompletion) completions++;
   const up = await forward(req, body);
+  if (mode === "model_sha256" && req.method === "GET" && req.url.startsWith("/v1/attestation/report")) {
+    const r = { status: up.statusCode, headers: cleanHeaders(up.headers), body: await readAll(up) };
+    if (up.statusCode === 200) {
+      const doc = JSON.parse(r.body.toString());
+      const fake = (rep) => {
+        if (rep && rep.model && typeof rep.model.sha256 === "string")
+          rep.model.sha256 = rep.model.sha256 === "ab".repeat(32) ? "cd".repeat(32) : "ab".repeat(32);
+      };
+      fake(doc);
+      for (const n of Array.isArray(doc.nodes) ? doc.nodes : []) fake(n);
+      r.body = Buffer.from(JSON.stringify(doc));
+    }
+    send(out, r);
+    return;
+  }
   if (!isCompletion || mode === "pass") {
     // Pass through as it comes (streams stay streams), remembering the
     // answers for later swap / replay.

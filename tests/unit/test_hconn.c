@@ -6,7 +6,9 @@
  * servers on 127.0.0.1: a veil_http_server over TLS on the client's own
  * loop (pin accepted / refused, kept-alive reuse), and a raw server thread
  * for what a veil server does not do (close a kept connection as it is
- * used; a large body read with pauses; cancel mid-answer). */
+ * used; a large body read with pauses; cancel mid-answer); TLS that breaks
+ * (handshake cut, non-TLS bytes, a garbage record) is VEIL_EIO, never the
+ * pin refusal's VEIL_EBADMSG. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "veil/hconn.h"
 #include "veil/http.h"
@@ -628,6 +631,114 @@ static void test_client_pause_resume_and_cancel(void **st)
 	event_base_free(base);
 }
 
+/* A TLS server thread that fails in one way per connection: mode 0 reads
+ * the ClientHello and closes (a handshake broken off), mode 1 answers it
+ * with bytes that are not TLS, mode 2 completes the handshake with the
+ * pinned key and then sends a garbage record.  None is a pin refusal, so
+ * none may be VEIL_EBADMSG (callers read that as "another server's key"). */
+struct badtls {
+	int lfd;
+	uint16_t port;
+	pthread_t th;
+	int mode;
+	SSL_CTX *ctx;
+};
+
+static void *badtls_main(void *arg)
+{
+	struct badtls *s = arg;
+	int fd;
+
+	while ((fd = accept(s->lfd, NULL, NULL)) >= 0) {
+		char buf[4096];
+		static const char junk[] = "HTTP/1.1 400 Bad Request\r\n\r\nnot TLS at all";
+		/* application data record, TLS 1.2, 32 bytes of noise: fails
+		 * the record MAC / AEAD tag */
+		uint8_t rec[5 + 32] = {0x17, 0x03, 0x03, 0x00, 0x20};
+
+		if (s->mode == 2) {
+			SSL *ssl = SSL_new(s->ctx);
+
+			SSL_set_fd(ssl, fd);
+			if (SSL_accept(ssl) == 1) {
+				for (size_t i = 5; i < sizeof(rec); i++)
+					rec[i] = (uint8_t)(i * 13);
+				send(fd, rec, sizeof(rec), MSG_NOSIGNAL);
+				/* hold until the client gives up on it */
+				while (recv(fd, buf, sizeof(buf), 0) > 0)
+					;
+			}
+			SSL_free(ssl);
+		} else if (recv(fd, buf, sizeof(buf), 0) > 0 && s->mode == 1) {
+			send(fd, junk, sizeof(junk) - 1, MSG_NOSIGNAL);
+		}
+		close(fd);
+	}
+	return NULL;
+}
+
+static void test_client_tls_failure_is_not_a_pin_refusal(void **st)
+{
+	struct event_base *base = event_base_new();
+	struct veil_hconn *h;
+	struct veil_hconn_pool *pool;
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t al = sizeof(a);
+	struct badtls s = {0};
+	EVP_PKEY *key;
+	X509 *cert;
+	uint8_t pin[32];
+	char url[64];
+	struct res x;
+
+	(void)st;
+	assert_int_equal(veil_http_selfsigned(VEIL_HTTP_KEY_P256, "node.example", 1, &key,
+					      &cert), 0);
+	assert_int_equal(veil_http_spki_sha256_cert(cert, pin), 0);
+	assert_int_equal(veil_http_tls_server_ctx(key, cert, &s.ctx), 0);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((s.lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(s.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(s.lfd, 8), 0);
+	assert_int_equal(getsockname(s.lfd, (struct sockaddr *)&a, &al), 0);
+	s.port = ntohs(a.sin_port);
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u", s.port);
+	assert_int_equal(veil_hconn_new(base, &h), 0);
+	assert_int_equal(veil_hconn_pool_new(h, 0, 0, &pool), 0);
+	for (int mode = 0; mode < 3; mode++) {
+		s.mode = mode;
+		assert_int_equal(pthread_create(&s.th, NULL, badtls_main, &s), 0);
+		res_init(&x, base);
+		assert_int_equal(start(pool, url, pin, "/hello", false, &x), 0);
+		run_until(base, &x.done);
+		assert_int_equal(x.done, 1);
+		assert_int_equal(x.rc, VEIL_EIO);
+		assert_int_equal(x.status, 0);
+		veil_buf_free(&x.body);
+		shutdown(s.lfd, SHUT_RDWR);
+		pthread_join(s.th, NULL);
+		if (mode < 2) {
+			/* the listener is spent by shutdown: a fresh one */
+			close(s.lfd);
+			a.sin_port = 0;
+			assert_true((s.lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+			assert_int_equal(bind(s.lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+			assert_int_equal(listen(s.lfd, 8), 0);
+			al = sizeof(a);
+			assert_int_equal(getsockname(s.lfd, (struct sockaddr *)&a, &al), 0);
+			s.port = ntohs(a.sin_port);
+			snprintf(url, sizeof(url), "https://127.0.0.1:%u", s.port);
+		}
+	}
+	close(s.lfd);
+	veil_hconn_pool_free(pool);
+	veil_hconn_free(h);
+	event_base_free(base);
+	SSL_CTX_free(s.ctx);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -642,6 +753,7 @@ int main(void)
 		cmocka_unit_test(test_client_pins_and_keeps_alive),
 		cmocka_unit_test(test_client_resends_once_on_a_closed_kept_connection),
 		cmocka_unit_test(test_client_pause_resume_and_cancel),
+		cmocka_unit_test(test_client_tls_failure_is_not_a_pin_refusal),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

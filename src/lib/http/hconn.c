@@ -76,6 +76,7 @@ struct conn {
 	uint8_t pin[32];              /* ... and this pin */
 	bool connected;               /* TCP (and TLS) up */
 	bool pin_failed;              /* the handshake met another key */
+	bool tls_failed;              /* a TLS error (not the pin): VEIL_EIO */
 	bool eof;                     /* closed, or broken (err set) */
 	int err;                      /* VEIL_E* of a broken connection */
 	bool tls_want_read;           /* SSL_write / handshake waits for readability */
@@ -438,10 +439,11 @@ static void call_on_eof(struct veil_hconn_call *call)
 		return;
 	}
 	rc = c->err ? c->err : VEIL_EIO;
-	call_fail(call, veil_errf(rc, "%s: %s", call->label,
+	call_fail(call, veil_errf(rc, "%s: %s%s", call->label,
 				  !c->connected ? "connection failed"
 				  : call->got_bytes ? "the answer broke off"
-						    : "the connection closed before an answer"));
+						    : "the connection closed before an answer",
+				  c->tls_failed ? " (TLS error)" : ""));
 }
 
 /* Hands answer bytes p[0..n) over, as far as the caller takes them (a
@@ -533,12 +535,16 @@ static bool call_process(struct veil_hconn_call *call, const uint8_t *p, size_t 
 	return true;
 }
 
-/* TLS / socket failures as the callers knew them: a refused pin or another
- * TLS failure is VEIL_EBADMSG, the connection's own VEIL_EIO. */
+/* TLS / socket failures: VEIL_EBADMSG only when the pin check refused the
+ * peer's key (callers read it as "not the attested server", and the proxy
+ * re-verifies on it); any other TLS failure (a handshake broken off, a bad
+ * record, an alert) is VEIL_EIO like a broken socket, since nothing says
+ * another server answered. */
 static void conn_broke(struct conn *c, bool tls)
 {
 	c->eof = true;
-	c->err = c->pin_failed || tls ? VEIL_EBADMSG : VEIL_EIO;
+	c->tls_failed |= tls && !c->pin_failed;
+	c->err = c->pin_failed ? VEIL_EBADMSG : VEIL_EIO;
 	ERR_clear_error();
 }
 
