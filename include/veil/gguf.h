@@ -112,8 +112,33 @@ struct veil_gguf_tensor {
  * pointers handed out stay valid until veil_gguf_close(). */
 struct veil_gguf;
 
-/* Maps and parses path.  On failure veil_err_detail() says why. */
+/* Maps and parses path (a read-only MAP_PRIVATE file mapping: pages not yet
+ * read, or evicted, come from the file as it is then, so whoever can write
+ * the file can change what a later read sees).  For tools (`veil model
+ * ...`); a server whose answers are attested loads with
+ * veil_gguf_open_private() instead.  On failure veil_err_detail() says why. */
 int veil_gguf_open(const char *path, struct veil_gguf **out);
+
+/* Digests of exactly the bytes loaded (the whole file). */
+struct veil_gguf_digests {
+	uint8_t sha256[32];
+	uint8_t sha384[48];
+};
+
+/* Reads path once, with large read(2)s, into private anonymous memory
+ * (read-only once filled), computing SHA-256 and SHA-384 in the same pass,
+ * then parses that copy.  The result never looks at the file again, so the
+ * digests describe exactly the bytes served however the file changes later
+ * (TOCTOU: see docs/security.md).  A file whose size changes while it is
+ * read is VEIL_EIO.  Costs the file's size in resident anonymous memory
+ * instead of page cache.  dg may be NULL. */
+int veil_gguf_open_private(const char *path, struct veil_gguf_digests *dg,
+			   struct veil_gguf **out);
+/* The same digests of a file, streamed (nothing kept): for a node that only
+ * measures a model it does not serve. */
+int veil_gguf_digest_file(const char *path, struct veil_gguf_digests *dg);
+/* True for a result of veil_gguf_open_private(). */
+bool veil_gguf_is_private(const struct veil_gguf *g);
 /* Parses a caller-owned buffer (which must outlive the result); the fuzzer
  * calls exactly this. */
 int veil_gguf_parse(const uint8_t *p, size_t n, struct veil_gguf **out);

@@ -1,7 +1,8 @@
 /* Llama-family transformer inference on the CPU.
  *
  * A model (struct veil_model) is the parsed GGUF plus pointers to its
- * weights, used in place from the read-only mapping, except that on CPUs
+ * weights, used in place from the read-only mapping (or, loaded with
+ * veil_model_load_private, from a private anonymous copy), except that on CPUs
  * with AVX-512 VNNI the Q8_0 and Q4_0 matrices are repacked at load into
  * the packed layout of include/veil/quant.h (anonymous memory on huge
  * pages; the file's pages are dropped as they are consumed, so the model is
@@ -71,6 +72,12 @@ struct veil_model;
  * architecture or an unsupported tensor type; VEIL_EFORMAT for a missing
  * or misshapen tensor. */
 int veil_model_load(const char *path, struct veil_model **out);
+/* As veil_model_load() over veil_gguf_open_private(): the weights are a
+ * private anonymous copy read once, and *dg (may be NULL) the SHA-256 and
+ * SHA-384 of exactly those bytes.  For servers whose answers are attested
+ * (veil-node); the `veil model ...` tools keep the file mapping. */
+int veil_model_load_private(const char *path, struct veil_gguf_digests *dg,
+			    struct veil_model **out);
 /* As above over an already opened file; the model takes ownership of g
  * (closed by veil_model_free, also on failure). */
 int veil_model_from_gguf(struct veil_gguf *g, struct veil_model **out);

@@ -1,5 +1,6 @@
 /* Attestation of veil-node: RTMR3 measurements at start (binary, flags,
- * model, the model's SHA-256 when known, in that order) and
+ * model, the model's SHA-256 when known, in that order; both model digests
+ * are of the bytes loaded, computed by main.c in the same read) and
  * GET /v1/attestation/report. */
 #include <stdlib.h>
 #include <string.h>
@@ -75,10 +76,13 @@ int node_attest_init(struct node *n)
 	}
 	sha384(n->o.config_json, strlen(n->o.config_json), d[1]);
 	if (n->o.model) {
-		if ((rc = sha384_file(n->o.model, d[2])) < 0) {
-			VEIL_ERROR(NODE_MOD, "cannot read the model to measure it");
-			return rc;
+		/* from the one read that loaded the weights (main.c): reading
+		 * the file again here could measure other bytes than served */
+		if (!n->have_model_hash) {
+			VEIL_ERROR(NODE_MOD, "attestation: the model was not measured");
+			return VEIL_EINTERNAL;
 		}
+		memcpy(d[2], n->model_sha384, 48);
 	} else {
 		sha384(n->o.upstream, strlen(n->o.upstream), d[2]);
 	}

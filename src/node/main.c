@@ -367,6 +367,15 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	veil_http_server_shutdown(n->srv, GRACE_MS, shutdown_done, n);
 }
 
+static void set_model_digests(struct node *n, const struct veil_gguf_digests *dg)
+{
+	memcpy(n->model_sha256, dg->sha256, sizeof(n->model_sha256));
+	memcpy(n->model_sha384, dg->sha384, sizeof(n->model_sha384));
+	n->have_model_hash = true;
+	veil_hex_encode(n->model_sha256, 32, n->model_sha256_hex,
+			sizeof(n->model_sha256_hex));
+}
+
 int main(int argc, char **argv)
 {
 	struct node *n = calloc(1, sizeof(*n));
@@ -406,21 +415,26 @@ int main(int argc, char **argv)
 		VEIL_ERROR(NODE_MOD, "key generation failed: %s", veil_strerror(rc));
 		goto out;
 	}
-	if (n->o.model) {
-		if ((rc = veil_gguf_sha256_file(n->o.model, n->model_sha256)) < 0) {
-			VEIL_ERROR(NODE_MOD, "cannot read the model: %s", veil_strerror(rc));
-			goto out;
-		}
-		n->have_model_hash = true;
-		veil_hex_encode(n->model_sha256, 32, n->model_sha256_hex,
-				sizeof(n->model_sha256_hex));
-	}
 	if (n->o.upstream) {
+		if (n->o.model) {
+			struct veil_gguf_digests dg;
+
+			/* measured only, not served: one streamed read */
+			if ((rc = veil_gguf_digest_file(n->o.model, &dg)) < 0) {
+				VEIL_ERROR(NODE_MOD, "cannot read the model: %s (%s)",
+					   veil_strerror(rc), veil_err_detail());
+				goto out;
+			}
+			set_model_digests(n, &dg);
+		}
 		if ((rc = veil_http_client_new(n->base, &n->client)) < 0)
 			goto out;
 		VEIL_INFO(NODE_MOD, "upstream mode: inference relayed to %s", n->o.upstream);
 	} else {
 		struct veil_engine_params ep;
+		struct veil_gguf_digests dg;
+		struct veil_model *m = NULL;
+		struct veil_tok *tok = NULL;
 		const struct veil_gguf *g;
 		struct veil_gguf_str ts = {NULL, 0};
 		bool known = false;
@@ -430,9 +444,22 @@ int main(int argc, char **argv)
 		ep.max_queue = n->o.max_queue;
 		ep.n_ctx = n->o.ctx;
 		ep.n_threads = n->o.threads;
-		if ((rc = veil_engine_open(n->o.model, &ep, &n->engine)) < 0) {
+		/* One read of the file into private memory, hashed as read; the
+		 * engine serves those bytes and RTMR3 / model.sha256 measure
+		 * them (no file mapping left for the file's writer to change:
+		 * docs/security.md). */
+		if ((rc = veil_model_load_private(n->o.model, &dg, &m)) < 0 ||
+		    (rc = veil_tok_load(veil_model_gguf(m), &tok)) < 0) {
 			VEIL_ERROR(NODE_MOD, "cannot load the model: %s (%s)", veil_strerror(rc),
 				   veil_err_detail());
+			veil_model_free(m);
+			goto out;
+		}
+		set_model_digests(n, &dg);
+		/* takes m and tok, also on failure */
+		if ((rc = veil_engine_new(m, tok, &ep, &n->engine)) < 0) {
+			VEIL_ERROR(NODE_MOD, "cannot start the engine: %s (%s)",
+				   veil_strerror(rc), veil_err_detail());
 			goto out;
 		}
 		n->tok = veil_engine_tok(n->engine);

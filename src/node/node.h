@@ -95,8 +95,12 @@ struct node {
 	char eth_address[VEIL_ETH_ADDRESS_STR_LEN];
 	char ed_pub_hex[65];
 
+	/* both digests come from the one read that loaded the weights
+	 * (veil_model_load_private), or from one streamed read with
+	 * --upstream: what is measured is what is served */
 	bool have_model_hash;
 	uint8_t model_sha256[32];
+	uint8_t model_sha384[48];          /* RTMR3 veil-model event */
 	char model_sha256_hex[65];
 
 	struct veil_buf event_log;         /* JSON array text of extensions */

@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+
 #include "veil/gguf.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -238,6 +240,108 @@ static void test_dtype_row_bytes_checks_block_multiple(void **state)
 }
 
 /* ---- real files -------------------------------------------------------- */
+
+/* Reads a whole file with stdio into a malloc'd buffer. */
+static uint8_t *slurp(const char *path, size_t *n)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t *p;
+	long len;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	len = ftell(f);
+	assert_true(len > 0);
+	rewind(f);
+	p = malloc((size_t)len);
+	assert_non_null(p);
+	assert_int_equal(fread(p, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	*n = (size_t)len;
+	return p;
+}
+
+/* veil-node's load: the digests are SHA-256 / SHA-384 of the whole file
+ * (as OpenSSL computes them over an independent read), and the loaded bytes
+ * are a private copy that later writes to the file do not reach (they do
+ * reach the plain file mapping: that is the hole this load closes). */
+static void test_gguf_private_load_digests_and_is_immune_to_file_writes(void **state)
+{
+	char src[1024], path[] = "/tmp/veil-test-gguf-priv-XXXXXX";
+	struct veil_gguf_digests dg, dg2;
+	struct veil_gguf *g = NULL, *gm = NULL;
+	const struct veil_gguf_tensor *t;
+	uint8_t want256[32], want384[48], *orig, junk[4096];
+	unsigned len;
+	size_t n, at;
+	FILE *f;
+	int fd;
+
+	(void)state;
+	if (!shared_path("models/stories260K.gguf", src, sizeof(src))) {
+		skip();
+		return;
+	}
+	orig = slurp(src, &n);
+	len = 32;
+	assert_int_equal(EVP_Digest(orig, n, want256, &len, EVP_sha256(), NULL), 1);
+	len = 48;
+	assert_int_equal(EVP_Digest(orig, n, want384, &len, EVP_sha384(), NULL), 1);
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, orig, n), (ssize_t)n);
+
+	memset(&dg, 0, sizeof(dg));
+	assert_int_equal(veil_gguf_open_private(path, &dg, &g), 0);
+	assert_true(veil_gguf_is_private(g));
+	assert_memory_equal(dg.sha256, want256, 32);
+	assert_memory_equal(dg.sha384, want384, 48);
+	assert_int_equal(veil_gguf_file_size(g), n);
+	assert_memory_equal(veil_gguf_file_data(g), orig, n);
+	memset(&dg2, 0, sizeof(dg2));
+	assert_int_equal(veil_gguf_digest_file(path, &dg2), 0);
+	assert_memory_equal(&dg2, &dg, sizeof(dg));
+	{
+		uint8_t s256[32];
+
+		assert_int_equal(veil_gguf_sha256_file(path, s256), 0);
+		assert_memory_equal(s256, want256, 32);
+	}
+	assert_int_equal(veil_gguf_open(path, &gm), 0);
+	assert_false(veil_gguf_is_private(gm));
+
+	/* the file's writer rewrites a tensor's bytes after the load */
+	t = veil_gguf_tensor(g, "output.weight");
+	if (!t)
+		t = veil_gguf_tensor_at(g, veil_gguf_n_tensors(g) - 1);
+	assert_non_null(t);
+	at = (size_t)(t->data - veil_gguf_file_data(g));
+	assert_true(at + sizeof(junk) <= n);
+	memset(junk, 0x5a, sizeof(junk));
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), (off_t)at), (ssize_t)sizeof(junk));
+	assert_memory_equal(veil_gguf_file_data(g), orig, n);  /* private: unchanged */
+	/* the shared mapping shows the new bytes: what the private load avoids */
+	assert_memory_equal(veil_gguf_file_data(gm) + at, junk, sizeof(junk));
+	veil_gguf_close(gm);
+	/* ... and the file's digests moved, the loaded copy's did not */
+	assert_int_equal(veil_gguf_digest_file(path, &dg2), 0);
+	assert_memory_not_equal(dg2.sha256, want256, 32);
+
+	/* a truncated file is refused by the parser (bounds checks kept) */
+	assert_int_equal(ftruncate(fd, (off_t)(n / 2)), 0);
+	assert_int_equal(veil_gguf_open_private(path, &dg2, &gm), VEIL_EFORMAT);
+	close(fd);
+	/* empty and absent files */
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	fclose(f);
+	assert_int_equal(veil_gguf_open_private(path, NULL, &gm), VEIL_EFORMAT);
+	unlink(path);
+	assert_int_equal(veil_gguf_open_private(path, NULL, &gm), VEIL_ENOENT);
+	assert_int_equal(veil_gguf_digest_file(path, &dg2), VEIL_ENOENT);
+	veil_gguf_close(g);
+	free(orig);
+}
 
 static void test_gguf_reads_stories260k_shapes_and_data_offset(void **state)
 {
@@ -1196,6 +1300,7 @@ int main(void)
 		cmocka_unit_test(test_gguf_writer_rejects_misuse),
 		cmocka_unit_test(test_gguf_writer_records_non_default_alignment),
 		cmocka_unit_test(test_gguf_writer_matches_hand_layout),
+		cmocka_unit_test(test_gguf_private_load_digests_and_is_immune_to_file_writes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

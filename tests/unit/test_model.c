@@ -811,6 +811,10 @@ static void write_variant(const char *src, const char *dst, const struct variant
 }
 
 /* Logits of every position of a 12-token prompt, one batch. */
+/* prompt_logits() loads with veil_model_load_private() (veil-node's load)
+ * instead of the file mapping. */
+static bool load_private;
+
 static float *prompt_logits(const char *path, int32_t *n_vocab)
 {
 	static const int32_t p[TINY_N] = {6403, 1980, 253, 655, 30, 1, 4093, 198,
@@ -824,7 +828,10 @@ static float *prompt_logits(const char *path, int32_t *n_vocab)
 	float *out;
 	int32_t V;
 
-	assert_int_equal(veil_model_load(path, &m), 0);
+	if (load_private)
+		assert_int_equal(veil_model_load_private(path, NULL, &m), 0);
+	else
+		assert_int_equal(veil_model_load(path, &m), 0);
 	V = veil_model_hparams(m)->n_vocab;
 	for (int i = 0; i < TINY_N; i++) {
 		pos[i] = i;
@@ -1029,6 +1036,8 @@ static void write_quantized(const char *src, const char *dst, enum veil_dtype ty
 
 /* Repacking Q8_0 / Q4_0 matrices at load (and looking the tied embedding
  * up in the packed copy) changes only the float summation order. */
+/* Also: the private load (veil-node's) gives the same logits as the file
+ * mapping, bit for bit. */
 static void test_packed_q8_0_q4_0_weights_match_weights_in_place(void **state)
 {
 	static const enum veil_dtype ts[] = {VEIL_DT_Q8_0, VEIL_DT_Q4_0};
@@ -1042,17 +1051,26 @@ static void test_packed_q8_0_q4_0_weights_match_weights_in_place(void **state)
 	}
 	assert_non_null(mkdtemp(tmp));
 	for (size_t i = 0; i < VEIL_ARRAY_LEN(ts); i++) {
-		float *a, *b;
+		float *a, *b, *c;
 		size_t n;
 		double d, amax = 0;
 
 		snprintf(path, sizeof(path), "%s/%s.gguf", tmp, veil_dtype_name(ts[i]));
 		write_quantized(src, path, ts[i]);
 		a = prompt_logits(path, &V);   /* packed where the CPU has VNNI */
+		/* veil-node's private copy, its packed sources dropped (freed,
+		 * reading as zeros) as they are packed: the same numbers */
+		load_private = true;
+		c = prompt_logits(path, &V);
+		load_private = false;
+		n = (size_t)TINY_N * (size_t)V;
+		if (memcmp(a, c, n * sizeof(float)) != 0)
+			fail_msg("%s: private load's logits differ from the mapped file's",
+				 veil_dtype_name(ts[i]));
+		free(c);
 		setenv("VEIL_PACK", "0", 1);
 		b = prompt_logits(path, &V);   /* in place */
 		unsetenv("VEIL_PACK");
-		n = (size_t)TINY_N * (size_t)V;
 		for (size_t k = 0; k < n; k++) {
 			assert_true(isfinite(a[k]));
 			amax = fmax(amax, fabs((double)b[k]));

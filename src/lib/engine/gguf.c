@@ -239,6 +239,7 @@ struct veil_gguf {
 	size_t n;
 	void *map;        /* our mapping, NULL when the buffer is the caller's */
 	size_t map_len;
+	bool priv;        /* map is an anonymous copy, not the file */
 	uint32_t version;
 	uint32_t alignment;
 	uint64_t data_offset;
@@ -829,6 +830,176 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return rc;
+}
+
+/* 2 MiB reads (one huge page of the copy; few system calls), each fed to
+ * both digests 128 KiB at a time so that the second digest reads what the
+ * first just read from the cache, not from memory. */
+#define READ_CHUNK (2u << 20)
+#define HASH_STEP (128u << 10)
+
+/* Reads fd to its end, feeding every byte to SHA-256 and SHA-384 as read.
+ * With dst, the bytes land there and must be exactly `size` of them (the
+ * digests are then of exactly dst); without, they pass through a scratch
+ * buffer. */
+static int digest_read(int fd, const char *path, uint8_t *dst, size_t size,
+		       struct veil_gguf_digests *dg)
+{
+	EVP_MD_CTX *m256 = EVP_MD_CTX_new(), *m384 = EVP_MD_CTX_new();
+	struct veil_gguf_digests tmp;
+	uint8_t *chunk = NULL, extra;
+	unsigned l256 = 0, l384 = 0;
+	size_t off = 0;
+	int rc = 0;
+
+	if (!dg)
+		dg = &tmp;
+	if (!m256 || !m384 || (!dst && !(chunk = malloc(READ_CHUNK)))) {
+		rc = VEIL_ENOMEM;
+		goto out;
+	}
+	if (EVP_DigestInit_ex(m256, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestInit_ex(m384, EVP_sha384(), NULL) != 1) {
+		rc = veil_errf(VEIL_EINTERNAL, "digest: init failed");
+		goto out;
+	}
+	for (;;) {
+		uint8_t *p = chunk;
+		size_t want = READ_CHUNK;
+		ssize_t r;
+
+		if (dst && off == size) {
+			p = &extra; /* must find the end of the file here */
+			want = 1;
+		} else if (dst) {
+			p = dst + off;
+			want = VEIL_MIN((size_t)READ_CHUNK, size - off);
+		}
+		r = read(fd, p, want);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = veil_errf(VEIL_EIO, "%s: read: %s", path, strerror(errno));
+			goto out;
+		}
+		if (r == 0) {
+			if (dst && off != size)
+				rc = veil_errf(VEIL_EIO, "%s: file shrank while read",
+					       path);
+			break;
+		}
+		if (dst && off == size) {
+			rc = veil_errf(VEIL_EIO, "%s: file grew while read", path);
+			goto out;
+		}
+		for (size_t k = 0; k < (size_t)r; k += HASH_STEP) {
+			size_t step = VEIL_MIN((size_t)HASH_STEP, (size_t)r - k);
+
+			if (EVP_DigestUpdate(m256, p + k, step) != 1 ||
+			    EVP_DigestUpdate(m384, p + k, step) != 1) {
+				rc = veil_errf(VEIL_EINTERNAL, "digest: update failed");
+				goto out;
+			}
+		}
+		off += (size_t)r;
+	}
+	if (rc == 0 && (EVP_DigestFinal_ex(m256, dg->sha256, &l256) != 1 || l256 != 32 ||
+			EVP_DigestFinal_ex(m384, dg->sha384, &l384) != 1 || l384 != 48))
+		rc = veil_errf(VEIL_EINTERNAL, "digest: final failed");
+out:
+	EVP_MD_CTX_free(m256);
+	EVP_MD_CTX_free(m384);
+	free(chunk);
+	return rc;
+}
+
+/* Opens path for reading; a regular file only (size in *size). */
+static int open_regular(const char *path, int *fd, size_t *size)
+{
+	struct stat st;
+
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0)
+		return veil_errf(errno == ENOENT ? VEIL_ENOENT : VEIL_EIO, "%s: %s",
+				 path, strerror(errno));
+	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return veil_errf(VEIL_EIO, "%s: not a regular file", path);
+	if ((uint64_t)st.st_size > SIZE_MAX)
+		return veil_errf(VEIL_ERANGE, "%s: too large to load", path);
+	*size = (size_t)st.st_size;
+	return 0;
+}
+
+int veil_gguf_open_private(const char *path, struct veil_gguf_digests *dg,
+			   struct veil_gguf **out)
+{
+	struct veil_gguf *g = NULL;
+	size_t size = 0;
+	int fd = -1, rc;
+
+	if (!path || !out)
+		return veil_errf(VEIL_EINVAL, "gguf open: NULL argument");
+	if ((rc = open_regular(path, &fd, &size)) < 0)
+		goto out;
+	if (!(g = calloc(1, sizeof(*g)))) {
+		rc = VEIL_ENOMEM;
+		goto out;
+	}
+	g->priv = true;
+	if (size > 0) {
+		/* anonymous: no file behind it that the page cache could
+		 * re-read (or another writer change) after the digests */
+		void *m = mmap(NULL, size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (m == MAP_FAILED) {
+			rc = veil_errf(VEIL_ENOMEM, "%s: no memory for a %zu-byte copy",
+				       path, size);
+			goto out;
+		}
+		g->map = m;
+		g->map_len = size;
+		madvise(m, size, MADV_HUGEPAGE); /* weights stream: fewer TLB misses */
+		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	}
+	/* (an empty file is truncated input: the parser refuses it) */
+	if (size > 0 && (rc = digest_read(fd, path, g->map, size, dg)) < 0)
+		goto out;
+	/* nothing writes the copy after this: a stray write faults */
+	if (g->map && mprotect(g->map, g->map_len, PROT_READ) < 0) {
+		rc = veil_errf(VEIL_EIO, "%s: mprotect: %s", path, strerror(errno));
+		goto out;
+	}
+	g->p = g->map;
+	g->n = size;
+	rc = finish(g, out);
+	g = NULL; /* finish() owns it now, on success and failure */
+out:
+	veil_gguf_close(g);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+int veil_gguf_digest_file(const char *path, struct veil_gguf_digests *dg)
+{
+	size_t size;
+	int fd = -1, rc;
+
+	if (!path || !dg)
+		return veil_errf(VEIL_EINVAL, "digest: NULL argument");
+	if ((rc = open_regular(path, &fd, &size)) == 0) {
+		posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+		rc = digest_read(fd, path, NULL, 0, dg);
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+bool veil_gguf_is_private(const struct veil_gguf *g)
+{
+	return g->priv;
 }
 
 uint32_t veil_gguf_version(const struct veil_gguf *g)

@@ -372,8 +372,10 @@ static int load_tensors(struct veil_model *m)
 }
 
 /* Drops the whole pages of [lo, hi) from this process's memory.  Only for
- * the read-only private file mapping: a later read faults the same bytes
- * back in from the file. */
+ * our own mapping of the model (the read-only file mapping, or the private
+ * anonymous copy of veil_gguf_open_private()) and only for bytes nothing
+ * reads again (a packed matrix's source): a later read would fault them
+ * back from the file, or read zeros from the anonymous copy. */
 static void drop_pages(const uint8_t *lo, const uint8_t *hi)
 {
 	long pg = sysconf(_SC_PAGESIZE);
@@ -518,6 +520,18 @@ int veil_model_load(const char *path, struct veil_model **out)
 
 	if ((rc = veil_gguf_open(path, &g)) < 0)
 		return rc;
+	return model_init(g, true, out);
+}
+
+int veil_model_load_private(const char *path, struct veil_gguf_digests *dg,
+			    struct veil_model **out)
+{
+	struct veil_gguf *g;
+	int rc;
+
+	if ((rc = veil_gguf_open_private(path, dg, &g)) < 0)
+		return rc;
+	/* the copy is ours: packed sources are dropped as from the file */
 	return model_init(g, true, out);
 }
 
