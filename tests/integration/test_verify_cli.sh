@@ -115,6 +115,9 @@ d = sys.argv[2]
 sha = r["model"]["sha256"]
 r["model"]["sha256"] = ("1" if sha[0] != "1" else "2") + sha[1:]
 json.dump(r, open(d + "/simm-rewritten.json", "w"))
+r3 = json.load(open(sys.argv[1]))
+del r3["model"]["sha256"]
+json.dump(r3, open(d + "/simm-nosha.json", "w"))
 r2 = json.load(open(sys.argv[1]))
 r2["tee"] = "tdx"
 json.dump(r2, open(d + "/simm-tdx-sim.json", "w"))
@@ -130,6 +133,12 @@ EOF
 if run "rewritten model.sha256" 1 "$tmp/simm-rewritten.json" --kind report --nonce "$N" --allow-sim; then
 	field error <<<"$out" | grep -q "model.sha256 differs from the measured" &&
 		ok "a sim report with model.sha256 rewritten fails verify --kind report" || notok "rewritten model.sha256 reason" "$out"
+fi
+# deleting model.sha256 must not unbind it: the measured value stands
+if run "model.sha256 deleted" 0 "$tmp/simm-nosha.json" --kind report --nonce "$N" --allow-sim; then
+	[ "$(field checks.model_sha256 <<<"$out")|$(field measurements.model_sha256 <<<"$out")" = "true|$msha" ] &&
+		ok "a sim report with model.sha256 deleted still gives the measured model hash (checks.model_sha256 true)" ||
+		notok "deleted model.sha256" "$out"
 fi
 run "veil-policy/1 pinning the rewritten sha" 1 "$tmp/simm-rewritten.json" --kind report --nonce "$N" --allow-sim --policy "$tmp/pol1-rewritten.json" &&
 	ok "a model_sha256 pin is not satisfied by a rewritten model.sha256"

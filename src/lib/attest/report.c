@@ -444,9 +444,12 @@ static int keys_consistent(struct veil_report_verdict *v, json_t *given, json_t 
 	return 0;
 }
 
+/* `replayed`: the event log was replayed against the quote (TDX, sim); a
+ * SEV-SNP log is not, so its measurements are only what the report says
+ * and a policy pin on them would be met by an edited document. */
 static int measurements_check(struct veil_report_verdict *v, json_t *j, json_t *m,
 			      const struct role_meas *rm,
-			      const struct veil_report_policy *pol)
+			      const struct veil_report_policy *pol, bool replayed)
 {
 	const uint8_t *want[N_MEAS] = {0};
 	json_t *out = json_object(), *val;
@@ -491,6 +494,10 @@ static int measurements_check(struct veil_report_verdict *v, json_t *j, json_t *
 	for (size_t i = 0; i < N_MEAS; i++) {
 		if (!want[i])
 			continue;
+		if (!replayed)
+			return rpt_fail(v, VEIL_EPERM, "policy: \"%s\" is pinned, but this report's "
+					"event log is not replayed against its evidence (SEV-SNP), "
+					"so its measurements are unauthenticated", MEAS[i].key);
 		if (!rm->v[i].present)
 			return rpt_fail(v, VEIL_EPERM, "policy: no \"%s\" measurement in the report",
 					MEAS[i].key);
@@ -517,8 +524,14 @@ static int model_sha256_check(struct veil_report_verdict *v, json_t *j, json_t *
 	if (mo && !json_is_object(mo) && !json_is_null(mo))
 		return rpt_fail(v, VEIL_EFORMAT, "\"model\" is not an object");
 	s = json_object_get(mo, "sha256");
-	if (!s)
+	if (!s) {
+		/* the measured value stands whatever the document says: a relay
+		 * deleting model.sha256 must not switch the receipts' model-hash
+		 * check off (clients read measurements.model_sha256) */
+		if (replayed && ev->present)
+			check(j, "model_sha256", true);
 		return 0;
+	}
 	if (rpt_hex_exact(mo, "sha256", d, 32) < 0)
 		return rpt_fail(v, VEIL_EFORMAT, "model.sha256 is not 64 hex characters");
 	if (rm->gateway)
@@ -827,7 +840,8 @@ static int verify_doc(struct veil_report_verdict *v, json_t *j, json_t *doc,
 	} else {
 		json_object_set_new(j, "event_log_replayed", json_false());
 	}
-	if ((rc = measurements_check(v, j, json_object_get(doc, "measurements"), &rm, o->policy)) < 0 ||
+	if ((rc = measurements_check(v, j, json_object_get(doc, "measurements"), &rm, o->policy,
+				     tdx_like)) < 0 ||
 	    (rc = model_sha256_check(v, j, doc, &rm, tdx_like)) < 0)
 		goto out;
 	rc = gpus_check(v, j, json_object_get(doc, "gpu_evidence"), v->sim, rd, now);
