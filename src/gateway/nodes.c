@@ -6,7 +6,8 @@
  * (veil_policy_verify_report: TEE kind, TCB status, measurements, model
  * name and hash, GPU evidence; sim only with --allow-sim) and the TLS key
  * the gateway met on that connection is the one the report binds.  From
- * then on every connection to the node is pinned to that key (curl refuses
+ * then on every connection to the node is pinned to that key (hconn for
+ * relayed requests, curl for health checks and report fetches: both refuse
  * any other), so a node that restarts with new keys fails the pin and is
  * verified afresh before it gets traffic again.
  *

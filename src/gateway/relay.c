@@ -633,6 +633,10 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 	(void)body;
 	(void)len;
 	r->call = NULL;
+	/* hconn reports 0 when the body broke after the head: the node did
+	 * answer (not "unreachable", and not a request to run again) */
+	if (!status)
+		status = r->up_status;
 	r->up_ns += veil_now_ns() - r->up_start_ns;
 	if (!r->req) {
 		drop_node(r);

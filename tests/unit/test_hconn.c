@@ -197,6 +197,24 @@ static void test_refusals(void **st)
 	}
 }
 
+/* A NUL inside the head is refused, not read as the end of its line
+ * ("Content-Length: 5" would otherwise hide what follows). */
+static void test_nul_in_head(void **st)
+{
+	static const char head[] = "HTTP/1.1 200 OK\r\nContent-Length: 5\0junk\r\n\r\nhello";
+
+	(void)st;
+	for (size_t piece = 0; piece < 3; piece++) {
+		struct veil_hconn_resp r;
+		struct veil_buf body = VEIL_BUF_INIT(1 << 20);
+
+		veil_hconn_resp_init(&r, 1 << 20);
+		assert_int_not_equal(feed(&r, head, sizeof(head) - 1, piece, &body, NULL), 0);
+		veil_buf_free(&body);
+		veil_hconn_resp_free(&r);
+	}
+}
+
 static void test_caps(void **st)
 {
 	struct veil_hconn_resp r;
@@ -748,6 +766,7 @@ int main(void)
 		cmocka_unit_test(test_keep_alive_rules),
 		cmocka_unit_test(test_headers_and_leftover),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_nul_in_head),
 		cmocka_unit_test(test_caps),
 		cmocka_unit_test(test_eof_mid_answer),
 		cmocka_unit_test(test_client_pins_and_keeps_alive),

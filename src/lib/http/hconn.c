@@ -308,6 +308,18 @@ static bool call_process(struct veil_hconn_call *call, const uint8_t *p, size_t 
 static void conn_cb(evutil_socket_t fd, short what, void *arg);
 static int conn_open(struct veil_hconn_call *call);
 
+/* The request copy holds the caller's headers (a proxy's API key) and, up
+ * to BODY_INLINE, its body (a plaintext prompt through the gateway):
+ * wiped before it is freed. */
+static void head_free(struct veil_hconn_call *call)
+{
+	if (call->head) {
+		veil_wipe(call->head, call->head_len);
+		free(call->head);
+		call->head = NULL;
+	}
+}
+
 static void call_free(struct veil_hconn_call *call)
 {
 	if (call->dns)
@@ -317,7 +329,7 @@ static void call_free(struct veil_hconn_call *call)
 	veil_hconn_resp_free(&call->resp);
 	veil_buf_free(&call->body);
 	pool_unref(call->pool);
-	free(call->head);
+	head_free(call);
 	free(call);
 }
 
@@ -467,10 +479,8 @@ static bool call_process(struct veil_hconn_call *call, const uint8_t *p, size_t 
 			/* answered: never sent again, the copy can go (unless a
 			 * peer answering early left some of it unwritten) */
 			call->got_bytes = true;
-			if (!c->out_len[0]) {
-				free(call->head);
-				call->head = NULL;
-			}
+			if (!c->out_len[0])
+				head_free(call);
 		}
 		if (data) {
 			if (call->rq.on_data)
@@ -614,8 +624,12 @@ static bool conn_read(struct conn *c)
 					return true;
 				if (e == SSL_ERROR_ZERO_RETURN ||
 				    (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)) {
-					/* closed, with or without close_notify (a
-					 * dirty shutdown is allowed, as before) */
+					/* closed, with close_notify or (a bare EOF
+					 * that OpenSSL reports as SYSCALL) without;
+					 * OpenSSL 3 reports most EOFs without
+					 * close_notify as SSL_ERROR_SSL, so a
+					 * read-until-close answer cut that way fails
+					 * (veil's peers frame their answers) */
 					c->eof = true;
 					ERR_clear_error();
 				} else {
@@ -1045,8 +1059,11 @@ void veil_hconn_pause(struct veil_hconn_call *call)
 {
 	if (call && !call->paused) {
 		call->paused = true;
-		/* inside the read loop, the watches are set when it returns */
-		if (call->c && call->c->rev && !call->in_cb && !call->c->tls_want_read)
+		/* inside the read loop, the watches are set when it returns;
+		 * before the connection is up they are the connect's and the
+		 * handshake's (the read loop honours the pause once it is) */
+		if (call->c && call->c->rev && !call->in_cb && !call->c->tls_want_read &&
+		    call->c->st == CONN_OPEN)
 			conn_watch(call->c, false, call->c->wr_on);
 	}
 }

@@ -69,6 +69,10 @@ static int resp_head_parse(struct veil_hconn_resp *r)
 	int status;
 
 	r->nhdr = 0;
+	/* the checks below stop at a NUL: one inside the head would hide what
+	 * follows it in its line ("Content-Length: 5\0junk") */
+	if (memchr(s, '\0', len))
+		return resp_bad(r, "NUL byte in the response head");
 	l = resp_line(s, len, &pos);
 	/* HTTP/1.x SP 3DIGIT [SP reason] */
 	if (!l || strncmp(l, "HTTP/1.", 7) || (l[7] != '0' && l[7] != '1') || l[8] != ' ' ||
