@@ -205,7 +205,7 @@ static void with_key(struct gw *g, struct veil_http_req *req,
 	a->g = g;
 	a->req = req;
 	a->next = next;
-	gw_auth(g, req, false, authed_cb, a);
+	gw_auth(g, req, authed_cb, a);
 }
 
 static void usage_next(struct authed *a, const struct gw_key *k)

@@ -139,8 +139,7 @@ struct auth_job {
 	void *arg;
 	char key_text[VEIL_STORE_KEY_TEXT_MAX]; /* wiped after use */
 	uint8_t h[32];
-	bool lookup;            /* else: rate take only */
-	bool take;              /* take from the rate window */
+	bool lookup;            /* gw_auth's key lookup; else gw_rate's take */
 	struct gw_key k;
 	bool found, revoked;
 	int retry_after;
@@ -199,8 +198,7 @@ static void job_run(struct gw_job *j, struct veil_store *s)
 		a->k.id = ki.id;
 		a->k.limits = ki.limits;
 		a->k.revoked = ki.revoked_ms != 0;
-		if (a->k.revoked || !a->take || !has_limits(&a->k))
-			return;
+		return;
 	}
 	rate_run(a, s);
 }
@@ -267,8 +265,7 @@ static void job_done(struct gw_job *j)
 	finish(a);
 }
 
-void gw_auth(struct gw *g, struct veil_http_req *req, bool take, gw_auth_fn cb,
-	     void *arg)
+void gw_auth(struct gw *g, struct veil_http_req *req, gw_auth_fn cb, void *arg)
 {
 	const char *h = veil_http_req_header(req, "Authorization");
 	const char *key;
@@ -300,12 +297,10 @@ void gw_auth(struct gw *g, struct veil_http_req *req, bool take, gw_auth_fn cb,
 			   "Incorrect API key provided (unknown or revoked)");
 			return;
 		}
-		if (!take || !has_limits(&e->k)) {
-			struct gw_key k = e->k;
+		struct gw_key k = e->k;
 
-			cb(arg, 0, &k, 0, NULL, NULL);
-			return;
-		}
+		cb(arg, 0, &k, 0, NULL, NULL);
+		return;
 	}
 	if (!(a = calloc(1, sizeof(*a)))) {
 		cb(arg, 503, NULL, 1, "overloaded", "out of memory");
@@ -316,14 +311,9 @@ void gw_auth(struct gw *g, struct veil_http_req *req, bool take, gw_auth_fn cb,
 	a->g = g;
 	a->cb = cb;
 	a->arg = arg;
-	a->take = take;
 	memcpy(a->h, d, 32);
-	if (e) {
-		a->k = e->k;
-	} else {
-		a->lookup = true;
-		memcpy(a->key_text, key, len);
-	}
+	a->lookup = true;
+	memcpy(a->key_text, key, len);
 	if (gw_worker_submit(g->query, &a->job) < 0) {
 		veil_wipe(a, sizeof(*a));
 		free(a);
@@ -350,7 +340,6 @@ void gw_rate(struct gw *g, const struct gw_key *k, gw_auth_fn cb, void *arg)
 	a->g = g;
 	a->cb = cb;
 	a->arg = arg;
-	a->take = true;
 	a->k = *k; /* lookup false: rate_run only */
 	if (gw_worker_submit(g->query, &a->job) < 0) {
 		veil_wipe(a, sizeof(*a));

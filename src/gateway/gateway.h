@@ -269,19 +269,17 @@ typedef void (*gw_auth_fn)(void *arg, int status, const struct gw_key *k,
 
 int gw_keys_init(struct gw *g);
 void gw_keys_free(struct gw *g);
-/* Authenticates `req` (Authorization: Bearer KEY) and, when `take` and the
- * key has limits, takes one request from its rate window and checks its quota.
- * Calls cb now (cached key without limits) or later (store round trip);
- * the caller must keep what arg points to alive until then; if the client
- * leaves meanwhile cb still runs.  status: 401 (missing/unknown/revoked
- * key), 429 (rate limit; retry_after_s set; or quota), 503 (store down). */
-void gw_auth(struct gw *g, struct veil_http_req *req, bool take, gw_auth_fn cb,
-	     void *arg);
+/* Authenticates `req` (Authorization: Bearer KEY); takes nothing from the
+ * key's limits (gw_rate does, once the request will be served).  Calls cb
+ * now (cached key) or later (store round trip); the caller must keep what
+ * arg points to alive until then; if the client leaves meanwhile cb still
+ * runs.  status: 401 (missing/unknown/revoked key), 503 (store down). */
+void gw_auth(struct gw *g, struct veil_http_req *req, gw_auth_fn cb, void *arg);
 /* Takes one request from the rate window of `k` (a key gw_auth returned)
- * and checks its quota, as gw_auth does with `take`; for callers that
- * authenticate first and take only once the request will be served (the
- * completions: a refused request takes nothing).  Calls cb now (no limits)
- * or after a store round trip, with k's copy; statuses 429 and 503. */
+ * and checks its quota; for callers that authenticate first and take only
+ * once the request will be served (the completions: a refused request
+ * takes nothing).  Calls cb now (no limits) or after a store round trip,
+ * with k's copy; statuses 429 and 503. */
 void gw_rate(struct gw *g, const struct gw_key *k, gw_auth_fn cb, void *arg);
 /* Forgets a key at once (this gateway's revocations). */
 void gw_keys_forget(struct gw *g, int64_t key_id);

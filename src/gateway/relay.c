@@ -994,7 +994,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	r->auth_pending = true;
 	/* the key is looked up only (no take): auth_done checks the body and
 	 * the route, then takes from the key's limits (gw_rate) */
-	gw_auth(g, req, false, auth_done, r);
+	gw_auth(g, req, auth_done, r);
 }
 
 static void h_chat(struct veil_http_req *req, void *arg)
