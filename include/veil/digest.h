@@ -29,4 +29,13 @@ int veil_hmac_sha256(EVP_MD_CTX *mc, const uint8_t *key, size_t key_len,
 		     const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len,
 		     const uint8_t *c, size_t c_len, uint8_t out[32]);
 
+/* HKDF-SHA256 (RFC 5869) on veil_hmac_sha256, same `mc` rule: Extract
+ * (an empty salt allowed) and Expand of 1..VEIL_HKDF_SHA256_MAX bytes
+ * (VEIL_ERANGE otherwise; `out` wiped on failure). */
+#define VEIL_HKDF_SHA256_MAX (255 * 32)
+int veil_hkdf_sha256_extract(EVP_MD_CTX *mc, const uint8_t *salt, size_t salt_len,
+			     const uint8_t *ikm, size_t ikm_len, uint8_t prk[32]);
+int veil_hkdf_sha256_expand(EVP_MD_CTX *mc, const uint8_t prk[32], const uint8_t *info,
+			    size_t info_len, uint8_t *out, size_t len);
+
 #endif

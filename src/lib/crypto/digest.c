@@ -56,3 +56,37 @@ int veil_hmac_sha256(EVP_MD_CTX *mc, const uint8_t *key, size_t key_len,
 	veil_wipe(inner, sizeof(inner));
 	return ok ? 0 : veil_errf(VEIL_EINTERNAL, "HMAC-SHA256 failed");
 }
+
+int veil_hkdf_sha256_extract(EVP_MD_CTX *mc, const uint8_t *salt, size_t salt_len,
+			     const uint8_t *ikm, size_t ikm_len, uint8_t prk[32])
+{
+	/* an empty salt is HashLen zeros (RFC 5869 2.2), which HMAC's zero
+	 * padding makes of an empty key */
+	return veil_hmac_sha256(mc, salt, salt_len, ikm, ikm_len, NULL, 0, NULL, 0, prk);
+}
+
+int veil_hkdf_sha256_expand(EVP_MD_CTX *mc, const uint8_t prk[32], const uint8_t *info,
+			    size_t info_len, uint8_t *out, size_t len)
+{
+	uint8_t t[32];
+	size_t off = 0;
+	int rc = 0;
+
+	if (len == 0 || len > VEIL_HKDF_SHA256_MAX)
+		return veil_errf(VEIL_ERANGE, "HKDF: length %zu not in 1..%d", len,
+				 VEIL_HKDF_SHA256_MAX);
+	/* T(i) = HMAC(prk, T(i-1) || info || i) */
+	for (uint8_t i = 1; off < len; i++) {
+		size_t k = VEIL_MIN(len - off, sizeof(t));
+
+		if ((rc = veil_hmac_sha256(mc, prk, 32, t, i > 1 ? sizeof(t) : 0, info,
+					   info_len, &i, 1, t)) < 0)
+			break;
+		memcpy(out + off, t, k);
+		off += k;
+	}
+	if (rc < 0)
+		veil_wipe(out, len);
+	veil_wipe(t, sizeof(t));
+	return rc;
+}

@@ -44,11 +44,12 @@ struct veil_hpke_ctx {
 };
 
 /* ---- HKDF-SHA256 (RFC 5869) --------------------------------------------
- * HMAC-SHA256 on EVP_Digest* with SHA-256 fetched once.  EVP_KDF costs about
- * 1.4 us a call in OpenSSL 3.0 (a new context, the digest fetched by name,
- * parameter parsing) for 0.3 us of hashing, and a key schedule makes eight
- * calls.  Checked by every RFC 9180 vector and, for long outputs, against
- * OpenSSL's HKDF (test_hpke: test_long_exports_match_openssl_hkdf). */
+ * veil_hkdf_sha256_* (veil/digest.h): HMAC-SHA256 on EVP_Digest* with
+ * SHA-256 fetched once.  EVP_KDF costs about 1.4 us a call in OpenSSL 3.0
+ * (a new context, the digest fetched by name, parameter parsing) for 0.3 us
+ * of hashing, and a key schedule makes eight calls.  Checked by every RFC
+ * 9180 vector and, for long outputs, against OpenSSL's HKDF (test_hpke:
+ * test_long_exports_match_openssl_hkdf). */
 
 /* A digest context for veil_hmac_sha256 in *mc (caller frees): one serves all
  * the HMACs of a key schedule. */
@@ -57,40 +58,6 @@ static int md_ctx_new(EVP_MD_CTX **mc)
 	if (!(*mc = EVP_MD_CTX_new()))
 		return veil_errf(VEIL_ENOMEM, "HKDF: digest context allocation failed");
 	return 0;
-}
-
-/* HKDF-Extract(salt, ikm) = HMAC(salt, ikm); an empty salt is HashLen zeros
- * (RFC 5869 §2.2), which HMAC's zero padding makes of an empty key. */
-static int hkdf_extract(EVP_MD_CTX *mc, const uint8_t *salt, size_t salt_len,
-			const uint8_t *ikm, size_t ikm_len, uint8_t prk[VEIL_HPKE_NH])
-{
-	return veil_hmac_sha256(mc, salt, salt_len, ikm, ikm_len, NULL, 0, NULL, 0, prk);
-}
-
-/* HKDF-Expand(prk, info, L): T(i) = HMAC(prk, T(i-1) || info || i). */
-static int hkdf_expand(EVP_MD_CTX *mc, const uint8_t prk[VEIL_HPKE_NH],
-		       const uint8_t *info, size_t info_len, uint8_t *out, size_t len)
-{
-	uint8_t t[VEIL_HPKE_NH];
-	size_t off = 0;
-	int rc = 0;
-
-	if (len == 0 || len > VEIL_HPKE_MAX_EXPORT)
-		return veil_errf(VEIL_ERANGE, "HKDF: length %zu not in 1..%d", len,
-				 VEIL_HPKE_MAX_EXPORT);
-	for (uint8_t i = 1; off < len; i++) {
-		size_t k = VEIL_MIN(len - off, sizeof(t));
-
-		if ((rc = veil_hmac_sha256(mc, prk, VEIL_HPKE_NH, t, i > 1 ? sizeof(t) : 0,
-				      info, info_len, &i, 1, t)) < 0)
-			break;
-		memcpy(out + off, t, k);
-		off += k;
-	}
-	if (rc < 0)
-		veil_wipe(out, len);
-	veil_wipe(t, sizeof(t));
-	return rc;
 }
 
 /* RFC 9180 §4: LabeledExtract(salt, label, ikm) =
@@ -116,7 +83,7 @@ static int labeled_extract(EVP_MD_CTX *mc, const uint8_t *suite, size_t suite_le
 	if (ikm_len)
 		memcpy(buf + n, ikm, ikm_len);
 	n += ikm_len;
-	rc = hkdf_extract(mc, salt, salt_len, buf, n, prk);
+	rc = veil_hkdf_sha256_extract(mc, salt, salt_len, buf, n, prk);
 	veil_wipe(buf, n);
 	return rc;
 }
@@ -148,7 +115,7 @@ static int labeled_expand(EVP_MD_CTX *mc, const uint8_t *suite, size_t suite_len
 	if (info_len)
 		memcpy(buf + n, info, info_len);
 	n += info_len;
-	return hkdf_expand(mc, prk, buf, n, out, len);
+	return veil_hkdf_sha256_expand(mc, prk, buf, n, out, len);
 }
 
 static const uint8_t KEM_SUITE[5] = {'K', 'E', 'M', 0x00, 0x20};

@@ -145,14 +145,12 @@ static const struct veil_hpke_opts *seal_opts(void)
  *   nonce  = HKDF-Expand(prk, "nonce", 12)
  * The node draws response_nonce afresh for every response, so a request
  * replayed to it (by a gateway, or an HTTP client retrying a POST) is
- * answered under a new key: never two answers under one (key, nonce).
- * Each Expand is one HMAC block: T(1) = HMAC(prk, info || 0x01). */
+ * answered under a new key: never two answers under one (key, nonce). */
 static int derive_response(struct veil_seal *s,
 			   const uint8_t nonce[VEIL_SEAL_RESPONSE_NONCE_LEN])
 {
-	static const uint8_t one = 0x01;
 	uint8_t secret[32], salt[VEIL_HPKE_NENC + VEIL_SEAL_RESPONSE_NONCE_LEN];
-	uint8_t prk[32], key[32], bn[32];
+	uint8_t prk[32], key[32], bn[VEIL_HPKE_NN];
 	EVP_MD_CTX *mc;
 	int rc;
 
@@ -165,12 +163,12 @@ static int derive_response(struct veil_seal *s,
 	if ((rc = veil_hpke_ctx_export(s->req, (const uint8_t *)VEIL_SEAL_EXPORT_LABEL,
 				       sizeof(VEIL_SEAL_EXPORT_LABEL) - 1, secret,
 				       sizeof(secret))) < 0 ||
-	    (rc = veil_hmac_sha256(mc, salt, sizeof(salt), secret, sizeof(secret), NULL, 0,
-				   NULL, 0, prk)) < 0 ||
-	    (rc = veil_hmac_sha256(mc, prk, sizeof(prk), (const uint8_t *)"key", 3, &one, 1,
-				   NULL, 0, key)) < 0 ||
-	    (rc = veil_hmac_sha256(mc, prk, sizeof(prk), (const uint8_t *)"nonce", 5, &one, 1,
-				   NULL, 0, bn)) < 0)
+	    (rc = veil_hkdf_sha256_extract(mc, salt, sizeof(salt), secret, sizeof(secret),
+					   prk)) < 0 ||
+	    (rc = veil_hkdf_sha256_expand(mc, prk, (const uint8_t *)"key", 3, key,
+					  sizeof(key))) < 0 ||
+	    (rc = veil_hkdf_sha256_expand(mc, prk, (const uint8_t *)"nonce", 5, bn,
+					  VEIL_HPKE_NN)) < 0)
 		goto out;
 	rc = veil_hpke_ctx_new_raw(VEIL_HPKE_AES256GCM, !s->client, key, sizeof(key), bn,
 				   &s->resp);
