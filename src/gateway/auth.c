@@ -265,6 +265,41 @@ static void job_done(struct gw_job *j)
 	finish(a);
 }
 
+/* A job for the store worker: gw_auth's lookup or gw_rate's take (`k`
+ * copied, NULL for a lookup).  NULL after answering 503 itself. */
+static struct auth_job *job_new(struct gw *g, const struct gw_key *k, gw_auth_fn cb,
+				void *arg)
+{
+	struct auth_job *a = calloc(1, sizeof(*a));
+
+	if (!a) {
+		cb(arg, 503, k, 1, "overloaded", "out of memory");
+		return NULL;
+	}
+	a->job.run = job_run;
+	a->job.done = job_done;
+	a->g = g;
+	a->cb = cb;
+	a->arg = arg;
+	if (k)
+		a->k = *k;
+	return a;
+}
+
+/* Hands a to the store worker; a full queue answers 503 (a holds the key's
+ * text: wiped). */
+static void job_submit(struct auth_job *a, const struct gw_key *k)
+{
+	gw_auth_fn cb = a->cb;
+	void *arg = a->arg;
+
+	if (gw_worker_submit(a->g->query, &a->job) < 0) {
+		veil_wipe(a, sizeof(*a));
+		free(a);
+		cb(arg, 503, k, 1, "overloaded", "The gateway is overloaded; retry later");
+	}
+}
+
 void gw_auth(struct gw *g, struct veil_http_req *req, gw_auth_fn cb, void *arg)
 {
 	const char *h = veil_http_req_header(req, "Authorization");
@@ -302,23 +337,12 @@ void gw_auth(struct gw *g, struct veil_http_req *req, gw_auth_fn cb, void *arg)
 		cb(arg, 0, &k, 0, NULL, NULL);
 		return;
 	}
-	if (!(a = calloc(1, sizeof(*a)))) {
-		cb(arg, 503, NULL, 1, "overloaded", "out of memory");
+	if (!(a = job_new(g, NULL, cb, arg)))
 		return;
-	}
-	a->job.run = job_run;
-	a->job.done = job_done;
-	a->g = g;
-	a->cb = cb;
-	a->arg = arg;
 	memcpy(a->h, d, 32);
 	a->lookup = true;
 	memcpy(a->key_text, key, len);
-	if (gw_worker_submit(g->query, &a->job) < 0) {
-		veil_wipe(a, sizeof(*a));
-		free(a);
-		cb(arg, 503, NULL, 1, "overloaded", "The gateway is overloaded; retry later");
-	}
+	job_submit(a, NULL);
 }
 
 void gw_rate(struct gw *g, const struct gw_key *k, gw_auth_fn cb, void *arg)
@@ -331,19 +355,6 @@ void gw_rate(struct gw *g, const struct gw_key *k, gw_auth_fn cb, void *arg)
 		cb(arg, 0, &c, 0, NULL, NULL);
 		return;
 	}
-	if (!(a = calloc(1, sizeof(*a)))) {
-		cb(arg, 503, k, 1, "overloaded", "out of memory");
-		return;
-	}
-	a->job.run = job_run;
-	a->job.done = job_done;
-	a->g = g;
-	a->cb = cb;
-	a->arg = arg;
-	a->k = *k; /* lookup false: rate_run only */
-	if (gw_worker_submit(g->query, &a->job) < 0) {
-		veil_wipe(a, sizeof(*a));
-		free(a);
-		cb(arg, 503, k, 1, "overloaded", "The gateway is overloaded; retry later");
-	}
+	if ((a = job_new(g, k, cb, arg)))
+		job_submit(a, k); /* lookup false: rate_run only */
 }

@@ -885,19 +885,13 @@ static int validate(struct gw_relay *r)
 	return 0;
 }
 
-/* Limits taken (or none to take): relay. */
-static void rate_done(void *arg, int status, const struct gw_key *k, int retry_after,
-		      const char *code, const char *msg)
+/* The end of gw_auth's or gw_rate's wait: true when the relay is over
+ * (the client left, or the answer is the refusal, sent here). */
+static bool auth_refused(struct gw_relay *r, int status, int retry_after, const char *code,
+			 const char *msg)
 {
-	struct gw_relay *r = arg;
-
-	(void)k;
 	r->auth_pending = false;
-	if (!r->req) {
-		relay_maybe_free(r);
-		return;
-	}
-	if (status) {
+	if (r->req && status) {
 		if (retry_after > 0)
 			veil_http_set_retry_after(r->req, (unsigned)retry_after);
 		/* OpenAI's quota error has its own type; the rest take the
@@ -905,10 +899,22 @@ static void rate_done(void *arg, int status, const struct gw_key *k, int retry_a
 		reply_error(r, status,
 			    code && !strcmp(code, "insufficient_quota") ? "insufficient_quota" : NULL,
 			    code, msg);
-		relay_maybe_free(r);
-		return;
 	}
-	relay_try(r);
+	if (r->req && !status)
+		return false;
+	relay_maybe_free(r);
+	return true;
+}
+
+/* Limits taken (or none to take): relay. */
+static void rate_done(void *arg, int status, const struct gw_key *k, int retry_after,
+		      const char *code, const char *msg)
+{
+	struct gw_relay *r = arg;
+
+	(void)k;
+	if (!auth_refused(r, status, retry_after, code, msg))
+		relay_try(r);
 }
 
 /* The order of the answers: the key first (401 whatever the body: a client
@@ -924,18 +930,8 @@ static void auth_done(void *arg, int status, const struct gw_key *k, int retry_a
 	struct gw_relay *r = arg;
 	struct gw *g = r->g;
 
-	r->auth_pending = false;
-	if (!r->req) {
-		relay_maybe_free(r);
+	if (auth_refused(r, status, retry_after, code, msg))
 		return;
-	}
-	if (status) {
-		if (retry_after > 0)
-			veil_http_set_retry_after(r->req, (unsigned)retry_after);
-		reply_error(r, status, NULL, code, msg);
-		relay_maybe_free(r);
-		return;
-	}
 	r->key = *k;
 	if (validate(r) < 0) {
 		relay_maybe_free(r);
