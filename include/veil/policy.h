@@ -83,6 +83,10 @@ json_t *veil_policy_to_json(const struct veil_policy *p);
 void veil_policy_set_allow_sim(struct veil_policy *p, bool allow);
 bool veil_policy_allows_sim(const struct veil_policy *p);
 
+/* Whether the policy pins anything of the gateway (its measurements or
+ * boot chain): then only a gateway's own report can meet it. */
+bool veil_policy_pins_gateway(const struct veil_policy *p);
+
 /* Whether a TCB status ("UpToDate", ...; NULL or "" = not evaluated) meets
  * the policy's min_tcb_status (the ordering above; Revoked never). */
 bool veil_policy_tcb_allows(const struct veil_policy *p, const char *status);

@@ -290,19 +290,6 @@ static int check_tls(const struct veil_report_verdict *v, const uint8_t spki[32]
 	return VEIL_EBADMSG;
 }
 
-/* Whether the policy pins anything of the gateway ("gateway": its
- * measurements or boot chain). */
-static bool policy_pins_gateway(const struct veil_policy *pol)
-{
-	json_t *j = veil_policy_to_json(pol);
-	json_t *g = json_object_get(j, "gateway");
-	/* out of memory: assume pinned, which refuses rather than skips */
-	bool pinned = !j || (json_is_object(g) && json_object_size(g) > 0);
-
-	json_decref(j);
-	return pinned;
-}
-
 static struct vstate *verify_round(struct proxy *p)
 {
 	struct vstate *st = calloc(1, sizeof(*st));
@@ -339,7 +326,7 @@ static struct vstate *verify_round(struct proxy *p)
 		goto out;
 	}
 	st->via_gateway = doc.gateway;
-	if (!doc.gateway && policy_pins_gateway(p->policy)) {
+	if (!doc.gateway && veil_policy_pins_gateway(p->policy)) {
 		/* a bare node report has no gateway report to judge: with gateway
 		 * pins, that would be the pins skipped, not met */
 		refuse(st, VEIL_EPERM, "the policy pins the gateway, but %s answered with a "

@@ -284,6 +284,15 @@ bool veil_policy_allows_sim(const struct veil_policy *p)
 	return p && (p->allow_sim_file || p->allow_sim_caller);
 }
 
+bool veil_policy_pins_gateway(const struct veil_policy *p)
+{
+	bool pinned = p && (p->gw_binary.set || p->gw_config.set);
+
+	for (size_t i = 0; p && i < N_BOOT; i++)
+		pinned = pinned || p->gw_boot[i].set;
+	return pinned;
+}
+
 static struct pmodel *find_model(const struct veil_policy *p, const char *name)
 {
 	for (size_t i = 0; name && i < p->n_models; i++)
