@@ -20,6 +20,8 @@
 #include <event2/event.h>
 #include <event2/thread.h>
 
+#include "veil/opt.h"
+
 #include "gateway.h"
 
 #define GRACE_MS 10000
@@ -89,38 +91,6 @@ static void wiping_free(void *p)
 		veil_wipe(p, malloc_usable_size(p));
 		free(p);
 	}
-}
-
-static int parse_num(const char *s, long long lo, long long hi, long long *out)
-{
-	char *end;
-	long long v = strtoll(s, &end, 10);
-
-	if (!*s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static int split_listen(const char *s, char *addr, size_t cap, uint16_t *port)
-{
-	const char *c = strrchr(s, ':');
-	long long p;
-	size_t len;
-
-	if (!c || parse_num(c + 1, 0, 65535, &p) < 0)
-		return -1;
-	len = (size_t)(c - s);
-	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
-		s++;
-		len -= 2;
-	}
-	if (!len || len >= cap)
-		return -1;
-	memcpy(addr, s, len);
-	addr[len] = '\0';
-	*port = (uint16_t)p;
-	return 0;
 }
 
 static bool is_loopback(const char *addr)
@@ -193,11 +163,23 @@ out:
 static int keys_cmd(int argc, char **argv)
 {
 	const char *db = NULL, *secret_file = NULL, *name = "default", *sub;
-	long long id = 0, x;
+	/* -1: not given (limits keeps the key's value; create sets 0) */
+	long long id = 0, rpm = -1, tpm = -1, quota = -1;
 	struct veil_store_limits lim = {0, 0, 0};
-	bool set_lim[3] = {false, false, false}, any_lim = false;
 	struct veil_secret secret = {0};
 	struct veil_store *s = NULL;
+	const struct veil_opt opts[] = {
+		VEIL_OPT_STR("--db", &db),
+		VEIL_OPT_STR("--secret-file", &secret_file),
+		VEIL_OPT_STR("--name", &name),
+		VEIL_OPT_INT_MSG("--id", &id, 1, 1ll << 53, "--id must be a key id"),
+		VEIL_OPT_INT_MSG("--rpm", &rpm, 0, VEIL_STORE_TOKENS_MAX, "--rpm must be >= 0"),
+		VEIL_OPT_INT_MSG("--tpm", &tpm, 0, VEIL_STORE_TOKENS_MAX, "--tpm must be >= 0"),
+		VEIL_OPT_INT_MSG("--quota", &quota, 0, VEIL_STORE_TOKENS_MAX,
+				 "--quota must be >= 0"),
+	};
+	const struct veil_opt_cmd cmd = {"veil-gateway keys", opts, VEIL_ARRAY_LEN(opts),
+					 "missing value for "};
 	int rc, code = 1;
 
 	if (argc < 3) {
@@ -205,45 +187,12 @@ static int keys_cmd(int argc, char **argv)
 		return 2;
 	}
 	sub = argv[2];
-	for (int i = 3; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-
-		if (!v) {
-			fprintf(stderr, "veil-gateway keys: missing value for %s\n", a);
-			return 2;
-		}
-		i++;
-		if (!strcmp(a, "--db"))
-			db = v;
-		else if (!strcmp(a, "--secret-file"))
-			secret_file = v;
-		else if (!strcmp(a, "--name"))
-			name = v;
-		else if (!strcmp(a, "--id")) {
-			if (parse_num(v, 1, 1ll << 53, &id) < 0) {
-				fprintf(stderr, "veil-gateway keys: --id must be a key id\n");
-				return 2;
-			}
-		} else if (!strcmp(a, "--rpm") || !strcmp(a, "--tpm") || !strcmp(a, "--quota")) {
-			int k = a[2] == 'r' ? 0 : a[2] == 't' ? 1 : 2;
-
-			if (parse_num(v, 0, VEIL_STORE_TOKENS_MAX, &x) < 0) {
-				fprintf(stderr, "veil-gateway keys: %s must be >= 0\n", a);
-				return 2;
-			}
-			if (k == 0)
-				lim.requests_per_min = x;
-			else if (k == 1)
-				lim.tokens_per_min = x;
-			else
-				lim.quota_tokens = x;
-			set_lim[k] = true;
-			any_lim = true;
-		} else {
-			fprintf(stderr, "veil-gateway keys: unknown option %s\n", a);
-			return 2;
-		}
-	}
+	/* argv + 2: the subcommand is the walk's argv[0] */
+	if (veil_opt_parse(&cmd, argc - 2, argv + 2) < 0)
+		return 2;
+	lim.requests_per_min = VEIL_MAX(rpm, 0);
+	lim.tokens_per_min = VEIL_MAX(tpm, 0);
+	lim.quota_tokens = VEIL_MAX(quota, 0);
 	if (!db) {
 		fprintf(stderr, "veil-gateway keys: --db URI is required\n");
 		return 2;
@@ -273,7 +222,8 @@ static int keys_cmd(int argc, char **argv)
 				veil_err_detail());
 			goto out;
 		}
-		if (any_lim && (rc = veil_store_key_set_limits(s, kid, &lim)) < 0) {
+		if ((rpm >= 0 || tpm >= 0 || quota >= 0) &&
+		    (rc = veil_store_key_set_limits(s, kid, &lim)) < 0) {
 			fprintf(stderr, "veil-gateway keys create: limits: %s\n", veil_strerror(rc));
 			veil_wipe(key, sizeof(key));
 			goto out;
@@ -317,12 +267,12 @@ static int keys_cmd(int argc, char **argv)
 			fprintf(stderr, "veil-gateway keys limits: %s\n", veil_strerror(rc));
 			goto out;
 		}
-		if (set_lim[0])
-			ki.limits.requests_per_min = lim.requests_per_min;
-		if (set_lim[1])
-			ki.limits.tokens_per_min = lim.tokens_per_min;
-		if (set_lim[2])
-			ki.limits.quota_tokens = lim.quota_tokens;
+		if (rpm >= 0)
+			ki.limits.requests_per_min = rpm;
+		if (tpm >= 0)
+			ki.limits.tokens_per_min = tpm;
+		if (quota >= 0)
+			ki.limits.quota_tokens = quota;
 		if ((rc = veil_store_key_set_limits(s, id, &ki.limits)) < 0) {
 			fprintf(stderr, "veil-gateway keys limits: %s\n", veil_strerror(rc));
 			goto out;
@@ -345,11 +295,51 @@ static bool print_config;
 
 static int parse_args(int argc, char **argv, struct gw_opts *o, int *exit_code)
 {
-	int lvl = VEIL_LOG_INFO;
-	bool json_log = false;
+	static const char *const tees[] = {"auto", "tdx", "sev-snp", "sim", NULL};
+	static const char *const affinities[] = {"none", "prefix", NULL};
+	/* in enum gw_receipt_check order */
+	static const char *const checks[] = {"ed25519", "ecdsa", "full", NULL};
+	int lvl = VEIL_LOG_INFO, tee = 0;
+	bool json_log = false, help = false;
+	const struct veil_opt opts[] = {
+		VEIL_OPT_STOP("-h", &help),
+		VEIL_OPT_STOP("--help", &help),
+		VEIL_OPT_FLAG("--allow-sim", &o->allow_sim),
+		VEIL_OPT_FLAG("--plain-http", &o->plain_http),
+		VEIL_OPT_FLAG("--print-config", &print_config),
+		VEIL_OPT_FLAG("--log-json", &json_log),
+		VEIL_OPT_STR("--listen", &o->listen),
+		VEIL_OPT_STR("--db", &o->db),
+		VEIL_OPT_STR("--nodes", &o->nodes_file),
+		VEIL_OPT_STR("--policy", &o->policy_file),
+		VEIL_OPT_STR("--admin-token-file", &o->admin_token_file),
+		VEIL_OPT_STR("--secret-file", &o->secret_file),
+		VEIL_OPT_CHOICE("--tee", &tee, tees),
+		VEIL_OPT_CHOICE("--affinity", &o->affinity, affinities),
+		VEIL_OPT_CHOICE("--receipt-check", &o->receipt_check, checks),
+		VEIL_OPT_FN("--log-level", veil_opt_log_level, &lvl, "unknown log level"),
+		VEIL_OPT_INT("--max-body", &o->max_body, 1024, 1ll << 30),
+		VEIL_OPT_INT("--max-header-bytes", &o->max_header_bytes, 256, 1 << 20),
+		VEIL_OPT_INT("--max-conns", &o->max_conns, 1, 1 << 20),
+		VEIL_OPT_INT("--request-timeout-ms", &o->request_timeout_ms, 10, 3600000),
+		VEIL_OPT_INT("--idle-timeout-ms", &o->idle_timeout_ms, 10, 3600000),
+		VEIL_OPT_INT("--upstream-timeout-ms", &o->upstream_timeout_ms, 100, 86400000),
+		VEIL_OPT_INT("--connect-timeout-ms", &o->connect_timeout_ms, 10, 600000),
+		VEIL_OPT_INT("--health-interval-ms", &o->health_interval_ms, 50, 3600000),
+		VEIL_OPT_INT("--health-timeout-ms", &o->health_timeout_ms, 10, 600000),
+		VEIL_OPT_INT("--unhealthy-after", &o->unhealthy_after, 1, 100),
+		VEIL_OPT_INT("--healthy-after", &o->healthy_after, 1, 100),
+		VEIL_OPT_INT("--reverify-s", &o->reverify_s, 1, 86400 * 30),
+		VEIL_OPT_INT("--registry-poll-ms", &o->registry_poll_ms, 0, 3600000),
+		VEIL_OPT_INT("--key-cache-ms", &o->key_cache_ms, 0, 3600000),
+		VEIL_OPT_INT("--affinity-slack", &o->affinity_slack, 0, 1 << 20),
+		VEIL_OPT_INT("--usage-batch", &o->usage_batch, 1, VEIL_STORE_BATCH_MAX),
+	};
+	const struct veil_opt_cmd cmd = {"veil-gateway", opts, VEIL_ARRAY_LEN(opts), NULL};
 
+	_Static_assert(GW_RC_ED25519 == 0 && GW_RC_ECDSA == 1 && GW_RC_FULL == 2,
+		       "checks[] lists enum gw_receipt_check in order");
 	o->listen = "127.0.0.1:8444";
-	o->tee = "auto";
 	o->max_body = (1u << 20) + (64u << 10);
 	o->max_conns = 16384;
 	o->max_header_bytes = 16384;
@@ -367,134 +357,14 @@ static int parse_args(int argc, char **argv, struct gw_opts *o, int *exit_code)
 	o->receipt_check = GW_RC_ECDSA; /* cheaper than Ed25519 (libsecp256k1) */
 	o->affinity_slack = 4;
 	o->usage_batch = 256;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		long long x;
-
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			*exit_code = 0;
-			return -1;
-		}
-		if (!strcmp(a, "--allow-sim")) {
-			o->allow_sim = true;
-			continue;
-		}
-		if (!strcmp(a, "--plain-http")) {
-			o->plain_http = true;
-			continue;
-		}
-		if (!strcmp(a, "--print-config")) {
-			print_config = true;
-			continue;
-		}
-		if (!strcmp(a, "--log-json")) {
-			json_log = true;
-			continue;
-		}
-		if (!v) {
-			fprintf(stderr, "veil-gateway: unknown option or missing value: %s\n", a);
-			goto bad;
-		}
-		i++;
-		if (!strcmp(a, "--listen"))
-			o->listen = v;
-		else if (!strcmp(a, "--db"))
-			o->db = v;
-		else if (!strcmp(a, "--nodes"))
-			o->nodes_file = v;
-		else if (!strcmp(a, "--policy"))
-			o->policy_file = v;
-		else if (!strcmp(a, "--admin-token-file"))
-			o->admin_token_file = v;
-		else if (!strcmp(a, "--secret-file"))
-			o->secret_file = v;
-		else if (!strcmp(a, "--tee")) {
-			if (strcmp(v, "auto") && strcmp(v, "tdx") && strcmp(v, "sev-snp") &&
-			    strcmp(v, "sim")) {
-				fprintf(stderr, "veil-gateway: --tee auto|tdx|sev-snp|sim\n");
-				goto bad;
-			}
-			o->tee = v;
-		} else if (!strcmp(a, "--affinity")) {
-			if (strcmp(v, "none") && strcmp(v, "prefix")) {
-				fprintf(stderr, "veil-gateway: --affinity none|prefix\n");
-				goto bad;
-			}
-			o->affinity = !strcmp(v, "prefix");
-		} else if (!strcmp(a, "--receipt-check")) {
-			if (!strcmp(v, "ed25519")) {
-				o->receipt_check = GW_RC_ED25519;
-			} else if (!strcmp(v, "ecdsa")) {
-				o->receipt_check = GW_RC_ECDSA;
-			} else if (!strcmp(v, "full")) {
-				o->receipt_check = GW_RC_FULL;
-			} else {
-				fprintf(stderr, "veil-gateway: --receipt-check ed25519|ecdsa|full\n");
-				goto bad;
-			}
-		} else if (!strcmp(a, "--log-level")) {
-			if ((lvl = veil_log_level_parse(v)) < 0) {
-				fprintf(stderr, "veil-gateway: unknown log level\n");
-				goto bad;
-			}
-		} else {
-			static const struct {
-				const char *flag;
-				long long lo, hi;
-			} nums[] = {
-				{"--max-body", 1024, 1ll << 30},
-				{"--max-header-bytes", 256, 1 << 20},
-				{"--max-conns", 1, 1 << 20},
-				{"--request-timeout-ms", 10, 3600000},
-				{"--idle-timeout-ms", 10, 3600000},
-				{"--upstream-timeout-ms", 100, 86400000},
-				{"--connect-timeout-ms", 10, 600000},
-				{"--health-interval-ms", 50, 3600000},
-				{"--health-timeout-ms", 10, 600000},
-				{"--unhealthy-after", 1, 100},
-				{"--healthy-after", 1, 100},
-				{"--reverify-s", 1, 86400 * 30},
-				{"--registry-poll-ms", 0, 3600000},
-				{"--key-cache-ms", 0, 3600000},
-				{"--affinity-slack", 0, 1 << 20},
-				{"--usage-batch", 1, VEIL_STORE_BATCH_MAX},
-			};
-			size_t k;
-
-			for (k = 0; k < VEIL_ARRAY_LEN(nums); k++)
-				if (!strcmp(a, nums[k].flag))
-					break;
-			if (k == VEIL_ARRAY_LEN(nums)) {
-				fprintf(stderr, "veil-gateway: unknown option %s\n", a);
-				goto bad;
-			}
-			if (parse_num(v, nums[k].lo, nums[k].hi, &x) < 0) {
-				fprintf(stderr, "veil-gateway: %s must be %lld..%lld\n", a,
-					nums[k].lo, nums[k].hi);
-				goto bad;
-			}
-			switch (k) {
-			case 0: o->max_body = (size_t)x; break;
-			case 1: o->max_header_bytes = (size_t)x; break;
-			case 2: o->max_conns = (size_t)x; break;
-			case 3: o->request_timeout_ms = (unsigned)x; break;
-			case 4: o->idle_timeout_ms = (unsigned)x; break;
-			case 5: o->upstream_timeout_ms = (unsigned)x; break;
-			case 6: o->connect_timeout_ms = (unsigned)x; break;
-			case 7: o->health_interval_ms = (unsigned)x; break;
-			case 8: o->health_timeout_ms = (unsigned)x; break;
-			case 9: o->unhealthy_after = (int)x; break;
-			case 10: o->healthy_after = (int)x; break;
-			case 11: o->reverify_s = (unsigned)x; break;
-			case 12: o->registry_poll_ms = (unsigned)x; break;
-			case 13: o->key_cache_ms = (unsigned)x; break;
-			case 14: o->affinity_slack = (unsigned)x; break;
-			default: o->usage_batch = (size_t)x; break;
-			}
-		}
+	if (veil_opt_parse(&cmd, argc, argv) < 0)
+		goto bad;
+	if (help) {
+		usage(stdout);
+		*exit_code = 0;
+		return -1;
 	}
+	o->tee = tees[tee];
 	veil_log_setup((enum veil_log_level)lvl, json_log, stderr);
 	if (!o->db) {
 		fprintf(stderr, "veil-gateway: --db sqlite:PATH|postgres://... is required\n");
@@ -648,7 +518,7 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &g->o, &code) < 0)
 		goto out;
 	json_set_alloc_funcs(wiping_malloc, wiping_free);
-	if (split_listen(g->o.listen, addr, sizeof(addr), &port) < 0) {
+	if (veil_opt_listen(g->o.listen, addr, sizeof(addr), &port) < 0) {
 		fprintf(stderr, "veil-gateway: --listen ADDR:PORT\n");
 		code = 2;
 		goto out;

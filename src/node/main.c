@@ -18,6 +18,7 @@
 
 #include "veil/chat.h"
 #include "veil/gguf.h"
+#include "veil/opt.h"
 #include "veil/seal.h"
 
 #include "node.h"
@@ -71,25 +72,48 @@ static void wiping_free(void *p)
 	}
 }
 
-static int parse_num(const char *s, long long lo, long long hi, long long *out)
+/* --upstream: only an http(s) engine is relayed to. */
+static int upstream_url(const char *v, void *dst)
 {
-	char *end;
-	long long v = strtoll(s, &end, 10);
-
-	if (!*s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
+	if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
+		return VEIL_EINVAL;
+	*(const char **)dst = v;
 	return 0;
 }
 
 static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code)
 {
+	static const char *const tees[] = {"auto", "tdx", "sev-snp", "sim", NULL};
 	const char *name = NULL;
-	int lvl = VEIL_LOG_INFO;
-	bool json_log = false;
+	int lvl = VEIL_LOG_INFO, tee = 0;
+	bool json_log = false, help = false;
+	const struct veil_opt opts[] = {
+		VEIL_OPT_STOP("-h", &help),
+		VEIL_OPT_STOP("--help", &help),
+		VEIL_OPT_FLAG("--plain-http", &o->plain_http),
+		VEIL_OPT_FLAG("--allow-plaintext", &o->allow_plaintext),
+		VEIL_OPT_FLAG("--log-json", &json_log),
+		VEIL_OPT_FLAG("--print-config", &print_config),
+		VEIL_OPT_STR("--model", &o->model),
+		VEIL_OPT_STR("--model-name", &name),
+		VEIL_OPT_STR("--listen", &o->listen),
+		VEIL_OPT_CHOICE("--tee", &tee, tees),
+		VEIL_OPT_FN("--upstream", upstream_url, &o->upstream,
+			    "--upstream must be http(s)://host:port"),
+		VEIL_OPT_FN("--log-level", veil_opt_log_level, &lvl, "unknown log level"),
+		VEIL_OPT_INT("--max-batch", &o->max_batch, 1, 1024),
+		VEIL_OPT_INT("--max-queue", &o->max_queue, 1, 65536),
+		VEIL_OPT_INT("--ctx", &o->ctx, 16, 1 << 20),
+		VEIL_OPT_INT("--threads", &o->threads, 1, 1024),
+		VEIL_OPT_INT("--max-body", &o->max_body, 1024, 1ll << 30),
+		VEIL_OPT_INT("--max-header-bytes", &o->max_header_bytes, 256, 1 << 20),
+		VEIL_OPT_INT("--max-conns", &o->max_conns, 1, 1 << 20),
+		VEIL_OPT_INT("--request-timeout-ms", &o->request_timeout_ms, 10, 3600000),
+		VEIL_OPT_INT("--idle-timeout-ms", &o->idle_timeout_ms, 10, 3600000),
+	};
+	const struct veil_opt_cmd cmd = {"veil-node", opts, VEIL_ARRAY_LEN(opts), NULL};
 
 	o->listen = "127.0.0.1:8443";
-	o->tee = "auto";
 	o->max_batch = 8;
 	o->max_queue = 64;
 	o->max_body = 1 << 20;
@@ -97,99 +121,14 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 	o->max_header_bytes = 16384;
 	o->request_timeout_ms = 30000;
 	o->idle_timeout_ms = 30000;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		long long x;
-
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			*exit_code = 0;
-			return -1;
-		}
-		if (!strcmp(a, "--plain-http")) {
-			o->plain_http = true;
-			continue;
-		}
-		if (!strcmp(a, "--allow-plaintext")) {
-			o->allow_plaintext = true;
-			continue;
-		}
-		if (!strcmp(a, "--log-json")) {
-			json_log = true;
-			continue;
-		}
-		if (!strcmp(a, "--print-config")) {
-			print_config = true;
-			continue;
-		}
-		if (!v) {
-			fprintf(stderr, "veil-node: unknown option or missing value: %s\n", a);
-			goto bad;
-		}
-		i++;
-		if (!strcmp(a, "--model"))
-			o->model = v;
-		else if (!strcmp(a, "--model-name"))
-			name = v;
-		else if (!strcmp(a, "--listen"))
-			o->listen = v;
-		else if (!strcmp(a, "--tee")) {
-			if (strcmp(v, "auto") && strcmp(v, "tdx") && strcmp(v, "sev-snp") &&
-			    strcmp(v, "sim")) {
-				fprintf(stderr, "veil-node: --tee auto|tdx|sev-snp|sim\n");
-				goto bad;
-			}
-			o->tee = v;
-		} else if (!strcmp(a, "--upstream")) {
-			if (strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) {
-				fprintf(stderr, "veil-node: --upstream must be http(s)://host:port\n");
-				goto bad;
-			}
-			o->upstream = v;
-		} else if (!strcmp(a, "--log-level")) {
-			if ((lvl = veil_log_level_parse(v)) < 0) {
-				fprintf(stderr, "veil-node: unknown log level\n");
-				goto bad;
-			}
-		} else {
-			struct {
-				const char *flag;
-				long long lo, hi;
-			} nums[] = {
-				{"--max-batch", 1, 1024}, {"--max-queue", 1, 65536},
-				{"--ctx", 16, 1 << 20}, {"--threads", 1, 1024},
-				{"--max-body", 1024, 1ll << 30}, {"--max-header-bytes", 256, 1 << 20},
-				{"--max-conns", 1, 1 << 20}, {"--request-timeout-ms", 10, 3600000},
-				{"--idle-timeout-ms", 10, 3600000},
-			};
-			size_t k;
-
-			for (k = 0; k < VEIL_ARRAY_LEN(nums); k++)
-				if (!strcmp(a, nums[k].flag))
-					break;
-			if (k == VEIL_ARRAY_LEN(nums)) {
-				fprintf(stderr, "veil-node: unknown option %s\n", a);
-				goto bad;
-			}
-			if (parse_num(v, nums[k].lo, nums[k].hi, &x) < 0) {
-				fprintf(stderr, "veil-node: %s must be %lld..%lld\n", a,
-					nums[k].lo, nums[k].hi);
-				goto bad;
-			}
-			switch (k) {
-			case 0: o->max_batch = (int)x; break;
-			case 1: o->max_queue = (int)x; break;
-			case 2: o->ctx = (int)x; break;
-			case 3: o->threads = (int)x; break;
-			case 4: o->max_body = (size_t)x; break;
-			case 5: o->max_header_bytes = (size_t)x; break;
-			case 6: o->max_conns = (size_t)x; break;
-			case 7: o->request_timeout_ms = (unsigned)x; break;
-			default: o->idle_timeout_ms = (unsigned)x; break;
-			}
-		}
+	if (veil_opt_parse(&cmd, argc, argv) < 0)
+		goto bad;
+	if (help) {
+		usage(stdout);
+		*exit_code = 0;
+		return -1;
 	}
+	o->tee = tees[tee];
 	veil_log_setup((enum veil_log_level)lvl, json_log, stderr);
 	if (!o->model && !o->upstream) {
 		fprintf(stderr, "veil-node: --model PATH is required (or --upstream URL)\n");
@@ -215,27 +154,6 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 bad:
 	*exit_code = 2;
 	return -1;
-}
-
-static int split_listen(const char *s, char *addr, size_t cap, uint16_t *port)
-{
-	const char *c = strrchr(s, ':');
-	long long p;
-	size_t len;
-
-	if (!c || parse_num(c + 1, 0, 65535, &p) < 0)
-		return -1;
-	len = (size_t)(c - s);
-	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
-		s++;
-		len -= 2;
-	}
-	if (!len || len >= cap)
-		return -1;
-	memcpy(addr, s, len);
-	addr[len] = '\0';
-	*port = (uint16_t)p;
-	return 0;
 }
 
 static bool is_loopback(const char *addr)
@@ -390,7 +308,7 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &n->o, &code) < 0)
 		goto out;
 	json_set_alloc_funcs(wiping_malloc, wiping_free);
-	if (split_listen(n->o.listen, addr, sizeof(addr), &port) < 0) {
+	if (veil_opt_listen(n->o.listen, addr, sizeof(addr), &port) < 0) {
 		fprintf(stderr, "veil-node: --listen ADDR:PORT\n");
 		code = 2;
 		goto out;

@@ -16,6 +16,7 @@
 
 #include "veil/hconn.h"
 #include "veil/http.h"
+#include "veil/opt.h"
 #include "veil/policy.h"
 
 #include "proxy.h"
@@ -63,17 +64,6 @@ static void wiping_free(void *ptr)
 	}
 }
 
-static int parse_num(const char *s, long long lo, long long hi, long long *out)
-{
-	char *end;
-	long long v = strtoll(s, &end, 10);
-
-	if (!*s || *end || v < lo || v > hi)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 static bool header_safe(const char *s, size_t max)
 {
 	size_t n = strlen(s);
@@ -90,73 +80,35 @@ static int parse_args(int argc, char **argv, struct proxy_opts *o, int *exit_cod
 {
 	const char *gw = NULL;
 	int lvl = VEIL_LOG_INFO;
-	bool json_log = false;
+	bool json_log = false, help = false;
 	size_t len;
+	const struct veil_opt opts[] = {
+		VEIL_OPT_STOP("-h", &help),
+		VEIL_OPT_STOP("--help", &help),
+		VEIL_OPT_FLAG("--allow-sim", &o->allow_sim),
+		VEIL_OPT_FLAG("--log-json", &json_log),
+		VEIL_OPT_STR("--gateway", &gw),
+		VEIL_OPT_STR("--listen", &o->listen),
+		VEIL_OPT_STR("--api-key", &o->api_key),
+		VEIL_OPT_STR("--policy", &o->policy_path),
+		VEIL_OPT_STR("--receipts", &o->receipts_path),
+		VEIL_OPT_FN("--log-level", veil_opt_log_level, &lvl, "unknown log level"),
+		VEIL_OPT_INT("--recheck-s", &o->recheck_s, 1, 86400),
+		VEIL_OPT_INT("--timeout-s", &o->timeout_s, 1, 86400),
+		VEIL_OPT_INT("--max-body", &o->max_body, 1024, 1ll << 30),
+	};
+	const struct veil_opt_cmd cmd = {"veil-proxy", opts, VEIL_ARRAY_LEN(opts), NULL};
 
 	o->listen = "127.0.0.1:8080";
 	o->recheck_s = 300;
 	o->timeout_s = 600;
 	o->max_body = 4u << 20;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-		long long x;
-
-		if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-			usage(stdout);
-			*exit_code = 0;
-			return -1;
-		}
-		if (!strcmp(a, "--allow-sim")) {
-			o->allow_sim = true;
-			continue;
-		}
-		if (!strcmp(a, "--log-json")) {
-			json_log = true;
-			continue;
-		}
-		if (!v) {
-			fprintf(stderr, "veil-proxy: unknown option or missing value: %s\n", a);
-			goto bad;
-		}
-		i++;
-		if (!strcmp(a, "--gateway"))
-			gw = v;
-		else if (!strcmp(a, "--listen"))
-			o->listen = v;
-		else if (!strcmp(a, "--api-key"))
-			o->api_key = v;
-		else if (!strcmp(a, "--policy"))
-			o->policy_path = v;
-		else if (!strcmp(a, "--receipts"))
-			o->receipts_path = v;
-		else if (!strcmp(a, "--log-level")) {
-			if ((lvl = veil_log_level_parse(v)) < 0) {
-				fprintf(stderr, "veil-proxy: unknown log level\n");
-				goto bad;
-			}
-		} else if (!strcmp(a, "--recheck-s")) {
-			if (parse_num(v, 1, 86400, &x) < 0) {
-				fprintf(stderr, "veil-proxy: --recheck-s must be 1..86400\n");
-				goto bad;
-			}
-			o->recheck_s = (unsigned)x;
-		} else if (!strcmp(a, "--timeout-s")) {
-			if (parse_num(v, 1, 86400, &x) < 0) {
-				fprintf(stderr, "veil-proxy: --timeout-s must be 1..86400\n");
-				goto bad;
-			}
-			o->timeout_s = (unsigned)x;
-		} else if (!strcmp(a, "--max-body")) {
-			if (parse_num(v, 1024, 1ll << 30, &x) < 0) {
-				fprintf(stderr, "veil-proxy: --max-body must be 1024..%lld\n", 1ll << 30);
-				goto bad;
-			}
-			o->max_body = (size_t)x;
-		} else {
-			fprintf(stderr, "veil-proxy: unknown option %s\n", a);
-			goto bad;
-		}
+	if (veil_opt_parse(&cmd, argc, argv) < 0)
+		goto bad;
+	if (help) {
+		usage(stdout);
+		*exit_code = 0;
+		return -1;
 	}
 	veil_log_setup((enum veil_log_level)lvl, json_log, stderr);
 	if (!gw) {
@@ -203,27 +155,6 @@ static int parse_args(int argc, char **argv, struct proxy_opts *o, int *exit_cod
 bad:
 	*exit_code = 2;
 	return -1;
-}
-
-static int split_listen(const char *s, char *addr, size_t cap, uint16_t *port)
-{
-	const char *c = strrchr(s, ':');
-	long long p;
-	size_t len;
-
-	if (!c || parse_num(c + 1, 0, 65535, &p) < 0)
-		return -1;
-	len = (size_t)(c - s);
-	if (len >= 2 && s[0] == '[' && s[len - 1] == ']') {
-		s++;
-		len -= 2;
-	}
-	if (!len || len >= cap)
-		return -1;
-	memcpy(addr, s, len);
-	addr[len] = '\0';
-	*port = (uint16_t)p;
-	return 0;
 }
 
 static bool is_loopback(const char *addr)
@@ -286,7 +217,7 @@ int main(int argc, char **argv)
 	if (parse_args(argc, argv, &p->o, &code) < 0)
 		goto out;
 	code = 2;
-	if (split_listen(p->o.listen, addr, sizeof(addr), &port) < 0) {
+	if (veil_opt_listen(p->o.listen, addr, sizeof(addr), &port) < 0) {
 		fprintf(stderr, "veil-proxy: --listen ADDR:PORT\n");
 		goto out;
 	}
