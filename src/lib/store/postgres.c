@@ -46,6 +46,22 @@
 
 /* ---- schema ------------------------------------------------------------ */
 
+/* Pieces of the 1 -> 2 migration's trigger functions below, written once.
+ * They are part of a released migration: never edit them (the text must
+ * stay what schema-2 databases were created with); a later migration that
+ * needs other SQL spells its own. */
+#define PG_TOTALS_FUNCTION(name)                                            \
+	"CREATE FUNCTION " name "() RETURNS trigger"                         \
+	" LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$ BEGIN"
+/* Subtracts the transition table old_rows from its keys' totals. */
+#define PG_TOTALS_SUB_OLD_ROWS                                              \
+	" UPDATE key_totals t SET requests = t.requests - d.n,"              \
+	" prompt_tokens = t.prompt_tokens - d.p,"                            \
+	" completion_tokens = t.completion_tokens - d.c"                     \
+	" FROM (SELECT key_id, count(*) AS n, sum(prompt_tokens) AS p,"      \
+	" sum(completion_tokens) AS c FROM old_rows GROUP BY key_id) d"      \
+	" WHERE t.key_id = d.key_id;"
+
 /* PG_MIGRATIONS[v] takes the schema from version v to v + 1: the same
  * tables, columns and constraints as sqlite.c's MIGRATIONS[v], in
  * PostgreSQL's types.  Never edit a released entry; append. */
@@ -113,23 +129,11 @@ static const char *const PG_MIGRATIONS[] = {
 	"INSERT INTO key_totals(key_id, requests, prompt_tokens,"
 	" completion_tokens) SELECT key_id, count(*), sum(prompt_tokens),"
 	" sum(completion_tokens) FROM usage GROUP BY key_id;"
-	"CREATE FUNCTION veil_usage_totals_sub() RETURNS trigger"
-	" LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$ BEGIN"
-	" UPDATE key_totals t SET requests = t.requests - d.n,"
-	" prompt_tokens = t.prompt_tokens - d.p,"
-	" completion_tokens = t.completion_tokens - d.c"
-	" FROM (SELECT key_id, count(*) AS n, sum(prompt_tokens) AS p,"
-	" sum(completion_tokens) AS c FROM old_rows GROUP BY key_id) d"
-	" WHERE t.key_id = d.key_id;"
+	PG_TOTALS_FUNCTION("veil_usage_totals_sub")
+	PG_TOTALS_SUB_OLD_ROWS
 	" RETURN NULL; END $f$;"
-	"CREATE FUNCTION veil_usage_totals_move() RETURNS trigger"
-	" LANGUAGE plpgsql SET search_path FROM CURRENT AS $f$ BEGIN"
-	" UPDATE key_totals t SET requests = t.requests - d.n,"
-	" prompt_tokens = t.prompt_tokens - d.p,"
-	" completion_tokens = t.completion_tokens - d.c"
-	" FROM (SELECT key_id, count(*) AS n, sum(prompt_tokens) AS p,"
-	" sum(completion_tokens) AS c FROM old_rows GROUP BY key_id) d"
-	" WHERE t.key_id = d.key_id;"
+	PG_TOTALS_FUNCTION("veil_usage_totals_move")
+	PG_TOTALS_SUB_OLD_ROWS
 	" INSERT INTO key_totals AS t (key_id, requests, prompt_tokens,"
 	" completion_tokens) SELECT key_id, count(*), sum(prompt_tokens),"
 	" sum(completion_tokens) FROM new_rows GROUP BY key_id ORDER BY key_id"
@@ -168,7 +172,7 @@ enum pg_id {
 	P_KEY_TOTALS,
 	P_USAGE_BY_KEY,
 	P_USAGE_BY_MODEL,
-	P_USAGE_BY_KEY_LIFETIME,
+	P_USAGE_BY_KEY_TOTALS,
 	P_RECEIPT_GET,
 	P_RATE_KEY,
 	P_RATE_UPSERT,
@@ -206,6 +210,24 @@ struct pg_stmt {
 #define NODE_COLS "id, url, model, state, verdict, created_ms, updated_ms, " \
 		  "verified_ms"
 #define NODE_SHAPE "tttttiii"
+
+/* The window arithmetic of P_RATE_UPSERT and P_RATE_CHARGE, inserting
+ * (key_id, window_ms, requests, tokens) as `excluded`: a window at or
+ * after ours (w's) is the one in force (a clock ahead opened it); an older
+ * one has expired and restarts from zero.  PG_RATE_REQUESTS and
+ * PG_RATE_TOKENS are the counts after the addition. */
+#define PG_RATE_INSERT                                                      \
+	"INSERT INTO rate_windows AS w (key_id, window_ms, requests, tokens) "
+#define PG_RATE_REQUESTS                                                    \
+	"CASE WHEN w.window_ms >= excluded.window_ms THEN w.requests ELSE 0 " \
+	"END + excluded.requests"
+#define PG_RATE_TOKENS                                                      \
+	"CASE WHEN w.window_ms >= excluded.window_ms THEN w.tokens ELSE 0 "   \
+	"END + excluded.tokens"
+#define PG_RATE_SET                                                         \
+	"ON CONFLICT (key_id) DO UPDATE SET "                               \
+	"window_ms = greatest(w.window_ms, excluded.window_ms), "           \
+	"requests = " PG_RATE_REQUESTS ", tokens = " PG_RATE_TOKENS
 
 /* Orderings use COLLATE "C" so that listings sort bytewise, as SQLite's do,
  * whatever the database's locale. */
@@ -277,12 +299,12 @@ static const struct pg_stmt PG_SQL[P_COUNT] = {
 			      "GROUP BY model ORDER BY model COLLATE \"C\"", 2,
 			      {I, I}, "itiii"},
 	/* All time: the running totals, one row per key (no usage scan). */
-	[P_USAGE_BY_KEY_LIFETIME] = {"SELECT t.key_id, coalesce(k.name, ''), "
-				     "t.requests, t.prompt_tokens, "
-				     "t.completion_tokens FROM key_totals t "
-				     "LEFT JOIN api_keys k ON k.id = t.key_id "
-				     "WHERE t.requests > 0 ORDER BY t.key_id", 0,
-				     {0}, "itiii"},
+	[P_USAGE_BY_KEY_TOTALS] = {"SELECT t.key_id, coalesce(k.name, ''), "
+				   "t.requests, t.prompt_tokens, "
+				   "t.completion_tokens FROM key_totals t "
+				   "LEFT JOIN api_keys k ON k.id = t.key_id "
+				   "WHERE t.requests > 0 ORDER BY t.key_id", 0,
+				   {0}, "itiii"},
 	[P_RECEIPT_GET] = {"SELECT key_id, receipt FROM usage "
 			   "WHERE request_id = $1", 1, {T}, "ib"},
 	[P_RATE_KEY] = {"SELECT revoked_ms, rpm, tpm FROM api_keys "
@@ -291,45 +313,25 @@ static const struct pg_stmt PG_SQL[P_COUNT] = {
 	 * CONFLICT DO UPDATE locks the key's row and evaluates the SET and
 	 * WHERE against its newest version, so concurrent takes from any
 	 * number of gateways queue on that row and each sees the others'
-	 * counts.  A window at or after ours is the one in force (a clock
-	 * ahead opened it); an older one has expired and restarts from zero.
-	 * $5/$6 are the limits (0 = none); when the WHERE is false nothing
+	 * counts.  $5/$6 are the limits (0 = none); when the WHERE is false nothing
 	 * changes and no row is returned.  A fresh row needs no check: one
 	 * request always fits a non-zero rpm, and tokens > tpm was refused
 	 * before. */
-	[P_RATE_UPSERT] = {"INSERT INTO rate_windows AS w (key_id, window_ms, "
-			   "requests, tokens) VALUES ($1, $2, $3, $4) "
-			   "ON CONFLICT (key_id) DO UPDATE SET "
-			   "window_ms = greatest(w.window_ms, excluded.window_ms), "
-			   "requests = CASE WHEN w.window_ms >= excluded.window_ms "
-			   "THEN w.requests ELSE 0 END + excluded.requests, "
-			   "tokens = CASE WHEN w.window_ms >= excluded.window_ms "
-			   "THEN w.tokens ELSE 0 END + excluded.tokens "
-			   "WHERE ($5 = 0 OR CASE WHEN w.window_ms >= "
-			   "excluded.window_ms THEN w.requests ELSE 0 END "
-			   "+ excluded.requests <= $5) "
-			   "AND ($6 = 0 OR CASE WHEN w.window_ms >= "
-			   "excluded.window_ms THEN w.tokens ELSE 0 END "
-			   "+ excluded.tokens <= $6) "
+	[P_RATE_UPSERT] = {PG_RATE_INSERT "VALUES ($1, $2, $3, $4) " PG_RATE_SET
+			   " WHERE ($5 = 0 OR " PG_RATE_REQUESTS " <= $5) "
+			   "AND ($6 = 0 OR " PG_RATE_TOKENS " <= $6) "
 			   "RETURNING window_ms, requests, tokens", 6,
 			   {I, I, I, I, I, I}, "iii"},
 	[P_RATE_GET] = {"SELECT window_ms, requests, tokens FROM rate_windows "
 			"WHERE key_id = $1", 1, {I}, "iii"},
 	/* A batch's charge (struct store_charge), sent in the batch's
 	 * pipeline after its INSERTs: P_RATE_UPSERT's arithmetic with no
-	 * request and no limit, and no row (nothing changes) for a revoked
+	 * request (excluded.requests is 0) and no limit, and no row (nothing changes) for a revoked
 	 * key, which the SELECT skips.  Like the take, the conflict locks the
 	 * key's row until the batch commits, so other gateways' takes see the
 	 * charge and the records together. */
-	[P_RATE_CHARGE] = {"INSERT INTO rate_windows AS w (key_id, window_ms, "
-			   "requests, tokens) SELECT id, $2, 0, $3 "
-			   "FROM api_keys WHERE id = $1 AND revoked_ms = 0 "
-			   "ON CONFLICT (key_id) DO UPDATE SET "
-			   "window_ms = greatest(w.window_ms, excluded.window_ms), "
-			   "requests = CASE WHEN w.window_ms >= excluded.window_ms "
-			   "THEN w.requests ELSE 0 END, "
-			   "tokens = CASE WHEN w.window_ms >= excluded.window_ms "
-			   "THEN w.tokens ELSE 0 END + excluded.tokens", 3,
+	[P_RATE_CHARGE] = {PG_RATE_INSERT "SELECT id, $2, 0, $3 FROM api_keys "
+			   "WHERE id = $1 AND revoked_ms = 0 " PG_RATE_SET, 3,
 			   {I, I, I}, NULL},
 	[P_NODE_PUT] = {"INSERT INTO nodes(id, url, model, state, verdict, "
 			"created_ms, updated_ms, verified_ms) VALUES ($1, $2, $3, "
@@ -536,12 +538,6 @@ static int pg_dup(const PGresult *r, int row, int col, const char **out)
 		return veil_errf(VEIL_ENOMEM, "store (postgres): column copy");
 	*out = c;
 	return 0;
-}
-
-/* Rows changed by an UPDATE/DELETE. */
-static long pg_changed(PGresult *r)
-{
-	return strtol(PQcmdTuples(r), NULL, 10);
 }
 
 /* ---- messages and errors ----------------------------------------------- */
@@ -814,6 +810,59 @@ static void pg_rollback(struct pg *g)
 	if (PQresultStatus(r) != PGRES_COMMAND_OK)
 		pg_drop(g);
 	PQclear(r);
+}
+
+/* pg_run() under PG_RETRY, for a statement that may run twice (a read, an
+ * idempotent write, or one whose repetition is documented) and whose result
+ * the caller reads without using the connection again. */
+static int pg_query(struct pg *g, enum pg_id id, const struct pg_params *p,
+		    PGresult **out, const char *what)
+{
+	int rc;
+
+	PG_RETRY(g, rc, pg_run(g, id, p, out, what));
+	return rc;
+}
+
+/* pg_query() of a statement without result rows; *changed (when not NULL)
+ * is the number of rows it inserted, updated or deleted. */
+static int pg_write(struct pg *g, enum pg_id id, const struct pg_params *p,
+		    const char *what, long *changed)
+{
+	PGresult *r = NULL;
+	int rc;
+
+	if ((rc = pg_query(g, id, p, &r, what)) < 0)
+		return rc;
+	if (changed)
+		*changed = strtol(PQcmdTuples(r), NULL, 10);
+	PQclear(r);
+	return 0;
+}
+
+/* pg_query(), then every row of the result into one calloc'd array of
+ * `size`-byte items, each filled by `row`.  *out is NULL with *n = 0 when
+ * there is no row.  On failure the items read so far and the one that
+ * failed (a row reader leaves its item freeable) go to `drop`. */
+static int pg_list(struct pg *g, enum pg_id id, const struct pg_params *p,
+		   const char *what, size_t size,
+		   int (*row)(const PGresult *r, int i, void *item),
+		   store_drop_fn *drop, void **out, size_t *n)
+{
+	PGresult *r = NULL;
+	unsigned char *v = NULL;
+	size_t nt, i = 0;
+	int rc;
+
+	if ((rc = pg_query(g, id, p, &r, what)) < 0)
+		return rc;
+	nt = (size_t)PQntuples(r);
+	if (nt && !(v = calloc(nt, size)))
+		rc = veil_errf(VEIL_ENOMEM, "store (postgres): rows");
+	for (; rc == 0 && i < nt; i++) /* i counts a failed item too */
+		rc = row(r, (int)i, v + i * size);
+	PQclear(r);
+	return store_list_end(rc, v, i, drop, out, n);
 }
 
 /* ---- open, schema ------------------------------------------------------ */
@@ -1089,74 +1138,31 @@ static int pg_key_row(const PGresult *r, int row, struct veil_store_key_info *k,
 	return 0;
 }
 
-/* Rows of KEY_COLS into one malloc'd array of `size`-byte items, each
- * starting with a struct veil_store_key_info, followed (with_hash) by the
- * hash.  Keeps key_by_prefix and key_list one function. */
-static int pg_key_rows(const PGresult *r, bool with_hash, void **out, size_t *n)
+/* pg_list() readers of KEY_COLS: a struct veil_store_key_info, or a struct
+ * store_key_row (with the hash). */
+static int pg_key_info_item(const PGresult *r, int row, void *item)
 {
-	size_t nt = (size_t)PQntuples(r), bytes;
-	size_t size = with_hash ? sizeof(struct store_key_row)
-				: sizeof(struct veil_store_key_info);
-	uint8_t *v = NULL;
-	int rc = 0;
-
-	if (nt) {
-		if (veil_mul_ovf(nt, size, &bytes))
-			return veil_errf(VEIL_EOVERFLOW, "store (postgres): rows");
-		if (!(v = calloc(1, bytes)))
-			return veil_errf(VEIL_ENOMEM, "store (postgres): rows");
-	}
-	for (size_t i = 0; i < nt; i++) {
-		uint8_t *item = v + i * size;
-
-		if (with_hash) {
-			struct store_key_row *kr = (struct store_key_row *)item;
-
-			rc = pg_key_row(r, (int)i, &kr->info, kr->hash);
-		} else {
-			rc = pg_key_row(r, (int)i,
-					(struct veil_store_key_info *)item, NULL);
-		}
-		if (rc < 0) {
-			free(v);
-			return rc;
-		}
-	}
-	*out = v;
-	*n = nt;
-	return 0;
+	return pg_key_row(r, row, item, NULL);
 }
 
-static int key_by_prefix_once(struct pg *g, const char *prefix,
-			      struct store_key_row **out, size_t *n)
+static int pg_key_hash_item(const PGresult *r, int row, void *item)
 {
-	struct pg_params p = {0};
-	PGresult *r = NULL;
-	void *v = NULL;
-	int rc;
+	struct store_key_row *k = item;
 
-	pp_text(&p, prefix);
-	if ((rc = pg_run(g, P_KEY_BY_PREFIX, &p, &r, "key lookup")) < 0)
-		return rc;
-	rc = pg_key_rows(r, true, &v, n);
-	PQclear(r);
-	if (rc == 0)
-		*out = v;
-	return rc;
+	return pg_key_row(r, row, &k->info, k->hash);
 }
 
 static int pg_key_by_prefix(void *be, const char *prefix,
 			    struct store_key_row **out, size_t *n)
 {
-	struct pg *g = be;
-	int rc;
+	struct pg_params p = {0};
 
-	PG_RETRY(g, rc, key_by_prefix_once(g, prefix, out, n));
-	return rc;
+	pp_text(&p, prefix);
+	return pg_list(be, P_KEY_BY_PREFIX, &p, "key lookup", sizeof(**out),
+		       pg_key_hash_item, NULL, (void **)out, n);
 }
 
-static int key_get_once(struct pg *g, int64_t id,
-			struct veil_store_key_info *out)
+static int pg_key_get(void *be, int64_t id, struct veil_store_key_info *out)
 {
 	struct pg_params p = {0};
 	struct veil_store_key_info k;
@@ -1164,96 +1170,50 @@ static int key_get_once(struct pg *g, int64_t id,
 	int rc;
 
 	pp_i64(&p, id);
-	if ((rc = pg_run(g, P_KEY_GET, &p, &r, "key get")) < 0)
+	if ((rc = pg_query(be, P_KEY_GET, &p, &r, "key get")) < 0)
 		return rc;
 	if (PQntuples(r) == 0)
-		rc = veil_errf(VEIL_ENOENT, "store: key %lld not found",
-			       (long long)id);
+		rc = store_no_key(id);
 	else if ((rc = pg_key_row(r, 0, &k, NULL)) == 0)
 		*out = k;
 	PQclear(r);
 	return rc;
 }
 
-static int pg_key_get(void *be, int64_t id, struct veil_store_key_info *out)
-{
-	struct pg *g = be;
-	int rc;
-
-	PG_RETRY(g, rc, key_get_once(g, id, out));
-	return rc;
-}
-
-static int key_list_once(struct pg *g, struct veil_store_key_info **out,
-			 size_t *n)
-{
-	PGresult *r = NULL;
-	void *v = NULL;
-	int rc;
-
-	if ((rc = pg_run(g, P_KEY_LIST, NULL, &r, "key list")) < 0)
-		return rc;
-	rc = pg_key_rows(r, false, &v, n);
-	PQclear(r);
-	if (rc == 0)
-		*out = v;
-	return rc;
-}
-
 static int pg_key_list(void *be, struct veil_store_key_info **out, size_t *n)
 {
-	struct pg *g = be;
-	int rc;
-
-	PG_RETRY(g, rc, key_list_once(g, out, n));
-	return rc;
-}
-
-/* Runs an UPDATE/DELETE; VEIL_ENOENT (with `missing`) when no row matched. */
-static int update_once(struct pg *g, enum pg_id id, const struct pg_params *p,
-		       const char *what, const char *missing)
-{
-	PGresult *r = NULL;
-	long changed;
-	int rc;
-
-	if ((rc = pg_run(g, id, p, &r, what)) < 0)
-		return rc;
-	changed = pg_changed(r);
-	PQclear(r);
-	return changed ? 0 : veil_errf(VEIL_ENOENT, "store: %s", missing);
+	return pg_list(be, P_KEY_LIST, NULL, "key list", sizeof(**out),
+		       pg_key_info_item, NULL, (void **)out, n);
 }
 
 static int pg_key_revoke(void *be, int64_t id, int64_t now_ms)
 {
-	struct pg *g = be;
 	struct pg_params p = {0};
-	char missing[64];
+	long changed = 0;
 	int rc;
 
 	pp_i64(&p, id);
 	pp_i64(&p, now_ms);
-	snprintf(missing, sizeof(missing), "key %lld not found", (long long)id);
 	/* Idempotent: a retry finds the first revocation time and keeps it. */
-	PG_RETRY(g, rc, update_once(g, P_KEY_REVOKE, &p, "key revoke", missing));
-	return rc;
+	if ((rc = pg_write(be, P_KEY_REVOKE, &p, "key revoke", &changed)) < 0)
+		return rc;
+	return changed ? 0 : store_no_key(id);
 }
 
 static int pg_key_set_limits(void *be, int64_t id,
 			     const struct veil_store_limits *l)
 {
-	struct pg *g = be;
 	struct pg_params p = {0};
-	char missing[64];
+	long changed = 0;
 	int rc;
 
 	pp_i64(&p, id);
 	pp_i64(&p, l->requests_per_min);
 	pp_i64(&p, l->tokens_per_min);
 	pp_i64(&p, l->quota_tokens);
-	snprintf(missing, sizeof(missing), "key %lld not found", (long long)id);
-	PG_RETRY(g, rc, update_once(g, P_KEY_LIMITS, &p, "key limits", missing));
-	return rc;
+	if ((rc = pg_write(be, P_KEY_LIMITS, &p, "key limits", &changed)) < 0)
+		return rc;
+	return changed ? 0 : store_no_key(id);
 }
 
 /* ---- usage ------------------------------------------------------------- */
@@ -1269,6 +1229,23 @@ static void usage_params(struct pg_params *p, const struct veil_store_usage *u)
 	pp_i64(p, u->completion_tokens);
 	pp_i64(p, u->created_ms);
 	pp_bytes(p, u->receipt_len ? u->receipt : NULL, u->receipt_len);
+}
+
+static void tally_params(struct pg_params *p, const struct store_tally *t)
+{
+	memset(p, 0, sizeof(*p));
+	pp_i64(p, t->key_id);
+	pp_i64(p, t->requests);
+	pp_i64(p, t->prompt_tokens);
+	pp_i64(p, t->completion_tokens);
+}
+
+static void charge_params(struct pg_params *p, const struct store_charge *c)
+{
+	memset(p, 0, sizeof(*p));
+	pp_i64(p, c->key_id);
+	pp_i64(p, c->now_ms - c->now_ms % STORE_RATE_WINDOW_MS);
+	pp_i64(p, c->tokens);
 }
 
 /* Whether the last server error is the record's own fault (a constraint or
@@ -1327,21 +1304,10 @@ static int usage_pipeline(struct pg *g, const struct veil_store_usage *u,
 		if (sent < n) {
 			usage_params(&p, &u[sent]);
 		} else if (sent < n + nt) {
-			const struct store_tally *tl = &t[sent - n];
-
-			memset(&p, 0, sizeof(p));
-			pp_i64(&p, tl->key_id);
-			pp_i64(&p, tl->requests);
-			pp_i64(&p, tl->prompt_tokens);
-			pp_i64(&p, tl->completion_tokens);
+			tally_params(&p, &t[sent - n]);
 			stmt = tname;
 		} else {
-			const struct store_charge *ch = &c[sent - n - nt];
-
-			memset(&p, 0, sizeof(p));
-			pp_i64(&p, ch->key_id);
-			pp_i64(&p, ch->now_ms - ch->now_ms % STORE_RATE_WINDOW_MS);
-			pp_i64(&p, ch->tokens);
+			charge_params(&p, &c[sent - n - nt]);
 			stmt = cname;
 		}
 		if (!PQsendQueryPrepared(g->conn, stmt, p.n, p.v, p.len, p.fmt, 1))
@@ -1483,133 +1449,91 @@ static int pg_usage_add_many(void *be, const struct veil_store_usage *u,
 	return rc;
 }
 
-static int usage_totals_once(struct pg *g, const struct pg_params *p,
-			     struct veil_store_totals *out)
+/* Three int8 columns from `col` on: requests, prompt and completion
+ * tokens. */
+static void pg_totals(const PGresult *r, int row, int col,
+		      struct veil_store_totals *t)
 {
-	PGresult *r = NULL;
-	int rc;
-
-	if ((rc = pg_run(g, P_USAGE_TOTALS, p, &r, "usage totals")) < 0)
-		return rc;
-	if (PQntuples(r) != 1) {
-		PQclear(r);
-		return veil_errf(VEIL_EINTERNAL, "store: usage totals: no row");
-	}
-	out->requests = pg_i64(r, 0, 0);
-	out->prompt_tokens = pg_i64(r, 0, 1);
-	out->completion_tokens = pg_i64(r, 0, 2);
-	PQclear(r);
-	return 0;
+	t->requests = pg_i64(r, row, col);
+	t->prompt_tokens = pg_i64(r, row, col + 1);
+	t->completion_tokens = pg_i64(r, row, col + 2);
 }
 
 static int pg_usage_totals(void *be, int64_t key_id, int64_t from_ms,
 			   int64_t to_ms, struct veil_store_totals *out)
 {
-	struct pg *g = be;
 	struct pg_params p = {0};
+	PGresult *r = NULL;
 	int rc;
 
 	pp_i64(&p, key_id);
 	pp_i64(&p, from_ms);
 	pp_i64(&p, to_ms);
-	PG_RETRY(g, rc, usage_totals_once(g, &p, out));
-	return rc;
-}
-
-static int key_totals_once(struct pg *g, const struct pg_params *p,
-			   bool *found, int64_t *quota_tokens,
-			   struct veil_store_totals *out)
-{
-	PGresult *r = NULL;
-	int rc;
-
-	if ((rc = pg_run(g, P_KEY_TOTALS, p, &r, "key totals")) < 0)
+	if ((rc = pg_query(be, P_USAGE_TOTALS, &p, &r, "usage totals")) < 0)
 		return rc;
-	*found = PQntuples(r) == 1;
-	if (*found) {
-		*quota_tokens = pg_i64(r, 0, 0);
-		out->requests = pg_i64(r, 0, 1);
-		out->prompt_tokens = pg_i64(r, 0, 2);
-		out->completion_tokens = pg_i64(r, 0, 3);
-	}
+	if (PQntuples(r) == 1)
+		pg_totals(r, 0, 0, out);
+	else
+		rc = veil_errf(VEIL_EINTERNAL, "store: usage totals: no row");
 	PQclear(r);
-	return 0;
+	return rc;
 }
 
 static int pg_key_totals(void *be, int64_t key_id, bool *found,
 			 int64_t *quota_tokens, struct veil_store_totals *out)
 {
-	struct pg *g = be;
 	struct pg_params p = {0};
+	PGresult *r = NULL;
 	int rc;
 
 	pp_i64(&p, key_id);
-	PG_RETRY(g, rc, key_totals_once(g, &p, found, quota_tokens, out));
-	return rc;
-}
-
-static int usage_grouped_once(struct pg *g, enum pg_id id,
-			      const struct pg_params *p,
-			      struct veil_store_group_row **out, size_t *n)
-{
-	struct veil_store_group_row *v = NULL;
-	PGresult *r = NULL;
-	size_t nt;
-	int rc;
-
-	if ((rc = pg_run(g, id, p, &r, "usage grouped")) < 0)
+	if ((rc = pg_query(be, P_KEY_TOTALS, &p, &r, "key totals")) < 0)
 		return rc;
-	nt = (size_t)PQntuples(r);
-	if (nt && !(v = calloc(nt, sizeof(*v)))) {
-		rc = veil_errf(VEIL_ENOMEM, "store (postgres): rows");
-		goto out;
+	*found = PQntuples(r) == 1;
+	if (*found) {
+		*quota_tokens = pg_i64(r, 0, 0);
+		pg_totals(r, 0, 1, out);
 	}
-	for (size_t i = 0; i < nt; i++) {
-		v[i].key_id = pg_i64(r, (int)i, 0);
-		if ((rc = pg_fixed(r, (int)i, 1, v[i].label,
-				   sizeof(v[i].label), "group label")) < 0)
-			goto out;
-		v[i].t.requests = pg_i64(r, (int)i, 2);
-		v[i].t.prompt_tokens = pg_i64(r, (int)i, 3);
-		v[i].t.completion_tokens = pg_i64(r, (int)i, 4);
-	}
-	*out = v;
-	*n = nt;
-	v = NULL;
-out:
-	free(v);
 	PQclear(r);
-	return rc;
+	return 0;
 }
 
-static int pg_usage_grouped(void *be, enum veil_store_group by,
+/* pg_list() reader of a struct veil_store_group_row. */
+static int pg_group_item(const PGresult *r, int row, void *item)
+{
+	struct veil_store_group_row *g = item;
+
+	g->key_id = pg_i64(r, row, 0);
+	pg_totals(r, row, 2, &g->t);
+	return pg_fixed(r, row, 1, g->label, sizeof(g->label), "group label");
+}
+
+static int pg_usage_grouped(void *be, enum store_grouping by,
 			    int64_t from_ms, int64_t to_ms,
 			    struct veil_store_group_row **out, size_t *n)
 {
-	struct pg *g = be;
 	struct pg_params p = {0};
-	enum pg_id id = by == STORE_BY_KEY_LIFETIME ? P_USAGE_BY_KEY_LIFETIME
-			: by == VEIL_STORE_BY_KEY     ? P_USAGE_BY_KEY
-						      : P_USAGE_BY_MODEL;
-	int rc;
+	enum pg_id id = by == STORE_GROUP_KEY_TOTALS ? P_USAGE_BY_KEY_TOTALS
+			: by == STORE_GROUP_KEY	     ? P_USAGE_BY_KEY
+						     : P_USAGE_BY_MODEL;
 
-	if (by != STORE_BY_KEY_LIFETIME) {
+	if (by != STORE_GROUP_KEY_TOTALS) {
 		pp_i64(&p, from_ms);
 		pp_i64(&p, to_ms);
 	}
-	PG_RETRY(g, rc, usage_grouped_once(g, id, &p, out, n));
-	return rc;
+	return pg_list(be, id, &p, "usage grouped", sizeof(**out),
+		       pg_group_item, NULL, (void **)out, n);
 }
 
-static int receipt_get_once(struct pg *g, const char *request_id,
-			    struct veil_buf *out, int64_t *out_key_id)
+static int pg_receipt_get(void *be, const char *request_id,
+			  struct veil_buf *out, int64_t *out_key_id)
 {
 	struct pg_params p = {0};
 	PGresult *r = NULL;
 	int rc;
 
 	pp_text(&p, request_id);
-	if ((rc = pg_run(g, P_RECEIPT_GET, &p, &r, "receipt get")) < 0)
+	if ((rc = pg_query(be, P_RECEIPT_GET, &p, &r, "receipt get")) < 0)
 		return rc;
 	if (PQntuples(r) == 0 || PQgetisnull(r, 0, 1)) {
 		rc = veil_errf(VEIL_ENOENT, "store: no receipt for that request "
@@ -1623,17 +1547,6 @@ static int receipt_get_once(struct pg *g, const char *request_id,
 		*out_key_id = pg_i64(r, 0, 0);
 out:
 	PQclear(r);
-	return rc;
-}
-
-static int pg_receipt_get(void *be, const char *request_id,
-			  struct veil_buf *out, int64_t *out_key_id)
-{
-	struct pg *g = be;
-	int rc;
-
-	/* A failed first attempt appended nothing (the append comes last). */
-	PG_RETRY(g, rc, receipt_get_once(g, request_id, out, out_key_id));
 	return rc;
 }
 
@@ -1725,24 +1638,10 @@ static int pg_rate(void *be, enum store_rate_mode mode, int64_t key_id,
 
 /* ---- nodes and audit --------------------------------------------------- */
 
-static int exec_once(struct pg *g, enum pg_id id, const struct pg_params *p,
-		     const char *what)
-{
-	PGresult *r = NULL;
-	int rc;
-
-	if ((rc = pg_run(g, id, p, &r, what)) < 0)
-		return rc;
-	PQclear(r);
-	return 0;
-}
-
 static int pg_node_put(void *be, const struct veil_store_node *n,
 		       int64_t now_ms)
 {
-	struct pg *g = be;
 	struct pg_params p = {0};
-	int rc;
 
 	pp_text(&p, n->id);
 	pp_text(&p, n->url);
@@ -1751,30 +1650,31 @@ static int pg_node_put(void *be, const struct veil_store_node *n,
 	pp_text(&p, n->verdict);
 	pp_i64(&p, now_ms);
 	/* Idempotent: a repeated upsert writes the same values. */
-	PG_RETRY(g, rc, exec_once(g, P_NODE_PUT, &p, "node put"));
-	return rc;
+	return pg_write(be, P_NODE_PUT, &p, "node put", NULL);
 }
 
 static int pg_node_set_state(void *be, const char *id,
 			     enum veil_store_node_state state,
 			     const char *verdict, int64_t now_ms)
 {
-	struct pg *g = be;
 	struct pg_params p = {0};
+	long changed = 0;
 	int rc;
 
 	pp_text(&p, id);
 	pp_text(&p, veil_store_node_state_name(state));
 	pp_text(&p, verdict);
 	pp_i64(&p, now_ms);
-	PG_RETRY(g, rc, update_once(g, P_NODE_STATE, &p, "node state",
-				    "no such node"));
-	return rc;
+	if ((rc = pg_write(be, P_NODE_STATE, &p, "node state", &changed)) < 0)
+		return rc;
+	return changed ? 0 : veil_errf(VEIL_ENOENT, "store: no such node");
 }
 
-/* Reads a row of NODE_COLS into malloc'd strings. */
-static int pg_node_row(const PGresult *r, int row, struct veil_store_node *n)
+/* Reads a row of NODE_COLS into a struct veil_store_node of malloc'd
+ * strings (also pg_list()'s reader; cleared again on failure). */
+static int pg_node_row(const PGresult *r, int row, void *item)
 {
+	struct veil_store_node *n = item;
 	const char *state;
 	int rc, s;
 
@@ -1801,15 +1701,14 @@ out:
 	return rc;
 }
 
-static int node_get_once(struct pg *g, const char *id,
-			 struct veil_store_node *out)
+static int pg_node_get(void *be, const char *id, struct veil_store_node *out)
 {
 	struct pg_params p = {0};
 	PGresult *r = NULL;
 	int rc;
 
 	pp_text(&p, id);
-	if ((rc = pg_run(g, P_NODE_GET, &p, &r, "node get")) < 0)
+	if ((rc = pg_query(be, P_NODE_GET, &p, &r, "node get")) < 0)
 		return rc;
 	if (PQntuples(r) == 0)
 		rc = veil_errf(VEIL_ENOENT, "store: no such node");
@@ -1819,130 +1718,65 @@ static int node_get_once(struct pg *g, const char *id,
 	return rc;
 }
 
-static int pg_node_get(void *be, const char *id, struct veil_store_node *out)
-{
-	struct pg *g = be;
-	int rc;
-
-	PG_RETRY(g, rc, node_get_once(g, id, out));
-	return rc;
-}
-
-static int node_list_once(struct pg *g, struct veil_store_node **out,
-			  size_t *n)
-{
-	struct veil_store_node *v = NULL;
-	PGresult *r = NULL;
-	size_t nt, cnt = 0;
-	int rc;
-
-	if ((rc = pg_run(g, P_NODE_LIST, NULL, &r, "node list")) < 0)
-		return rc;
-	nt = (size_t)PQntuples(r);
-	if (nt && !(v = calloc(nt, sizeof(*v)))) {
-		rc = veil_errf(VEIL_ENOMEM, "store (postgres): rows");
-		goto out;
-	}
-	for (; cnt < nt; cnt++)
-		if ((rc = pg_node_row(r, (int)cnt, &v[cnt])) < 0)
-			goto out;
-	*out = v;
-	*n = nt;
-	v = NULL;
-	cnt = 0;
-out:
-	veil_store_nodes_free(v, cnt);
-	PQclear(r);
-	return rc;
-}
-
 static int pg_node_list(void *be, struct veil_store_node **out, size_t *n)
 {
-	struct pg *g = be;
-	int rc;
-
-	PG_RETRY(g, rc, node_list_once(g, out, n));
-	return rc;
+	return pg_list(be, P_NODE_LIST, NULL, "node list", sizeof(**out),
+		       pg_node_row, store_drop_nodes, (void **)out, n);
 }
 
 static int pg_node_remove(void *be, const char *id)
 {
 	struct pg *g = be;
 	struct pg_params p = {0};
+	long changed = 0;
 	int rc;
 
 	pp_text(&p, id);
-	PG_RETRY(g, rc, update_once(g, P_NODE_REMOVE, &p, "node remove",
-				    "no such node"));
-	/* On the retry, "no such node" may mean the first attempt removed
-	 * it: either way it is gone, which is what was asked. */
-	if (rc == VEIL_ENOENT && g->attempt > 0)
-		rc = 0;
-	return rc;
+	if ((rc = pg_write(g, P_NODE_REMOVE, &p, "node remove", &changed)) < 0)
+		return rc;
+	/* On the retry, no row may mean the first attempt removed it: either
+	 * way it is gone, which is what was asked. */
+	if (!changed && g->attempt == 0)
+		return veil_errf(VEIL_ENOENT, "store: no such node");
+	return 0;
 }
 
 static int pg_audit_add(void *be, const struct veil_store_audit *a)
 {
-	struct pg *g = be;
 	struct pg_params p = {0};
-	int rc;
 
 	pp_text(&p, a->node_id);
 	pp_i64(&p, a->time_ms);
 	pp_bool(&p, a->ok);
 	pp_text(&p, a->verdict);
 	/* A retry after a drop may log this check twice (documented). */
-	PG_RETRY(g, rc, exec_once(g, P_AUDIT_ADD, &p, "audit add"));
-	return rc;
+	return pg_write(be, P_AUDIT_ADD, &p, "audit add", NULL);
 }
 
-static int audit_list_once(struct pg *g, const struct pg_params *p,
-			   struct veil_store_audit **out, size_t *n)
+/* pg_list() reader of a struct veil_store_audit (malloc'd strings). */
+static int pg_audit_item(const PGresult *r, int row, void *item)
 {
-	struct veil_store_audit *v = NULL;
-	PGresult *r = NULL;
-	size_t nt, cnt = 0;
+	struct veil_store_audit *a = item;
 	int rc;
 
-	if ((rc = pg_run(g, P_AUDIT_LIST, p, &r, "audit list")) < 0)
+	a->id = pg_i64(r, row, 0);
+	a->time_ms = pg_i64(r, row, 2);
+	a->ok = pg_bool(r, row, 3);
+	if ((rc = pg_dup(r, row, 1, &a->node_id)) < 0 ||
+	    (rc = pg_dup(r, row, 4, &a->verdict)) < 0)
 		return rc;
-	nt = (size_t)PQntuples(r);
-	if (nt && !(v = calloc(nt, sizeof(*v)))) {
-		rc = veil_errf(VEIL_ENOMEM, "store (postgres): rows");
-		goto out;
-	}
-	for (size_t i = 0; i < nt; i++) {
-		struct veil_store_audit *a = &v[i];
-
-		cnt = i + 1; /* counted now so a partial row is freed below */
-		a->id = pg_i64(r, (int)i, 0);
-		a->time_ms = pg_i64(r, (int)i, 2);
-		a->ok = pg_bool(r, (int)i, 3);
-		if ((rc = pg_dup(r, (int)i, 1, &a->node_id)) < 0 ||
-		    (rc = pg_dup(r, (int)i, 4, &a->verdict)) < 0)
-			goto out;
-	}
-	*out = v;
-	*n = nt;
-	v = NULL;
-	cnt = 0;
-out:
-	veil_store_audit_free(v, cnt);
-	PQclear(r);
-	return rc;
+	return 0;
 }
 
 static int pg_audit_list(void *be, const char *node_id, size_t limit,
 			 struct veil_store_audit **out, size_t *n)
 {
-	struct pg *g = be;
 	struct pg_params p = {0};
-	int rc;
 
 	pp_text(&p, node_id);
 	pp_i64(&p, (int64_t)limit);
-	PG_RETRY(g, rc, audit_list_once(g, &p, out, n));
-	return rc;
+	return pg_list(be, P_AUDIT_LIST, &p, "audit list", sizeof(**out),
+		       pg_audit_item, store_drop_audit, (void **)out, n);
 }
 
 const struct store_ops store_pg_ops = {

@@ -20,6 +20,16 @@
 
 /* ---- schema ------------------------------------------------------------ */
 
+/* Both 1 -> 2 triggers' first step, written once: subtracts the OLD row
+ * from its key's totals.  Part of a released migration: never edit it (the
+ * text must stay what schema-2 databases hold); a later migration that
+ * needs other SQL spells its own. */
+#define SQ_TOTALS_SUB_OLD                                                   \
+	" UPDATE key_totals SET requests = requests - 1,"                   \
+	" prompt_tokens = prompt_tokens - OLD.prompt_tokens,"               \
+	" completion_tokens = completion_tokens - OLD.completion_tokens"    \
+	" WHERE key_id = OLD.key_id;"
+
 /* MIGRATIONS[v] takes the schema from version v to v + 1.  Never edit a
  * released entry; append a new one and bump VEIL_STORE_SCHEMA_VERSION. */
 static const char *const MIGRATIONS[] = {
@@ -84,17 +94,11 @@ static const char *const MIGRATIONS[] = {
 	" completion_tokens) SELECT key_id, count(*), sum(prompt_tokens),"
 	" sum(completion_tokens) FROM usage GROUP BY key_id;"
 	"CREATE TRIGGER usage_totals_delete AFTER DELETE ON usage BEGIN"
-	" UPDATE key_totals SET requests = requests - 1,"
-	" prompt_tokens = prompt_tokens - OLD.prompt_tokens,"
-	" completion_tokens = completion_tokens - OLD.completion_tokens"
-	" WHERE key_id = OLD.key_id;"
+	SQ_TOTALS_SUB_OLD
 	" END;"
 	"CREATE TRIGGER usage_totals_update"
 	" AFTER UPDATE OF key_id, prompt_tokens, completion_tokens ON usage BEGIN"
-	" UPDATE key_totals SET requests = requests - 1,"
-	" prompt_tokens = prompt_tokens - OLD.prompt_tokens,"
-	" completion_tokens = completion_tokens - OLD.completion_tokens"
-	" WHERE key_id = OLD.key_id;"
+	SQ_TOTALS_SUB_OLD
 	" INSERT OR IGNORE INTO key_totals(key_id, requests, prompt_tokens,"
 	" completion_tokens) VALUES (NEW.key_id, 0, 0, 0);"
 	" UPDATE key_totals SET requests = requests + 1,"
@@ -144,7 +148,7 @@ enum sq_id {
 	S_KEY_TOTALS,
 	S_USAGE_BY_KEY,
 	S_USAGE_BY_MODEL,
-	S_USAGE_BY_KEY_LIFETIME,
+	S_USAGE_BY_KEY_TOTALS,
 	S_RECEIPT_GET,
 	S_RATE_KEY,
 	S_RATE_GET,
@@ -218,11 +222,11 @@ static const char *const SQL[S_COUNT] = {
 			     "WHERE created_ms >= ?1 AND created_ms < ?2 "
 			     "GROUP BY model ORDER BY model",
 	/* All time: the running totals, one row per key (no usage scan). */
-	[S_USAGE_BY_KEY_LIFETIME] = "SELECT t.key_id, coalesce(k.name, ''), "
-				    "t.requests, t.prompt_tokens, "
-				    "t.completion_tokens FROM key_totals t "
-				    "LEFT JOIN api_keys k ON k.id = t.key_id "
-				    "WHERE t.requests > 0 ORDER BY t.key_id",
+	[S_USAGE_BY_KEY_TOTALS] = "SELECT t.key_id, coalesce(k.name, ''), "
+				  "t.requests, t.prompt_tokens, "
+				  "t.completion_tokens FROM key_totals t "
+				  "LEFT JOIN api_keys k ON k.id = t.key_id "
+				  "WHERE t.requests > 0 ORDER BY t.key_id",
 	[S_RECEIPT_GET] = "SELECT key_id, receipt FROM usage "
 			  "WHERE request_id = ?1",
 	[S_RATE_KEY] = "SELECT revoked_ms, rpm, tpm FROM api_keys WHERE id = ?1",
@@ -344,67 +348,6 @@ static int sq_step(struct sq *q, sqlite3_stmt *st, const char *what)
 	return sq_err(q, src, what);
 }
 
-static int sq_bind_i64(struct sq *q, sqlite3_stmt *st, int i, int64_t v)
-{
-	int src = sqlite3_bind_int64(st, i, v);
-
-	return src == SQLITE_OK ? 0 : sq_err(q, src, "bind");
-}
-
-/* NULL binds SQL NULL.  SQLITE_STATIC: every caller resets the statement
- * (sq_done) before the string can go away. */
-static int sq_bind_text(struct sq *q, sqlite3_stmt *st, int i, const char *s)
-{
-	int src = s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC)
-		    : sqlite3_bind_null(st, i);
-
-	return src == SQLITE_OK ? 0 : sq_err(q, src, "bind");
-}
-
-static int sq_bind_blob(struct sq *q, sqlite3_stmt *st, int i,
-			const void *p, size_t n)
-{
-	int src;
-
-	if (!p)
-		src = sqlite3_bind_null(st, i);
-	else
-		src = sqlite3_bind_blob64(st, i, p, n, SQLITE_STATIC);
-	return src == SQLITE_OK ? 0 : sq_err(q, src, "bind");
-}
-
-/* Runs a statement without parameters or result rows. */
-static int sq_exec(struct sq *q, enum sq_id id, const char *what)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-
-	if ((rc = sq_stmt(q, id, &st)) < 0)
-		return rc;
-	rc = sq_step(q, st, what);
-	sq_done(st);
-	return rc < 0 ? rc : 0;
-}
-
-/* Write transactions take the write lock up front (BEGIN IMMEDIATE) so that
- * the busy timeout covers them: a deferred transaction that upgrades from
- * read to write fails at once with SQLITE_BUSY in WAL mode. */
-static int sq_begin(struct sq *q)
-{
-	return sq_exec(q, S_BEGIN, "begin");
-}
-
-static int sq_commit(struct sq *q)
-{
-	return sq_exec(q, S_COMMIT, "commit");
-}
-
-static void sq_rollback(struct sq *q)
-{
-	if (!sqlite3_get_autocommit(q->db))
-		(void)sq_exec(q, S_ROLLBACK, "rollback");
-}
-
 /* A malloc'd copy of a text column, NULL for SQL NULL. */
 static int sq_col_dup(sqlite3_stmt *st, int col, const char **out)
 {
@@ -463,6 +406,142 @@ static int sq_grow(void **v, size_t *cap, size_t n, size_t size)
 	return 0;
 }
 
+/* One use of a cached statement: sq_start() prepares it, sq_i64(),
+ * sq_text() and sq_blob() bind its parameters in order, sq_row() steps it
+ * and sq_end() resets it (sq_write() and sq_rows() step it to the end and
+ * reset it).  The first failure stays in rc and every later step only
+ * returns it, so a call reads as a straight line with one check. */
+struct sq_call {
+	struct sq *q;
+	sqlite3_stmt *st;
+	int rc;    /* 0, or the call's first failure */
+	int param; /* the next parameter's index */
+};
+
+static struct sq_call sq_start(struct sq *q, enum sq_id id)
+{
+	struct sq_call c = {.q = q, .param = 1};
+
+	c.rc = sq_stmt(q, id, &c.st);
+	return c;
+}
+
+/* Records the result of binding parameter c->param. */
+static void sq_bound(struct sq_call *c, int src)
+{
+	if (src != SQLITE_OK)
+		c->rc = sq_err(c->q, src, "bind");
+	c->param++;
+}
+
+static void sq_i64(struct sq_call *c, int64_t v)
+{
+	if (c->rc == 0)
+		sq_bound(c, sqlite3_bind_int64(c->st, c->param, v));
+}
+
+/* NULL binds SQL NULL.  SQLITE_STATIC: every call is reset (sq_end) before
+ * the string can go away. */
+static void sq_text(struct sq_call *c, const char *s)
+{
+	if (c->rc == 0)
+		sq_bound(c, s ? sqlite3_bind_text(c->st, c->param, s, -1,
+						  SQLITE_STATIC)
+			      : sqlite3_bind_null(c->st, c->param));
+}
+
+static void sq_blob(struct sq_call *c, const void *p, size_t n)
+{
+	if (c->rc == 0)
+		sq_bound(c, p ? sqlite3_bind_blob64(c->st, c->param, p, n,
+						    SQLITE_STATIC)
+			      : sqlite3_bind_null(c->st, c->param));
+}
+
+/* 1 for a row (its columns readable until sq_end), 0 when done, VEIL_E*
+ * on failure (of this step or of an earlier one of the call). */
+static int sq_row(struct sq_call *c, const char *what)
+{
+	int rc;
+
+	if (c->rc < 0)
+		return c->rc;
+	if ((rc = sq_step(c->q, c->st, what)) < 0)
+		c->rc = rc;
+	return rc;
+}
+
+/* Releases the statement's locks and bound values. */
+static void sq_end(struct sq_call *c)
+{
+	sq_done(c->st);
+	c->st = NULL;
+}
+
+/* Runs a statement without result rows and ends the call; *changed (when
+ * not NULL) is the number of rows it inserted, updated or deleted. */
+static int sq_write(struct sq_call *c, const char *what, int *changed)
+{
+	int rc = sq_row(c, what);
+
+	if (rc >= 0 && changed)
+		*changed = sqlite3_changes(c->q->db);
+	sq_end(c);
+	return rc < 0 ? rc : 0;
+}
+
+/* Reads every row of the call into one malloc'd array of `size`-byte
+ * items, each zeroed and then filled by `row`, and ends the call.  *out is
+ * NULL with *n = 0 when there is no row.  On failure the items read so far
+ * and the one that failed (a row reader leaves its item freeable) go to
+ * `drop`. */
+static int sq_rows(struct sq_call *c, const char *what, size_t size,
+		   int (*row)(sqlite3_stmt *st, void *item),
+		   store_drop_fn *drop, void **out, size_t *n)
+{
+	unsigned char *v = NULL, *item;
+	size_t cnt = 0, cap = 0;
+	int rc;
+
+	while ((rc = sq_row(c, what)) == 1) {
+		if ((rc = sq_grow((void **)&v, &cap, cnt, size)) < 0)
+			break;
+		item = v + cnt++ * size; /* counted now: dropped if partial */
+		memset(item, 0, size);
+		if ((rc = row(c->st, item)) < 0)
+			break;
+	}
+	sq_end(c);
+	return store_list_end(rc, v, cnt, drop, out, n);
+}
+
+/* Runs a statement without parameters or result rows. */
+static int sq_exec(struct sq *q, enum sq_id id, const char *what)
+{
+	struct sq_call c = sq_start(q, id);
+
+	return sq_write(&c, what, NULL);
+}
+
+/* Write transactions take the write lock up front (BEGIN IMMEDIATE) so that
+ * the busy timeout covers them: a deferred transaction that upgrades from
+ * read to write fails at once with SQLITE_BUSY in WAL mode. */
+static int sq_begin(struct sq *q)
+{
+	return sq_exec(q, S_BEGIN, "begin");
+}
+
+static int sq_commit(struct sq *q)
+{
+	return sq_exec(q, S_COMMIT, "commit");
+}
+
+static void sq_rollback(struct sq *q)
+{
+	if (!sqlite3_get_autocommit(q->db))
+		(void)sq_exec(q, S_ROLLBACK, "rollback");
+}
+
 /* ---- open, schema ------------------------------------------------------ */
 
 static void sq_close(void *be)
@@ -479,30 +558,26 @@ static void sq_close(void *be)
 
 static int sq_version_locked(struct sq *q, int64_t *out, bool *present)
 {
-	sqlite3_stmt *st = NULL;
+	struct sq_call c = sq_start(q, S_VERSION_GET);
 	int rc;
 
-	if ((rc = sq_stmt(q, S_VERSION_GET, &st)) < 0)
-		goto out;
-	if ((rc = sq_step(q, st, "schema version")) < 0)
-		goto out;
-	if (rc == 0 || sqlite3_column_int64(st, 1) > 1) {
+	if ((rc = sq_row(&c, "schema version")) == 0 ||
+	    (rc == 1 && sqlite3_column_int64(c.st, 1) > 1)) {
 		rc = veil_errf(VEIL_EFORMAT, "store (sqlite): schema_version "
 			       "must hold one row");
-		goto out;
+	} else if (rc == 1) {
+		*present = sqlite3_column_int64(c.st, 1) == 1;
+		*out = sqlite3_column_int64(c.st, 0);
+		rc = 0;
 	}
-	*present = sqlite3_column_int64(st, 1) == 1;
-	*out = sqlite3_column_int64(st, 0);
-	rc = 0;
-out:
-	sq_done(st);
+	sq_end(&c);
 	return rc;
 }
 
 /* Brings the schema to VEIL_STORE_SCHEMA_VERSION in one transaction. */
 static int sq_migrate(struct sq *q, const char *path)
 {
-	sqlite3_stmt *st = NULL;
+	struct sq_call c;
 	char *msg = NULL;
 	bool present = false;
 	int64_t v = 0;
@@ -541,13 +616,10 @@ static int sq_migrate(struct sq *q, const char *path)
 			goto out;
 		}
 	}
-	if ((rc = sq_stmt(q, S_VERSION_SET, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, v)) < 0 ||
-	    (rc = sq_step(q, st, "schema version")) < 0)
-		goto out;
-	rc = 0;
+	c = sq_start(q, S_VERSION_SET);
+	sq_i64(&c, v);
+	rc = sq_write(&c, "schema version", NULL);
 out:
-	sq_done(st);
 	sqlite3_free(msg);
 	if (rc == 0)
 		rc = sq_commit(q);
@@ -695,21 +767,17 @@ static int sq_key_insert(void *be, const char *name, const char *prefix,
 			 int64_t *out_id)
 {
 	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
+	struct sq_call c = sq_start(q, S_KEY_INSERT);
 	int rc;
 
-	if ((rc = sq_stmt(q, S_KEY_INSERT, &st)) < 0 ||
-	    (rc = sq_bind_text(q, st, 1, name)) < 0 ||
-	    (rc = sq_bind_text(q, st, 2, prefix)) < 0 ||
-	    (rc = sq_bind_blob(q, st, 3, hash, STORE_HASH_LEN)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 4, created_ms)) < 0 ||
-	    (rc = sq_step(q, st, "key insert")) < 0)
-		goto out;
+	sq_text(&c, name);
+	sq_text(&c, prefix);
+	sq_blob(&c, hash, STORE_HASH_LEN);
+	sq_i64(&c, created_ms);
+	if ((rc = sq_write(&c, "key insert", NULL)) < 0)
+		return rc;
 	*out_id = sqlite3_last_insert_rowid(q->db);
-	rc = 0;
-out:
-	sq_done(st);
-	return rc;
+	return 0;
 }
 
 /* Reads a row of KEY_COLS; hash may be NULL. */
@@ -739,125 +807,78 @@ static int sq_key_row(sqlite3_stmt *st, struct veil_store_key_info *k,
 	return 0;
 }
 
+/* sq_rows() readers of KEY_COLS: a struct veil_store_key_info, or a struct
+ * store_key_row (with the hash). */
+static int sq_key_info_item(sqlite3_stmt *st, void *item)
+{
+	return sq_key_row(st, item, NULL);
+}
+
+static int sq_key_hash_item(sqlite3_stmt *st, void *item)
+{
+	struct store_key_row *k = item;
+
+	return sq_key_row(st, &k->info, k->hash);
+}
+
 static int sq_key_by_prefix(void *be, const char *prefix,
 			    struct store_key_row **out, size_t *n)
 {
-	struct sq *q = be;
-	struct store_key_row *v = NULL;
-	sqlite3_stmt *st = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc;
+	struct sq_call c = sq_start(be, S_KEY_BY_PREFIX);
 
-	if ((rc = sq_stmt(q, S_KEY_BY_PREFIX, &st)) < 0 ||
-	    (rc = sq_bind_text(q, st, 1, prefix)) < 0)
-		goto out;
-	while ((rc = sq_step(q, st, "key lookup")) == 1) {
-		if ((rc = sq_grow((void **)&v, &cap, cnt, sizeof(*v))) < 0 ||
-		    (rc = sq_key_row(st, &v[cnt].info, v[cnt].hash)) < 0)
-			goto out;
-		cnt++;
-	}
-	if (rc < 0)
-		goto out;
-	*out = v;
-	*n = cnt;
-	v = NULL;
-out:
-	sq_done(st);
-	free(v);
-	return rc;
+	sq_text(&c, prefix);
+	return sq_rows(&c, "key lookup", sizeof(**out), sq_key_hash_item, NULL,
+		       (void **)out, n);
 }
 
 static int sq_key_get(void *be, int64_t id, struct veil_store_key_info *out)
 {
-	struct sq *q = be;
+	struct sq_call c = sq_start(be, S_KEY_GET);
 	struct veil_store_key_info k;
-	sqlite3_stmt *st = NULL;
 	int rc;
 
-	if ((rc = sq_stmt(q, S_KEY_GET, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, id)) < 0 ||
-	    (rc = sq_step(q, st, "key get")) < 0)
-		goto out;
-	if (rc == 0) {
-		rc = veil_errf(VEIL_ENOENT, "store: key %lld not found",
-			       (long long)id);
-		goto out;
-	}
-	if ((rc = sq_key_row(st, &k, NULL)) < 0)
-		goto out;
-	*out = k;
-out:
-	sq_done(st);
+	sq_i64(&c, id);
+	if ((rc = sq_row(&c, "key get")) == 0)
+		rc = store_no_key(id);
+	else if (rc == 1 && (rc = sq_key_row(c.st, &k, NULL)) == 0)
+		*out = k;
+	sq_end(&c);
 	return rc;
 }
 
 static int sq_key_list(void *be, struct veil_store_key_info **out, size_t *n)
 {
-	struct sq *q = be;
-	struct veil_store_key_info *v = NULL;
-	sqlite3_stmt *st = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc;
+	struct sq_call c = sq_start(be, S_KEY_LIST);
 
-	if ((rc = sq_stmt(q, S_KEY_LIST, &st)) < 0)
-		goto out;
-	while ((rc = sq_step(q, st, "key list")) == 1) {
-		if ((rc = sq_grow((void **)&v, &cap, cnt, sizeof(*v))) < 0 ||
-		    (rc = sq_key_row(st, &v[cnt], NULL)) < 0)
-			goto out;
-		cnt++;
-	}
-	if (rc < 0)
-		goto out;
-	*out = v;
-	*n = cnt;
-	v = NULL;
-out:
-	sq_done(st);
-	free(v);
-	return rc;
+	return sq_rows(&c, "key list", sizeof(**out), sq_key_info_item, NULL,
+		       (void **)out, n);
 }
 
 static int sq_key_revoke(void *be, int64_t id, int64_t now_ms)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct sq_call c = sq_start(be, S_KEY_REVOKE);
+	int rc, changed = 0;
 
-	if ((rc = sq_stmt(q, S_KEY_REVOKE, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, id)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 2, now_ms)) < 0 ||
-	    (rc = sq_step(q, st, "key revoke")) < 0)
-		goto out;
-	rc = sqlite3_changes(q->db) ? 0
-	     : veil_errf(VEIL_ENOENT, "store: key %lld not found",
-			 (long long)id);
-out:
-	sq_done(st);
-	return rc;
+	sq_i64(&c, id);
+	sq_i64(&c, now_ms);
+	if ((rc = sq_write(&c, "key revoke", &changed)) < 0)
+		return rc;
+	return changed ? 0 : store_no_key(id);
 }
 
 static int sq_key_set_limits(void *be, int64_t id,
 			     const struct veil_store_limits *l)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct sq_call c = sq_start(be, S_KEY_LIMITS);
+	int rc, changed = 0;
 
-	if ((rc = sq_stmt(q, S_KEY_LIMITS, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, id)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 2, l->requests_per_min)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 3, l->tokens_per_min)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 4, l->quota_tokens)) < 0 ||
-	    (rc = sq_step(q, st, "key limits")) < 0)
-		goto out;
-	rc = sqlite3_changes(q->db) ? 0
-	     : veil_errf(VEIL_ENOENT, "store: key %lld not found",
-			 (long long)id);
-out:
-	sq_done(st);
-	return rc;
+	sq_i64(&c, id);
+	sq_i64(&c, l->requests_per_min);
+	sq_i64(&c, l->tokens_per_min);
+	sq_i64(&c, l->quota_tokens);
+	if ((rc = sq_write(&c, "key limits", &changed)) < 0)
+		return rc;
+	return changed ? 0 : store_no_key(id);
 }
 
 /* ---- usage ------------------------------------------------------------- */
@@ -865,21 +886,22 @@ out:
 /* One INSERT in whatever transaction is open (autocommit when none). */
 static int sq_usage_insert(struct sq *q, const struct veil_store_usage *u)
 {
-	sqlite3_stmt *st = NULL;
+	struct sq_call c = sq_start(q, S_USAGE_ADD);
 	int rc, src;
 
-	if ((rc = sq_stmt(q, S_USAGE_ADD, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, u->key_id)) < 0 ||
-	    (rc = sq_bind_text(q, st, 2, u->model)) < 0 ||
-	    (rc = sq_bind_text(q, st, 3, u->node_id)) < 0 ||
-	    (rc = sq_bind_text(q, st, 4, u->request_id)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 5, u->prompt_tokens)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 6, u->completion_tokens)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 7, u->created_ms)) < 0 ||
-	    (rc = sq_bind_blob(q, st, 8, u->receipt_len ? u->receipt : NULL,
-			       u->receipt_len)) < 0)
+	sq_i64(&c, u->key_id);
+	sq_text(&c, u->model);
+	sq_text(&c, u->node_id);
+	sq_text(&c, u->request_id);
+	sq_i64(&c, u->prompt_tokens);
+	sq_i64(&c, u->completion_tokens);
+	sq_i64(&c, u->created_ms);
+	sq_blob(&c, u->receipt_len ? u->receipt : NULL, u->receipt_len);
+	/* Stepped here, not through sq_row(): the extended code tells an
+	 * unknown key from a repeated request id. */
+	if ((rc = c.rc) < 0)
 		goto out;
-	src = sqlite3_step(st);
+	src = sqlite3_step(c.st);
 	if (src == SQLITE_DONE)
 		rc = 0;
 	else if (src == SQLITE_CONSTRAINT_FOREIGNKEY)
@@ -891,46 +913,31 @@ static int sq_usage_insert(struct sq *q, const struct veil_store_usage *u)
 	else
 		rc = sq_err(q, src, "usage insert");
 out:
-	sq_done(st);
+	sq_end(&c);
 	return rc;
 }
 
 /* One rate charge in the open transaction. */
-static int sq_charge(struct sq *q, const struct store_charge *c)
+static int sq_charge(struct sq *q, const struct store_charge *ch)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct sq_call c = sq_start(q, S_RATE_CHARGE);
 
-	if ((rc = sq_stmt(q, S_RATE_CHARGE, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, c->key_id)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 2, c->now_ms - c->now_ms %
-						STORE_RATE_WINDOW_MS)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 3, c->tokens)) < 0)
-		goto out;
-	rc = sq_step(q, st, "rate charge");
-	rc = rc < 0 ? rc : 0;
-out:
-	sq_done(st);
-	return rc;
+	sq_i64(&c, ch->key_id);
+	sq_i64(&c, ch->now_ms - ch->now_ms % STORE_RATE_WINDOW_MS);
+	sq_i64(&c, ch->tokens);
+	return sq_write(&c, "rate charge", NULL);
 }
 
 /* One key's totals addition in the open transaction. */
 static int sq_tally(struct sq *q, const struct store_tally *t)
 {
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct sq_call c = sq_start(q, S_TOTALS_ADD);
 
-	if ((rc = sq_stmt(q, S_TOTALS_ADD, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, t->key_id)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 2, t->requests)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 3, t->prompt_tokens)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 4, t->completion_tokens)) < 0)
-		goto out;
-	rc = sq_step(q, st, "key totals");
-	rc = rc < 0 ? rc : 0;
-out:
-	sq_done(st);
-	return rc;
+	sq_i64(&c, t->key_id);
+	sq_i64(&c, t->requests);
+	sq_i64(&c, t->prompt_tokens);
+	sq_i64(&c, t->completion_tokens);
+	return sq_write(&c, "key totals", NULL);
 }
 
 static int sq_usage_add_many(void *be, const struct veil_store_usage *u,
@@ -969,127 +976,103 @@ out:
 	return rc;
 }
 
+/* Three columns from `col` on: requests, prompt and completion tokens. */
+static void sq_totals(sqlite3_stmt *st, int col, struct veil_store_totals *t)
+{
+	t->requests = sqlite3_column_int64(st, col);
+	t->prompt_tokens = sqlite3_column_int64(st, col + 1);
+	t->completion_tokens = sqlite3_column_int64(st, col + 2);
+}
+
 static int sq_usage_totals(void *be, int64_t key_id, int64_t from_ms,
 			   int64_t to_ms, struct veil_store_totals *out)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
+	struct sq_call c = sq_start(be, S_USAGE_TOTALS);
 	int rc;
 
-	if ((rc = sq_stmt(q, S_USAGE_TOTALS, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, key_id)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 2, from_ms)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 3, to_ms)) < 0 ||
-	    (rc = sq_step(q, st, "usage totals")) < 0)
-		goto out;
-	if (rc == 0) {
+	sq_i64(&c, key_id);
+	sq_i64(&c, from_ms);
+	sq_i64(&c, to_ms);
+	if ((rc = sq_row(&c, "usage totals")) == 0) {
 		rc = veil_errf(VEIL_EINTERNAL, "store: usage totals: no row");
-		goto out;
+	} else if (rc == 1) {
+		sq_totals(c.st, 0, out);
+		rc = 0;
 	}
-	out->requests = sqlite3_column_int64(st, 0);
-	out->prompt_tokens = sqlite3_column_int64(st, 1);
-	out->completion_tokens = sqlite3_column_int64(st, 2);
-	rc = 0;
-out:
-	sq_done(st);
+	sq_end(&c);
 	return rc;
 }
 
 static int sq_key_totals(void *be, int64_t key_id, bool *found,
 			 int64_t *quota_tokens, struct veil_store_totals *out)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
+	struct sq_call c = sq_start(be, S_KEY_TOTALS);
 	int rc;
 
-	if ((rc = sq_stmt(q, S_KEY_TOTALS, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, key_id)) < 0 ||
-	    (rc = sq_step(q, st, "key totals")) < 0)
-		goto out;
-	*found = rc == 1;
-	if (rc == 1) {
-		*quota_tokens = sqlite3_column_int64(st, 0);
-		out->requests = sqlite3_column_int64(st, 1);
-		out->prompt_tokens = sqlite3_column_int64(st, 2);
-		out->completion_tokens = sqlite3_column_int64(st, 3);
+	sq_i64(&c, key_id);
+	if ((rc = sq_row(&c, "key totals")) >= 0) {
+		*found = rc == 1;
+		if (rc == 1) {
+			*quota_tokens = sqlite3_column_int64(c.st, 0);
+			sq_totals(c.st, 1, out);
+		}
+		rc = 0;
 	}
-	rc = 0;
-out:
-	sq_done(st);
+	sq_end(&c);
 	return rc;
 }
 
-static int sq_usage_grouped(void *be, enum veil_store_group by,
+/* sq_rows() reader of a struct veil_store_group_row. */
+static int sq_group_item(sqlite3_stmt *st, void *item)
+{
+	struct veil_store_group_row *r = item;
+
+	r->key_id = sqlite3_column_int64(st, 0);
+	sq_totals(st, 2, &r->t);
+	return sq_col_fixed(st, 1, r->label, sizeof(r->label), "group label");
+}
+
+static int sq_usage_grouped(void *be, enum store_grouping by,
 			    int64_t from_ms, int64_t to_ms,
 			    struct veil_store_group_row **out, size_t *n)
 {
-	struct sq *q = be;
-	struct veil_store_group_row *v = NULL, *r;
-	sqlite3_stmt *st = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc;
+	struct sq_call c;
 
-	if (by == STORE_BY_KEY_LIFETIME) {
-		if ((rc = sq_stmt(q, S_USAGE_BY_KEY_LIFETIME, &st)) < 0)
-			goto out;
+	if (by == STORE_GROUP_KEY_TOTALS) {
+		c = sq_start(be, S_USAGE_BY_KEY_TOTALS);
 	} else {
-		rc = sq_stmt(q, by == VEIL_STORE_BY_KEY ? S_USAGE_BY_KEY
-							: S_USAGE_BY_MODEL, &st);
-		if (rc < 0 || (rc = sq_bind_i64(q, st, 1, from_ms)) < 0 ||
-		    (rc = sq_bind_i64(q, st, 2, to_ms)) < 0)
-			goto out;
+		c = sq_start(be, by == STORE_GROUP_KEY ? S_USAGE_BY_KEY
+						       : S_USAGE_BY_MODEL);
+		sq_i64(&c, from_ms);
+		sq_i64(&c, to_ms);
 	}
-	while ((rc = sq_step(q, st, "usage grouped")) == 1) {
-		if ((rc = sq_grow((void **)&v, &cap, cnt, sizeof(*v))) < 0)
-			goto out;
-		r = &v[cnt];
-		memset(r, 0, sizeof(*r));
-		r->key_id = sqlite3_column_int64(st, 0);
-		if ((rc = sq_col_fixed(st, 1, r->label, sizeof(r->label),
-				       "group label")) < 0)
-			goto out;
-		r->t.requests = sqlite3_column_int64(st, 2);
-		r->t.prompt_tokens = sqlite3_column_int64(st, 3);
-		r->t.completion_tokens = sqlite3_column_int64(st, 4);
-		cnt++;
-	}
-	if (rc < 0)
-		goto out;
-	*out = v;
-	*n = cnt;
-	v = NULL;
-out:
-	sq_done(st);
-	free(v);
-	return rc;
+	return sq_rows(&c, "usage grouped", sizeof(**out), sq_group_item, NULL,
+		       (void **)out, n);
 }
 
 static int sq_receipt_get(void *be, const char *request_id,
 			  struct veil_buf *out, int64_t *out_key_id)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
+	struct sq_call c = sq_start(be, S_RECEIPT_GET);
 	const void *p;
 	int rc, len;
 
-	if ((rc = sq_stmt(q, S_RECEIPT_GET, &st)) < 0 ||
-	    (rc = sq_bind_text(q, st, 1, request_id)) < 0 ||
-	    (rc = sq_step(q, st, "receipt get")) < 0)
+	sq_text(&c, request_id);
+	if ((rc = sq_row(&c, "receipt get")) < 0)
 		goto out;
-	if (rc == 0 || sqlite3_column_type(st, 1) == SQLITE_NULL) {
+	if (rc == 0 || sqlite3_column_type(c.st, 1) == SQLITE_NULL) {
 		rc = veil_errf(VEIL_ENOENT, "store: no receipt for that request "
 			       "id");
 		goto out;
 	}
-	p = sqlite3_column_blob(st, 1);
-	len = sqlite3_column_bytes(st, 1);
+	p = sqlite3_column_blob(c.st, 1);
+	len = sqlite3_column_bytes(c.st, 1);
 	if ((rc = veil_buf_append(out, p, (size_t)len)) < 0)
 		goto out;
 	if (out_key_id)
-		*out_key_id = sqlite3_column_int64(st, 0);
-	rc = 0;
+		*out_key_id = sqlite3_column_int64(c.st, 0);
 out:
-	sq_done(st);
+	sq_end(&c);
 	return rc;
 }
 
@@ -1099,43 +1082,41 @@ static int sq_rate(void *be, enum store_rate_mode mode, int64_t key_id,
 		   int64_t now_ms, int64_t tokens, int *retry_after_s)
 {
 	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
-	int64_t rpm, tpm, win, reqs = 0, toks = 0, wait_ms;
+	struct sq_call c;
+	int64_t rpm = 0, tpm = 0, win, reqs = 0, toks = 0, wait_ms;
 	int rc;
 
 	if ((rc = sq_begin(q)) < 0)
 		return rc;
-	if ((rc = sq_stmt(q, S_RATE_KEY, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, key_id)) < 0 ||
-	    (rc = sq_step(q, st, "rate key")) < 0)
-		goto out;
-	if (rc == 0) {
-		rc = veil_errf(VEIL_ENOENT, "store: key %lld not found",
-			       (long long)key_id);
-		goto out;
-	}
-	if (sqlite3_column_int64(st, 0) != 0) {
+	c = sq_start(q, S_RATE_KEY);
+	sq_i64(&c, key_id);
+	if ((rc = sq_row(&c, "rate key")) == 0) {
+		rc = store_no_key(key_id);
+	} else if (rc == 1 && sqlite3_column_int64(c.st, 0) != 0) {
 		rc = veil_errf(VEIL_EPERM, "store: key %lld is revoked",
 			       (long long)key_id);
-		goto out;
+	} else if (rc == 1) {
+		rpm = sqlite3_column_int64(c.st, 1);
+		tpm = sqlite3_column_int64(c.st, 2);
 	}
-	rpm = sqlite3_column_int64(st, 1);
-	tpm = sqlite3_column_int64(st, 2);
-	sq_done(st);
+	sq_end(&c);
+	if (rc < 0)
+		goto out;
 
 	win = now_ms - now_ms % STORE_RATE_WINDOW_MS;
-	if ((rc = sq_stmt(q, S_RATE_GET, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, key_id)) < 0 ||
-	    (rc = sq_step(q, st, "rate window")) < 0)
-		goto out;
+	c = sq_start(q, S_RATE_GET);
+	sq_i64(&c, key_id);
 	/* A window at or after ours is the one in force (another gateway's
 	 * clock may run ahead); an older one has expired. */
-	if (rc == 1 && sqlite3_column_int64(st, 0) >= win) {
-		win = sqlite3_column_int64(st, 0);
-		reqs = sqlite3_column_int64(st, 1);
-		toks = sqlite3_column_int64(st, 2);
+	if ((rc = sq_row(&c, "rate window")) == 1 &&
+	    sqlite3_column_int64(c.st, 0) >= win) {
+		win = sqlite3_column_int64(c.st, 0);
+		reqs = sqlite3_column_int64(c.st, 1);
+		toks = sqlite3_column_int64(c.st, 2);
 	}
-	sq_done(st);
+	sq_end(&c);
+	if (rc < 0)
+		goto out;
 
 	if (mode == STORE_RATE_TAKE) {
 		if (tpm > 0 && tokens > tpm) {
@@ -1160,18 +1141,15 @@ static int sq_rate(void *be, enum store_rate_mode mode, int64_t key_id,
 		reqs++;
 	}
 	toks += tokens;
-	if ((rc = sq_stmt(q, S_RATE_PUT, &st)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 1, key_id)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 2, win)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 3, reqs)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 4, toks)) < 0 ||
-	    (rc = sq_step(q, st, "rate update")) < 0)
+	c = sq_start(q, S_RATE_PUT);
+	sq_i64(&c, key_id);
+	sq_i64(&c, win);
+	sq_i64(&c, reqs);
+	sq_i64(&c, toks);
+	if ((rc = sq_write(&c, "rate update", NULL)) < 0)
 		goto out;
-	sq_done(st);
-	st = NULL;
 	rc = sq_commit(q);
 out:
-	sq_done(st);
 	if (rc < 0)
 		sq_rollback(q);
 	return rc;
@@ -1182,52 +1160,38 @@ out:
 static int sq_node_put(void *be, const struct veil_store_node *n,
 		       int64_t now_ms)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct sq_call c = sq_start(be, S_NODE_PUT);
 
-	if ((rc = sq_stmt(q, S_NODE_PUT, &st)) < 0 ||
-	    (rc = sq_bind_text(q, st, 1, n->id)) < 0 ||
-	    (rc = sq_bind_text(q, st, 2, n->url)) < 0 ||
-	    (rc = sq_bind_text(q, st, 3, n->model)) < 0 ||
-	    (rc = sq_bind_text(q, st, 4,
-			       veil_store_node_state_name(n->state))) < 0 ||
-	    (rc = sq_bind_text(q, st, 5, n->verdict)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 6, now_ms)) < 0 ||
-	    (rc = sq_step(q, st, "node put")) < 0)
-		goto out;
-	rc = 0;
-out:
-	sq_done(st);
-	return rc;
+	sq_text(&c, n->id);
+	sq_text(&c, n->url);
+	sq_text(&c, n->model);
+	sq_text(&c, veil_store_node_state_name(n->state));
+	sq_text(&c, n->verdict);
+	sq_i64(&c, now_ms);
+	return sq_write(&c, "node put", NULL);
 }
 
 static int sq_node_set_state(void *be, const char *id,
 			     enum veil_store_node_state state,
 			     const char *verdict, int64_t now_ms)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct sq_call c = sq_start(be, S_NODE_STATE);
+	int rc, changed = 0;
 
-	if ((rc = sq_stmt(q, S_NODE_STATE, &st)) < 0 ||
-	    (rc = sq_bind_text(q, st, 1, id)) < 0 ||
-	    (rc = sq_bind_text(q, st, 2,
-			       veil_store_node_state_name(state))) < 0 ||
-	    (rc = sq_bind_text(q, st, 3, verdict)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 4, now_ms)) < 0 ||
-	    (rc = sq_step(q, st, "node state")) < 0)
-		goto out;
-	rc = sqlite3_changes(q->db) ? 0
-	     : veil_errf(VEIL_ENOENT, "store: no such node");
-out:
-	sq_done(st);
-	return rc;
+	sq_text(&c, id);
+	sq_text(&c, veil_store_node_state_name(state));
+	sq_text(&c, verdict);
+	sq_i64(&c, now_ms);
+	if ((rc = sq_write(&c, "node state", &changed)) < 0)
+		return rc;
+	return changed ? 0 : veil_errf(VEIL_ENOENT, "store: no such node");
 }
 
-/* Reads a row of NODE_COLS into malloc'd strings. */
-static int sq_node_row(sqlite3_stmt *st, struct veil_store_node *n)
+/* Reads a row of NODE_COLS into a struct veil_store_node of malloc'd
+ * strings (also sq_rows()' reader; cleared again on failure). */
+static int sq_node_row(sqlite3_stmt *st, void *item)
 {
+	struct veil_store_node *n = item;
 	const char *state = NULL;
 	int rc, s;
 
@@ -1257,124 +1221,72 @@ out:
 
 static int sq_node_get(void *be, const char *id, struct veil_store_node *out)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
+	struct sq_call c = sq_start(be, S_NODE_GET);
 	int rc;
 
-	if ((rc = sq_stmt(q, S_NODE_GET, &st)) < 0 ||
-	    (rc = sq_bind_text(q, st, 1, id)) < 0 ||
-	    (rc = sq_step(q, st, "node get")) < 0)
-		goto out;
-	if (rc == 0) {
+	sq_text(&c, id);
+	if ((rc = sq_row(&c, "node get")) == 0)
 		rc = veil_errf(VEIL_ENOENT, "store: no such node");
-		goto out;
-	}
-	rc = sq_node_row(st, out);
-out:
-	sq_done(st);
+	else if (rc == 1)
+		rc = sq_node_row(c.st, out);
+	sq_end(&c);
 	return rc;
 }
 
 static int sq_node_list(void *be, struct veil_store_node **out, size_t *n)
 {
-	struct sq *q = be;
-	struct veil_store_node *v = NULL;
-	sqlite3_stmt *st = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc;
+	struct sq_call c = sq_start(be, S_NODE_LIST);
 
-	if ((rc = sq_stmt(q, S_NODE_LIST, &st)) < 0)
-		goto out;
-	while ((rc = sq_step(q, st, "node list")) == 1) {
-		if ((rc = sq_grow((void **)&v, &cap, cnt, sizeof(*v))) < 0 ||
-		    (rc = sq_node_row(st, &v[cnt])) < 0)
-			goto out;
-		cnt++;
-	}
-	if (rc < 0)
-		goto out;
-	*out = v;
-	*n = cnt;
-	v = NULL;
-	cnt = 0;
-out:
-	sq_done(st);
-	veil_store_nodes_free(v, cnt);
-	return rc;
+	return sq_rows(&c, "node list", sizeof(**out), sq_node_row,
+		       store_drop_nodes, (void **)out, n);
 }
 
 static int sq_node_remove(void *be, const char *id)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
-	int rc;
+	struct sq_call c = sq_start(be, S_NODE_REMOVE);
+	int rc, changed = 0;
 
-	if ((rc = sq_stmt(q, S_NODE_REMOVE, &st)) < 0 ||
-	    (rc = sq_bind_text(q, st, 1, id)) < 0 ||
-	    (rc = sq_step(q, st, "node remove")) < 0)
-		goto out;
-	rc = sqlite3_changes(q->db) ? 0
-	     : veil_errf(VEIL_ENOENT, "store: no such node");
-out:
-	sq_done(st);
-	return rc;
+	sq_text(&c, id);
+	if ((rc = sq_write(&c, "node remove", &changed)) < 0)
+		return rc;
+	return changed ? 0 : veil_errf(VEIL_ENOENT, "store: no such node");
 }
 
 static int sq_audit_add(void *be, const struct veil_store_audit *a)
 {
-	struct sq *q = be;
-	sqlite3_stmt *st = NULL;
+	struct sq_call c = sq_start(be, S_AUDIT_ADD);
+
+	sq_text(&c, a->node_id);
+	sq_i64(&c, a->time_ms);
+	sq_i64(&c, a->ok ? 1 : 0);
+	sq_text(&c, a->verdict);
+	return sq_write(&c, "audit add", NULL);
+}
+
+/* sq_rows() reader of a struct veil_store_audit (malloc'd strings). */
+static int sq_audit_item(sqlite3_stmt *st, void *item)
+{
+	struct veil_store_audit *a = item;
 	int rc;
 
-	if ((rc = sq_stmt(q, S_AUDIT_ADD, &st)) < 0 ||
-	    (rc = sq_bind_text(q, st, 1, a->node_id)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 2, a->time_ms)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 3, a->ok ? 1 : 0)) < 0 ||
-	    (rc = sq_bind_text(q, st, 4, a->verdict)) < 0 ||
-	    (rc = sq_step(q, st, "audit add")) < 0)
-		goto out;
-	rc = 0;
-out:
-	sq_done(st);
-	return rc;
+	a->id = sqlite3_column_int64(st, 0);
+	a->time_ms = sqlite3_column_int64(st, 2);
+	a->ok = sqlite3_column_int64(st, 3) != 0;
+	if ((rc = sq_col_dup(st, 1, &a->node_id)) < 0 ||
+	    (rc = sq_col_dup(st, 4, &a->verdict)) < 0)
+		return rc;
+	return 0;
 }
 
 static int sq_audit_list(void *be, const char *node_id, size_t limit,
 			 struct veil_store_audit **out, size_t *n)
 {
-	struct sq *q = be;
-	struct veil_store_audit *v = NULL, *a;
-	sqlite3_stmt *st = NULL;
-	size_t cnt = 0, cap = 0;
-	int rc;
+	struct sq_call c = sq_start(be, S_AUDIT_LIST);
 
-	if ((rc = sq_stmt(q, S_AUDIT_LIST, &st)) < 0 ||
-	    (rc = sq_bind_text(q, st, 1, node_id)) < 0 ||
-	    (rc = sq_bind_i64(q, st, 2, (int64_t)limit)) < 0)
-		goto out;
-	while ((rc = sq_step(q, st, "audit list")) == 1) {
-		if ((rc = sq_grow((void **)&v, &cap, cnt, sizeof(*v))) < 0)
-			goto out;
-		a = &v[cnt];
-		memset(a, 0, sizeof(*a));
-		cnt++; /* counted now so a partial row is freed below */
-		a->id = sqlite3_column_int64(st, 0);
-		a->time_ms = sqlite3_column_int64(st, 2);
-		a->ok = sqlite3_column_int64(st, 3) != 0;
-		if ((rc = sq_col_dup(st, 1, &a->node_id)) < 0 ||
-		    (rc = sq_col_dup(st, 4, &a->verdict)) < 0)
-			goto out;
-	}
-	if (rc < 0)
-		goto out;
-	*out = v;
-	*n = cnt;
-	v = NULL;
-	cnt = 0;
-out:
-	sq_done(st);
-	veil_store_audit_free(v, cnt);
-	return rc;
+	sq_text(&c, node_id);
+	sq_i64(&c, (int64_t)limit);
+	return sq_rows(&c, "audit list", sizeof(**out), sq_audit_item,
+		       store_drop_audit, (void **)out, n);
 }
 
 const struct store_ops store_sqlite_ops = {

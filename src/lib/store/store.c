@@ -630,6 +630,7 @@ int veil_store_usage_grouped(struct veil_store *s, enum veil_store_group by,
 			     int64_t from_ms, int64_t to_ms,
 			     struct veil_store_group_row **out, size_t *n)
 {
+	enum store_grouping grouping;
 	int64_t to;
 	int rc;
 
@@ -640,14 +641,17 @@ int veil_store_usage_grouped(struct veil_store *s, enum veil_store_group by,
 				 "%d", (int)by);
 	if ((rc = check_range(from_ms, to_ms, &to)) < 0)
 		return rc;
-	lock(s);
 	/* Per key over all time: the running totals (one row per key, kept
 	 * with the records; see veil_store_usage_totals) rather than a scan
 	 * of every usage row.  Per model, and any window, sum the rows. */
-	rc = s->ops->usage_grouped(s->be,
-				   by == VEIL_STORE_BY_KEY && from_ms == 0 && to_ms == 0
-					   ? STORE_BY_KEY_LIFETIME : by,
-				   from_ms, to, out, n);
+	if (by == VEIL_STORE_BY_MODEL)
+		grouping = STORE_GROUP_MODEL;
+	else if (from_ms == 0 && to_ms == 0)
+		grouping = STORE_GROUP_KEY_TOTALS;
+	else
+		grouping = STORE_GROUP_KEY;
+	lock(s);
+	rc = s->ops->usage_grouped(s->be, grouping, from_ms, to, out, n);
 	unlock(s);
 	return rc;
 }
@@ -687,8 +691,7 @@ int veil_store_quota_check(struct veil_store *s, int64_t key_id)
 	if (rc < 0)
 		return rc;
 	if (!found)
-		return veil_errf(VEIL_ENOENT, "store: key %lld not found",
-				 (long long)key_id);
+		return store_no_key(key_id);
 	/* A sum past int64_t (only from a hand-edited table) is over. */
 	if (__builtin_add_overflow(t.prompt_tokens, t.completion_tokens, &used))
 		used = INT64_MAX;
@@ -868,6 +871,11 @@ void veil_store_nodes_free(struct veil_store_node *v, size_t n)
 	free(v);
 }
 
+void store_drop_nodes(void *v, size_t n)
+{
+	veil_store_nodes_free(v, n);
+}
+
 /* ---- attestation audit ------------------------------------------------- */
 
 int veil_store_audit_add(struct veil_store *s, const struct veil_store_audit *a)
@@ -912,4 +920,29 @@ void veil_store_audit_free(struct veil_store_audit *v, size_t n)
 		free((char *)v[i].verdict);
 	}
 	free(v);
+}
+
+void store_drop_audit(void *v, size_t n)
+{
+	veil_store_audit_free(v, n);
+}
+
+int store_list_end(int rc, void *v, size_t n, store_drop_fn *drop,
+		   void **out, size_t *out_n)
+{
+	if (rc < 0) {
+		if (drop)
+			drop(v, n);
+		else
+			free(v);
+		return rc;
+	}
+	*out = v;
+	*out_n = n;
+	return 0;
+}
+
+int store_no_key(int64_t id)
+{
+	return veil_errf(VEIL_ENOENT, "store: key %lld not found", (long long)id);
 }

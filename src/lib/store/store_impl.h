@@ -45,13 +45,20 @@ struct store_tally {
 	int64_t completion_tokens;
 };
 
-/* usage_grouped's `by` is also this internal value: per key, all time,
- * read from the running totals (table key_totals: one row per key, kept
- * in the same transactions as the records) instead of summing every usage
- * row; only keys with at least one record, by key id, as
- * VEIL_STORE_BY_KEY over [0, INT64_MAX) gives them.  from_ms / to_ms are
- * ignored. */
-#define STORE_BY_KEY_LIFETIME ((enum veil_store_group)2)
+/* What usage_grouped reads.  store.c picks it from the public enum
+ * veil_store_group and the window; a backend never sees the public value, so
+ * no number a caller passes can select anything but the two public
+ * groupings (store.c refuses the others). */
+enum store_grouping {
+	STORE_GROUP_KEY,   /* usage rows per key in [from_ms, to_ms) */
+	STORE_GROUP_MODEL, /* usage rows per model in [from_ms, to_ms) */
+	/* Per key, all time, read from the running totals (table key_totals:
+	 * one row per key, kept in the same transactions as the records)
+	 * instead of summing every usage row; only keys with at least one
+	 * record, by key id, as STORE_GROUP_KEY over [0, INT64_MAX) gives
+	 * them.  from_ms / to_ms are ignored. */
+	STORE_GROUP_KEY_TOTALS,
+};
 
 /* Rate-window operation: take checks the limits, charge does not. */
 enum store_rate_mode { STORE_RATE_TAKE, STORE_RATE_CHARGE };
@@ -92,7 +99,7 @@ struct store_ops {
 	 * out-params untouched) when there is no such key. */
 	int (*key_totals)(void *be, int64_t key_id, bool *found,
 			  int64_t *quota_tokens, struct veil_store_totals *out);
-	int (*usage_grouped)(void *be, enum veil_store_group by, int64_t from_ms,
+	int (*usage_grouped)(void *be, enum store_grouping by, int64_t from_ms,
 			     int64_t to_ms, struct veil_store_group_row **out,
 			     size_t *n);
 	int (*receipt_get)(void *be, const char *request_id,
@@ -133,5 +140,21 @@ extern const struct store_ops store_pg_ops;
 
 /* Fixed one-minute rate windows, shared by the backends. */
 #define STORE_RATE_WINDOW_MS 60000
+
+/* store.c, for the backends: VEIL_ENOENT "store: key ID not found", the
+ * answer for a key id that matches no row. */
+int store_no_key(int64_t id);
+/* How a backend releases a list it was reading when the read fails: the
+ * array v and what its first n items own.  NULL for items that own nothing
+ * (free(v) is all); store_drop_nodes and store_drop_audit are
+ * veil_store_nodes_free() and veil_store_audit_free() in this shape. */
+typedef void store_drop_fn(void *v, size_t n);
+void store_drop_nodes(void *v, size_t n);
+void store_drop_audit(void *v, size_t n);
+/* The end of a backend's list read: with rc 0 hands the array v of n items
+ * to *out and *out_n; with rc < 0 drops it (`drop`, or free(v) when NULL),
+ * n counting every item that may own something.  Returns rc. */
+int store_list_end(int rc, void *v, size_t n, store_drop_fn *drop,
+		   void **out, size_t *out_n);
 
 #endif
