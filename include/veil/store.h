@@ -268,14 +268,16 @@ int veil_store_quota_check(struct veil_store *s, int64_t key_id);
  * Returns 0 when they fit under the key's requests_per_min and
  * tokens_per_min; VEIL_EBUSY when not, with *retry_after_s (1..60) set to
  * the seconds until the window rolls over and nothing taken; VEIL_EPERM
- * when the key is revoked or `tokens` alone exceeds tokens_per_min (waiting
- * cannot help); VEIL_ENOENT unknown key.  retry_after_s is written only
+ * when `tokens` alone exceeds tokens_per_min (waiting cannot help);
+ * VEIL_ENOENT when the key is unknown or revoked (it no longer
+ * authenticates: a 401, not a 429).  retry_after_s is written only
  * with VEIL_EBUSY.  If another gateway's clock is ahead and already opened a
  * later window, that window is used (never reset backwards). */
 int veil_store_rate_take(struct veil_store *s, int64_t key_id, int64_t now_ms,
 			 int64_t tokens, int *retry_after_s);
 /* Adds tokens to the key's current window without checking (e.g. the
- * completion tokens once known), so the next take sees them. */
+ * completion tokens once known), so the next take sees them; a key revoked
+ * since is still charged (VEIL_ENOENT only for an unknown key). */
 int veil_store_rate_charge(struct veil_store *s, int64_t key_id,
 			   int64_t now_ms, int64_t tokens);
 

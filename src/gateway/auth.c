@@ -213,8 +213,13 @@ static void finish(struct auth_job *a)
 
 	veil_wipe(a, sizeof(*a));
 	free(a);
-	(void)g;
-	if (rr == VEIL_EBUSY) {
+	if (rr == VEIL_ENOENT) {
+		/* revoked (or deleted) since the key was cached: it no longer
+		 * authenticates, here or on the next request */
+		gw_keys_forget(g, k.id);
+		cb(arg, 401, NULL, 0, "invalid_api_key",
+		   "Incorrect API key provided (unknown or revoked)");
+	} else if (rr == VEIL_EBUSY) {
 		cb(arg, 429, &k, ra > 0 ? ra : 1, "rate_limit_exceeded",
 		   "Rate limit reached for this API key; retry later");
 	} else if (rr == VEIL_EPERM) {

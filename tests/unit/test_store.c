@@ -1695,7 +1695,7 @@ static void test_two_handles_share_keys_usage_and_limits(void **state)
 	veil_store_nodes_free(nodes, cnt);
 	assert_int_equal(veil_store_key_revoke(s1, id, 99), 0);
 	assert_int_equal(veil_store_key_lookup(s2, key, &k), VEIL_EPERM);
-	assert_int_equal(veil_store_rate_take(s2, id, T0, 1, &retry), VEIL_EPERM);
+	assert_int_equal(veil_store_rate_take(s2, id, T0, 1, &retry), VEIL_ENOENT);
 	veil_buf_free(&r);
 	veil_store_close(s1);
 	veil_store_close(s2);
@@ -1742,7 +1742,10 @@ static void test_rate_requests_per_minute_with_retry_after(void **state)
 		assert_int_equal(veil_store_rate_take(s, u, T0, 1000, &retry), 0);
 	assert_int_equal(veil_store_rate_take(s, 999, T0, 1, &retry), VEIL_ENOENT);
 	assert_int_equal(veil_store_key_revoke(s, u, 1), 0);
-	assert_int_equal(veil_store_rate_take(s, u, T0, 1, &retry), VEIL_EPERM);
+	/* revoked: no longer a key (401), not a limit (429) */
+	assert_int_equal(veil_store_rate_take(s, u, T0, 1, &retry), VEIL_ENOENT);
+	/* an answer given before the revoke is still charged */
+	assert_int_equal(veil_store_rate_charge(s, u, T0, 5), 0);
 	veil_store_close(s);
 }
 
@@ -1819,7 +1822,7 @@ static void test_usage_batch_charges_rate_windows_in_its_transaction(void **stat
 	assert_int_equal(veil_store_rate_take(s, b, T0 + 30000, 0, &retry),
 			 VEIL_EBUSY); /* rpm 2 reached: the charge took none */
 	assert_int_equal(veil_store_rate_take(s, r, T0 + 30000, 1, &retry),
-			 VEIL_EPERM);
+			 VEIL_ENOENT);
 	batch_free(&bt);
 
 	/* A refused batch charges nothing (b's window is full: 1000). */

@@ -1569,9 +1569,10 @@ static int rate_once(struct pg *g, enum store_rate_mode mode, int64_t key_id,
 		return veil_errf(VEIL_ENOENT, "store: key %lld not found",
 				 (long long)key_id);
 	}
-	if (pg_i64(r, 0, 0) != 0) {
+	if (take && pg_i64(r, 0, 0) != 0) {
+		/* a charge still lands: the answer was given before the revoke */
 		PQclear(r);
-		return veil_errf(VEIL_EPERM, "store: key %lld is revoked",
+		return veil_errf(VEIL_ENOENT, "store: key %lld is revoked",
 				 (long long)key_id);
 	}
 	rpm = pg_i64(r, 0, 1);

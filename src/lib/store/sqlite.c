@@ -1092,8 +1092,10 @@ static int sq_rate(void *be, enum store_rate_mode mode, int64_t key_id,
 	sq_i64(&c, key_id);
 	if ((rc = sq_row(&c, "rate key")) == 0) {
 		rc = store_no_key(key_id);
-	} else if (rc == 1 && sqlite3_column_int64(c.st, 0) != 0) {
-		rc = veil_errf(VEIL_EPERM, "store: key %lld is revoked",
+	} else if (rc == 1 && sqlite3_column_int64(c.st, 0) != 0 &&
+		   mode == STORE_RATE_TAKE) {
+		/* a charge still lands: the answer was given before the revoke */
+		rc = veil_errf(VEIL_ENOENT, "store: key %lld is revoked",
 			       (long long)key_id);
 	} else if (rc == 1) {
 		rpm = sqlite3_column_int64(c.st, 1);
