@@ -6,8 +6,9 @@
  *   penalties -> top_k -> top_p -> min_p -> temperature -> random pick
  *
  * top_p and min_p act on the distribution at temperature 1 (the temperature
- * is applied after them, as in llama.cpp).  temperature <= 0, or top_k == 1,
- * is greedy: the exact argmax after penalties, ties to the lowest id.
+ * is applied after them, as in llama.cpp).  A temperature below
+ * VEIL_SAMPLER_GREEDY_TEMP (0 included), or top_k == 1, is greedy: the
+ * exact argmax after penalties, ties to the lowest id.
  * Candidates are always ordered by (logit descending, id ascending), so the
  * whole chain is deterministic: the random pick uses a PRNG owned by the
  * sampler (xoshiro256**, its state seeded from `seed` through splitmix64),
@@ -27,8 +28,13 @@
 
 #include "veil/base.h"
 
+/* Temperatures below this are greedy: 1/T would overflow a float (or make
+ * every weight but the best 0 anyway). */
+#define VEIL_SAMPLER_GREEDY_TEMP 1e-6f
+
 struct veil_sampler_params {
-	float temperature;       /* 0 = greedy (argmax, ties -> lowest id) */
+	float temperature;       /* 0 (< VEIL_SAMPLER_GREEDY_TEMP) = greedy
+				  * (argmax, ties -> lowest id) */
 	int32_t top_k;           /* 0 = off */
 	float top_p;             /* 1 = off; 0 keeps only the best token */
 	float min_p;             /* 0 = off */

@@ -47,6 +47,21 @@ void veil_tok_free(struct veil_tok *t);
 int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
 		    bool add_special, bool parse_special, int32_t *ids,
 		    size_t cap, size_t *n_out);
+/* As veil_tok_encode (the same ids when they fit), but stops as soon as
+ * more than cap ids are needed: VEIL_ERANGE, *n_out not written, without
+ * finishing the text (a server's bound on the work an oversized prompt
+ * costs; BPE still pre-splits each raw fragment whole, SentencePiece merges
+ * each fragment whole -- bound the text's length first, see
+ * veil_tok_max_token_bytes). */
+int veil_tok_encode_max(const struct veil_tok *t, const char *text, size_t len,
+			bool add_special, bool parse_special, int32_t *ids,
+			size_t cap, size_t *n_out);
+/* The most input bytes one token stands for: the longest piece
+ * (veil_tok_piece with special, at least 1).  A text of more than
+ * n * this bytes needs more than n tokens, unless the model drops bytes it
+ * has no token for, or a special token's lstrip/rstrip eats whitespace
+ * (parse_special only). */
+size_t veil_tok_max_token_bytes(const struct veil_tok *t);
 
 /* The text bytes of one token as llama.cpp's token_to_piece renders it
  * (SentencePiece '\u2581' -> ' ', byte tokens -> the byte, byte-level BPE

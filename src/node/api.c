@@ -27,8 +27,12 @@
 #define SEALED_TYPE "application/veil-sealed"
 #define MAX_MESSAGES 256
 #define MAX_PROMPT_TOKENS 65536
+/* The largest upstream SSE line / event relayed (a chunk with many tokens'
+ * logprobs), 1 MiB. */
+#define UP_MAX_EVENT 1048576
 
 struct tokrec {
+	size_t text_end;                /* inbox text length after this token */
 	struct veil_logprob chosen;
 	int n_top;
 	struct veil_logprob top[VEIL_ENGINE_MAX_LOGPROBS];
@@ -304,7 +308,11 @@ out:
 	return rc;
 }
 
-/* One SSE event of the answer ("event: <event>" when event is non-NULL). */
+/* One SSE event of the answer ("event: <event>" when event is non-NULL).
+ * A sealed event is one sealed chunk: over VEIL_SEAL_MAX_CHUNK bytes it is
+ * refused (VEIL_ERANGE; the engine's token events are split below that,
+ * see stream_tokens()).  A plaintext event has no such cap: one bigger than
+ * the scratch buffer (an upstream's) is written as it is. */
 static int out_event(struct job *j, const char *event, const char *data,
 		     size_t len, bool final)
 {
@@ -314,6 +322,11 @@ static int out_event(struct job *j, const char *event, const char *data,
 	if ((rc = stream_begin(j)) < 0)
 		return rc;
 	scratch_reset(ev);
+	if (!j->seal && !event && len > ev->max - 8) {
+		if ((rc = out_raw(j, "data: ", 6)) < 0 || (rc = out_raw(j, data, len)) < 0)
+			return rc;
+		return out_raw(j, "\n\n", 2);
+	}
 	if ((event && ((rc = veil_buf_append_str(ev, "event: ")) < 0 ||
 		       (rc = veil_buf_append_str(ev, event)) < 0 ||
 		       (rc = veil_buf_append_str(ev, "\n")) < 0)) ||
@@ -698,6 +711,7 @@ static void engine_cb(const struct veil_engine_event *ev, void *user)
 			if (j->in.ntoks < j->in.captoks) {
 				struct tokrec *t = &j->in.toks[j->in.ntoks++];
 
+				t->text_end = j->in.text.len;
 				t->chosen = ev->chosen;
 				t->n_top = VEIL_MIN(ev->n_top, VEIL_ENGINE_MAX_LOGPROBS);
 				for (int i = 0; i < t->n_top; i++)
@@ -819,6 +833,141 @@ static json_t *token_chunk_json(struct job *j, const struct inbox *in)
 	return c;
 }
 
+/* Room for a token event's JSON: the sealed chunk cap (plaintext streams
+ * keep to it too, so both see the same events) less the chunk's fixed part
+ * and "data: ", "\n\n" and the choice's keys. */
+static size_t event_budget(const struct job *j)
+{
+	size_t fixed = j->chunk_prefix_len + 512;
+
+	return fixed < VEIL_SEAL_MAX_CHUNK / 2 ? VEIL_SEAL_MAX_CHUNK - fixed
+					       : VEIL_SEAL_MAX_CHUNK / 2;
+}
+
+/* An upper bound on the JSON one logprob entry of token `id` adds (chat:
+ * token string, logprob, bytes array and keys; completions: token, logprob,
+ * a top_logprobs key and a text_offset): a piece of L bytes is at most 6L
+ * as a JSON string ("\u00XX", or "bytes:\\xNN" per byte) and 4L as a bytes
+ * array, a double at most 24 characters. */
+static size_t lp_bound(const struct veil_tok *t, int32_t id)
+{
+	char buf[256];
+	int len = veil_tok_piece(t, id, false, buf, sizeof(buf));
+
+	return 10 * (size_t)(len < 0 ? 256 : len) + 96;
+}
+
+static size_t tokrec_bound(const struct job *j, const struct tokrec *r)
+{
+	size_t b = 128 + lp_bound(j->n->tok, r->chosen.id);
+
+	for (int k = 0; k < r->n_top && k < j->top_logprobs; k++)
+		b += lp_bound(j->n->tok, r->top[k].id);
+	return b;
+}
+
+/* One token event of text[0:len) (and the tokens' logprobs, if any). */
+static int out_token_event(struct job *j, const char *text, size_t len,
+			   const struct tokrec *toks, size_t ntoks)
+{
+	struct inbox sub = {0};
+	int rc = VEIL_EAGAIN;
+
+	if (!ntoks)
+		rc = out_text_chunk(j, text, len);
+	if (rc != VEIL_EAGAIN)
+		return rc;
+	sub.text.data = (uint8_t *)(uintptr_t)text;
+	sub.text.len = len;
+	sub.toks = (struct tokrec *)(uintptr_t)toks;
+	sub.ntoks = ntoks;
+	return out_json_event(j, token_chunk_json(j, &sub), false);
+}
+
+/* Text alone, in events of at most `max` bytes cut at UTF-8 boundaries. */
+static int stream_text(struct job *j, const char *t, size_t len, size_t max)
+{
+	int rc = 0;
+
+	while (len && rc == 0) {
+		size_t cut = len;
+
+		if (cut > max) {
+			cut = max;
+			/* back to the start of a UTF-8 sequence (at most 3) */
+			for (int k = 0; k < 3 && cut > 1 &&
+			     ((unsigned char)t[cut] & 0xc0) == 0x80; k++)
+				cut--;
+		}
+		rc = out_token_event(j, t, cut, NULL, 0);
+		t += cut;
+		len -= cut;
+	}
+	return rc;
+}
+
+/* Sends what one inbox holds: every token the engine made since the last
+ * drain.  A loop that fell behind finds many (with top_logprobs 20 each
+ * adds ~1.5 KB), so they go out in several events, cut at token
+ * boundaries, each within one sealed chunk (docs/protocol.md): a sealed
+ * event cannot be larger, and a plaintext stream gets the same events. */
+static int stream_tokens(struct job *j, const struct inbox *in)
+{
+	const char *text = in->text.len ? (const char *)in->text.data : "";
+	size_t budget = event_budget(j), a = 0, off = 0;
+	int rc = 0;
+
+	if (!(j->logprobs && in->ntoks))
+		return stream_text(j, text, in->text.len, budget / 6);
+	while (a < in->ntoks && rc == 0) {
+		size_t b = a, est = 0, end;
+
+		/* at least one token per event; its text is its own */
+		do {
+			size_t te = VEIL_MIN(in->toks[b].text_end, in->text.len);
+			size_t ts = b ? VEIL_MIN(in->toks[b - 1].text_end, te) : 0;
+
+			est += tokrec_bound(j, &in->toks[b]) + 6 * (te - ts);
+			b++;
+		} while (b < in->ntoks &&
+			 est + tokrec_bound(j, &in->toks[b]) +
+			 6 * (VEIL_MIN(in->toks[b].text_end, in->text.len) -
+			      VEIL_MIN(in->toks[b - 1].text_end, in->text.len)) <= budget);
+		/* text after the last token (the stopper's flush) goes with it */
+		end = b == in->ntoks ? in->text.len
+				     : VEIL_MIN(in->toks[b - 1].text_end, in->text.len);
+		if (end < off)
+			end = off;
+		rc = out_token_event(j, text + off, end - off, in->toks + a, b - a);
+		off = end;
+		a = b;
+	}
+	return rc;
+}
+
+/* A stream event could not be written: ends the stream with an error that
+ * names why, and stops the engine's work on it.  Only a full output queue
+ * (VEIL_EBUSY) is a slow client. */
+static void stream_write_failed(struct job *j, int rc, bool cancel_engine)
+{
+	struct node *n = j->n;
+
+	if (cancel_engine)
+		veil_engine_cancel(n->engine, j->eng_id);
+	if (rc == VEIL_EBUSY) {
+		n->m.cancelled++;
+		stream_fail(j, "client_too_slow", "the client did not read the stream");
+	} else if (rc == VEIL_ECANCELED) {
+		n->m.cancelled++;
+		stream_fail(j, "cancelled", "the client went away");
+	} else if (rc == VEIL_ERANGE) {
+		stream_fail(j, "event_too_large",
+			    "a stream event exceeds the 64 KiB sealed chunk size");
+	} else {
+		stream_fail(j, "write_failed", "the stream could not be written");
+	}
+}
+
 static void job_on_msg(struct job *j)
 {
 	struct node *n = j->n;
@@ -841,20 +990,10 @@ static void job_on_msg(struct job *j)
 
 	if (j->req && !in.error && (in.text.len || in.ntoks)) {
 		if (j->stream) {
-			const char *t = in.text.len ? (char *)in.text.data : "";
-			int rc = VEIL_EAGAIN;
+			int rc = stream_tokens(j, &in);
 
-			if (!(j->logprobs && in.ntoks))
-				rc = out_text_chunk(j, t, in.text.len);
-			if (rc == VEIL_EAGAIN)
-				rc = out_json_event(j, token_chunk_json(j, &in), false);
-			if (rc < 0) {
-				/* The client reads too slowly or left. */
-				if (j->submitted && !in.final)
-					veil_engine_cancel(n->engine, j->eng_id);
-				n->m.cancelled++;
-				stream_fail(j, "client_too_slow", "the client did not read the stream");
-			}
+			if (rc < 0)
+				stream_write_failed(j, rc, j->submitted && !in.final);
 		} else {
 			veil_buf_append(&j->full, in.text.data, in.text.len);
 			if (j->logprobs)
@@ -907,7 +1046,7 @@ static void job_on_msg(struct job *j)
 				rc = out_json_event(j, ck, false);
 			}
 			if (rc < 0)
-				stream_fail(j, "write_failed", "the stream could not be written");
+				stream_write_failed(j, rc, false);
 			else
 				stream_finish(j, p, c);
 		} else {
@@ -1151,7 +1290,20 @@ static int parse_params(struct node *n, json_t *b, bool chat, struct params *p,
 	return 0;
 }
 
-/* Appends ids of text[0:len] to ids. */
+/* A prompt text longer than this cannot fit in cap tokens (no token stands
+ * for more bytes than the longest piece): refused before the tokenizer,
+ * which would spend the loop's time on all of it (~0.5 s per MiB). */
+static bool text_over_cap(const struct veil_tok *t, size_t len, size_t cap)
+{
+	size_t max;
+
+	if (veil_mul_ovf(cap, veil_tok_max_token_bytes(t), &max))
+		return false;
+	return len > max;
+}
+
+/* Appends ids of text[0:len] to ids; VEIL_ERANGE as soon as more than cap
+ * ids in all are needed. */
 static int tok_append(const struct veil_tok *t, const char *text, size_t len,
 		      bool parse_special, int32_t *ids, size_t cap, size_t *n)
 {
@@ -1160,7 +1312,9 @@ static int tok_append(const struct veil_tok *t, const char *text, size_t len,
 
 	if (!len)
 		return 0;
-	rc = veil_tok_encode(t, text, len, false, parse_special, ids + *n, cap - *n, &got);
+	if (*n > cap || text_over_cap(t, len, cap - *n))
+		return VEIL_ERANGE;
+	rc = veil_tok_encode_max(t, text, len, false, parse_special, ids + *n, cap - *n, &got);
 	if (rc < 0)
 		return rc;
 	*n += got;
@@ -1248,6 +1402,11 @@ static int chat_tokens(struct node *n, json_t *msgs, int32_t *ids, size_t cap,
 		snprintf(err, errcap, "messages could not be rendered: %s", veil_err_detail());
 		goto out;
 	}
+	if (text_over_cap(n->tok, text.len, cap)) {
+		snprintf(err, errcap, "the prompt has more than %zu tokens", cap);
+		rc = VEIL_ERANGE;
+		goto out;
+	}
 	if (veil_tok_add_bos(n->tok) && veil_tok_bos(n->tok) >= 0)
 		ids[cnt++] = veil_tok_bos(n->tok);
 	if (n->chat_tmpl == VEIL_CHAT_PLAIN) {
@@ -1266,8 +1425,12 @@ static int chat_tokens(struct node *n, json_t *msgs, int32_t *ids, size_t cap,
 			rc = tok_append(n->tok, (char *)text.data + pos, text.len - pos, true,
 					ids, cap, &cnt);
 	}
+	if (rc == VEIL_ERANGE) {
+		snprintf(err, errcap, "the prompt has more than %zu tokens", cap);
+		goto out;
+	}
 	if (rc < 0) {
-		snprintf(err, errcap, "the prompt could not be tokenized (too long?)");
+		snprintf(err, errcap, "the prompt could not be tokenized");
 		goto out;
 	}
 	*n_ids = cnt;
@@ -1286,6 +1449,7 @@ static int prompt_tokens(struct node *n, json_t *prompt, int32_t *ids, size_t ca
 			 size_t *n_ids, char *err, size_t errcap)
 {
 	size_t cnt = 0;
+	int rc;
 
 	if (json_is_array(prompt) && json_array_size(prompt) == 1)
 		prompt = json_array_get(prompt, 0);
@@ -1295,10 +1459,15 @@ static int prompt_tokens(struct node *n, json_t *prompt, int32_t *ids, size_t ca
 	}
 	if (veil_tok_add_bos(n->tok) && veil_tok_bos(n->tok) >= 0)
 		ids[cnt++] = veil_tok_bos(n->tok);
-	if (tok_append(n->tok, json_string_value(prompt), json_string_length(prompt),
-		       false, ids, cap, &cnt) < 0) {
-		snprintf(err, errcap, "the prompt could not be tokenized (too long?)");
-		return VEIL_ERANGE;
+	rc = tok_append(n->tok, json_string_value(prompt), json_string_length(prompt),
+			false, ids, cap, &cnt);
+	if (rc == VEIL_ERANGE) {
+		snprintf(err, errcap, "the prompt has more than %zu tokens", cap);
+		return rc;
+	}
+	if (rc < 0) {
+		snprintf(err, errcap, "the prompt could not be tokenized");
+		return rc;
 	}
 	*n_ids = cnt;
 	return 0;
@@ -1311,6 +1480,7 @@ static int up_sse_event(void *arg, const char *event, const char *data, size_t l
 {
 	struct job *j = arg;
 	json_t *o;
+	int rc;
 
 	(void)id;
 	if (strcmp(event, "message"))
@@ -1323,7 +1493,6 @@ static int up_sse_event(void *arg, const char *event, const char *data, size_t l
 		json_t *u = json_object_get(o, "usage");
 		const char *obj = json_string_value(json_object_get(o, "object"));
 		char *t;
-		int rc;
 
 		if (json_is_object(u)) {
 			j->up_prompt = json_integer_value(json_object_get(u, "prompt_tokens"));
@@ -1353,10 +1522,14 @@ static int up_sse_event(void *arg, const char *event, const char *data, size_t l
 		rc = out_event(j, NULL, t, strlen(t), false);
 		veil_wipe(t, strlen(t));
 		free(t);
-		return rc < 0 ? VEIL_ECANCELED : 0;
+	} else {
+		rc = out_event(j, NULL, data, len, false);
 	}
-	if (out_event(j, NULL, data, len, false) < 0)
+	if (rc < 0) {
+		/* ends the stream with the reason; up_done() then frees the job */
+		stream_write_failed(j, rc, false);
 		return VEIL_ECANCELED;
+	}
 	return 0;
 }
 
@@ -1377,7 +1550,14 @@ static int up_data(void *arg, struct veil_http_call *call, const uint8_t *p, siz
 		return VEIL_ECANCELED;
 	if (j->up_status != 200)
 		return 0; /* an error body: buffered below? relay as error */
-	return veil_http_sse_feed(&j->sse, p, n) < 0 ? VEIL_ECANCELED : 0;
+	if (veil_http_sse_feed(&j->sse, p, n) < 0) {
+		/* not started: up_done() answers 502 */
+		if (j->req && j->started)
+			stream_fail(j, "upstream_error", "the upstream sent malformed SSE "
+				    "or an event over 1 MiB");
+		return VEIL_ECANCELED;
+	}
+	return 0;
 }
 
 static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t len)
@@ -1464,7 +1644,9 @@ static int start_upstream(struct job *j, const char *path, json_t *body)
 	rq.on_data = j->stream ? up_data : NULL;
 	rq.on_done = up_done;
 	rq.arg = j;
-	veil_http_sse_init(&j->sse, 0, 0, up_sse_event, j);
+	/* Plaintext streams relay events of any size up to this (a sealed
+	 * event over VEIL_SEAL_MAX_CHUNK is refused: out_event()). */
+	veil_http_sse_init(&j->sse, UP_MAX_EVENT, UP_MAX_EVENT, up_sse_event, j);
 	rc = veil_http_client_start(n->client, &rq, &j->call);
 	veil_wipe(b, strlen(b));
 	free(b);
@@ -1493,7 +1675,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	char err[256];
 	struct job *j = NULL;
 	int32_t *ids = n->sc_ids;
-	size_t n_ids = 0, ids_used = 0;
+	size_t n_ids = 0, ids_used = 0, cap;
 	int rc;
 
 	if (!n->ready || n->stopping) {
@@ -1503,6 +1685,13 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	if (is_sealed(req)) {
 		if ((rc = veil_seal_node_new(&n->hpke, &seal)) < 0 ||
 		    (rc = veil_seal_open_body(seal, body, blen, &plain)) < 0) {
+			if (rc == VEIL_ERANGE) {
+				/* it opens to more than --max-body bytes (or
+				 * more than 2^24 chunks): too large either way */
+				reply_err(n, req, 413, NULL, "body_too_large",
+					  "request body too large");
+				goto out;
+			}
 			reply_err(n, req, 400, NULL,
 				  rc == VEIL_ENOENT ? "unknown_key_id" : "bad_sealed_body",
 				  rc == VEIL_ENOENT
@@ -1533,8 +1722,16 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	}
 	if (strcmp(json_string_value(model), n->o.model_name)) {
 		node_metrics_status(n, 404);
-		veil_http_reply_error(req, 404, "invalid_request_error", "model_not_found",
-				      "The model '%.100s' does not exist", json_string_value(model));
+		/* a sealed request's model name is user content: not echoed in
+		 * the plaintext error (docs/protocol.md) */
+		if (seal)
+			veil_http_reply_error(req, 404, "invalid_request_error",
+					      "model_not_found",
+					      "The model named in the sealed request does not exist");
+		else
+			veil_http_reply_error(req, 404, "invalid_request_error",
+					      "model_not_found", "The model '%.100s' does not exist",
+					      json_string_value(model));
 		goto out;
 	}
 	if (parse_params(n, b, chat, &p, err, sizeof(err)) < 0) {
@@ -1600,17 +1797,30 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 		goto out;
 	}
 
-	ids_used = MAX_PROMPT_TOKENS; /* until the tokenizer says how many */
-	rc = chat ? chat_tokens(n, json_object_get(b, "messages"), ids, MAX_PROMPT_TOKENS,
+	/* What can fit: a prompt needs at least one free position. */
+	cap = VEIL_MIN((size_t)veil_engine_n_ctx(n->engine), (size_t)MAX_PROMPT_TOKENS);
+	ids_used = cap; /* until the tokenizer says how many */
+	rc = chat ? chat_tokens(n, json_object_get(b, "messages"), ids, cap,
 				&n_ids, err, sizeof(err))
-		  : prompt_tokens(n, json_object_get(b, "prompt"), ids, MAX_PROMPT_TOKENS,
+		  : prompt_tokens(n, json_object_get(b, "prompt"), ids, cap,
 				  &n_ids, err, sizeof(err));
+	if (rc == VEIL_ERANGE) {
+		node_metrics_status(n, 400);
+		veil_http_reply_error(req, 400, NULL, "context_length_exceeded",
+				      "the prompt has more than %zu tokens; this model's context is %d",
+				      cap, (int)veil_engine_n_ctx(n->engine));
+		goto out;
+	}
 	if (rc < 0) {
 		reply_err(n, req, 400, NULL, "invalid_prompt", err);
 		goto out;
 	}
 	ids_used = n_ids;
-	if (n_ids == 0 || n_ids >= (size_t)veil_engine_n_ctx(n->engine)) {
+	if (n_ids == 0) {
+		reply_err(n, req, 400, NULL, "invalid_prompt", "the prompt is empty");
+		goto out;
+	}
+	if (n_ids >= (size_t)veil_engine_n_ctx(n->engine)) {
 		node_metrics_status(n, 400);
 		veil_http_reply_error(req, 400, NULL, "context_length_exceeded",
 				      "the prompt has %zu tokens; this model's context is %d",

@@ -14,7 +14,7 @@
 
 struct rentry {
 	char id[80];
-	uint64_t t_ms;
+	uint64_t t_ms;              /* monotonic (store_now_ms), for expiry */
 	char *text;                 /* "model:sha256(req):sha256(resp)" */
 	char ed_sig[2 * VEIL_ED25519_SIG_LEN + 1];
 	char ec_sig[2 + 2 * VEIL_EIP191_SIG_LEN + 1];
@@ -50,9 +50,18 @@ void receipt_store_free(struct receipt_store *s)
 	free(s);
 }
 
+/* Expiry runs on the monotonic clock: a wall clock stepped back would make
+ * now - t_ms wrap and expire every receipt (the receipt itself carries the
+ * wall-clock "created"). */
+static uint64_t store_now_ms(void)
+{
+	return veil_now_ns() / 1000000u;
+}
+
 static void store_expire(struct receipt_store *s, uint64_t now)
 {
-	while (s->n && (now - s->e[s->head].t_ms > s->keep_ms)) {
+	while (s->n && now > s->e[s->head].t_ms &&
+	       now - s->e[s->head].t_ms > s->keep_ms) {
 		free(s->e[s->head].text);
 		s->e[s->head].text = NULL;
 		s->head = (s->head + 1) % s->cap;
@@ -64,7 +73,7 @@ static struct rentry *store_add(struct receipt_store *s)
 {
 	struct rentry *e;
 
-	store_expire(s, veil_wall_ms());
+	store_expire(s, store_now_ms());
 	if (s->n == s->cap) { /* full: the oldest goes */
 		free(s->e[s->head].text);
 		s->e[s->head].text = NULL;
@@ -78,7 +87,7 @@ static struct rentry *store_add(struct receipt_store *s)
 
 static struct rentry *store_find(struct receipt_store *s, const char *id)
 {
-	store_expire(s, veil_wall_ms());
+	store_expire(s, store_now_ms());
 	for (size_t i = s->n; i-- > 0;) {
 		struct rentry *e = &s->e[(s->head + i) % s->cap];
 
@@ -204,7 +213,7 @@ static void sreq_finish(struct sreq *r)
 		goto out;
 	e = store_add(n->receipts);
 	snprintf(e->id, sizeof(e->id), "%s", r->id);
-	e->t_ms = veil_wall_ms();
+	e->t_ms = store_now_ms();
 	memcpy(e->ed_sig, r->text_ed_sig, sizeof(e->ed_sig));
 	memcpy(e->ec_sig, r->text_ec_sig, sizeof(e->ec_sig));
 	e->text = r->text;

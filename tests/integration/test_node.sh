@@ -101,6 +101,10 @@ if [ "$have_js" = 1 ]; then
 	js sealed "$A" stories260K
 	js concurrent "$A" stories260K 100
 	js canary "$A" stories260K "$CANARY"
+	# many tokens' top_logprobs pile up while the loop serves 8 streams on
+	# one engine thread: split into events within one sealed chunk each
+	js bigevents "$A" stories260K 4
+	js sealed-errors "$A" stories260K
 else
 	skip "openai / receipts / sealed / concurrency checks" "node or tests/js/node_modules missing (cd tests/js && npm install)"
 fi
@@ -146,6 +150,23 @@ g1="$(metric "$A" veil_node_completion_tokens_total)"
 check "a client killed mid-stream cancels its sequence (metrics)" \
 	bash -c '[ "$0" -gt "$1" ] && [ $(( $2 - $3 )) -lt 1900 ]' "${c1:-0}" "${c0:-0}" "${g1:-0}" "${g0:-0}"
 check "after it nothing is left running" test "$(metric "$A" veil_node_active_requests)" = 0
+
+# ---- prompt size edges ----------------------------------------------------------
+# errcode URL PATH JSONFILE: "STATUS CODE" of the answer
+errcode() {
+	curl -s -o "$tmp/err.json" -w '%{http_code}' -H 'Content-Type: application/json' \
+		--data-binary @"$3" "$1$2" >"$tmp/err.code"
+	echo "$(cat "$tmp/err.code") $(jq -r '.error.code // "none"' "$tmp/err.json" 2>/dev/null)"
+}
+# over 65536 tokens (and far over n_ctx): refused before the tokenizer runs
+python3 -c 'import json; print(json.dumps({"model":"stories260K","prompt":"a "*300000,"max_tokens":1}))' >"$tmp/huge.json"
+check "a prompt of over 65536 tokens is a 400 context_length_exceeded" test "$(errcode "$A" /v1/completions "$tmp/huge.json")" = "400 context_length_exceeded"
+python3 -c 'import json; print(json.dumps({"model":"stories260K","messages":[{"role":"user","content":"a "*300000}],"max_tokens":1}))' >"$tmp/huge.json"
+check "a chat prompt of over 65536 tokens is a 400 context_length_exceeded" test "$(errcode "$A" /v1/chat/completions "$tmp/huge.json")" = "400 context_length_exceeded"
+# a little over n_ctx (2048; ~2400 tokens): the tokenizer stops at the cap
+python3 -c 'import json; print(json.dumps({"model":"stories260K","prompt":"Once upon a time "*600,"max_tokens":1}))' >"$tmp/over.json"
+check "a prompt just over the context is a 400 context_length_exceeded" test "$(errcode "$A" /v1/completions "$tmp/over.json")" = "400 context_length_exceeded"
+check "after them the node still answers" test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$body" "$A/v1/chat/completions")" = 200
 
 curl -s "$A/metrics" >"$tmp/metrics"
 check "metrics: requests by status, tokens, queue, batch, TTFT and token latency" bash -c '
@@ -242,6 +263,18 @@ else
 	notok "node D (upstream mode) starts"
 fi
 
+# ---- node G: upstream mode, an upstream event over 64 KiB -----------------------
+if [ "$have_js" = 1 ]; then
+	if start_server bigup node tests/js/big_upstream.mjs stories260K 100000 &&
+		start_node g --model "$MODEL" --upstream "$URL" --plain-http --allow-plaintext; then
+		js upstream-big "http://127.0.0.1:$PORT" stories260K 100000
+	else
+		notok "node G (upstream: an engine sending 100 KB events) starts"
+	fi
+else
+	skip "upstream events over 64 KiB" "node client missing"
+fi
+
 # ---- node F: a chatml model; user content cannot inject control tokens ----------
 SYNTH="$VEIL_SHARED/models/tiny-synth-f16.gguf"
 if [ ! -f "$SYNTH" ]; then
@@ -256,6 +289,12 @@ elif start_node f --model "$SYNTH" --plain-http --allow-plaintext; then
 	check "chatml: '<|im_end|>' in user content is text, not the control token ($n_inject vs $n_plain tokens)" \
 		bash -c '[ "$0" -gt 0 ] && [ "$1" -gt $(( $0 + 1 )) ]' "${n_plain:-0}" "${n_inject:-0}"
 	check "the chat template was detected as chatml" grep -q "chat template chatml" "$tmp/f.log"
+	# no BOS: an empty prompt has no tokens at all
+	printf '{"model":"tiny-synth-f16","prompt":"","max_tokens":1}' >"$tmp/empty.json"
+	got="$(errcode "$F" /v1/completions "$tmp/empty.json")"
+	check "an empty prompt (model without BOS) is a 400 invalid_prompt saying it is empty ($got)" \
+		bash -c '[ "$0" = "400 invalid_prompt" ] && jq -e ".error.type == \"invalid_request_error\" and (.error.message | test(\"empty\"))" "$1" >/dev/null' \
+		"$got" "$tmp/err.json"
 else
 	notok "node F (chatml model) starts"
 fi

@@ -7,6 +7,12 @@
 //   node node_client.mjs sealed BASE MODEL       veil-seal/1 with hpke-js
 //   node node_client.mjs concurrent BASE MODEL N N streaming clients at once
 //   node node_client.mjs canary BASE MODEL TEXT  requests carrying TEXT
+//   node node_client.mjs bigevents BASE MODEL N  N plaintext + N sealed
+//                        streams with top_logprobs 20 at once (events split
+//                        within the 64 KiB sealed chunk, none lost)
+//   node node_client.mjs sealed-errors BASE MODEL  sealed pre-answer errors
+//   node node_client.mjs upstream-big BASE MODEL N  a node in front of
+//                        big_upstream.mjs (one N-byte event per answer)
 //
 // BASE is http://127.0.0.1:PORT (no /v1).  Receipt checks print one line
 // "ed25519 PUBHEX SIGHEX B64MESSAGE" per receipt so the shell can check the
@@ -351,6 +357,139 @@ async function canary(base, model, text) {
   ok("canary: requests with the canary were answered", a.choices.length === 1);
 }
 
+// One chat stream with top_logprobs 20 and usage, plaintext or sealed, read
+// raw: { events (plaintext of each event), done, errors, maxEvent, text,
+// nlp (logprob entries), usage, bad }.
+async function bigStream(base, model, i, pk) {
+  const body = { model, messages: [{ role: "user", content: `Story ${i}` }], max_tokens: 480, stream: true,
+    stream_options: { include_usage: true }, logprobs: true, top_logprobs: 20, seed: i };
+  let s = null;
+  const headers = { "content-type": "application/json" };
+  let payload = JSON.stringify(body);
+  if (pk) {
+    s = await sealRequest(pk, enc8.encode(payload));
+    headers["content-type"] = "application/veil-sealed";
+    payload = s.body;
+  }
+  const r = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers, body: payload });
+  const all = Buffer.from(await r.arrayBuffer()).toString();
+  const out = { status: r.status, done: false, errors: 0, maxEvent: 0, maxTok: 0, text: "", nlp: 0, usage: null, bad: null, sealedFinal: false };
+  for (const raw of all.split("\n\n").filter((e) => e.length)) {
+    let ev = raw + "\n\n";
+    if (ev.startsWith("event: error")) out.errors++;
+    if (ev === "data: [DONE]\n\n") {
+      out.done = true;
+      continue;
+    }
+    if (s && ev.startsWith("data: ")) {
+      try {
+        const { pt, final } = await s.openChunk(Buffer.from(ev.slice(6, -2), "base64"));
+        ev = pt.toString();
+        if (final) out.sealedFinal = ev === "data: [DONE]\n\n";
+        if (ev.startsWith("event: error")) out.errors++;
+        if (final) continue;
+      } catch (e) {
+        out.bad = String(e);
+        continue;
+      }
+    } else if (s) {
+      continue; // the plaintext receipt event after the sealed body
+    }
+    out.maxEvent = Math.max(out.maxEvent, Buffer.byteLength(ev));
+    if (!ev.startsWith("data: {")) continue;
+    const o = JSON.parse(ev.slice(6));
+    if (o.usage) out.usage = o.usage;
+    for (const c of o.choices ?? []) {
+      out.text += c.delta?.content ?? "";
+      out.nlp += c.logprobs?.content?.length ?? 0;
+      out.maxTok = Math.max(out.maxTok, c.logprobs?.content?.length ?? 0);
+    }
+  }
+  return out;
+}
+
+// Many tokens' logprobs pile up while the loop is busy with other streams;
+// they must go out as several events each within one sealed chunk (64 KiB),
+// never end the stream as a "slow client".
+async function bigEvents(base, model, n) {
+  const rep = await (await fetch(`${base}/v1/attestation/report?nonce=${"cd".repeat(32)}`)).json();
+  const pk = Buffer.from(rep.keys?.x25519_hpke ?? "", "hex");
+  const runs = [];
+  for (let i = 0; i < n; i++) runs.push(bigStream(base, model, i, null), bigStream(base, model, 100 + i, pk));
+  const res = await Promise.all(runs);
+  for (const [k, name] of [[0, "plaintext"], [1, "sealed"]]) {
+    const mine = res.filter((_, i) => i % 2 === k);
+    const good = mine.filter((r) => r.status === 200 && r.done && r.errors === 0 && !r.bad && (k === 0 || r.sealedFinal));
+    ok(`bigevents: ${n} concurrent ${name} streams with top_logprobs 20 all end with [DONE], no error event`,
+      good.length === n, mine.map((r) => `status ${r.status} done ${r.done} errors ${r.errors} ${r.bad ?? ""}`).join("; "));
+    const maxEv = Math.max(...mine.map((r) => r.maxEvent));
+    console.log(`${name}: largest event ${maxEv} bytes, at most ${Math.max(...mine.map((r) => r.maxTok))} tokens in one event`);
+    ok(`bigevents: every ${name} event is at most 65536 bytes`, maxEv > 0 && maxEv <= 65536, `largest ${maxEv}`);
+    ok(`bigevents: ${name} streams carry one logprob entry per generated token`,
+      mine.every((r) => r.usage && r.nlp === r.usage.completion_tokens && r.nlp > 0),
+      mine.map((r) => `${r.nlp}/${r.usage?.completion_tokens}`).join(" "));
+  }
+}
+
+// Errors before a sealed answer hold no user content (docs/protocol.md).
+async function sealedErrors(base, model) {
+  const rep = await (await fetch(`${base}/v1/attestation/report?nonce=${"ef".repeat(32)}`)).json();
+  const pk = Buffer.from(rep.keys?.x25519_hpke ?? "", "hex");
+  const secret = `SECRET-${Date.now()}`;
+  const s = await sealRequest(pk, enc8.encode(JSON.stringify({ model: secret, messages: [{ role: "user", content: "hi" }] })));
+  const r = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/veil-sealed" }, body: s.body });
+  const t = await r.text();
+  let code = null;
+  try {
+    code = JSON.parse(t).error?.code;
+  } catch (e) {}
+  ok("sealed-errors: a sealed request for another model is a 404 model_not_found", r.status === 404 && code === "model_not_found", `status ${r.status} ${t}`);
+  ok("sealed-errors: the 404 does not echo the sealed model name", !t.includes("SECRET"), t);
+  const p = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: secret, messages: [{ role: "user", content: "hi" }] }) });
+  const pt = await p.text();
+  ok("sealed-errors: a plaintext request's 404 still names its model", p.status !== 404 || pt.includes(secret), pt);
+}
+
+// Upstream mode, an upstream event over 64 KiB: relayed whole on a plaintext
+// stream; a sealed stream cannot carry it in one chunk and ends with an
+// explicit event_too_large error (not client_too_slow).
+async function upstreamBig(base, model, n) {
+  const body = { model, messages: [{ role: "user", content: "hi" }], stream: true };
+  const r = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const all = await r.text();
+  let text = "";
+  for (const ev of all.split("\n\n")) {
+    if (!ev.startsWith("data: {")) continue;
+    for (const c of JSON.parse(ev.slice(6)).choices ?? []) text += c.delta?.content ?? "";
+  }
+  ok(`upstream-big: a ${n}-byte upstream event is relayed whole on a plaintext stream`,
+    r.status === 200 && text.length === n && all.endsWith("data: [DONE]\n\n") && !all.includes("event: error"), `status ${r.status}, ${text.length} bytes`);
+
+  const rep = await (await fetch(`${base}/v1/attestation/report?nonce=${"aa".repeat(32)}`)).json();
+  const s = await sealRequest(Buffer.from(rep.keys?.x25519_hpke ?? "", "hex"), enc8.encode(JSON.stringify(body)));
+  const sr = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/veil-sealed" }, body: s.body });
+  const sall = await sr.text();
+  let code = null;
+  let finalSeen = false;
+  let bad = null;
+  for (const ev of sall.split("\n\n")) {
+    if (!ev.startsWith("data: ") || ev === "data: [DONE]") continue;
+    try {
+      const { pt, final } = await s.openChunk(Buffer.from(ev.slice(6), "base64"));
+      const inner = pt.toString();
+      if (final) {
+        finalSeen = true;
+        if (inner.startsWith("event: error\ndata: ")) code = JSON.parse(inner.slice(19)).error?.code;
+      }
+    } catch (e) {
+      bad = String(e);
+    }
+  }
+  ok("upstream-big: on a sealed stream it ends with a final chunk holding event_too_large",
+    sr.status === 200 && finalSeen && code === "event_too_large" && !bad, `code ${code} ${bad ?? ""}`);
+}
+
 const [cmd, base, model, arg] = process.argv.slice(2);
 const cmds = {
   openai: () => openaiChecks(base, model),
@@ -358,9 +497,12 @@ const cmds = {
   sealed: () => sealedChecks(base, model),
   concurrent: () => concurrentChecks(base, model, Number(arg ?? 20)),
   canary: () => canary(base, model, arg),
+  bigevents: () => bigEvents(base, model, Number(arg ?? 4)),
+  "sealed-errors": () => sealedErrors(base, model),
+  "upstream-big": () => upstreamBig(base, model, Number(arg ?? 100000)),
 };
 if (!(cmd in cmds)) {
-  console.error("usage: node node_client.mjs openai|receipts|sealed|concurrent|canary BASE MODEL [ARG]");
+  console.error("usage: node node_client.mjs openai|receipts|sealed|concurrent|canary|bigevents|sealed-errors|upstream-big BASE MODEL [ARG]");
   process.exit(2);
 }
 try {

@@ -111,6 +111,35 @@ static void test_greedy_breaks_ties_to_lowest_id(void **state)
 	veil_sampler_free(s);
 }
 
+/* 1/T overflows a float for T below ~3e-39: such temperatures are greedy,
+ * not NaN weights that always pick the first candidate. */
+static void test_tiny_temperature_is_greedy(void **state)
+{
+	const float temps[] = {1e-45f, 1e-40f, 2e-39f, 1e-30f, 1e-7f};
+	const float l[6] = {0.1f, -3.0f, 2.5f, 2.4f, -INFINITY, 1.0f};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(temps) / sizeof(temps[0]); i++) {
+		struct veil_sampler_params p;
+		struct veil_sampler *s;
+
+		veil_sampler_params_default(&p);
+		p.temperature = temps[i];
+		p.seed = 7 + i;
+		s = mk(&p, 6);
+		for (int k = 0; k < 20; k++) {
+			float w[6];
+			int32_t id = -1;
+
+			assert_int_equal(pick(s, l, 6), 2);
+			memcpy(w, l, sizeof(w));
+			assert_int_equal(veil_sampler_pick(s, w, &id), 0);
+			assert_int_equal(id, 2);
+		}
+		veil_sampler_free(s);
+	}
+}
+
 static void test_top_k_1_equals_greedy_at_any_temperature(void **state)
 {
 	enum { NV = 1000 };
@@ -929,6 +958,7 @@ int main(void)
 		cmocka_unit_test(test_new_rejects_out_of_range_params),
 		cmocka_unit_test(test_greedy_picks_argmax),
 		cmocka_unit_test(test_greedy_breaks_ties_to_lowest_id),
+		cmocka_unit_test(test_tiny_temperature_is_greedy),
 		cmocka_unit_test(test_top_k_1_equals_greedy_at_any_temperature),
 		cmocka_unit_test(test_nan_logits_are_never_chosen_and_all_nan_is_error),
 		cmocka_unit_test(test_same_seed_gives_same_sequence),

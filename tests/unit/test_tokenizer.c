@@ -7,9 +7,11 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -438,6 +440,74 @@ static void test_encode_reports_needed_capacity(void **state)
 	veil_tok_free(t);
 }
 
+static double cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A server bounds what an oversized prompt costs: veil_tok_encode_max stops
+ * as soon as the cap is passed (VEIL_ERANGE) instead of tokenizing the
+ * whole text, and gives veil_tok_encode's exact ids when they fit. */
+static void test_encode_max_stops_at_the_cap(void **state)
+{
+	static const char *const models[] = {"models/tiny-synth-f16.gguf",
+					     "models/stories260K.gguf"};
+	static const char words[] = "Once upon a time, there was a little girl "
+				    "named Lily who liked 1234 apples and \xc3\xa9t\xc3\xa9. ";
+
+	(void)state;
+	for (size_t m = 0; m < sizeof(models) / sizeof(models[0]); m++) {
+		struct veil_tok *t = load_shared(models[m]);
+		size_t len = 1u << 20, wl = sizeof(words) - 1, n = 0, n2 = 0, small;
+		char *text;
+		int32_t *ids, *ids2;
+		double t0, full = 1e9, capped = 1e9;
+
+		if (!t)
+			continue;
+		text = malloc(len);
+		ids = malloc(sizeof(*ids) * len);
+		ids2 = malloc(sizeof(*ids2) * len);
+		assert_non_null(text);
+		assert_non_null(ids);
+		assert_non_null(ids2);
+		for (size_t i = 0; i < len; i++)
+			text[i] = words[i % wl];
+		/* the same ids as veil_tok_encode when they fit, and exactly
+		 * the count as cap is fine */
+		small = 3 * wl;
+		assert_int_equal(veil_tok_encode(t, text, small, true, false, ids, len, &n), 0);
+		assert_int_equal(veil_tok_encode_max(t, text, small, true, false, ids2, n, &n2), 0);
+		assert_int_equal(n2, n);
+		assert_memory_equal(ids, ids2, n * sizeof(*ids));
+		assert_int_equal(veil_tok_encode_max(t, text, small, true, false, ids2, n - 1, &n2),
+				 VEIL_ERANGE);
+		assert_true(veil_tok_max_token_bytes(t) >= 1 &&
+			    veil_tok_max_token_bytes(t) * n >= small);
+		/* best of two, CPU time: the whole text vs stopping at 64 ids */
+		for (int k = 0; k < 2; k++) {
+			t0 = cpu_s();
+			assert_int_equal(veil_tok_encode(t, text, len, false, false, ids, len, &n), 0);
+			full = fmin(full, cpu_s() - t0);
+			t0 = cpu_s();
+			assert_int_equal(veil_tok_encode_max(t, text, len, false, false, ids2, 64, &n2),
+					 VEIL_ERANGE);
+			capped = fmin(capped, cpu_s() - t0);
+		}
+		fprintf(stderr, "%s: 1 MiB, %zu ids: whole %.3f s, stopped at 64 ids %.4f s (%.1f%%)\n",
+			models[m], n, full, capped, 100.0 * capped / full);
+		assert_true(n > 64);
+		assert_true(capped < full / 3);
+		free(text);
+		free(ids);
+		free(ids2);
+		veil_tok_free(t);
+	}
+}
+
 static void test_spm_special_tokens_only_with_parse_special(void **state)
 {
 	struct veil_tok *t = load_shared("models/stories260K.gguf");
@@ -669,6 +739,7 @@ int main(void)
 		cmocka_unit_test(test_smollm2_reference_ids_match),
 		cmocka_unit_test(test_stories260k_prompts_and_pieces_match),
 		cmocka_unit_test(test_encode_reports_needed_capacity),
+		cmocka_unit_test(test_encode_max_stops_at_the_cap),
 		cmocka_unit_test(test_spm_special_tokens_only_with_parse_special),
 		cmocka_unit_test(test_piece_hides_control_tokens_unless_special),
 		cmocka_unit_test(test_bpe_invalid_utf8_becomes_replacement_char),

@@ -623,6 +623,16 @@ static size_t chain_min_p(struct cand *c, size_t n, float min_p)
 	return k ? k : 1;
 }
 
+/* Greedy: temperature 0, top_k 1, or a temperature so small that 1/T
+ * overflows (or nearly: exp_weights would turn every weight but the best
+ * into 0 anyway) -- below VEIL_SAMPLER_GREEDY_TEMP the chain would compute
+ * inf * 0 = NaN weights and always pick c[0]. */
+static bool is_greedy(const struct veil_sampler_params *p)
+{
+	return !(p->temperature >= VEIL_SAMPLER_GREEDY_TEMP) ||
+	       !isfinite(1.0f / p->temperature) || p->top_k == 1;
+}
+
 /* Temperature and the random pick among c[0..n). */
 static int32_t chain_pick(struct veil_sampler *s, struct cand *c, size_t n)
 {
@@ -801,7 +811,7 @@ int veil_sampler_pick(struct veil_sampler *s, float *logits, int32_t *id)
 		return veil_errf(VEIL_EINVAL, "sampler: bad arguments");
 	p = &s->p;
 	nv = s->n_vocab;
-	greedy = p->temperature <= 0.0f || p->top_k == 1;
+	greedy = is_greedy(p);
 	pen = penalties_on(p) && (s->ring_len > 0 || s->n_seen > 0);
 	if (greedy && !pen) {
 		/* the common case: a read-only argmax, no log-softmax */
@@ -867,7 +877,7 @@ int veil_sampler_sample(struct veil_sampler *s, float *logits,
 		}
 	}
 
-	greedy = p->temperature <= 0.0f || p->top_k == 1;
+	greedy = is_greedy(p);
 	pen = penalties_on(p) && (s->ring_len > 0 || s->n_seen > 0);
 	if (pen)
 		apply_penalties(s, logits);

@@ -74,6 +74,9 @@ struct veil_tok {
 
 	char *piece;            /* token_to_piece(special = true) cache */
 	uint32_t *piece_off, *piece_len;
+	size_t max_piece;       /* the longest piece, at least 1 */
+	size_t max_tok_len;     /* the longest token text, at least 1 */
+	uint16_t ascii_flags[128]; /* veil_uni_flags() of ASCII, its hot part */
 
 	int32_t *special;       /* control / user-defined / unknown ids */
 	size_t n_special;
@@ -110,12 +113,16 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 struct ivec {
 	int32_t *v;
 	size_t n, cap;
+	size_t limit;           /* more ids than this: VEIL_ERANGE at once */
 };
 
 static int ivec_push(struct ivec *a, int32_t x)
 {
 	int rc;
 
+	/* veil_tok_encode_max(): the text does not fit, stop here */
+	if (a->n >= a->limit)
+		return VEIL_ERANGE;
 	if ((rc = grow((void **)&a->v, &a->cap, a->n + 1, sizeof(*a->v))) < 0)
 		return rc;
 	a->v[a->n++] = x;
@@ -730,7 +737,13 @@ static int piece_cache(struct veil_tok *t)
 		}
 		t->piece_off[i] = (uint32_t)before;
 		t->piece_len[i] = (uint32_t)(blob.n - before);
+		t->max_piece = VEIL_MAX(t->max_piece, blob.n - before);
+		t->max_tok_len = VEIL_MAX(t->max_tok_len, (size_t)t->tok_len[i]);
 	}
+	t->max_tok_len = VEIL_MAX(t->max_tok_len, (size_t)1);
+	t->max_piece = VEIL_MAX(t->max_piece, (size_t)1);
+	for (uint32_t c = 0; c < 128; c++)
+		t->ascii_flags[c] = (uint16_t)veil_uni_flags(c);
 	if ((rc = bytes_add(&blob, "", 1)) < 0)
 		goto fail;
 	t->piece = (char *)blob.p;
@@ -1456,7 +1469,8 @@ static int bpe_tokenize(const struct veil_tok *t, const uint8_t *s, size_t n,
 		size_t adv;
 
 		cpt[ncpt] = veil_uni_decode(s + i, n - i, &adv);
-		flg[ncpt] = (uint16_t)veil_uni_flags(cpt[ncpt]);
+		flg[ncpt] = cpt[ncpt] < 128 ? t->ascii_flags[cpt[ncpt]]
+					    : (uint16_t)veil_uni_flags(cpt[ncpt]);
 		ncpt++;
 		i += adv;
 	}
@@ -1657,6 +1671,14 @@ static int encode_all(const struct veil_tok *t, const char *text, size_t len,
 				rc = c == ' ' ? bytes_add(&buf, "\xe2\x96\x81", 3)
 					      : bytes_add(&buf, &c, 1);
 			}
+			/* SentencePiece merges a fragment whole; one that
+			 * cannot fit is known before: each token stands for
+			 * at most max_tok_len bytes of buf, and with an unknown
+			 * token no byte is dropped */
+			if (rc == 0 && out->limit != SIZE_MAX && t->unk >= 0 &&
+			    out->n <= out->limit &&
+			    buf.n / t->max_tok_len > out->limit - out->n)
+				rc = VEIL_ERANGE;
 			if (rc == 0)
 				rc = spm_tokenize(t, buf.p, buf.n, out);
 			prev_special = false;
@@ -1683,7 +1705,7 @@ int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
 		    bool add_special, bool parse_special, int32_t *ids,
 		    size_t cap, size_t *n_out)
 {
-	struct ivec out = {0};
+	struct ivec out = {.limit = SIZE_MAX};
 	int rc;
 
 	if (!t || !n_out || (len && !text) || (cap && !ids))
@@ -1706,7 +1728,39 @@ done:
 	return rc;
 }
 
+int veil_tok_encode_max(const struct veil_tok *t, const char *text, size_t len,
+			bool add_special, bool parse_special, int32_t *ids,
+			size_t cap, size_t *n_out)
+{
+	struct ivec out = {.limit = cap};
+	int rc;
+
+	if (!t || !n_out || (len && !text) || (cap && !ids))
+		return VEIL_EINVAL;
+	if (len > VEIL_TOK_MAX_TEXT)
+		return veil_errf(VEIL_ERANGE, "tokenizer: text of %zu bytes exceeds %u",
+				 len, VEIL_TOK_MAX_TEXT);
+	if ((rc = encode_all(t, text, len, add_special, parse_special, &out)) < 0) {
+		if (rc == VEIL_ERANGE)
+			rc = veil_errf(VEIL_ERANGE, "tokenizer: the text needs more than %zu tokens",
+				       cap);
+		goto done;
+	}
+	if (out.n)
+		memcpy(ids, out.v, out.n * sizeof(*ids));
+	*n_out = out.n;
+	rc = 0;
+done:
+	free(out.v);
+	return rc;
+}
+
 /* ---- accessors ------------------------------------------------------------- */
+
+size_t veil_tok_max_token_bytes(const struct veil_tok *t)
+{
+	return t ? t->max_piece : 1;
+}
 
 int veil_tok_piece(const struct veil_tok *t, int32_t id, bool special,
 		   char *buf, size_t cap)
