@@ -153,7 +153,9 @@ struct veil_hconn_request {
 	const char *method;            /* "POST", "GET" */
 	const char *path;              /* "/v1/chat/completions" */
 	const char *const *headers;    /* NULL-terminated "Name: value"; copied */
-	const uint8_t *body;           /* borrowed: valid until on_done / cancel */
+	/* borrowed: valid until on_done / cancel, or until veil_hconn_sent
+	 * says it is no longer read */
+	const uint8_t *body;
 	size_t body_len;
 	unsigned timeout_ms;           /* the whole answer, from connected; 0 = 60 s */
 	unsigned connect_timeout_ms;   /* TCP + TLS; 0 = 10 s */
@@ -165,11 +167,16 @@ struct veil_hconn_request {
 	 * here to take no more), a negative VEIL_E* to abort (on_done gets
 	 * it).  NULL: the body is buffered (capped) and given to on_done. */
 	int (*on_data)(void *arg, struct veil_hconn_call *call, const uint8_t *p, size_t n);
-	/* once, then the call is freed: rc 0, VEIL_ETIMEDOUT, VEIL_EBADMSG (the
+	/* once, then the call is freed: rc 0, VEIL_ETIMEDOUT (the whole
+	 * request was written and the answer did not complete within
+	 * timeout_ms: the peer may be working on it — a slow answer, not an
+	 * unreachable peer), VEIL_EBADMSG (the
 	 * peer's TLS key is not the pin: only the pin check gives it),
 	 * VEIL_EFORMAT (the answer is malformed HTTP), VEIL_ERANGE (over a
 	 * cap), VEIL_EIO (the connection failed or broke, TLS errors other
-	 * than the pin included), or on_data's code; status 0 when no
+	 * than the pin included; so is a connect, handshake or request write
+	 * that does not finish in time: "connect timed out"), or on_data's
+	 * code; status 0 when no
 	 * head came (or the answer turned out malformed) */
 	void (*on_done)(void *arg, int rc, int status, const uint8_t *body, size_t len);
 	void *arg;
@@ -191,6 +198,14 @@ void veil_hconn_resume(struct veil_hconn_call *call);
 /* Aborts without on_done (the connection is closed); from on_head /
  * on_data too, not from on_done.  NULL is fine. */
 void veil_hconn_cancel(struct veil_hconn_call *call);
+/* Whether the whole request has been written to the peer and the caller's
+ * body will not be read again (hconn may send a request once more, from
+ * the body, when a kept-alive connection closes before any answer byte:
+ * not after this turned true).  A caller that stops caring about the
+ * answer but wants it run to its end (a client gone, the work to be billed)
+ * may then free the body and keep reading; before, cancelling is right
+ * (the peer has not got the request).  NULL: false. */
+bool veil_hconn_sent(const struct veil_hconn_call *call);
 /* A header of the answer (from on_head on); NULL when absent. */
 const char *veil_hconn_header(struct veil_hconn_call *call, const char *name);
 

@@ -689,6 +689,14 @@ static void h_metrics(struct veil_http_req *req, void *arg)
 		m->streams_active, true);
 	counter(&b, "veil_gateway_requests_active", "Completions in flight.", m->relays_active,
 		true);
+	counter(&b, "veil_gateway_relays_detached_total",
+		"Answers whose client left after the node had the request: read to their "
+		"end and billed.", m->relays_detached, false);
+	counter(&b, "veil_gateway_relays_detached_active",
+		"Detached answers still being read.", m->relays_detached_active, true);
+	counter(&b, "veil_gateway_upstream_timeouts_total",
+		"Answers not complete within --upstream-timeout-ms (504 or a cut stream).",
+		m->upstream_timeouts, false);
 	counter(&b, "veil_gateway_key_cache_hits_total", "API keys found in memory.",
 		m->key_cache_hits, false);
 	counter(&b, "veil_gateway_key_cache_misses_total", "API keys looked up in the store.",

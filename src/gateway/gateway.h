@@ -98,6 +98,9 @@ struct gw_metrics {
 	uint64_t streams_active;
 	uint64_t streams_cut;
 	uint64_t relays_active;
+	uint64_t relays_detached;       /* client gone, node's answer read to bill it */
+	uint64_t relays_detached_active;
+	uint64_t upstream_timeouts;     /* answers over --upstream-timeout-ms (504) */
 	uint64_t key_cache_hits, key_cache_misses;
 	uint64_t attestations_ok, attestations_failed;
 	struct gw_hist usage_write;   /* enqueue -> durable */
@@ -207,6 +210,9 @@ struct gw {
 
 	struct gw_metrics m;
 	struct gw_relay *relays;            /* every relay in flight */
+	unsigned relays_detached_live;      /* detached relays not yet freed */
+	void (*detached_idle_cb)(void *);   /* gw_relay_when_detached_done */
+	void *detached_idle_arg;
 };
 
 /* ---- worker.c ---------------------------------------------------------------
@@ -336,8 +342,16 @@ void gw_up_node_flush(struct gw_node *n);
 
 struct gw_relay;
 void gw_relay_routes(struct gw *g);
-/* Ends every relay in flight (shutdown): streams get an error event. */
+/* Ends every relay in flight (shutdown): streams get an error event, the
+ * detached ones (a client gone, the node's answer read to bill it) are
+ * abandoned unbilled; relays whose usage record is with the writer are
+ * left to complete when it returns (the record is committed at exit). */
 void gw_relay_abort_all(struct gw *g, const char *why);
+/* Calls cb(arg) once, on the loop, when no detached relay is left (their
+ * records handed to the writer), or at once when there is none: for a
+ * shutdown that waits for them within its grace (gw_relay_abort_all ends
+ * the rest).  A later call replaces an earlier one. */
+void gw_relay_when_detached_done(struct gw *g, void (*cb)(void *), void *arg);
 
 /* ---- api.c / admin.c ------------------------------------------------------------ */
 

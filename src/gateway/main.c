@@ -453,11 +453,21 @@ out:
 	return rc;
 }
 
-static void shutdown_done(void *arg)
+static void loop_exit(void *arg)
 {
 	struct gw *g = arg;
 
 	event_base_loopexit(g->base, NULL);
+}
+
+/* No client is left; relays whose client left mid-answer (detached) are
+ * still reading their node's answer to bill it: the loop runs until they
+ * end (the grace timer abandons what is left). */
+static void shutdown_done(void *arg)
+{
+	struct gw *g = arg;
+
+	gw_relay_when_detached_done(g, loop_exit, g);
 }
 
 static void grace_cb(evutil_socket_t fd, short what, void *arg)

@@ -55,6 +55,11 @@ struct gw_relay {
 	struct gw *g;
 	struct gw_relay *prev, *next;
 	struct veil_http_req *req;      /* NULL once completed */
+	uint64_t req_id;                /* the client request's, for logs */
+	/* the client left after the node had the request: its answer is read
+	 * to the end (hashed, not kept) so that its receipt is billed */
+	bool detached;
+	bool was_detached;              /* counted in g->relays_detached_live */
 	bool chat;
 	bool sealed;
 	bool auth_pending;
@@ -146,6 +151,13 @@ static void relay_free(struct gw_relay *r)
 		g->m.relays_active--;
 	if (r->started && g->m.streams_active)
 		g->m.streams_active--;
+	if (r->was_detached && g->relays_detached_live &&
+	    --g->relays_detached_live == 0 && g->detached_idle_cb) {
+		void (*cb)(void *) = g->detached_idle_cb;
+
+		g->detached_idle_cb = NULL;
+		cb(g->detached_idle_arg);
+	}
 	veil_wipe(r, sizeof(*r));
 	free(r);
 }
@@ -494,6 +506,17 @@ fail:
 
 /* ---- the node's answer -------------------------------------------------------- */
 
+/* The running hash of the response bytes the receipt covers. */
+static int md_start(struct gw_relay *r)
+{
+	if (r->md)
+		return 0;
+	if (!(r->md = EVP_MD_CTX_new()) ||
+	    !EVP_DigestInit_ex(r->md, veil_digest_sha256_md(), NULL))
+		return VEIL_ENOMEM;
+	return 0;
+}
+
 static int write_client(struct gw_relay *r, const uint8_t *p, size_t n)
 {
 	/* VEIL_EBUSY cannot happen (the transfer pauses above PAUSE_ABOVE,
@@ -538,7 +561,8 @@ static int on_event(void *arg, const uint8_t *raw, size_t n)
 		}
 		break;
 	}
-	return write_client(r, raw, n);
+	/* detached: hashed and parsed above, not kept */
+	return r->req ? write_client(r, raw, n) : 0;
 }
 
 static void on_drain(struct veil_http_req *req, void *arg)
@@ -573,18 +597,26 @@ static int up_data(void *arg, struct veil_hconn_call *call, const uint8_t *p, si
 	struct gw_relay *r = arg;
 	int rc;
 
-	if (!r->req)
+	if (!r->req && !r->detached)
 		return VEIL_ECANCELED;
 	r->got_bytes = true;
 	if (!r->sse) {
+		if (r->detached) {
+			/* only its hash is needed (the receipt's response_sha256) */
+			if (md_start(r) < 0)
+				return VEIL_ENOMEM;
+			EVP_DigestUpdate(r->md, p, n);
+			return 0;
+		}
 		if (veil_buf_append(&r->resp, p, n) < 0)
 			return VEIL_ERANGE;
 		return 0;
 	}
+	if (md_start(r) < 0)
+		return VEIL_ENOMEM;
+	if (!r->req)
+		return gw_framer_feed(&r->fr, p, n, on_event, r);
 	if (!r->started) {
-		if (!(r->md = EVP_MD_CTX_new()) ||
-		    !EVP_DigestInit_ex(r->md, veil_digest_sha256_md(), NULL))
-			return VEIL_ENOMEM;
 		veil_http_add_header(r->req, "X-Veil-Node", r->node->id);
 		if ((rc = veil_http_stream_start(r->req, 200, r->ctype)) < 0)
 			return rc;
@@ -597,7 +629,7 @@ static int up_data(void *arg, struct veil_hconn_call *call, const uint8_t *p, si
 		return rc;
 	/* Backpressure: a client that reads slowly pauses the node's stream
 	 * until what waits for it has drained (on_drain). */
-	if (!r->paused && veil_http_stream_pending(r->req) > PAUSE_ABOVE) {
+	if (r->req && !r->paused && veil_http_stream_pending(r->req) > PAUSE_ABOVE) {
 		VEIL_DEBUG(GW_MOD, "request %llu: the client reads slowly; node stream paused",
 			   (unsigned long long)veil_http_req_id(r->req));
 		r->paused = true;
@@ -606,22 +638,69 @@ static int up_data(void *arg, struct veil_hconn_call *call, const uint8_t *p, si
 	return 0;
 }
 
-/* The node failed us (not the client, not a size cap): passive health. */
+/* The node failed us (not the client, not a size cap): passive health.
+ * A timeout is not one: hconn says VEIL_ETIMEDOUT only when the node had
+ * the whole request and its answer took longer than --upstream-timeout-ms
+ * (a plain answer sends no head before generation ends, so a long one
+ * lands here); a connect, handshake or write that timed out is VEIL_EIO. */
 static bool node_fault(int rc, int status)
 {
-	return rc == VEIL_EIO || rc == VEIL_EBADMSG || rc == VEIL_EFORMAT ||
-	       (rc == VEIL_ETIMEDOUT && status == 0);
+	(void)status;
+	return rc == VEIL_EIO || rc == VEIL_EBADMSG || rc == VEIL_EFORMAT;
 }
 
 static bool retryable(const struct gw_relay *r, int rc, int status)
 {
 	/* nothing reached the client yet (a plain answer is sent only at the
 	 * end), and the node did not answer, broke off, or said it is busy */
-	if (r->sealed || r->attempts >= 2 || r->started)
+	if (r->sealed || r->attempts >= 2 || r->started || r->detached)
 		return false;
 	if (rc == 0)
 		return status == 503 || status == 429;
 	return node_fault(rc, status);
+}
+
+/* A stream whose receipt is checked and billed: it ended with [DONE], or
+ * with the node's own error event after a receipt (a node that vouches
+ * for the tokens it generated before failing is billed for them). */
+static bool stream_billable(const struct gw_relay *r, int rc)
+{
+	return rc == 0 && gw_framer_pending(&r->fr) == 0 &&
+	       (r->done_seen || (r->error_seen && r->receipt_seen));
+}
+
+static void reply_timeout(struct gw_relay *r)
+{
+	reply_error(r, 504, "server_error", "upstream_timeout",
+		    "the node did not complete the answer within the gateway's upstream "
+		    "timeout");
+}
+
+/* The end of a detached relay's answer: its receipt is checked and billed
+ * as any other (settle; nothing is sent), or it ended without one. */
+static void detached_done(struct gw_relay *r, int rc, int status)
+{
+	struct gw *g = r->g;
+	uint8_t d[32];
+	unsigned l = 32;
+
+	if (g->m.relays_detached_active)
+		g->m.relays_detached_active--;
+	if (r->sse ? stream_billable(r, rc) : rc == 0 && status == 200) {
+		if (md_start(r) < 0) {
+			g->m.usage_failed++;
+			VEIL_ERROR(GW_MOD, "request %llu: out of memory; detached answer not billed",
+				   (unsigned long long)r->req_id);
+			return;
+		}
+		EVP_DigestFinal_ex(r->md, d, &l);
+		settle(r, d);
+		return;
+	}
+	VEIL_WARN(GW_MOD, "request %llu: the detached answer of node %s ended without a "
+		  "receipt to bill (%s)", (unsigned long long)r->req_id,
+		  r->node ? r->node->id : "?",
+		  rc < 0 ? veil_strerror(rc) : status != 200 ? "not a 200" : "no [DONE]");
 }
 
 static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t len)
@@ -638,7 +717,7 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 	if (!status)
 		status = r->up_status;
 	r->up_ns += veil_now_ns() - r->up_start_ns;
-	if (!r->req) {
+	if (!r->req && !r->detached) {
 		drop_node(r);
 		relay_maybe_free(r);
 		return;
@@ -646,8 +725,18 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 	if (node_fault(rc, status)) /* passive health: out of rotation now */
 		gw_node_failed(g, n, rc == VEIL_EBADMSG ? "TLS key does not match the pin"
 				     : rc == VEIL_EFORMAT ? "malformed HTTP answer"
-				     : rc == VEIL_ETIMEDOUT ? "timed out"
 				     : status ? "the answer broke off" : "connection failed");
+	if (rc == VEIL_ETIMEDOUT) {
+		g->m.upstream_timeouts++;
+		VEIL_WARN(GW_MOD, "request %llu: node %s did not answer within %u ms",
+			  (unsigned long long)r->req_id, n->id, g->o.upstream_timeout_ms);
+	}
+	if (r->detached) {
+		detached_done(r, rc, status);
+		drop_node(r);
+		relay_maybe_free(r);
+		return;
+	}
 	if (retryable(r, rc, status)) {
 		g->m.retries++;
 		VEIL_INFO(GW_MOD, "request %llu: node %s %s; retrying on another node",
@@ -662,7 +751,7 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 		return;
 	}
 	if (r->sse) {
-		if (rc == 0 && r->done_seen && gw_framer_pending(&r->fr) == 0) {
+		if (stream_billable(r, rc)) {
 			uint8_t d[32];
 			unsigned l = 32;
 
@@ -676,14 +765,23 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 			VEIL_WARN(GW_MOD, "request %llu: stream from node %s cut (%s)",
 				  (unsigned long long)veil_http_req_id(r->req), n->id,
 				  rc < 0 ? veil_strerror(rc) : "ended without [DONE]");
-			stream_cut(r, "upstream_stream_cut",
-				   "the node's stream broke before the answer was complete");
+			if (rc == VEIL_ETIMEDOUT)
+				stream_cut(r, "upstream_timeout",
+					   "the node's answer took longer than the gateway's "
+					   "upstream timeout");
+			else
+				stream_cut(r, "upstream_stream_cut",
+					   "the node's stream broke before the answer was complete");
+		} else if (rc == VEIL_ETIMEDOUT) {
+			reply_timeout(r);
 		} else {
 			reply_error(r, 502, "server_error", "upstream_error",
 				    "the node's stream ended before it began");
 		}
 	} else if (rc < 0) {
-		if (rc == VEIL_ERANGE)
+		if (rc == VEIL_ETIMEDOUT)
+			reply_timeout(r);
+		else if (rc == VEIL_ERANGE)
 			reply_error(r, 502, "server_error", "upstream_too_large",
 				    "the node's answer is too large");
 		else if (r->sealed && status == 0)
@@ -812,18 +910,75 @@ static void relay_try(struct gw_relay *r)
 
 /* ---- the client ------------------------------------------------------------------ */
 
+/* The client left while the node works on its request.  Its answer may
+ * already have reached the client in part (a stream's deltas), so it is
+ * read to its end — bounded by --upstream-timeout-ms, in bounded memory:
+ * a stream's events are parsed for the receipt and hashed, a plain body
+ * only hashed — and its receipt checked and billed like any other (the
+ * record is written; nothing is sent).  Cancelling instead would let a
+ * client read an answer and close before the receipt: never billed.  The
+ * client's request (connection, buffers, body) is let go by the caller. */
+static int relay_detach(struct gw_relay *r)
+{
+	struct gw *g = r->g;
+
+	/* part of a plain body: hashed now, the rest as it comes */
+	if (r->resp.len) {
+		if (md_start(r) < 0)
+			return VEIL_ENOMEM;
+		EVP_DigestUpdate(r->md, r->resp.data, r->resp.len);
+	}
+	veil_buf_free(&r->resp);
+	r->detached = true;
+	r->was_detached = true;
+	g->relays_detached_live++;
+	g->m.relays_detached++;
+	g->m.relays_detached_active++;
+	/* the body is the client request's, freed with it (hconn reads it no
+	 * more: veil_hconn_sent) */
+	r->body = NULL;
+	r->body_len = 0;
+	if (r->started) {
+		r->started = false;
+		if (g->m.streams_active)
+			g->m.streams_active--;
+	}
+	/* no client drain will resume a paused transfer any more */
+	if (r->paused) {
+		r->paused = false;
+		veil_hconn_resume(r->call);
+	}
+	VEIL_INFO(GW_MOD, "request %llu: the client left; the answer of node %s is read to "
+		  "its end to bill it", (unsigned long long)r->req_id, r->node->id);
+	return 0;
+}
+
 static void on_close(struct veil_http_req *req, void *arg)
 {
 	struct gw_relay *r = arg;
+	struct gw *g = r->g;
+	bool started = r->started; /* a detach clears it */
+	bool room;
 
 	if (r->req != req)
 		return;
-	if (r->call) {
-		veil_hconn_cancel(r->call);
-		r->call = NULL;
+	/* Detached relays hold no client connection, so --max-conns does not
+	 * bound them: at most as many again, beyond that cancelled (logged). */
+	room = g->relays_detached_live < g->o.max_conns;
+
+	if (!room && r->call && veil_hconn_sent(r->call))
+		VEIL_WARN(GW_MOD, "request %llu: the client left and %u detached answers are "
+			  "being read already; cancelled, not billed",
+			  (unsigned long long)r->req_id, g->relays_detached_live);
+	if (!(room && r->call && veil_hconn_sent(r->call) && relay_detach(r) == 0)) {
+		/* the node does not have the request yet: nothing to bill */
+		if (r->call) {
+			veil_hconn_cancel(r->call);
+			r->call = NULL;
+		}
+		drop_node(r);
 	}
-	drop_node(r);
-	if (r->started)
+	if (started)
 		veil_http_stream_end(req);
 	else
 		veil_http_reply(req, 499, "text/plain", "", 0);
@@ -972,6 +1127,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	}
 	r->g = g;
 	r->req = req;
+	r->req_id = veil_http_req_id(req);
 	r->chat = chat;
 	r->body = body;
 	r->body_len = len;
@@ -979,7 +1135,8 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	gw_framer_init(&r->fr, 4u << 20);
 	r->receipt = (struct veil_buf)VEIL_BUF_INIT(VEIL_STORE_RECEIPT_MAX);
 	r->held = (struct veil_buf)VEIL_BUF_INIT(1u << 20);
-	r->resp = (struct veil_buf)VEIL_BUF_INIT(MAX_RESPONSE);
+	/* a plaintext answer: wiped before it is freed */
+	r->resp = (struct veil_buf)VEIL_BUF_SECRET_INIT(MAX_RESPONSE);
 	r->next = g->relays;
 	if (g->relays)
 		g->relays->prev = r;
@@ -1015,17 +1172,47 @@ void gw_relay_abort_all(struct gw *g, const char *why)
 
 	for (r = g->relays; r; r = next) {
 		next = r->next;
-		if (!r->req)
+		/* A usage record on its way to the writer (or being checked for
+		 * it) is committed even at exit: its answer is let complete when
+		 * the writer returns (the loop runs on for a while after this),
+		 * rather than told it failed and billed all the same. */
+		if (r->usage)
+			continue;
+		if (!r->req && !r->detached)
 			continue;
 		if (r->call) {
 			veil_hconn_cancel(r->call);
 			r->call = NULL;
 		}
+		if (r->detached) {
+			/* not billed: the node's answer had not ended */
+			VEIL_WARN(GW_MOD, "request %llu: detached answer of node %s abandoned (%s); "
+				  "not billed", (unsigned long long)r->req_id,
+				  r->node ? r->node->id : "?", why);
+			r->detached = false;
+			if (g->m.relays_detached_active)
+				g->m.relays_detached_active--;
+		}
 		drop_node(r);
+		if (!r->req) {
+			relay_maybe_free(r);
+			continue;
+		}
 		if (r->started)
 			stream_cut(r, "shutting_down", why);
 		else
 			reply_error(r, 503, NULL, "shutting_down", why);
 		relay_maybe_free(r);
 	}
+}
+
+void gw_relay_when_detached_done(struct gw *g, void (*cb)(void *), void *arg)
+{
+	if (!g->relays_detached_live) {
+		g->detached_idle_cb = NULL;
+		cb(arg);
+		return;
+	}
+	g->detached_idle_cb = cb;
+	g->detached_idle_arg = arg;
 }

@@ -757,6 +757,96 @@ static void test_client_tls_failure_is_not_a_pin_refusal(void **st)
 	X509_free(cert);
 }
 
+static void timeout_req(struct veil_hconn_request *rq, const char *url, const uint8_t *pin,
+			struct res *x)
+{
+	memset(rq, 0, sizeof(*rq));
+	rq->url = url;
+	rq->pin = pin;
+	rq->label = "test server";
+	rq->method = "POST";
+	rq->path = "/v1/chat/completions";
+	rq->body = (const uint8_t *)"{}";
+	rq->body_len = 2;
+	rq->timeout_ms = 300;
+	rq->connect_timeout_ms = 300;
+	rq->on_head = c_head;
+	rq->on_done = c_done;
+	rq->arg = x;
+}
+
+/* A peer that has the whole request but does not answer in time is a slow
+ * answer (VEIL_ETIMEDOUT: the gateway answers 504 and keeps the node); one
+ * that never completes the connection (here: a TLS handshake nobody
+ * answers) is a connection failure (VEIL_EIO: the node is out of rotation
+ * and the request may go elsewhere).  veil_hconn_sent tells the two apart
+ * while the call runs. */
+static void test_client_answer_timeout_is_not_a_connect_timeout(void **st)
+{
+	struct event_base *base = event_base_new();
+	struct veil_hconn *h;
+	struct veil_hconn_pool *pool;
+	struct veil_hconn_request rq;
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t al = sizeof(a);
+	uint8_t pin[32] = {1};
+	char url[64];
+	struct res x;
+	int lfd;
+	bool sent = false;
+	uint64_t t0;
+
+	(void)st;
+	/* listening, never accepting: the kernel completes TCP and takes the
+	 * request's bytes; nothing ever answers */
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((lfd = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(lfd, 8), 0);
+	assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &al), 0);
+	assert_int_equal(veil_hconn_new(base, &h), 0);
+	assert_int_equal(veil_hconn_pool_new(h, 0, 0, &pool), 0);
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u", ntohs(a.sin_port));
+	res_init(&x, base);
+	timeout_req(&rq, url, NULL, &x);
+	assert_int_equal(veil_hconn_start(pool, &rq, &x.call), 0);
+	t0 = veil_now_ns();
+	while (!x.done && veil_now_ns() - t0 < 5000000000ull) {
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		if (!x.done && veil_hconn_sent(x.call))
+			sent = true;
+	}
+	assert_true(sent);
+	assert_int_equal(x.done, 1);
+	assert_int_equal(x.rc, VEIL_ETIMEDOUT);
+	assert_int_equal(x.status, 0);
+	veil_buf_free(&x.body);
+
+	snprintf(url, sizeof(url), "https://127.0.0.1:%u", ntohs(a.sin_port));
+	res_init(&x, base);
+	timeout_req(&rq, url, pin, &x);
+	assert_int_equal(veil_hconn_start(pool, &rq, &x.call), 0);
+	sent = false;
+	t0 = veil_now_ns();
+	while (!x.done && veil_now_ns() - t0 < 5000000000ull) {
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		if (!x.done && veil_hconn_sent(x.call))
+			sent = true;
+	}
+	assert_false(sent);
+	assert_int_equal(x.done, 1);
+	assert_int_equal(x.rc, VEIL_EIO);
+	assert_int_equal(x.status, 0);
+	veil_buf_free(&x.body);
+	assert_false(veil_hconn_sent(NULL));
+
+	veil_hconn_pool_free(pool);
+	close(lfd);
+	veil_hconn_free(h);
+	event_base_free(base);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -773,6 +863,7 @@ int main(void)
 		cmocka_unit_test(test_client_resends_once_on_a_closed_kept_connection),
 		cmocka_unit_test(test_client_pause_resume_and_cancel),
 		cmocka_unit_test(test_client_tls_failure_is_not_a_pin_refusal),
+		cmocka_unit_test(test_client_answer_timeout_is_not_a_connect_timeout),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -109,6 +109,7 @@ struct veil_hconn_call {
 	bool reused;                  /* on a pooled connection */
 	bool retried;                 /* already sent once more */
 	bool got_bytes;               /* a byte of the answer came */
+	bool sent;                    /* all of the request is written (this try) */
 	bool head_seen;
 	bool paused;
 	bool in_cb;                   /* inside the read loop: free later */
@@ -377,9 +378,17 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 		call_fail(call, call->fail_rc);
 		return;
 	}
-	call_fail(call, veil_errf(VEIL_ETIMEDOUT, "%s: %s", call->label,
-				  call->c && call->c->connected ? "the answer timed out"
-								: "connect timed out"));
+	/* Only a request the peer has whole may be working on it (a slow
+	 * answer, not a dead peer): VEIL_ETIMEDOUT.  A connect, handshake or
+	 * write that does not finish in time is a connection failure. */
+	if (call->sent && call->c && call->c->connected)
+		call_fail(call, veil_errf(VEIL_ETIMEDOUT, "%s: the answer timed out",
+					  call->label));
+	else
+		call_fail(call, veil_errf(VEIL_EIO, "%s: %s", call->label,
+					  call->c && call->c->connected
+						  ? "timed out sending the request"
+						  : "connect timed out"));
 }
 
 static void set_deadline(struct veil_hconn_call *call, unsigned ms)
@@ -593,6 +602,8 @@ static int conn_flush(struct conn *c)
 		c->out_len[i] -= (size_t)w;
 	}
 	c->tls_want_read = false;
+	if (c->call)
+		c->call->sent = true;
 	return 0;
 }
 
@@ -739,6 +750,7 @@ static int conn_send(struct veil_hconn_call *call)
 {
 	struct conn *c = call->c;
 
+	call->sent = false;
 	c->out[0] = (const uint8_t *)call->head;
 	c->out_len[0] = call->head_len;
 	c->out[1] = call->rq.body;
@@ -1095,6 +1107,15 @@ void veil_hconn_cancel(struct veil_hconn_call *call)
 		call->c = NULL;
 	}
 	call_free(call);
+}
+
+bool veil_hconn_sent(const struct veil_hconn_call *call)
+{
+	/* a request sent on a kept-alive connection that then closes before
+	 * any answer byte is sent again (call_on_eof): from the caller's body
+	 * when it did not fit in the head copy */
+	return call && call->sent &&
+	       (call->got_bytes || call->body_in_head || !call->reused || call->retried);
 }
 
 const char *veil_hconn_header(struct veil_hconn_call *call, const char *name)

@@ -1323,6 +1323,8 @@ static void conn_process(struct conn *c)
 			r->max_output = s->o.max_output;
 			r->retry_after_s = s->o.retry_after_s;
 			r->body.max = s->o.max_body + 1;
+			/* a plaintext prompt: wiped before it is freed */
+			r->body.secret = true;
 			memcpy(r->remote, c->remote, sizeof(r->remote));
 			/* find_head() pulled the head up: no copy here */
 			if (!(hp = evbuffer_pullup(in, hl))) {
