@@ -1,6 +1,7 @@
 /* libFuzzer harness for the tokenizer: arbitrary bytes (invalid UTF-8
- * included) through veil_tok_encode with parse_special on and off, then
- * every id rendered with veil_tok_piece.  The vocabularies come from
+ * included) through veil_tok_encode with parse_special on and off, the
+ * capped veil_tok_encode_max checked against it (same ids at cap = n,
+ * VEIL_ERANGE at n - 1), then every id rendered with veil_tok_piece.  The vocabularies come from
  * ../shared (env VEIL_SHARED): the byte-level BPE of GPT-2 and the
  * SentencePiece of stories260K.  Without them the harness does nothing. */
 #include <stdint.h>
@@ -88,7 +89,7 @@ static void check_spm_roundtrip(const struct veil_tok *t, const uint8_t *data,
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static int32_t ids[1 << 16];
+	static int32_t ids[1 << 16], ids2[1 << 16];
 	char piece[4096];
 
 	if (size > 4096)
@@ -99,7 +100,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!t)
 			continue;
 		for (int ps = 0; ps < 2; ps++) {
-			size_t n = 0, need = 0;
+			size_t n = 0, need = 0, m = 0;
 			int rc = veil_tok_encode(t, (const char *)data, size, ps, ps,
 						 ids, sizeof(ids) / sizeof(ids[0]), &n);
 
@@ -109,6 +110,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (veil_tok_encode(t, (const char *)data, size, ps, ps, NULL,
 					    0, &need) != (n ? VEIL_ERANGE : 0) ||
 			    need != n)
+				abort();
+			/* The capped encoder: the same ids when they fit, a
+			 * refusal as soon as one more is needed. */
+			if (veil_tok_encode_max(t, (const char *)data, size, ps, ps, ids2,
+						n, &m) != 0 || m != n ||
+			    (n && memcmp(ids, ids2, n * sizeof(ids[0]))))
+				abort();
+			if (n && veil_tok_encode_max(t, (const char *)data, size, ps, ps,
+						     ids2, n - 1, &m) != VEIL_ERANGE)
 				abort();
 			for (size_t i = 0; i < n; i++) {
 				if (ids[i] < 0 || ids[i] >= veil_tok_n_vocab(t))
