@@ -1701,6 +1701,20 @@ done:
 	return rc;
 }
 
+/* The checks and the encoding both entry points share; out->limit caps
+ * the ids (encode_all stops with VEIL_ERANGE past it). */
+static int encode_checked(const struct veil_tok *t, const char *text, size_t len,
+			  bool add_special, bool parse_special, const int32_t *ids,
+			  size_t cap, const size_t *n_out, struct ivec *out)
+{
+	if (!t || !n_out || (len && !text) || (cap && !ids))
+		return VEIL_EINVAL;
+	if (len > VEIL_TOK_MAX_TEXT)
+		return veil_errf(VEIL_ERANGE, "tokenizer: text of %zu bytes exceeds %u",
+				 len, VEIL_TOK_MAX_TEXT);
+	return encode_all(t, text, len, add_special, parse_special, out);
+}
+
 int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
 		    bool add_special, bool parse_special, int32_t *ids,
 		    size_t cap, size_t *n_out)
@@ -1708,12 +1722,8 @@ int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
 	struct ivec out = {.limit = SIZE_MAX};
 	int rc;
 
-	if (!t || !n_out || (len && !text) || (cap && !ids))
-		return VEIL_EINVAL;
-	if (len > VEIL_TOK_MAX_TEXT)
-		return veil_errf(VEIL_ERANGE, "tokenizer: text of %zu bytes exceeds %u",
-				 len, VEIL_TOK_MAX_TEXT);
-	if ((rc = encode_all(t, text, len, add_special, parse_special, &out)) < 0)
+	if ((rc = encode_checked(t, text, len, add_special, parse_special, ids, cap, n_out,
+				 &out)) < 0)
 		goto done;
 	*n_out = out.n;
 	if (out.n > cap) {
@@ -1735,13 +1745,9 @@ int veil_tok_encode_max(const struct veil_tok *t, const char *text, size_t len,
 	struct ivec out = {.limit = cap};
 	int rc;
 
-	if (!t || !n_out || (len && !text) || (cap && !ids))
-		return VEIL_EINVAL;
-	if (len > VEIL_TOK_MAX_TEXT)
-		return veil_errf(VEIL_ERANGE, "tokenizer: text of %zu bytes exceeds %u",
-				 len, VEIL_TOK_MAX_TEXT);
-	if ((rc = encode_all(t, text, len, add_special, parse_special, &out)) < 0) {
-		if (rc == VEIL_ERANGE)
+	if ((rc = encode_checked(t, text, len, add_special, parse_special, ids, cap, n_out,
+				 &out)) < 0) {
+		if (rc == VEIL_ERANGE && len <= VEIL_TOK_MAX_TEXT)
 			rc = veil_errf(VEIL_ERANGE, "tokenizer: the text needs more than %zu tokens",
 				       cap);
 		goto done;
