@@ -56,8 +56,10 @@ int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
 int veil_tok_encode_max(const struct veil_tok *t, const char *text, size_t len,
 			bool add_special, bool parse_special, int32_t *ids,
 			size_t cap, size_t *n_out);
-/* The most input bytes one token stands for: the longest piece
- * (veil_tok_piece with special, at least 1).  A text of more than
+/* The most input bytes one token stands for: the longest of its rendered
+ * piece (veil_tok_piece with special) and its text in the vocabulary (a
+ * SentencePiece U+2581 is 3 input bytes that render as one space), at
+ * least 1.  A text of more than
  * n * this bytes needs more than n tokens, unless the model drops bytes it
  * has no token for, or a special token's lstrip/rstrip eats whitespace
  * (parse_special only). */

@@ -451,6 +451,40 @@ static double cpu_s(void)
 /* A server bounds what an oversized prompt costs: veil_tok_encode_max stops
  * as soon as the cap is passed (VEIL_ERANGE) instead of tokenizing the
  * whole text, and gives veil_tok_encode's exact ids when they fit. */
+/* veil_tok_max_token_bytes bounds the input bytes of one token: a run of
+ * U+2581 (3 bytes each) merges into SentencePiece tokens whose rendered
+ * piece is a run of 1-byte spaces, so the rendered length alone is too
+ * small (the node refused such prompts as over its context). */
+static void test_max_token_bytes_bounds_spm_spaces(void **state)
+{
+	static const char *const models[] = {"models/vocab/ggml-vocab-llama-spm.gguf",
+					     "models/vocab/ggml-vocab-phi-3.gguf",
+					     "models/stories260K.gguf"};
+	enum { RUNS = 4000 };
+
+	(void)state;
+	for (size_t m = 0; m < sizeof(models) / sizeof(models[0]); m++) {
+		struct veil_tok *t = load_shared(models[m]);
+		size_t len = 3 * RUNS, n = 0;
+		char *text;
+		int32_t *ids;
+
+		if (!t)
+			continue;
+		text = malloc(len);
+		ids = malloc(sizeof(*ids) * (len + 8));
+		assert_non_null(text);
+		assert_non_null(ids);
+		for (size_t i = 0; i < RUNS; i++)
+			memcpy(text + 3 * i, "\xe2\x96\x81", 3);
+		assert_int_equal(veil_tok_encode(t, text, len, true, false, ids, len + 8, &n), 0);
+		assert_true(veil_tok_max_token_bytes(t) * n >= len);
+		free(ids);
+		free(text);
+		veil_tok_free(t);
+	}
+}
+
 static void test_encode_max_stops_at_the_cap(void **state)
 {
 	static const char *const models[] = {"models/tiny-synth-f16.gguf",
@@ -740,6 +774,7 @@ int main(void)
 		cmocka_unit_test(test_stories260k_prompts_and_pieces_match),
 		cmocka_unit_test(test_encode_reports_needed_capacity),
 		cmocka_unit_test(test_encode_max_stops_at_the_cap),
+		cmocka_unit_test(test_max_token_bytes_bounds_spm_spaces),
 		cmocka_unit_test(test_spm_special_tokens_only_with_parse_special),
 		cmocka_unit_test(test_piece_hides_control_tokens_unless_special),
 		cmocka_unit_test(test_bpe_invalid_utf8_becomes_replacement_char),

@@ -1765,7 +1765,9 @@ done:
 
 size_t veil_tok_max_token_bytes(const struct veil_tok *t)
 {
-	return t ? t->max_piece : 1;
+	/* the piece alone is not enough: a SentencePiece token of k U+2581
+	 * renders as k spaces (k bytes) but matches 3k input bytes */
+	return t ? VEIL_MAX(t->max_piece, t->max_tok_len) : 1;
 }
 
 int veil_tok_piece(const struct veil_tok *t, int32_t id, bool special,
