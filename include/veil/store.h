@@ -253,7 +253,8 @@ int veil_store_receipt_get(struct veil_store *s, const char *request_id,
 			   struct veil_buf *out, int64_t *out_key_id);
 
 /* VEIL_EPERM when the key's lifetime quota is set and its recorded prompt +
- * completion tokens have reached it; 0 otherwise; VEIL_ENOENT unknown key.
+ * completion tokens have reached it; 0 otherwise; VEIL_ENOENT unknown or
+ * revoked key (it no longer authenticates).
  * One indexed read of the key and its running totals, however many records
  * the key has.  Not atomic with usage_add: a few requests in flight may
  * overshoot the quota. */
@@ -277,7 +278,8 @@ int veil_store_rate_take(struct veil_store *s, int64_t key_id, int64_t now_ms,
 			 int64_t tokens, int *retry_after_s);
 /* Adds tokens to the key's current window without checking (e.g. the
  * completion tokens once known), so the next take sees them; a key revoked
- * since is still charged (VEIL_ENOENT only for an unknown key). */
+ * since is skipped (0: it can take nothing more), as in a usage batch's
+ * charge; VEIL_ENOENT for an unknown key. */
 int veil_store_rate_charge(struct veil_store *s, int64_t key_id,
 			   int64_t now_ms, int64_t tokens);
 

@@ -213,7 +213,7 @@ static void finish(struct auth_job *a)
 
 	veil_wipe(a, sizeof(*a));
 	free(a);
-	if (rr == VEIL_ENOENT) {
+	if (rr == VEIL_ENOENT || qr == VEIL_ENOENT) {
 		/* revoked (or deleted) since the key was cached: it no longer
 		 * authenticates, here or on the next request */
 		gw_keys_forget(g, k.id);

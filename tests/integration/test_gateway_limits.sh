@@ -555,14 +555,21 @@ check "$N_LIVE3 ($(status "$tmp/ql0") | $(status "$tmp/ql1"))" \
 # (401), not as a limit (a 429 that clients would retry), and so is the
 # one after (its cache entry is dropped).
 mk_key live-rev --rpm 1000; KRV=$KEY; RVID=$KID
+mk_key live-revq --quota 1000000; KRQ=$KEY; RQID=$KID
 post "$KRV" "$BODY" "$tmp/rv0"
+post "$KRQ" "$BODY" "$tmp/rq0"
 "$GW_BIN" keys revoke --db "$DB" --id "$RVID" >"$tmp/revoke.out" 2>&1
+"$GW_BIN" keys revoke --db "$DB" --id "$RQID" >>"$tmp/revoke.out" 2>&1
 post "$KRV" "$BODY" "$tmp/rv1"
 post "$KRV" "$BODY" "$tmp/rv2"
+post "$KRQ" "$BODY" "$tmp/rq1"
 check "keys revoke on a key the gateway has cached with --rpm: the next requests are 401 invalid_api_key, not 429 ($(status "$tmp/rv0") | $(status "$tmp/rv1") $(status "$tmp/rv2"))" \
 	eval '[ "$(status "$tmp/rv0")" = 200 ] && [ "$(status "$tmp/rv1")" = 401 ] &&
 		[ "$(status "$tmp/rv2")" = 401 ] && [ -z "$(header "$tmp/rv1" Retry-After)" ] &&
 		jq -e ".error.code == \"invalid_api_key\"" "$tmp/rv1.b" >/dev/null'
+check "... and on a key cached with only a --quota: its next request is 401 too ($(status "$tmp/rq0") | $(status "$tmp/rq1"))" \
+	eval '[ "$(status "$tmp/rq0")" = 200 ] && [ "$(status "$tmp/rq1")" = 401 ] &&
+		jq -e ".error.code == \"invalid_api_key\"" "$tmp/rq1.b" >/dev/null'
 
 check "the gateway never logs an API key" \
 	eval '! grep -q "sk-veil-[A-Za-z0-9_-]\{20\}" "$tmp/gw.log" "$tmp/gw2.log"'

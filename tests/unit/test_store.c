@@ -1744,7 +1744,8 @@ static void test_rate_requests_per_minute_with_retry_after(void **state)
 	assert_int_equal(veil_store_key_revoke(s, u, 1), 0);
 	/* revoked: no longer a key (401), not a limit (429) */
 	assert_int_equal(veil_store_rate_take(s, u, T0, 1, &retry), VEIL_ENOENT);
-	/* an answer given before the revoke is still charged */
+	assert_int_equal(veil_store_quota_check(s, u), VEIL_ENOENT);
+	/* a charge for it is skipped, not an error (as in a usage batch) */
 	assert_int_equal(veil_store_rate_charge(s, u, T0, 5), 0);
 	veil_store_close(s);
 }

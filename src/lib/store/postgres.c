@@ -282,9 +282,9 @@ static const struct pg_stmt PG_SQL[P_COUNT] = {
 	/* Primary-key lookups only: no row when the key does not exist. */
 	[P_KEY_TOTALS] = {"SELECT k.quota_tokens, coalesce(t.requests, 0), "
 			  "coalesce(t.prompt_tokens, 0), "
-			  "coalesce(t.completion_tokens, 0) FROM api_keys k "
-			  "LEFT JOIN key_totals t ON t.key_id = k.id "
-			  "WHERE k.id = $1", 1, {I}, "iiii"},
+			  "coalesce(t.completion_tokens, 0), k.revoked_ms "
+			  "FROM api_keys k LEFT JOIN key_totals t ON t.key_id = k.id "
+			  "WHERE k.id = $1", 1, {I}, "iiiii"},
 	[P_USAGE_BY_KEY] = {"SELECT u.key_id, coalesce(k.name, ''), count(*), "
 			    "sum(u.prompt_tokens)::bigint, "
 			    "sum(u.completion_tokens)::bigint "
@@ -1480,7 +1480,8 @@ static int pg_usage_totals(void *be, int64_t key_id, int64_t from_ms,
 }
 
 static int pg_key_totals(void *be, int64_t key_id, bool *found,
-			 int64_t *quota_tokens, struct veil_store_totals *out)
+			 int64_t *quota_tokens, int64_t *revoked_ms,
+			 struct veil_store_totals *out)
 {
 	struct pg_params p = {0};
 	PGresult *r = NULL;
@@ -1493,6 +1494,7 @@ static int pg_key_totals(void *be, int64_t key_id, bool *found,
 	if (*found) {
 		*quota_tokens = pg_i64(r, 0, 0);
 		pg_totals(r, 0, 1, out);
+		*revoked_ms = pg_i64(r, 0, 4);
 	}
 	PQclear(r);
 	return 0;
@@ -1569,11 +1571,13 @@ static int rate_once(struct pg *g, enum store_rate_mode mode, int64_t key_id,
 		return veil_errf(VEIL_ENOENT, "store: key %lld not found",
 				 (long long)key_id);
 	}
-	if (take && pg_i64(r, 0, 0) != 0) {
-		/* a charge still lands: the answer was given before the revoke */
+	if (pg_i64(r, 0, 0) != 0) {
+		/* revoked: a take is refused as a key (401); a charge is
+		 * skipped, as a batch's is (P_RATE_CHARGE) */
 		PQclear(r);
-		return veil_errf(VEIL_ENOENT, "store: key %lld is revoked",
-				 (long long)key_id);
+		return take ? veil_errf(VEIL_ENOENT, "store: key %lld is revoked",
+					(long long)key_id)
+			    : 0;
 	}
 	rpm = pg_i64(r, 0, 1);
 	tpm = pg_i64(r, 0, 2);

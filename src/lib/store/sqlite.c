@@ -209,8 +209,8 @@ static const char *const SQL[S_COUNT] = {
 	/* Primary-key lookups only: no row when the key does not exist. */
 	[S_KEY_TOTALS] = "SELECT k.quota_tokens, coalesce(t.requests, 0), "
 			 "coalesce(t.prompt_tokens, 0), "
-			 "coalesce(t.completion_tokens, 0) FROM api_keys k "
-			 "LEFT JOIN key_totals t ON t.key_id = k.id "
+			 "coalesce(t.completion_tokens, 0), k.revoked_ms "
+			 "FROM api_keys k LEFT JOIN key_totals t ON t.key_id = k.id "
 			 "WHERE k.id = ?1",
 	[S_USAGE_BY_KEY] = "SELECT u.key_id, coalesce(k.name, ''), count(*), "
 			   "sum(u.prompt_tokens), sum(u.completion_tokens) "
@@ -1004,7 +1004,8 @@ static int sq_usage_totals(void *be, int64_t key_id, int64_t from_ms,
 }
 
 static int sq_key_totals(void *be, int64_t key_id, bool *found,
-			 int64_t *quota_tokens, struct veil_store_totals *out)
+			 int64_t *quota_tokens, int64_t *revoked_ms,
+			 struct veil_store_totals *out)
 {
 	struct sq_call c = sq_start(be, S_KEY_TOTALS);
 	int rc;
@@ -1015,6 +1016,7 @@ static int sq_key_totals(void *be, int64_t key_id, bool *found,
 		if (rc == 1) {
 			*quota_tokens = sqlite3_column_int64(c.st, 0);
 			sq_totals(c.st, 1, out);
+			*revoked_ms = sqlite3_column_int64(c.st, 4);
 		}
 		rc = 0;
 	}
@@ -1084,6 +1086,7 @@ static int sq_rate(void *be, enum store_rate_mode mode, int64_t key_id,
 	struct sq *q = be;
 	struct sq_call c;
 	int64_t rpm = 0, tpm = 0, win, reqs = 0, toks = 0, wait_ms;
+	bool skip = false;
 	int rc;
 
 	if ((rc = sq_begin(q)) < 0)
@@ -1092,16 +1095,24 @@ static int sq_rate(void *be, enum store_rate_mode mode, int64_t key_id,
 	sq_i64(&c, key_id);
 	if ((rc = sq_row(&c, "rate key")) == 0) {
 		rc = store_no_key(key_id);
-	} else if (rc == 1 && sqlite3_column_int64(c.st, 0) != 0 &&
-		   mode == STORE_RATE_TAKE) {
-		/* a charge still lands: the answer was given before the revoke */
-		rc = veil_errf(VEIL_ENOENT, "store: key %lld is revoked",
-			       (long long)key_id);
+	} else if (rc == 1 && sqlite3_column_int64(c.st, 0) != 0) {
+		/* revoked: a take is refused as a key (401); a charge is
+		 * skipped, as a batch's is (S_RATE_CHARGE): the key can take
+		 * nothing more */
+		if (mode == STORE_RATE_TAKE)
+			rc = veil_errf(VEIL_ENOENT, "store: key %lld is revoked",
+				       (long long)key_id);
+		else
+			skip = true;
 	} else if (rc == 1) {
 		rpm = sqlite3_column_int64(c.st, 1);
 		tpm = sqlite3_column_int64(c.st, 2);
 	}
 	sq_end(&c);
+	if (skip) {
+		rc = sq_commit(q);
+		goto out;
+	}
 	if (rc < 0)
 		goto out;
 

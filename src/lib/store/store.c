@@ -613,10 +613,10 @@ int veil_store_usage_totals(struct veil_store *s, int64_t key_id,
 		 * row (created_ms >= 0 always), read in one indexed lookup
 		 * instead of a scan of the key's history. */
 		bool found = false;
-		int64_t quota = 0;
+		int64_t quota = 0, revoked = 0;
 		struct veil_store_totals t = {0};
 
-		rc = s->ops->key_totals(s->be, key_id, &found, &quota, &t);
+		rc = s->ops->key_totals(s->be, key_id, &found, &quota, &revoked, &t);
 		if (rc == 0)
 			*out = t; /* an unknown key has no records: zeros */
 	} else {
@@ -677,7 +677,7 @@ int veil_store_receipt_get(struct veil_store *s, const char *request_id,
 int veil_store_quota_check(struct veil_store *s, int64_t key_id)
 {
 	struct veil_store_totals t = {0};
-	int64_t quota = 0, used;
+	int64_t quota = 0, revoked = 0, used;
 	bool found = false;
 	int rc;
 
@@ -686,12 +686,14 @@ int veil_store_quota_check(struct veil_store *s, int64_t key_id)
 	if ((rc = check_id(key_id)) < 0)
 		return rc;
 	lock(s);
-	rc = s->ops->key_totals(s->be, key_id, &found, &quota, &t);
+	rc = s->ops->key_totals(s->be, key_id, &found, &quota, &revoked, &t);
 	unlock(s);
 	if (rc < 0)
 		return rc;
 	if (!found)
 		return store_no_key(key_id);
+	if (revoked)
+		return veil_errf(VEIL_ENOENT, "store: key %lld is revoked", (long long)key_id);
 	/* A sum past int64_t (only from a hand-edited table) is over. */
 	if (__builtin_add_overflow(t.prompt_tokens, t.completion_tokens, &used))
 		used = INT64_MAX;

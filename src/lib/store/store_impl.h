@@ -98,7 +98,8 @@ struct store_ops {
 	 * none) and of its quota_tokens.  *found false (and the other
 	 * out-params untouched) when there is no such key. */
 	int (*key_totals)(void *be, int64_t key_id, bool *found,
-			  int64_t *quota_tokens, struct veil_store_totals *out);
+			  int64_t *quota_tokens, int64_t *revoked_ms,
+			  struct veil_store_totals *out);
 	int (*usage_grouped)(void *be, enum store_grouping by, int64_t from_ms,
 			     int64_t to_ms, struct veil_store_group_row **out,
 			     size_t *n);
