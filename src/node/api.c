@@ -1383,9 +1383,14 @@ static int chat_tokens(struct node *n, json_t *msgs, int32_t *ids, size_t cap,
 					snprintf(err, errcap, "messages[%zu]: only text content parts are supported", i);
 					goto out;
 				}
-				if (k)
-					veil_buf_append_str(&parts, "\n");
-				veil_buf_append(&parts, json_string_value(tx), json_string_length(tx));
+				/* over the buffer's cap: refused, never cut short */
+				if ((k && veil_buf_append_str(&parts, "\n") < 0) ||
+				    veil_buf_append(&parts, json_string_value(tx),
+						    json_string_length(tx)) < 0) {
+					snprintf(err, errcap, "messages[%zu]: content too long", i);
+					rc = VEIL_ERANGE;
+					goto out;
+				}
 			}
 			if (!(owned[i] = strndup(parts.data ? (char *)parts.data : "", parts.len))) {
 				rc = VEIL_ENOMEM;
