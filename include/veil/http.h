@@ -174,6 +174,10 @@ int veil_http_stream_write(struct veil_http_req *r, const void *p, size_t n);
 int veil_http_stream_end(struct veil_http_req *r);
 /* Bytes queued and not yet sent to the client. */
 size_t veil_http_stream_pending(const struct veil_http_req *r);
+/* Lets `extra` more bytes be queued past opts.max_output: a stream's last
+ * events (an error, a receipt) after its client fell behind.  The caller
+ * bounds what it writes. */
+void veil_http_stream_allow(struct veil_http_req *r, size_t extra);
 /* Called on the loop whenever the queued output has fully drained. */
 void veil_http_req_on_drain(struct veil_http_req *r,
 			    void (*cb)(struct veil_http_req *r, void *arg),

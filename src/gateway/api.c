@@ -685,6 +685,9 @@ static void h_metrics(struct veil_http_req *req, void *arg)
 		(uint64_t)atomic_load(&g->usage_commits), false);
 	counter(&b, "veil_gateway_streams_cut_total", "Streams ended with an error event.",
 		m->streams_cut, false);
+	counter(&b, "veil_gateway_clients_stalled_total",
+		"Streams cut because their client stopped reading (the answer was then read "
+		"to its end and billed).", m->clients_stalled, false);
 	counter(&b, "veil_gateway_streams_active", "Streams being relayed.",
 		m->streams_active, true);
 	counter(&b, "veil_gateway_requests_active", "Completions in flight.", m->relays_active,

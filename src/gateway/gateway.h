@@ -97,6 +97,7 @@ struct gw_metrics {
 	uint64_t usage_records, usage_failed;
 	uint64_t streams_active;
 	uint64_t streams_cut;
+	uint64_t clients_stalled;       /* streams cut for a client that stopped reading */
 	uint64_t relays_active;
 	uint64_t relays_detached;       /* client gone, node's answer read to bill it */
 	uint64_t relays_detached_active;

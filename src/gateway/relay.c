@@ -37,6 +37,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <event2/event.h>
 #include <openssl/crypto.h>
 
 #include "veil/receipt.h"
@@ -47,6 +48,13 @@
 #define SEALED_TYPE "application/veil-sealed"
 #define MAX_RESPONSE (64u << 20)
 #define PAUSE_ABOVE (256u << 10)
+/* A paused stream whose client drains less than STALL_MIN_BYTES in a
+ * STALL_MS tick is cut and its relay detached (the node's answer read to
+ * its end and billed): left paused, the node's own output queue fills and
+ * it ends the stream (client_too_slow, a receipt for what it generated)
+ * behind bytes that nobody would read. */
+#define STALL_MS 1000
+#define STALL_MIN_BYTES (16u << 10)
 #define INLINE_PER_MS 12  /* receipt checks on the loop (~0.045 ms each) */
 
 struct usage_req;
@@ -84,6 +92,8 @@ struct gw_relay {
 	bool sse;                       /* the node answers with a stream */
 	bool got_bytes;
 	bool paused;
+	struct event *stall_ev;         /* the paused stream's drain check */
+	size_t stall_pending;           /* bytes waiting at the last check */
 
 	/* stream */
 	bool started;                   /* client head sent */
@@ -142,6 +152,8 @@ static void relay_free(struct gw_relay *r)
 		veil_hconn_cancel(r->call);
 	drop_node(r);
 	gw_node_unref(r->tried);
+	if (r->stall_ev)
+		event_free(r->stall_ev);
 	gw_framer_free(&r->fr);
 	EVP_MD_CTX_free(r->md);
 	veil_buf_free(&r->receipt);
@@ -573,8 +585,44 @@ static void on_drain(struct veil_http_req *req, void *arg)
 		VEIL_DEBUG(GW_MOD, "request %llu: node stream resumed",
 			   (unsigned long long)veil_http_req_id(req));
 		r->paused = false;
+		if (r->stall_ev)
+			evtimer_del(r->stall_ev);
 		veil_hconn_resume(r->call);
 	}
+}
+
+static int relay_detach(struct gw_relay *r);
+
+/* STALL_MS after a pause, and every STALL_MS while it lasts: a client that
+ * drained less than STALL_MIN_BYTES since the last look has its stream
+ * cut (client_too_slow, queued behind what it has not read) and the relay
+ * detached, so that the node's answer is billed. */
+static void stall_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct gw_relay *r = arg;
+	struct gw *g = r->g;
+	struct timeval tv = {STALL_MS / 1000, (STALL_MS % 1000) * 1000};
+	size_t pending;
+
+	(void)fd;
+	(void)what;
+	if (!r->req || !r->paused || !r->call)
+		return;
+	pending = veil_http_stream_pending(r->req);
+	if (pending + STALL_MIN_BYTES <= r->stall_pending ||
+	    !veil_hconn_sent(r->call) || g->relays_detached_live >= g->o.max_conns) {
+		/* reading (slowly), or it cannot be detached: still paused */
+		r->stall_pending = pending;
+		evtimer_add(r->stall_ev, &tv);
+		return;
+	}
+	VEIL_WARN(GW_MOD, "request %llu: the client stopped reading (%zu bytes waiting); "
+		  "stream cut, the answer of node %s read to its end to bill it",
+		  (unsigned long long)r->req_id, pending, r->node->id);
+	g->m.clients_stalled++;
+	if (relay_detach(r) < 0)
+		return;
+	stream_cut(r, "client_too_slow", "the client did not read the stream");
 }
 
 static void up_head(void *arg, struct veil_hconn_call *call, int status)
@@ -630,8 +678,14 @@ static int up_data(void *arg, struct veil_hconn_call *call, const uint8_t *p, si
 	/* Backpressure: a client that reads slowly pauses the node's stream
 	 * until what waits for it has drained (on_drain). */
 	if (r->req && !r->paused && veil_http_stream_pending(r->req) > PAUSE_ABOVE) {
+		struct timeval tv = {STALL_MS / 1000, (STALL_MS % 1000) * 1000};
+
 		VEIL_DEBUG(GW_MOD, "request %llu: the client reads slowly; node stream paused",
 			   (unsigned long long)veil_http_req_id(r->req));
+		if (!r->stall_ev && !(r->stall_ev = evtimer_new(r->g->base, stall_check, r)))
+			return VEIL_ENOMEM;
+		r->stall_pending = veil_http_stream_pending(r->req);
+		evtimer_add(r->stall_ev, &tv);
 		r->paused = true;
 		veil_hconn_pause(call);
 	}
@@ -660,13 +714,16 @@ static bool retryable(const struct gw_relay *r, int rc, int status)
 	return node_fault(rc, status);
 }
 
-/* A stream whose receipt is checked and billed: it ended with [DONE], or
- * with the node's own error event after a receipt (a node that vouches
- * for the tokens it generated before failing is billed for them). */
+/* A stream whose receipt is checked and billed: it ended cleanly with
+ * [DONE], or with a receipt and no [DONE] (veil-node's end of a stream it
+ * could not finish, e.g. its client fell behind: an error event, then a
+ * receipt for what it generated; sealed, the error is inside the final
+ * chunk): a node that vouches for the tokens it generated is billed for
+ * them. */
 static bool stream_billable(const struct gw_relay *r, int rc)
 {
 	return rc == 0 && gw_framer_pending(&r->fr) == 0 &&
-	       (r->done_seen || (r->error_seen && r->receipt_seen));
+	       (r->done_seen || r->receipt_seen);
 }
 
 static void reply_timeout(struct gw_relay *r)
@@ -944,6 +1001,8 @@ static int relay_detach(struct gw_relay *r)
 			g->m.streams_active--;
 	}
 	/* no client drain will resume a paused transfer any more */
+	if (r->stall_ev)
+		evtimer_del(r->stall_ev);
 	if (r->paused) {
 		r->paused = false;
 		veil_hconn_resume(r->call);

@@ -92,6 +92,10 @@ struct job {
 	/* the end: the answer is complete, its receipt is being signed */
 	bool released;                  /* the engine / upstream side is done */
 	bool receipt_pending;           /* node_receipt_start() called, done not yet */
+	/* the client fell behind (its queue full): generation cancelled, no
+	 * more tokens sent; at the engine's final event the stream ends with
+	 * an error event and a receipt for what was generated */
+	bool slow;
 	char *reply_body;               /* secret: a non-streamed answer's JSON */
 	struct veil_buf reply_sealed;   /* ... sealed, when the request was */
 
@@ -568,8 +572,8 @@ static void stream_receipt_done(void *arg, int rc, char *rj)
 	 * passes named events up as if they were chunks: there the receipt is
 	 * a chunk with no choices (like the usage chunk). */
 	if (j->seal) {
-		if (veil_buf_appendf(&b, "event: veil.receipt\ndata: %s\n\ndata: [DONE]\n\n",
-				     rj) < 0)
+		if (veil_buf_appendf(&b, "event: veil.receipt\ndata: %s\n\n%s", rj,
+				     j->slow ? "" : "data: [DONE]\n\n") < 0)
 			goto fail;
 	} else {
 		json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", j->id,
@@ -579,7 +583,8 @@ static void stream_receipt_done(void *arg, int rc, char *rj)
 		char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
 		json_decref(o);
-		rc = t ? veil_buf_appendf(&b, "data: %s\n\ndata: [DONE]\n\n", t)
+		rc = t ? veil_buf_appendf(&b, "data: %s\n\n%s", t,
+					  j->slow ? "" : "data: [DONE]\n\n")
 		       : VEIL_ENOMEM;
 		free(t);
 		if (rc < 0)
@@ -599,6 +604,8 @@ out:
 
 /* The answer is complete: for sealed streams the final sealed chunk, then
  * the receipt (stream_receipt_done). */
+static void stream_slow_end(struct job *j, int64_t p, int64_t c);
+
 static void stream_finish(struct job *j, int64_t p, int64_t c)
 {
 	uint8_t rs[32];
@@ -607,10 +614,45 @@ static void stream_finish(struct job *j, int64_t p, int64_t c)
 	if (j->seal) {
 		static const char done[] = "[DONE]";
 
-		if (out_event(j, NULL, done, sizeof(done) - 1, true) < 0) {
+		int rc = out_event(j, NULL, done, sizeof(done) - 1, true);
+
+		if (rc == VEIL_EBUSY) {
+			j->n->m.cancelled++;
+			j->slow = true;
+			stream_slow_end(j, p, c);
+			return;
+		}
+		if (rc < 0) {
 			stream_fail(j, "receipt_failed", "the answer could not be completed");
 			return;
 		}
+	}
+	hash_final(j, rs);
+	ri = (struct node_receipt_in){j->id, j->req_sha, rs, p, c, j->created};
+	j->receipt_pending = true;
+	node_receipt_start(j->n, &ri, stream_receipt_done, j);
+}
+
+/* A stream whose client fell behind ends with an error event (sealed:
+ * the final chunk) and then, so that what it was sent is billed, a receipt
+ * for the tokens generated (the engine's count) and the bytes sent, the
+ * error event included; no [DONE].  Both go past the client's queue cap:
+ * a relay that paused the stream (veil-gateway) reads them once it stops
+ * waiting for its own client. */
+static void stream_slow_end(struct job *j, int64_t p, int64_t c)
+{
+	static const char msg[] = "{\"error\":{\"message\":\"the client did not read "
+				  "the stream\",\"type\":\"server_error\",\"code\":"
+				  "\"client_too_slow\"}}";
+	uint8_t rs[32];
+	struct node_receipt_in ri;
+
+	VEIL_WARN(NODE_MOD, "%s: stream ended with error client_too_slow (receipt for %lld "
+		  "generated tokens)", j->id, (long long)c);
+	veil_http_stream_allow(j->req, 64u << 10);
+	if (out_event(j, "error", msg, sizeof(msg) - 1, true) < 0) {
+		job_complete_stream(j);
+		return;
 	}
 	hash_final(j, rs);
 	ri = (struct node_receipt_in){j->id, j->req_sha, rs, p, c, j->created};
@@ -954,7 +996,11 @@ static void stream_write_failed(struct job *j, int rc, bool cancel_engine)
 
 	if (cancel_engine)
 		veil_engine_cancel(n->engine, j->eng_id);
-	if (rc == VEIL_EBUSY) {
+	if (rc == VEIL_EBUSY && cancel_engine) {
+		/* ended at the engine's final event (stream_slow_end) */
+		n->m.cancelled++;
+		j->slow = true;
+	} else if (rc == VEIL_EBUSY) {
 		n->m.cancelled++;
 		stream_fail(j, "client_too_slow", "the client did not read the stream");
 	} else if (rc == VEIL_ECANCELED) {
@@ -988,7 +1034,7 @@ static void job_on_msg(struct job *j)
 	for (uint64_t i = 0; i < in.gap_n; i++)
 		node_hist_add(&n->m.tpot, (double)in.gap_sum_ns / (double)in.gap_n / 1e9);
 
-	if (j->req && !in.error && (in.text.len || in.ntoks)) {
+	if (j->req && !j->slow && !in.error && (in.text.len || in.ntoks)) {
 		if (j->stream) {
 			int rc = stream_tokens(j, &in);
 
@@ -1011,6 +1057,8 @@ static void job_on_msg(struct job *j)
 			  j->req ? "" : " (client gone)");
 		if (!j->req) {
 			/* nothing to send */
+		} else if (j->slow) {
+			stream_slow_end(j, p, c);
 		} else if (in.error || in.finish == VEIL_FINISH_ERROR ||
 			   in.finish == VEIL_FINISH_CANCELLED) {
 			if (j->stream)
@@ -1045,10 +1093,15 @@ static void job_on_msg(struct job *j)
 				json_object_set_new(ck, "usage", usage_json(p, c));
 				rc = out_json_event(j, ck, false);
 			}
-			if (rc < 0)
+			if (rc == VEIL_EBUSY) {
+				n->m.cancelled++;
+				j->slow = true;
+				stream_slow_end(j, p, c);
+			} else if (rc < 0) {
 				stream_write_failed(j, rc, false);
-			else
+			} else {
 				stream_finish(j, p, c);
+			}
 		} else {
 			json_t *resp, *lp = json_null();
 

@@ -185,6 +185,92 @@ check "a plain request whose client left while the node generated is billed ($up
 check "the gateway logged no error, and no content: only the detach lines" \
 	eval '! grep -qi "error\|once upon" "$tmp/gw.log" && grep -q "the client left" "$tmp/gw.log"'
 
+# ---- a stream whose client stops reading (without leaving) ---------------------------
+# The client: a 4 KiB receive buffer, a long stream with top_logprobs (fat
+# events), 5 s without reading, then everything.  The gateway pauses the
+# node's stream, the node's own queue fills and it ends the stream with
+# client_too_slow and a receipt for what it generated; the gateway, whose
+# client drained nothing for a second, cuts it and reads the node's answer
+# to its end: billed.  (Which of the two comes first depends on the
+# sockets' buffers; the bill does not.)
+cat >"$tmp/stall.py" <<'EOF'
+import socket, sys, time
+host, port, key, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4].encode()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect((host, port))
+s.sendall(("POST /v1/chat/completions HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+           "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (host, key, len(body))).encode() + body)
+time.sleep(5)
+buf = b""
+s.settimeout(15)
+while True:
+    try:
+        d = s.recv(1 << 20)
+    except socket.timeout:
+        break
+    if not d:
+        break
+    buf += d
+print("%s %s" % ("too_slow" if b'"client_too_slow"' in buf else "no_error",
+                 "done" if b"[DONE]" in buf else "no_done"))
+EOF
+mk_key stall; KST=$KEY
+STB='{"model":"'"$NAME"'","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":8000,"stream":true,"logprobs":true,"top_logprobs":20}'
+out="$(python3 "$tmp/stall.py" 127.0.0.1 "$GPORT" "$KST" "$STB" 2>&1)"
+usage_reaches "$KST" 1
+us="$(usage "$KST")"
+check "a stream whose client stopped reading is cut (client_too_slow, no [DONE]: $out) and billed from the node's receipt ($us)" \
+	eval '[ "$out" = "too_slow no_done" ] && [ "${us%% *}" = 1 ] && [ "${us##* }" -gt 1 ]'
+
+# The node's own end of such a stream, read straight from the node (TLS,
+# its certificate not checked here): the error event, then a receipt whose
+# response_sha256 covers every byte before it, and no [DONE].
+cat >"$tmp/stall_node.py" <<'EOF'
+import hashlib, json, socket, ssl, sys, time
+port, body = int(sys.argv[1]), sys.argv[2].encode()
+raw = socket.socket()
+raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+raw.connect(("127.0.0.1", port))
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(raw)
+s.sendall(("POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           "Content-Length: %d\r\n\r\n" % len(body)).encode() + body)
+time.sleep(4)
+buf = b""
+s.settimeout(15)
+while True:
+    try:
+        d = s.recv(1 << 20)
+    except (socket.timeout, ssl.SSLError):
+        break
+    if not d:
+        break
+    buf += d
+rest = buf.partition(b"\r\n\r\n")[2]
+out, i = b"", 0
+while True:
+    j = rest.index(b"\r\n", i)
+    n = int(rest[i:j], 16)
+    if n == 0:
+        break
+    out += rest[j + 2:j + 2 + n]
+    i = j + 2 + n + 2
+at = out.find(b'"object":"veil.receipt"')
+start = out.rfind(b"data: ", 0, at)
+rec = json.loads(out[start + 6:out.index(b"\n", start)])["veil_receipt"]
+pay = json.loads(rec["payload"])
+ok = (0 <= out.find(b'"client_too_slow"') < start and b"[DONE]" not in out and
+      hashlib.sha256(out[:start]).hexdigest() == pay["response_sha256"] and
+      pay["usage"]["completion_tokens"] > 0)
+print("ok" if ok else "bad", pay["usage"]["completion_tokens"])
+EOF
+out="$(python3 "$tmp/stall_node.py" "$NODE_PORT" "$STB" 2>&1 | tail -1)"
+check "veil-node ends a stream whose reader stopped with client_too_slow, then a receipt for the tokens it generated over every byte before it, no [DONE] ($out)" \
+	test "${out%% *}" = ok
+
 # ---- an answer longer than --upstream-timeout-ms -------------------------------------
 kill "$PIDG" 2>/dev/null
 wait "$PIDG" 2>/dev/null

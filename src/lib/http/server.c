@@ -1035,6 +1035,17 @@ size_t veil_http_stream_pending(const struct veil_http_req *r)
 	return r->head.len + evbuffer_get_length(bufferevent_get_output(r->c->bev));
 }
 
+void veil_http_stream_allow(struct veil_http_req *r, size_t extra)
+{
+	size_t now = veil_http_stream_pending(r);
+
+	/* from what is queued now, not from the cap (it may be far past it) */
+	if (now > SIZE_MAX - extra)
+		r->max_output = SIZE_MAX;
+	else
+		r->max_output = VEIL_MAX(r->max_output, now + extra);
+}
+
 /* One stream write: the chunk framing and the bytes (and a held-back head
  * before them).  On a plain connection with nothing queued they go out in
  * one sendmsg; arming the write event, waking on it, writing and
