@@ -174,6 +174,9 @@ int veil_http_stream_write(struct veil_http_req *r, const void *p, size_t n);
 int veil_http_stream_end(struct veil_http_req *r);
 /* Bytes queued and not yet sent to the client. */
 size_t veil_http_stream_pending(const struct veil_http_req *r);
+/* Whether veil_http_stream_write would refuse the next write (VEIL_EBUSY):
+ * for a writer that must not do irreversible work (seal a chunk) first. */
+bool veil_http_stream_full(const struct veil_http_req *r);
 /* Lets `extra` more bytes be queued past opts.max_output: a stream's last
  * events (an error, a receipt) after its client fell behind.  The caller
  * bounds what it writes. */

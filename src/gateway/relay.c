@@ -101,6 +101,7 @@ struct gw_relay {
 	EVP_MD_CTX *md;                 /* response bytes before the receipt */
 	struct veil_buf receipt;
 	bool receipt_seen, done_seen, error_seen;
+	bool after_receipt;             /* an event other than [DONE] followed it */
 	struct veil_buf held;           /* [DONE] and anything after it */
 
 	/* plain answer */
@@ -554,6 +555,8 @@ static int on_event(void *arg, const uint8_t *raw, size_t n)
 	} else if (gw_sse_classify(raw, n, &k, NULL) < 0) {
 		k = GW_EV_DATA;
 	}
+	if (r->receipt_seen && k != GW_EV_DONE)
+		r->after_receipt = true; /* bytes no receipt covers: not billed */
 	switch (k) {
 	case GW_EV_RECEIPT:
 		if (r->receipt_seen)
@@ -722,7 +725,7 @@ static bool retryable(const struct gw_relay *r, int rc, int status)
  * them. */
 static bool stream_billable(const struct gw_relay *r, int rc)
 {
-	return rc == 0 && gw_framer_pending(&r->fr) == 0 &&
+	return rc == 0 && gw_framer_pending(&r->fr) == 0 && !r->after_receipt &&
 	       (r->done_seen || r->receipt_seen);
 }
 

@@ -292,6 +292,12 @@ static int out_event_scratch(struct job *j, bool final)
 		rc = out_raw(j, ev->data, ev->len);
 		goto out;
 	}
+	/* Refused before sealing: a sealed chunk takes the next sequence
+	 * number (and may be the final one) whether or not it is sent. */
+	if (veil_http_stream_full(j->req)) {
+		rc = VEIL_EBUSY;
+		goto out;
+	}
 	/* the first chunk also carries the response nonce */
 	cap = ev->len + VEIL_SEAL_CHUNK_OVERHEAD + VEIL_SEAL_RESPONSE_NONCE_LEN;
 	ct->len = o->len = 0;
@@ -996,8 +1002,9 @@ static void stream_write_failed(struct job *j, int rc, bool cancel_engine)
 
 	if (cancel_engine)
 		veil_engine_cancel(n->engine, j->eng_id);
-	if (rc == VEIL_EBUSY && cancel_engine) {
-		/* ended at the engine's final event (stream_slow_end) */
+	if (rc == VEIL_EBUSY && j->submitted) {
+		/* ended at the engine's final event (stream_slow_end), which
+		 * may be in the batch that failed: no more tokens are sent */
 		n->m.cancelled++;
 		j->slow = true;
 	} else if (rc == VEIL_EBUSY) {
@@ -1167,8 +1174,8 @@ static void on_close(struct veil_http_req *req, void *arg)
 
 	if (j->req != req)
 		return;
-	if (!j->released)
-		n->m.cancelled++;
+	if (!j->released && !j->slow)
+		n->m.cancelled++; /* a slow one was counted then */
 	VEIL_INFO(NODE_MOD, "%s: client went away%s", j->id,
 		  j->released ? " before its receipt" : ", cancelling");
 	if (j->started)

@@ -270,6 +270,13 @@ EOF
 out="$(python3 "$tmp/stall_node.py" "$NODE_PORT" "$STB" 2>&1 | tail -1)"
 check "veil-node ends a stream whose reader stopped with client_too_slow, then a receipt for the tokens it generated over every byte before it, no [DONE] ($out)" \
 	test "${out%% *}" = ok
+if have_node_modules hpke-js; then
+	out="$(node tests/js/stall_sealed.mjs "https://127.0.0.1:$NODE_PORT" "$NAME" 2>&1 | tail -1)"
+	check "... sealed too: every chunk opens, the final one is the client_too_slow error, the receipt covers every byte before it, no [DONE] ($out)" \
+		test "${out%% *}" = ok
+else
+	skip "the sealed slow reader" "node or tests/js/node_modules missing (npm ci in tests/js)"
+fi
 
 # ---- an answer longer than --upstream-timeout-ms -------------------------------------
 kill "$PIDG" 2>/dev/null

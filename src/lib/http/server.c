@@ -1035,6 +1035,12 @@ size_t veil_http_stream_pending(const struct veil_http_req *r)
 	return r->head.len + evbuffer_get_length(bufferevent_get_output(r->c->bev));
 }
 
+bool veil_http_stream_full(const struct veil_http_req *r)
+{
+	/* the test veil_http_stream_write makes before it queues anything */
+	return r->c && evbuffer_get_length(bufferevent_get_output(r->c->bev)) > r->max_output;
+}
+
 void veil_http_stream_allow(struct veil_http_req *r, size_t extra)
 {
 	size_t now = veil_http_stream_pending(r);
