@@ -143,6 +143,7 @@ struct gw_node {
 	/* health */
 	struct veil_http_call *health_call;
 	int fails, oks;           /* consecutive */
+	int answer_timeouts;      /* answers in a row past --upstream-timeout-ms */
 	uint64_t next_health_ms;
 	uint64_t last_fail_ms;
 

@@ -339,6 +339,7 @@ static void att_done(struct gw_job *j)
 		n->reverify_wanted = false;
 		n->healthy = true;
 		n->fails = 0;
+		n->answer_timeouts = 0;
 		n->verify_fails = 0;
 		n->last_error[0] = '\0';
 		g->m.attestations_ok++;
@@ -439,6 +440,7 @@ static void health_done(void *arg, int rc, int status, const uint8_t *body, size
 				gw_node_verify(g, n);
 			} else {
 				n->healthy = true;
+				n->answer_timeouts = 0;
 				VEIL_INFO(GW_MOD, "node %s: healthy again", n->id);
 			}
 		}

@@ -790,6 +790,13 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 		g->m.upstream_timeouts++;
 		VEIL_WARN(GW_MOD, "request %llu: node %s did not answer within %u ms",
 			  (unsigned long long)r->req_id, n->id, g->o.upstream_timeout_ms);
+		/* One long answer is the client's; --unhealthy-after of them in
+		 * a row, with nothing answered between, is a node that accepts
+		 * work and never finishes it (its /readyz may still be fine). */
+		if (++n->answer_timeouts >= g->o.unhealthy_after)
+			gw_node_failed(g, n, "answers timed out in a row");
+	} else if (rc == 0) {
+		n->answer_timeouts = 0;
 	}
 	if (r->detached) {
 		detached_done(r, rc, status);

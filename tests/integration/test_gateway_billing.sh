@@ -296,6 +296,23 @@ post "$KS" "$(body 1)" "$tmp/s2"
 check "... the node stays in rotation: a small request right after is served ($C)" test "$C" = 200
 check "... and the request was not retried on another node (no 'retrying' in the log; veil_gateway_retries_total $(metric "$G" veil_gateway_retries_total))" \
 	eval '! grep -q retrying "$tmp/gw2.log" && [ "$(metric "$G" veil_gateway_retries_total)" = 0 ]'
+# --unhealthy-after (2) answer timeouts in a row, nothing answered between:
+# a node that takes work and never finishes it goes out of rotation (its
+# /readyz may still say 200); health checks and a fresh verification bring
+# it back.
+post "$KS" "$(body 8000)" "$tmp/s3"
+c3=$C
+post "$KS" "$(body 8000)" "$tmp/s4"
+c4=$C
+check "two answer timeouts in a row ($c3 $c4) take the node out of rotation (logged)" \
+	eval '[ "$c3" = 504 ] && [ "$c4" = 504 ] && grep -q "answers timed out in a row); out of rotation" "$tmp/gw2.log"'
+back=""
+for _ in $(seq 1 50); do
+	post "$KS" "$(body 1)" "$tmp/s5"
+	[ "$C" = 200 ] && { back=1; break; }
+	sleep 0.2
+done
+check "... and it comes back once its health checks pass and it is verified again" test "$back" = 1
 
 echo "# $fails failed"
 [ "$fails" -eq 0 ]
