@@ -560,7 +560,7 @@ static int on_event(void *arg, const uint8_t *raw, size_t n)
 	switch (k) {
 	case GW_EV_RECEIPT:
 		if (r->receipt_seen)
-			break; /* a second one: relayed, not used */
+			break; /* a second one: relayed, not billed (after_receipt) */
 		r->receipt_seen = true;
 		break;
 	case GW_EV_DONE:

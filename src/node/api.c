@@ -619,12 +619,9 @@ static void stream_finish(struct job *j, int64_t p, int64_t c)
 
 	if (j->seal) {
 		static const char done[] = "[DONE]";
-
 		int rc = out_event(j, NULL, done, sizeof(done) - 1, true);
 
 		if (rc == VEIL_EBUSY) {
-			j->n->m.cancelled++;
-			j->slow = true;
 			stream_slow_end(j, p, c);
 			return;
 		}
@@ -653,6 +650,11 @@ static void stream_slow_end(struct job *j, int64_t p, int64_t c)
 	uint8_t rs[32];
 	struct node_receipt_in ri;
 
+	/* set already when the queue filled before the engine's final batch */
+	if (!j->slow) {
+		j->n->m.cancelled++;
+		j->slow = true;
+	}
 	VEIL_WARN(NODE_MOD, "%s: stream ended with error client_too_slow (receipt for %lld "
 		  "generated tokens)", j->id, (long long)c);
 	veil_http_stream_allow(j->req, 64u << 10);
@@ -959,28 +961,40 @@ static int stream_text(struct job *j, const char *t, size_t len, size_t max)
  * adds ~1.5 KB), so they go out in several events, cut at token
  * boundaries, each within one sealed chunk (docs/protocol.md): a sealed
  * event cannot be larger, and a plaintext stream gets the same events. */
+/* What token i of an inbox adds to an event at most: its logprobs and its
+ * own text, escaped (6 bytes a byte at worst). */
+static size_t tok_cost(const struct job *j, const struct inbox *in, size_t i)
+{
+	size_t te = VEIL_MIN(in->toks[i].text_end, in->text.len);
+	size_t ts = i ? VEIL_MIN(in->toks[i - 1].text_end, te) : 0;
+
+	return tokrec_bound(j, &in->toks[i]) + 6 * (te - ts);
+}
+
 static int stream_tokens(struct job *j, const struct inbox *in)
 {
 	const char *text = in->text.len ? (const char *)in->text.data : "";
-	size_t budget = event_budget(j), a = 0, off = 0;
+	size_t budget = event_budget(j), a = 0, off = 0, cost_a;
 	int rc = 0;
 
 	if (!(j->logprobs && in->ntoks))
 		return stream_text(j, text, in->text.len, budget / 6);
+	cost_a = tok_cost(j, in, 0);
 	while (a < in->ntoks && rc == 0) {
-		size_t b = a, est = 0, end;
+		size_t b = a + 1, est = cost_a, end;
 
-		/* at least one token per event; its text is its own */
-		do {
-			size_t te = VEIL_MIN(in->toks[b].text_end, in->text.len);
-			size_t ts = b ? VEIL_MIN(in->toks[b - 1].text_end, te) : 0;
+		/* at least one token per event; each token's cost is taken
+		 * once (the one that does not fit opens the next event) */
+		while (b < in->ntoks) {
+			size_t c = tok_cost(j, in, b);
 
-			est += tokrec_bound(j, &in->toks[b]) + 6 * (te - ts);
+			if (est + c > budget) {
+				cost_a = c;
+				break;
+			}
+			est += c;
 			b++;
-		} while (b < in->ntoks &&
-			 est + tokrec_bound(j, &in->toks[b]) +
-			 6 * (VEIL_MIN(in->toks[b].text_end, in->text.len) -
-			      VEIL_MIN(in->toks[b - 1].text_end, in->text.len)) <= budget);
+		}
 		/* text after the last token (the stopper's flush) goes with it */
 		end = b == in->ntoks ? in->text.len
 				     : VEIL_MIN(in->toks[b - 1].text_end, in->text.len);
@@ -1101,8 +1115,6 @@ static void job_on_msg(struct job *j)
 				rc = out_json_event(j, ck, false);
 			}
 			if (rc == VEIL_EBUSY) {
-				n->m.cancelled++;
-				j->slow = true;
 				stream_slow_end(j, p, c);
 			} else if (rc < 0) {
 				stream_write_failed(j, rc, false);

@@ -1072,9 +1072,9 @@ int veil_http_stream_write(struct veil_http_req *r, const void *p, size_t n)
 		return VEIL_ECANCELED;
 	if (n == 0)
 		return 0; /* an empty chunk would end the stream */
-	out = bufferevent_get_output(r->c->bev);
-	if (evbuffer_get_length(out) > r->max_output)
+	if (veil_http_stream_full(r))
 		return VEIL_EBUSY;
+	out = bufferevent_get_output(r->c->bev);
 	if (r->head.len)
 		iov[k++] = (struct iovec){r->head.data, r->head.len};
 	if (r->stream_chunked) {
