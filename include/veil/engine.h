@@ -92,6 +92,7 @@ struct veil_engine_params {
 	int32_t n_ctx;        /* positions per sequence; 0 = min(train, 4096) */
 	int32_t n_threads;    /* 0 = all cores */
 	int32_t step_tokens;  /* most tokens per forward step; 0 = 512 */
+	bool lazy_kv;         /* KV pages resident as written, not all at start */
 };
 
 void veil_engine_params_default(struct veil_engine_params *p);

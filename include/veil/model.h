@@ -106,6 +106,7 @@ struct veil_ctx_params {
 	int32_t n_outputs; /* most logits rows per decode; 0 = n_seq */
 	int32_t n_threads; /* threads of the context's own pool; 0 = all cores */
 	struct veil_pool *pool; /* use this pool instead (not owned) */
+	bool populate;     /* make the whole KV cache resident now (servers) */
 };
 
 void veil_ctx_params_default(struct veil_ctx_params *p);
@@ -113,7 +114,9 @@ void veil_ctx_params_default(struct veil_ctx_params *p);
 struct veil_ctx;
 
 /* The KV cache is reserved (not touched) up front: pages become resident as
- * positions are written.  The model must outlive the context. */
+ * positions are written, unless p->populate asks for all of them now
+ * (VEIL_ENOMEM when the memory is not there: a server then fails at start
+ * instead of mid-answer).  The model must outlive the context. */
 int veil_ctx_new(const struct veil_model *m, const struct veil_ctx_params *p,
 		 struct veil_ctx **out);
 void veil_ctx_free(struct veil_ctx *c);

@@ -192,6 +192,7 @@ int veil_cli_model_bench(int argc, char **argv)
 	cp.n_batch = (int32_t)B;
 	cp.n_outputs = (int32_t)par;
 	cp.n_threads = (int32_t)threads;
+	cp.populate = true; /* as a serving engine's: first touches not timed */
 	if ((rc = veil_ctx_new(m, &cp, &b.c)) < 0) {
 		veil_cli_error("context", rc);
 		goto out;

@@ -150,6 +150,7 @@ int veil_cli_model_run(int argc, char **argv)
 	sp.min_p = 0.05f;
 	sp.repeat_penalty = 1.0f;
 	veil_engine_params_default(&ep);
+	ep.lazy_kv = true; /* one answer touches only the positions it fills */
 	ep.max_batch = 1;
 	ep.max_queue = 1;
 

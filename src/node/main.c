@@ -47,6 +47,7 @@ static void usage(FILE *f)
 		"  --max-queue N         requests waiting beyond them (default 64; over: 429)\n"
 		"  --ctx N               context positions per sequence (default: model, max 4096)\n"
 		"  --threads N           inference threads (default: all cores)\n"
+		"  --lazy-kv             KV cache pages made resident as written, not at start\n"
 		"  --max-body BYTES      request body cap (default 1048576; over: 413)\n"
 		"  --max-header-bytes N  request head cap (default 16384; over: 431)\n"
 		"  --max-conns N         open connections (default 1024; over: 503)\n"
@@ -94,6 +95,7 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 		VEIL_OPT_FLAG("--allow-plaintext", &o->allow_plaintext),
 		VEIL_OPT_FLAG("--log-json", &json_log),
 		VEIL_OPT_FLAG("--print-config", &print_config),
+		VEIL_OPT_FLAG("--lazy-kv", &o->lazy_kv),
 		VEIL_OPT_STR("--model", &o->model),
 		VEIL_OPT_STR("--model-name", &name),
 		VEIL_OPT_STR("--listen", &o->listen),
@@ -166,8 +168,9 @@ static bool is_loopback(const char *addr)
  * with sorted keys and no spaces. */
 static char *config_json(const struct node_opts *o)
 {
-	json_t *c = json_pack("{s:b, s:i, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:b, s:I, s:I, s:s, s:i, s:s?}",
+	json_t *c = json_pack("{s:b, s:i, s:b, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:b, s:I, s:I, s:s, s:i, s:s?}",
 			      "allow_plaintext", o->allow_plaintext, "ctx", o->ctx,
+			      "lazy_kv", o->lazy_kv,
 			      "listen", o->listen, "max_body", (json_int_t)o->max_body,
 			      "max_conns", (json_int_t)o->max_conns, "max_header_bytes",
 			      (json_int_t)o->max_header_bytes, "max_batch", o->max_batch,
@@ -362,6 +365,7 @@ int main(int argc, char **argv)
 		ep.max_queue = n->o.max_queue;
 		ep.n_ctx = n->o.ctx;
 		ep.n_threads = n->o.threads;
+		ep.lazy_kv = n->o.lazy_kv;
 		/* One read of the file into private memory, hashed as read; the
 		 * engine serves those bytes and RTMR3 / model.sha256 measure
 		 * them (no file mapping left for the file's writer to change:
@@ -384,10 +388,12 @@ int main(int argc, char **argv)
 		g = veil_model_gguf(veil_engine_model(n->engine));
 		veil_gguf_get_str(g, "tokenizer.chat_template", &ts);
 		n->chat_tmpl = (int)veil_chat_detect(ts.p, (size_t)ts.len, &known);
-		VEIL_INFO(NODE_MOD, "model %s (sha256 %s), chat template %s, context %d, batch %d",
-			  n->o.model_name, n->model_sha256_hex,
+		VEIL_INFO(NODE_MOD, "model %s (sha256 %s), chat template %s, context %d, batch %d, "
+			  "KV cache %zu MiB%s", n->o.model_name, n->model_sha256_hex,
 			  veil_chat_name((enum veil_chat_tmpl)n->chat_tmpl),
-			  (int)veil_engine_n_ctx(n->engine), n->o.max_batch);
+			  (int)veil_engine_n_ctx(n->engine), n->o.max_batch,
+			  veil_ctx_kv_bytes(veil_engine_ctx(n->engine)) >> 20,
+			  n->o.lazy_kv ? " (reserved)" : " (resident)");
 	}
 	if ((rc = receipt_store_new(16384, 60ull * 60 * 1000, &n->receipts)) < 0)
 		goto out;

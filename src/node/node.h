@@ -31,6 +31,7 @@ struct node_opts {
 	const char *upstream;
 	bool plain_http;
 	bool allow_plaintext;
+	bool lazy_kv;
 	int max_batch;
 	int max_queue;
 	int ctx;

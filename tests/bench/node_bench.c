@@ -959,6 +959,7 @@ static int run_forward(const struct opts *o)
 	cp.n_batch = VEIL_MAX(512, o->max_batch); /* the engine's step_tokens */
 	cp.n_outputs = o->max_batch;
 	cp.n_threads = o->threads;
+	cp.populate = true; /* as the engine's */
 	if ((rc = veil_ctx_new(m, &cp, &c)) < 0)
 		die("cannot make the context: %s", veil_strerror(rc));
 	nv = veil_model_hparams(m)->n_vocab;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -285,6 +286,51 @@ static void test_stories_greedy_token_by_token_matches_llamacpp(void **state)
 {
 	(void)state;
 	stories_greedy(true);
+}
+
+static size_t rss_bytes(void)
+{
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long size = 0, res = 0;
+
+	assert_non_null(f);
+	assert_int_equal(fscanf(f, "%lu %lu", &size, &res), 2);
+	fclose(f);
+	return res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* A reserved KV cache costs no memory until written; a populated one is
+ * resident from the start (a server pays its first touches before it is
+ * ready, not on its first requests). */
+static void test_ctx_populate_makes_kv_cache_resident(void **state)
+{
+	struct veil_model *m = load_model("models/stories260K.gguf");
+	struct veil_ctx_params cp;
+	struct veil_ctx *c;
+	size_t before, kv;
+
+	(void)state;
+	if (!m) {
+		skip();
+		return;
+	}
+	veil_ctx_params_default(&cp);
+	cp.n_ctx = 4096;
+	cp.n_seq = 16;
+	cp.n_threads = 1;
+	before = rss_bytes();
+	assert_int_equal(veil_ctx_new(m, &cp, &c), 0);
+	kv = veil_ctx_kv_bytes(c);
+	assert_true(kv >= (16u << 20));
+	assert_true(rss_bytes() < before + kv / 4);
+	veil_ctx_free(c);
+
+	cp.populate = true;
+	before = rss_bytes();
+	assert_int_equal(veil_ctx_new(m, &cp, &c), 0);
+	assert_true(rss_bytes() >= before + kv / 10 * 9);
+	veil_ctx_free(c);
+	veil_model_free(m);
 }
 
 static void test_stories_hparams_and_rejects_bad_batches(void **state)
@@ -1259,6 +1305,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pool_covers_every_item_once),
 		cmocka_unit_test(test_stories_hparams_and_rejects_bad_batches),
+		cmocka_unit_test(test_ctx_populate_makes_kv_cache_resident),
 		cmocka_unit_test(test_stories_greedy_whole_prompt_matches_llamacpp),
 		cmocka_unit_test(test_stories_greedy_token_by_token_matches_llamacpp),
 		cmocka_unit_test(test_engine_batched_sequences_match_reference),

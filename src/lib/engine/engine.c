@@ -450,6 +450,7 @@ int veil_engine_new(struct veil_model *m, struct veil_tok *tok,
 	cp.n_outputs = e->p.max_batch;
 	cp.n_threads = e->p.n_threads;
 	cp.pool = e->pool;
+	cp.populate = !e->p.lazy_kv;
 	if ((rc = veil_ctx_new(m, &cp, &e->ctx)) < 0)
 		goto fail;
 	e->p.n_ctx = veil_ctx_n_ctx(e->ctx);
