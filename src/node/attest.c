@@ -1,7 +1,16 @@
 /* Attestation of veil-node: RTMR3 measurements at start (binary, flags,
  * model, the model's SHA-256 when known, in that order; both model digests
  * are of the bytes loaded, computed by main.c in the same read) and
- * GET /v1/attestation/report. */
+ * GET /v1/attestation/report.
+ *
+ * A report for a client's nonce needs a fresh quote: ~6 ms with the sim TEE,
+ * tens of milliseconds through configfs-tsm and the QGS on a real TDX guest.
+ * On the loop that would stall every stream of the node, and any client
+ * could keep it stalled, so one reporter thread owns the attester once
+ * node_attest_init is done: the loop hands it (request, nonce), the report
+ * comes back through a channel and is answered on the loop.  The report
+ * without a nonce (made at start) is served from the loop. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,6 +57,148 @@ static int report(struct node *n, const uint8_t nonce[32], json_t **out)
 
 	return veil_attester_report(n->attester, n->keyset_enc, n->keyset_len, nonce, &x,
 				    out);
+}
+
+/* ---- nonce reports, off the loop ---------------------------------------- */
+
+/* Nonce reports handed to the reporter and not answered yet.  One at a time
+ * is what the TEE does anyway (configfs-tsm serializes quotes), so a deep
+ * queue would only make clients wait longer; past it: 503
+ * attestation_busy with Retry-After (docs/api.md).  It also bounds the
+ * channel back, which can then never be full. */
+#define ATTEST_MAX_PENDING 8
+#define ATTEST_RETRY_AFTER_S 1
+
+struct areq {
+	struct areq *next;             /* reporter queue, under mu */
+	struct node *n;
+	struct veil_http_req *req;     /* loop only; NULL once the client left */
+	uint8_t nonce[32];
+	/* written by the reporter */
+	int rc;
+	json_t *report;
+};
+
+struct node_reporter {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct areq *head, *tail;      /* FIFO, under mu */
+	bool stop;                     /* under mu */
+	bool started;
+	pthread_t th;
+	struct veil_http_chan *chan;
+};
+
+/* On the loop (or on the thread of node_attest_free, after the loop ended,
+ * through the channel's drop): answers the request if its client is still
+ * there, else drops the report. */
+static void report_done(void *msg, void *arg)
+{
+	struct areq *r = msg;
+	struct node *n = r->n;
+
+	(void)arg;
+	if (n->m.reports_pending)
+		n->m.reports_pending--;
+	if (r->req) { /* completing it frees it: on_gone cannot fire after */
+		if (r->rc < 0) {
+			node_metrics_status(n, 500);
+			veil_http_reply_error(r->req, 500, NULL, "attestation_failed",
+					      "the report could not be made: %s",
+					      veil_strerror(r->rc));
+		} else {
+			node_metrics_status(n, 200);
+			veil_http_reply_json(r->req, 200, r->report);
+			r->report = NULL;
+		}
+	}
+	json_decref(r->report);
+	free(r);
+}
+
+/* The reporter thread: the only user of n->attester once started (the
+ * attester's own lock serializes reports too); reads the key set and model
+ * fields, which are fixed before it starts. */
+static void *reporter_main(void *arg)
+{
+	struct node *n = arg;
+	struct node_reporter *s = n->reporter;
+
+	for (;;) {
+		struct areq *r;
+		bool stop;
+
+		pthread_mutex_lock(&s->mu);
+		while (!s->head && !s->stop)
+			pthread_cond_wait(&s->cv, &s->mu);
+		if (!(r = s->head)) { /* stopping, and nothing left */
+			pthread_mutex_unlock(&s->mu);
+			break;
+		}
+		if (!(s->head = r->next))
+			s->tail = NULL;
+		stop = s->stop;
+		pthread_mutex_unlock(&s->mu);
+		/* after the loop ended nobody can read an answer: no quote */
+		r->rc = stop ? VEIL_ECANCELED : report(n, r->nonce, &r->report);
+		if (r->rc < 0 && !stop)
+			VEIL_WARN(NODE_MOD, "attestation: report failed: %s (%s)",
+				  veil_strerror(r->rc), veil_err_detail());
+		if (veil_http_chan_post(s->chan, r) < 0) {
+			/* cannot happen: at most ATTEST_MAX_PENDING are out */
+			VEIL_ERROR(NODE_MOD, "attestation: reporter channel full (a bug)");
+			json_decref(r->report);
+			free(r);
+		}
+	}
+	return NULL;
+}
+
+static void reporter_stop(struct node *n)
+{
+	struct node_reporter *s = n->reporter;
+
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	if (s->started)
+		pthread_join(s->th, NULL);
+	/* what the thread posted and the loop did not take: the drop answers
+	 * (or drops) each, here */
+	if (s->chan)
+		veil_http_chan_free(s->chan);
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+	n->reporter = NULL;
+	free(s);
+}
+
+static int reporter_start(struct node *n)
+{
+	struct node_reporter *s = calloc(1, sizeof(*s));
+	int rc;
+
+	if (!s)
+		return VEIL_ENOMEM;
+	pthread_mutex_init(&s->mu, NULL);
+	pthread_cond_init(&s->cv, NULL);
+	n->reporter = s;
+	if ((rc = veil_http_chan_new(n->base, ATTEST_MAX_PENDING + 1, report_done, report_done,
+				     n, &s->chan)) < 0)
+		goto fail;
+	if (pthread_create(&s->th, NULL, reporter_main, n)) {
+		rc = veil_errf(VEIL_EINTERNAL, "cannot start the attestation reporter thread");
+		goto fail;
+	}
+	s->started = true;
+	return 0;
+fail:
+	VEIL_ERROR(NODE_MOD, "attestation: %s (%s)", veil_strerror(rc), veil_err_detail());
+	reporter_stop(n);
+	return rc;
 }
 
 int node_attest_init(struct node *n)
@@ -108,38 +259,69 @@ int node_attest_init(struct node *n)
 			   veil_err_detail());
 		return rc;
 	}
-	return 0;
+	return reporter_start(n);
+}
+
+static void on_gone(struct veil_http_req *req, void *arg)
+{
+	struct areq *r = arg;
+
+	/* the client left (or a forced shutdown closed it): complete the
+	 * request now, which frees it; the report, when it comes, is dropped */
+	r->req = NULL;
+	veil_http_reply(req, 499, "text/plain", "", 0); /* nobody reads it */
 }
 
 static void h_report(struct veil_http_req *req, void *arg)
 {
 	struct node *n = arg;
+	struct node_reporter *s = n->reporter;
 	const char *hex = veil_http_req_query(req, "nonce");
 	uint8_t nonce[32];
+	struct areq *r;
 	size_t got;
-	json_t *r = NULL;
-	int rc;
 
 	if (!hex) {
 		node_metrics_status(n, 200);
 		veil_http_reply_json(req, 200, json_incref(n->cached_report));
 		return;
 	}
-	if (strlen(hex) != 64 ||
-	    veil_hex_decode(hex, 64, nonce, sizeof(nonce), &got) < 0) {
+	if (strlen(hex) != 64 || veil_hex_decode(hex, 64, nonce, sizeof(nonce), &got) < 0 ||
+	    got != sizeof(nonce)) {
 		node_metrics_status(n, 400);
 		veil_http_reply_error(req, 400, NULL, "invalid_nonce",
 				      "nonce must be 64 hex characters (32 bytes)");
 		return;
 	}
-	if ((rc = report(n, nonce, &r)) < 0) {
-		node_metrics_status(n, 500);
-		veil_http_reply_error(req, 500, NULL, "attestation_failed",
-				      "the report could not be made: %s", veil_strerror(rc));
+	if (!s || n->m.reports_pending >= ATTEST_MAX_PENDING) {
+		n->m.reports_busy++;
+		node_metrics_status(n, 503);
+		veil_http_set_retry_after(req, ATTEST_RETRY_AFTER_S);
+		veil_http_reply_error(req, 503, NULL, "attestation_busy",
+				      "%d attestation reports are being made; retry later",
+				      ATTEST_MAX_PENDING);
 		return;
 	}
-	node_metrics_status(n, 200);
-	veil_http_reply_json(req, 200, r);
+	if (!(r = calloc(1, sizeof(*r)))) {
+		node_metrics_status(n, 500);
+		veil_http_reply_error(req, 500, NULL, "attestation_failed",
+				      "the report could not be made: %s",
+				      veil_strerror(VEIL_ENOMEM));
+		return;
+	}
+	r->n = n;
+	r->req = req;
+	memcpy(r->nonce, nonce, sizeof(nonce));
+	veil_http_req_on_close(req, on_gone, r);
+	n->m.reports_pending++;
+	pthread_mutex_lock(&s->mu);
+	if (s->tail)
+		s->tail->next = r;
+	else
+		s->head = r;
+	s->tail = r;
+	pthread_cond_signal(&s->cv);
+	pthread_mutex_unlock(&s->mu);
 }
 
 void node_attest_routes(struct node *n)
@@ -149,6 +331,7 @@ void node_attest_routes(struct node *n)
 
 void node_attest_free(struct node *n)
 {
+	reporter_stop(n);
 	json_decref(n->cached_report);
 	n->cached_report = NULL;
 	veil_attester_free(n->attester);

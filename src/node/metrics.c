@@ -99,6 +99,17 @@ static void h_metrics(struct veil_http_req *req, void *arg)
 		(unsigned long long)n->m.cancelled, (unsigned long long)n->m.receipts,
 		(unsigned long long)n->m.jobs_active, st.queued, st.active,
 		(unsigned long long)st.steps, veil_http_server_conns(n->srv));
+	veil_buf_appendf(&b,
+		"# HELP veil_node_attestation_reports_pending Nonce attestation reports "
+		"being made (attest.c caps them).\n"
+		"# TYPE veil_node_attestation_reports_pending gauge\n"
+		"veil_node_attestation_reports_pending %llu\n"
+		"# HELP veil_node_attestation_busy_total Nonce attestation reports refused "
+		"(503 attestation_busy).\n"
+		"# TYPE veil_node_attestation_busy_total counter\n"
+		"veil_node_attestation_busy_total %llu\n",
+		(unsigned long long)n->m.reports_pending,
+		(unsigned long long)n->m.reports_busy);
 	hist_out(&b, "veil_node_ttft_seconds", "Time to first token.", &n->m.ttft);
 	hist_out(&b, "veil_node_token_latency_seconds",
 		 "Time between generated tokens.", &n->m.tpot);

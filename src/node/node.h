@@ -4,7 +4,9 @@
  * callback in api.c (engine thread), which touches only its job's mutex-
  * guarded inbox and the channel, and the receipt signers in receipt.c
  * (signer threads), which touch only their own requests, the read-only
- * signing keys and their channel. */
+ * signing keys and their channel, and the attestation reporter in attest.c
+ * (one thread), which owns the attester after node_attest_init and touches
+ * only its queued requests' nonces and reports and its channel. */
 #ifndef VEIL_NODE_H
 #define VEIL_NODE_H
 
@@ -61,6 +63,8 @@ struct node_metrics {
 	uint64_t streams_active;
 	uint64_t jobs_active;
 	uint64_t receipts;
+	uint64_t reports_pending;    /* nonce reports with the reporter (attest.c) */
+	uint64_t reports_busy;       /* nonce reports refused: too many pending */
 	struct node_hist ttft;
 	struct node_hist tpot;
 	int32_t last_batch;
@@ -68,6 +72,7 @@ struct node_metrics {
 
 struct receipt_store;
 struct node_signer;
+struct node_reporter;
 struct job;
 
 struct node {
@@ -105,7 +110,9 @@ struct node {
 	char model_sha256_hex[65];
 
 	struct veil_buf event_log;         /* JSON array text of extensions */
-	void *attester;                    /* struct veil_attester *, attest.c */
+	void *attester;                    /* struct veil_attester *, attest.c;
+					    * the reporter thread's once started */
+	struct node_reporter *reporter;    /* nonce reports, off the loop */
 	json_t *cached_report;
 
 	/* The loop's scratch space for one stream event at a time (api.c):
@@ -168,8 +175,13 @@ char *node_b64url(const char *s, size_t len);
 void node_receipt_routes(struct node *n);
 
 /* attest.c */
+/* Measures, makes the cached report, then starts the reporter thread that
+ * makes nonce reports off the loop (after n->base and the keys exist). */
 int node_attest_init(struct node *n);
 void node_attest_routes(struct node *n);
+/* Stops and joins the reporter (reports still queued are not made) and
+ * answers or drops what it handed back; after the server is freed (every
+ * pending request's close callback has fired by then). */
 void node_attest_free(struct node *n);
 
 #endif

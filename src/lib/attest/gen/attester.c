@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/sha.h>
 
@@ -19,6 +20,7 @@ struct veil_attester {
 	enum mode mode;
 	struct sim_tee *sim;
 	int sim_gpus;
+	unsigned sim_delay_ms; /* VEIL_SIM_QUOTE_DELAY_MS, sim only (a test knob) */
 	bool no_gpu;
 	struct veil_evlog log;
 	char tsm_root[1024];
@@ -28,9 +30,45 @@ struct veil_attester {
 	pthread_mutex_t mu; /* one report (one configfs-tsm exchange) at a time */
 };
 
+/* Test knob, sim only: the environment variable VEIL_SIM_QUOTE_DELAY_MS
+ * (0..10000, read once when a sim attester opens) makes every sim report
+ * wait that long before its quote, as a real TDX quote through the QGS takes
+ * tens of milliseconds: tests use it to show that a server is not blocked
+ * while a report is made (docs/operations.md).  Real TEEs never read it. */
+#define SIM_QUOTE_DELAY_MAX_MS 10000u
+
+static unsigned sim_delay_env(void)
+{
+	const char *e = getenv("VEIL_SIM_QUOTE_DELAY_MS");
+	char *end;
+	unsigned long v;
+
+	if (!e || !*e)
+		return 0;
+	v = strtoul(e, &end, 10);
+	if (*end || v > SIM_QUOTE_DELAY_MAX_MS) {
+		VEIL_WARN("attest", "VEIL_SIM_QUOTE_DELAY_MS=\"%s\" ignored (0..%u)", e,
+			  SIM_QUOTE_DELAY_MAX_MS);
+		return 0;
+	}
+	if (v)
+		VEIL_WARN("attest", "VEIL_SIM_QUOTE_DELAY_MS: every sim quote takes %lu ms "
+			  "more (a test knob)", v);
+	return (unsigned)v;
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0)
+		;
+}
+
 static int open_sim(struct veil_attester *a, const struct veil_attester_opts *o)
 {
 	a->mode = MODE_SIM;
+	a->sim_delay_ms = sim_delay_env();
 	a->sim_gpus = o->sim_gpus;
 	if (a->sim_gpus < 0 || a->sim_gpus > VEIL_ATTESTER_MAX_GPUS)
 		return veil_errf(VEIL_EINVAL, "sim_gpus %d out of range 0..%d", a->sim_gpus,
@@ -171,6 +209,8 @@ int veil_attester_report(struct veil_attester *a, const uint8_t *keyset_enc, siz
 		if ((rc = sim_tee_refresh(a->sim)) < 0)
 			goto out;
 		veil_evlog_replay(&a->log, rtmr);
+		if (a->sim_delay_ms) /* as slow as a real quote (QGS), for tests */
+			sleep_ms(a->sim_delay_ms);
 		if ((rc = sim_tee_quote(a->sim, rd, (const uint8_t(*)[48])rtmr, &quote, &quote_len)) < 0)
 			goto out;
 		for (int i = 0; i < a->sim_gpus; i++) {
