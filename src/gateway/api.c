@@ -464,12 +464,22 @@ struct fresh {
 };
 
 struct fresh_one {
+	struct fresh_one *next;  /* fresh_wait */
 	struct fresh *f;
 	struct gw_node *n;
 	struct veil_http_call *call;
 };
 
 static unsigned fresh_in_flight;
+
+/* A node makes one quote at a time and takes at most 8 nonce reports at
+ * once (src/node/attest.c; past that 503 attestation_busy), while up to
+ * MAX_FRESH_REPORTS callers here can each want one from every node: the
+ * gateway asks a node for at most NODE_FRESH_MAX at a time and the rest
+ * wait here, in order, so a burst of callers never has a node left out of
+ * its report. */
+#define NODE_FRESH_MAX 4
+static struct fresh_one *fresh_wait, **fresh_wait_tail = &fresh_wait;
 
 static void fresh_finish(struct fresh *f)
 {
@@ -482,11 +492,14 @@ static void fresh_finish(struct fresh *f)
 	free(f);
 }
 
+static void fresh_pump(void);
+
 static void fresh_done(void *arg, int rc, int status, const uint8_t *body, size_t len)
 {
 	struct fresh_one *o = arg;
 	json_t *r = NULL;
 
+	o->n->fresh_out--;
 	if (rc == 0 && status == 200)
 		r = json_loadb((const char *)body, len, 0, NULL);
 	if (r)
@@ -499,6 +512,49 @@ static void fresh_done(void *arg, int rc, int status, const uint8_t *body, size_
 	gw_node_unref(o->n);
 	fresh_finish(o->f);
 	free(o);
+	fresh_pump();
+}
+
+static int fresh_start(struct fresh_one *o)
+{
+	struct veil_http_request rq = {0};
+	char url[VEIL_STORE_URL_MAX + 128];
+
+	snprintf(url, sizeof(url), "%s/v1/attestation/report?nonce=%s", o->n->url, o->f->hex);
+	rq.url = url;
+	rq.timeout_ms = 15000;
+	gw_node_request(o->n, &rq);
+	rq.max_response = VEIL_REPORT_MAX;
+	rq.on_done = fresh_done;
+	rq.arg = o;
+	o->n->fresh_out++;
+	if (veil_http_client_start(o->f->g->client, &rq, &o->call) < 0) {
+		o->n->fresh_out--;
+		return -1;
+	}
+	return 0;
+}
+
+/* Starts every waiting fetch whose node has room, oldest first. */
+static void fresh_pump(void)
+{
+	struct fresh_one **pp = &fresh_wait, *o;
+
+	while ((o = *pp)) {
+		if (o->n->fresh_out >= NODE_FRESH_MAX) {
+			pp = &o->next;
+			continue;
+		}
+		if (!(*pp = o->next))
+			fresh_wait_tail = pp;
+		o->next = NULL;
+		if (fresh_start(o) < 0) {
+			VEIL_WARN(GW_MOD, "node %s: fresh report not started; left out", o->n->id);
+			gw_node_unref(o->n);
+			fresh_finish(o->f);
+			free(o);
+		}
+	}
 }
 
 /* Quote generation blocks (configfs-tsm on a real TEE): not on the loop. */
@@ -529,30 +585,19 @@ static void own_report_done(struct gw_job *j)
 	f->pending = 1;
 	for (struct gw_node *n = g->nodes; n; n = n->next) {
 		struct fresh_one *o;
-		struct veil_http_request rq = {0};
-		char url[VEIL_STORE_URL_MAX + 128];
 
 		if (!gw_node_usable(n) || (!f->any_model && strcmp(f->model, n->model)))
 			continue;
 		if (!(o = calloc(1, sizeof(*o))))
 			continue;
-		snprintf(url, sizeof(url), "%s/v1/attestation/report?nonce=%s", n->url, f->hex);
-		rq.url = url;
-		rq.timeout_ms = 15000;
-		gw_node_request(n, &rq);
-		rq.max_response = VEIL_REPORT_MAX;
-		rq.on_done = fresh_done;
-		rq.arg = o;
 		o->f = f;
 		o->n = n;
 		gw_node_ref(n);
 		f->pending++;
-		if (veil_http_client_start(g->client, &rq, &o->call) < 0) {
-			f->pending--;
-			gw_node_unref(n);
-			free(o);
-		}
+		*fresh_wait_tail = o;
+		fresh_wait_tail = &o->next;
 	}
+	fresh_pump();
 	fresh_finish(f);
 }
 

@@ -149,6 +149,7 @@ struct gw_node {
 
 	/* routing */
 	unsigned outstanding;
+	unsigned fresh_out;       /* nonce reports asked of it now (api.c) */
 	uint64_t requests, errors;
 
 	/* relayed requests (upstream.c) */
