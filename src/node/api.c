@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
 #include <openssl/evp.h>
 
 #include "veil/chat.h"
@@ -96,6 +97,13 @@ struct job {
 	 * more tokens sent; at the engine's final event the stream ends with
 	 * an error event and a receipt for what was generated */
 	bool slow;
+	/* the stream ends with an error event and a receipt for what was
+	 * generated, no [DONE] (stream_error_end) */
+	bool err_end;
+	/* the node is shutting down: generation cancelled by
+	 * node_api_abort_all(), the stream ends at the engine's final event
+	 * (shutting_down, with a receipt when tokens were generated) */
+	bool stopping;
 	char *reply_body;               /* secret: a non-streamed answer's JSON */
 	struct veil_buf reply_sealed;   /* ... sealed, when the request was */
 
@@ -561,8 +569,8 @@ static json_t *chunk_base(struct job *j)
 	return o;
 }
 
-/* The receipt of a stream is signed: its event, then [DONE]; completes the
- * request. */
+/* The receipt of a stream is signed: its event, then [DONE] (none after an
+ * error event: stream_error_end); completes the request. */
 static void stream_receipt_done(void *arg, int rc, char *rj)
 {
 	struct job *j = arg;
@@ -579,7 +587,7 @@ static void stream_receipt_done(void *arg, int rc, char *rj)
 	 * a chunk with no choices (like the usage chunk). */
 	if (j->seal) {
 		if (veil_buf_appendf(&b, "event: veil.receipt\ndata: %s\n\n%s", rj,
-				     j->slow ? "" : "data: [DONE]\n\n") < 0)
+				     j->err_end ? "" : "data: [DONE]\n\n") < 0)
 			goto fail;
 	} else {
 		json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", j->id,
@@ -590,7 +598,7 @@ static void stream_receipt_done(void *arg, int rc, char *rj)
 
 		json_decref(o);
 		rc = t ? veil_buf_appendf(&b, "data: %s\n\n%s", t,
-					  j->slow ? "" : "data: [DONE]\n\n")
+					  j->err_end ? "" : "data: [DONE]\n\n")
 		       : VEIL_ENOMEM;
 		free(t);
 		if (rc < 0)
@@ -636,29 +644,30 @@ static void stream_finish(struct job *j, int64_t p, int64_t c)
 	node_receipt_start(j->n, &ri, stream_receipt_done, j);
 }
 
-/* A stream whose client fell behind ends with an error event (sealed:
- * the final chunk) and then, so that what it was sent is billed, a receipt
- * for the tokens generated (the engine's count) and the bytes sent, the
- * error event included; no [DONE].  Both go past the client's queue cap:
- * a relay that paused the stream (veil-gateway) reads them once it stops
- * waiting for its own client. */
-static void stream_slow_end(struct job *j, int64_t p, int64_t c)
+/* A stream that cannot finish after the engine generated tokens ends with
+ * an error event (sealed: the final chunk) and then, so that what it was
+ * sent is billed, a receipt for the tokens generated (the engine's count)
+ * and the bytes sent, the error event included; no [DONE].  Both go past
+ * the client's queue cap: a relay that paused the stream (veil-gateway)
+ * reads them once it stops waiting for its own client. */
+static void stream_error_end(struct job *j, const char *code, const char *msg,
+			     int64_t p, int64_t c)
 {
-	static const char msg[] = "{\"error\":{\"message\":\"the client did not read "
-				  "the stream\",\"type\":\"server_error\",\"code\":"
-				  "\"client_too_slow\"}}";
+	json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "message", msg,
+			      "type", "server_error", "code", code);
+	char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
 	uint8_t rs[32];
 	struct node_receipt_in ri;
+	int rc;
 
-	/* set already when the queue filled before the engine's final batch */
-	if (!j->slow) {
-		j->n->m.cancelled++;
-		j->slow = true;
-	}
-	VEIL_WARN(NODE_MOD, "%s: stream ended with error client_too_slow (receipt for %lld "
-		  "generated tokens)", j->id, (long long)c);
+	json_decref(e);
+	VEIL_WARN(NODE_MOD, "%s: stream ended with error %s (receipt for %lld "
+		  "generated tokens)", j->id, code, (long long)c);
+	j->err_end = true;
 	veil_http_stream_allow(j->req, 64u << 10);
-	if (out_event(j, "error", msg, sizeof(msg) - 1, true) < 0) {
+	rc = s ? out_event(j, "error", s, strlen(s), true) : VEIL_ENOMEM;
+	free(s);
+	if (rc < 0) {
 		job_complete_stream(j);
 		return;
 	}
@@ -666,6 +675,18 @@ static void stream_slow_end(struct job *j, int64_t p, int64_t c)
 	ri = (struct node_receipt_in){j->id, j->req_sha, rs, p, c, j->created};
 	j->receipt_pending = true;
 	node_receipt_start(j->n, &ri, stream_receipt_done, j);
+}
+
+/* A stream whose client fell behind: cancelled (counted once), then ended
+ * as above with client_too_slow. */
+static void stream_slow_end(struct job *j, int64_t p, int64_t c)
+{
+	/* set already when the queue filled before the engine's final batch */
+	if (!j->slow) {
+		j->n->m.cancelled++;
+		j->slow = true;
+	}
+	stream_error_end(j, "client_too_slow", "the client did not read the stream", p, c);
 }
 
 /* ---- non-streamed replies ------------------------------------------------ */
@@ -1082,10 +1103,18 @@ static void job_on_msg(struct job *j)
 			stream_slow_end(j, p, c);
 		} else if (in.error || in.finish == VEIL_FINISH_ERROR ||
 			   in.finish == VEIL_FINISH_CANCELLED) {
-			if (j->stream)
-				stream_fail(j, in.finish == VEIL_FINISH_CANCELLED
-					       ? "cancelled" : "engine_error",
-					    "generation stopped before the answer was complete");
+			const char *code = j->stopping ? "shutting_down"
+					   : in.finish == VEIL_FINISH_CANCELLED ? "cancelled"
+					   : "engine_error";
+			const char *msg = j->stopping ? n->abort_why
+					  : "generation stopped before the answer was complete";
+
+			/* what the client was sent is billed: a receipt for
+			 * the tokens generated, after the error event */
+			if (j->stream && c > 0)
+				stream_error_end(j, code, msg, p, c);
+			else if (j->stream)
+				stream_fail(j, code, msg);
 			else {
 				reply_err(n, j->req, in.finish == VEIL_FINISH_CANCELLED ? 503 : 500,
 					  NULL, in.finish == VEIL_FINISH_CANCELLED
@@ -2031,18 +2060,54 @@ void node_api_routes(struct node *n)
 	veil_http_route(n->srv, "POST", "/v1/completions", false, h_cmpl, n);
 }
 
+/* How long node_api_abort_all() waits for the final events of the streams
+ * it cancelled before it ends them without one: an engine step or two
+ * (decode steps of a loaded engine take tens of ms), and well inside what
+ * the shutdown leaves (main.c: the grace's last 500 ms, or the 200 ms a
+ * second signal gives the error events). */
+#define ABORT_WAIT_MS 150
+
+static void abort_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct node *n = arg;
+
+	(void)fd;
+	(void)what;
+	node_api_abort_all(n, n->abort_why);
+}
+
 void node_api_abort_all(struct node *n, const char *why)
 {
 	struct job *j = n->jobs, *next;
+	bool wait = false;
 
+	if (why != n->abort_why)
+		snprintf(n->abort_why, sizeof(n->abort_why), "%s", why);
 	for (; j; j = next) {
 		next = j->next;
-		if (!j->req)
+		/* a job whose receipt is being signed has written its end
+		 * already but the receipt: it completes in a moment */
+		if (!j->req || j->receipt_pending)
 			continue;
+		if (!j->call && j->stream && j->started && j->submitted && !j->released &&
+		    !j->stopping) {
+			/* A stream under way: its generation stops at the next
+			 * engine step, and its final event ends the stream
+			 * with shutting_down and, for the tokens the client
+			 * was sent, a receipt (billed).  A slow one's was
+			 * cancelled already; it ends as a slow one. */
+			j->stopping = true;
+			if (!j->slow)
+				veil_engine_cancel(n->engine, j->eng_id);
+			wait = true;
+			continue;
+		}
+		/* anything else, and a stream whose final event did not come
+		 * within ABORT_WAIT_MS (or a second signal): at once */
 		if (j->stream && j->started) {
-			stream_fail(j, "shutting_down", why);
+			stream_fail(j, "shutting_down", n->abort_why);
 		} else {
-			reply_err(n, j->req, 503, NULL, "shutting_down", why);
+			reply_err(n, j->req, 503, NULL, "shutting_down", n->abort_why);
 			j->req = NULL;
 		}
 		if (j->call) {
@@ -2051,6 +2116,14 @@ void node_api_abort_all(struct node *n, const char *why)
 		}
 		if (j->submitted && !j->released)
 			veil_engine_cancel(n->engine, j->eng_id);
+	}
+	if (wait) {
+		struct timeval tv = {0, ABORT_WAIT_MS * 1000};
+
+		if (event_base_once(n->base, -1, EV_TIMEOUT, abort_wait_cb, n, &tv) < 0) {
+			VEIL_ERROR(NODE_MOD, "out of memory: streams end without waiting");
+			node_api_abort_all(n, n->abort_why);
+		}
 	}
 }
 

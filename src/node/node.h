@@ -129,14 +129,22 @@ struct node {
 	struct node_signer *signer;        /* receipt.c */
 	struct node_metrics m;
 	struct job *jobs;                  /* every live completion (api.c) */
+	char abort_why[128];               /* node_api_abort_all()'s message */
 };
 
 /* api.c */
 int node_api_init(struct node *n);
 void node_api_routes(struct node *n);
 void node_api_free(struct node *n);
-/* Ends every answer still open: streams get an error event, others a 503;
- * their work is cancelled.  For a shutdown that cannot wait any longer. */
+/* Ends every answer still open, with code shutting_down and message why:
+ * a stream the engine is generating has its sequence cancelled and ends
+ * at its final event (an error event, then a receipt for the tokens it
+ * generated: billed), or without a receipt if that event has not come
+ * within 150 ms (api.c, ABORT_WAIT_MS); other answers end at once
+ * (streams with an error event, others a 503), their work cancelled;
+ * answers whose receipt is being signed complete.  A second call ends at
+ * once what the first left waiting.  For a shutdown that cannot wait any
+ * longer (the loop must run 150 ms more). */
 void node_api_abort_all(struct node *n, const char *why);
 
 /* metrics.c */

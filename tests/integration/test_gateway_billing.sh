@@ -19,6 +19,9 @@
 #    a small request right after is served.  (Before: the node was taken out
 #    of rotation, the request retried on another node, the client got 503
 #    no_node_available, and so did the next request.)
+#  - a node shut down (SIGTERM twice) while its stream is still generating
+#    ends it with shutting_down and a receipt for the tokens generated:
+#    billed.  (Before: an error event without a receipt; nothing billed.)
 #
 # Env: VEIL_BIN (veil-gateway, veil-node), VEIL_SHARED (default ../shared),
 # KEEP_TMP=1 keeps the work directory (logs, answers, database).
@@ -123,6 +126,7 @@ if ! start_server node "$NODE_BIN" --listen 127.0.0.1:0 --tee sim --threads 1 --
 	exit 1
 fi
 NODE_PORT=$PORT
+NODE_PID=$PID
 mk_key quota --quota 1; KQ=$KEY
 mk_key free; KF=$KEY
 mk_key plain; KP=$KEY
@@ -313,6 +317,40 @@ for _ in $(seq 1 50); do
 	sleep 0.2
 done
 check "... and it comes back once its health checks pass and it is verified again" test "$back" = 1
+
+# ---- a node shut down mid-stream ------------------------------------------------------
+# SIGTERM, then a second one (stop now), to the node while its stream is
+# generating: the node cancels the sequence and ends the stream with
+# shutting_down and a receipt for the tokens generated; the gateway relays
+# both and bills them: /v1/usage shows the tokens of the receipt the client
+# received.  (Before: an error event and no receipt; nothing billed.)  The
+# end of a shutdown's grace takes the same path, 10 s later
+# (tests/integration/test_node.sh).  The last test: the node goes.
+kill "$PIDG" 2>/dev/null
+wait "$PIDG" 2>/dev/null
+mk_key shutdown; KD=$KEY
+if start_gw gw3; then
+	curl -sN -m 30 -o "$tmp/down.sse" -H "Authorization: Bearer $KD" -H 'Content-Type: application/json' \
+		-d "$(body 8000 stream)" "$G/v1/chat/completions" &
+	cpid=$!
+	# at the first content delta: 8000 tokens take ~1.3 s (above)
+	for _ in $(seq 1 250); do grep -q '"content":"[^"]' "$tmp/down.sse" 2>/dev/null && break; sleep 0.02; done
+	kill -TERM "$NODE_PID"
+	sleep 0.05
+	kill -TERM "$NODE_PID"
+	wait "$cpid"
+	wait "$NODE_PID"
+	# the receipt chunk as the client got it: its tokens
+	rt="$(grep '"object":"veil.receipt"' "$tmp/down.sse" | sed 's/^data: //' |
+		jq -r '.veil_receipt.payload | fromjson | .usage.total_tokens' 2>/dev/null)"
+	usage_reaches "$KD" 1
+	ud="$(usage "$KD")"
+	check "a node shut down mid-stream: the client's stream ends with shutting_down and the node's receipt, no [DONE], and the gateway bills it: /v1/usage shows the receipt's tokens (usage $ud, receipt ${rt:-none})" \
+		eval 'grep -q "\"code\":\"shutting_down\"" "$tmp/down.sse" && ! grep -q "\[DONE\]" "$tmp/down.sse" &&
+			[ -n "$rt" ] && [ "$rt" -gt 19 ] && [ "$ud" = "1 $rt" ]'
+else
+	notok "the gateway starts again"
+fi
 
 echo "# $fails failed"
 [ "$fails" -eq 0 ]

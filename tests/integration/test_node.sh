@@ -300,11 +300,36 @@ else
 fi
 
 # ---- shutdown: graceful, then forced; then the canary ---------------------------
+# Node H: streams still generating when the grace (10 s) runs out.  Their
+# sequences are cancelled and each ends at its final event with
+# shutting_down, then a receipt for the tokens generated (what the client
+# was sent is billed), and no [DONE].  A context of 65536 so that a stream
+# of 65000 tokens is still running at the end of the grace on any machine
+# (attention makes every token slower than the one before: ~19000 in 10 s
+# here).  Its SIGTERM goes with node A's, so both graces overlap.
+PIDH=""
+long_req='{"model":"stories260K","prompt":"Once","max_tokens":65000,"stream":true}'
+if start_node h --model "$MODEL" --plain-http --allow-plaintext --ctx 65536; then
+	H="http://127.0.0.1:$PORT"
+	PIDH=$PID
+	curl -sN -m 40 -H 'Content-Type: application/json' -d "$long_req" "$H/v1/completions" >"$tmp/graced.sse" &
+	hpid=$!
+	spid=""
+	if [ "$have_js" = 1 ]; then
+		node tests/js/error_end_sealed.mjs "$H" stories260K 65000 shutting_down >"$tmp/graced-sealed.out" 2>&1 &
+		spid=$!
+		for _ in $(seq 1 50); do grep -q started "$tmp/graced-sealed.out" && break; sleep 0.1; done
+	fi
+	sleep 0.3
+else
+	notok "node H (a long context) starts"
+fi
 stream_req='{"model":"stories260K","prompt":"Once","max_tokens":1900,"stream":true}'
 curl -sN -m 30 -H 'Content-Type: application/json' -d "$stream_req" "$A/v1/completions" >"$tmp/inflight.sse" &
 cpid=$!
 sleep 0.1
 kill -TERM "$PIDA"
+[ -n "$PIDH" ] && kill -TERM "$PIDH"
 wait "$cpid"
 for _ in $(seq 1 100); do kill -0 "$PIDA" 2>/dev/null || break; sleep 0.1; done
 wait "$PIDA"; rc=$?
@@ -330,6 +355,48 @@ if start_node e --model "$MODEL" --plain-http --allow-plaintext; then
 		bash -c '[ "$0" -ge 1 ] && [ "$1" -eq 0 ] && [ "$2" -eq 0 ]' "$nerr" "$nsilent" "$rc"
 else
 	notok "node E starts"
+fi
+if [ -n "$PIDH" ]; then
+	wait "$hpid" ${spid:+"$spid"}
+	wait "$PIDH"; rc=$?
+	# from the signal to the end, by the node's log's clock
+	th="$(awk '/signal 15: shutting down/ { a = $1 } / node: stopped/ { b = $1 } END { print a, b }' "$tmp/h.log" |
+		python3 -c 'import sys, datetime as d; a, b = [d.datetime.fromisoformat(t.rstrip("Z")) for t in sys.stdin.read().split()]; print(int((b - a).total_seconds() * 1000))' 2>/dev/null)"
+	check "SIGTERM, node H: shuts down within the grace (exit $rc, ${th:-?} ms after the signal)" \
+		bash -c '[ "$0" -eq 0 ] && [ -n "$1" ] && [ "$1" -lt 10000 ]' "$rc" "$th"
+	# the stream's end: shutting_down, then the receipt chunk over every
+	# byte before it, nothing after it
+	python3 - "$tmp/graced.sse" "$tmp/graced-payload" >"$tmp/graced.out" 2>&1 <<'PY'
+import hashlib, json, sys
+out = open(sys.argv[1], "rb").read()
+at = out.find(b'"object":"veil.receipt"')
+if at < 0:
+    print("bad 0 - -")  # no receipt
+    sys.exit(0)
+start = out.rfind(b"data: ", 0, at)
+err = out.rfind(b"event: error\n", 0, start)
+rec = json.loads(out[start + 6:out.index(b"\n", start)])["veil_receipt"]
+pay = json.loads(rec["payload"])
+open(sys.argv[2], "w").write(rec["payload"])
+ok = (at > 0 and err > 0 and b'"code":"shutting_down"' in out[err:start] and
+      out[err:start].count(b"\n\n") == 1 and out[err:start].endswith(b"\n\n") and
+      out[start:].count(b"\n\n") == 1 and out.endswith(b"\n\n") and b"[DONE]" not in out and
+      hashlib.sha256(out[:start]).hexdigest() == pay["response_sha256"] and
+      pay["usage"]["completion_tokens"] > 0)
+print("ok" if ok else "bad", pay["usage"]["completion_tokens"], pay["ed25519_public_key"],
+      rec["signature_ed25519"])
+PY
+	read -r verdict ntok hpub hsig <"$tmp/graced.out"
+	check "SIGTERM mid-stream: the stream ends with error shutting_down, then a receipt for the tokens generated ($ntok) over every byte before it, no [DONE]" \
+		test "$verdict" = ok
+	check "... the receipt is signed by node H's Ed25519 key (veil sign verify)" \
+		bash -c 'grep -q "keys: ed25519 $0," "$1" && "$2" sign verify --algo ed25519 --public "$0" --signature "$3" <"$4" >/dev/null' \
+		"$hpub" "$tmp/h.log" "$VEIL" "$hsig" "$tmp/graced-payload"
+	if [ -n "$spid" ]; then
+		out="$(tail -1 "$tmp/graced-sealed.out")"
+		check "... sealed too: the final chunk is the shutting_down error, the receipt covers every byte before it, no [DONE] ($out)" \
+			test "${out%% *}" = ok
+	fi
 fi
 if [ "$have_js" = 1 ]; then
 	check "the canary prompt appears in no log" bash -c '! grep -rqF "$0" "$1"/*.log' "$CANARY" "$tmp"
