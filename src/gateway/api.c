@@ -13,6 +13,7 @@
 #include "gateway.h"
 
 #define MAX_FRESH_REPORTS 64   /* /v1/attestation/report?nonce= in flight */
+#define FRESH_TIMEOUT_MS 15000 /* ... each, for its nodes' reports (queued included) */
 
 /* ---- small shared helpers ------------------------------------------------- */
 
@@ -461,6 +462,7 @@ struct fresh {
 	json_t *doc;
 	json_t *nodes;
 	int pending;
+	uint64_t deadline_ns;    /* monotonic: node reports not in by then are left out */
 };
 
 struct fresh_one {
@@ -522,7 +524,7 @@ static int fresh_start(struct fresh_one *o)
 
 	snprintf(url, sizeof(url), "%s/v1/attestation/report?nonce=%s", o->n->url, o->f->hex);
 	rq.url = url;
-	rq.timeout_ms = 15000;
+	rq.timeout_ms = (unsigned)VEIL_MAX((o->f->deadline_ns - veil_now_ns()) / 1000000, 1);
 	gw_node_request(o->n, &rq);
 	rq.max_response = VEIL_REPORT_MAX;
 	rq.on_done = fresh_done;
@@ -535,21 +537,31 @@ static int fresh_start(struct fresh_one *o)
 	return 0;
 }
 
-/* Starts every waiting fetch whose node has room, oldest first. */
+/* Starts every waiting fetch whose node has room, oldest first; leaves out
+ * those whose report's time is up or whose node left the rotation
+ * meanwhile. */
 static void fresh_pump(void)
 {
 	struct fresh_one **pp = &fresh_wait, *o;
+	uint64_t now = veil_now_ns();
 
 	while ((o = *pp)) {
-		if (o->n->fresh_out >= NODE_FRESH_MAX) {
+		const char *why = NULL;
+
+		if (now + 1000000 >= o->f->deadline_ns)
+			why = "its time ran out in the queue";
+		else if (!gw_node_usable(o->n))
+			why = "it left the rotation";
+		else if (o->n->fresh_out >= NODE_FRESH_MAX) {
 			pp = &o->next;
 			continue;
 		}
 		if (!(*pp = o->next))
 			fresh_wait_tail = pp;
 		o->next = NULL;
-		if (fresh_start(o) < 0) {
-			VEIL_WARN(GW_MOD, "node %s: fresh report not started; left out", o->n->id);
+		if (why || fresh_start(o) < 0) {
+			VEIL_WARN(GW_MOD, "node %s: fresh report not asked (%s); left out", o->n->id,
+				  why ? why : "the request could not start");
 			gw_node_unref(o->n);
 			fresh_finish(o->f);
 			free(o);
@@ -645,6 +657,7 @@ static void h_report(struct veil_http_req *req, void *arg)
 			       "nonce must be 64 hex characters (32 bytes)");
 		return;
 	}
+	f->deadline_ns = veil_now_ns() + (uint64_t)FRESH_TIMEOUT_MS * 1000000;
 	f->job.run = own_report_run;
 	f->job.done = own_report_done;
 	f->g = g;

@@ -39,6 +39,7 @@
 #define TICK_MS 100
 #define ATTEST_TIMEOUT_MS 15000
 #define ATTEST_RETRY_MS 5000
+#define ATTEST_BUSY_RETRY_MS 1000
 
 static uint64_t mono_ms(void)
 {
@@ -206,6 +207,7 @@ struct att_job {
 	uint8_t nonce[32];
 	/* results */
 	bool ok, tls;
+	bool busy;              /* the node answered 503 / 429: making other reports */
 	uint8_t spki[32];
 	struct veil_keyset keys;
 	json_t *report;
@@ -260,6 +262,7 @@ static void att_run(struct gw_job *j, struct veil_store *s)
 	rc = veil_policy_fetch_report(a->url, NULL, a->nonce, ATTEST_TIMEOUT_MS, &body,
 				      a->spki, &a->tls);
 	if (rc < 0) {
+		a->busy = rc == VEIL_EBUSY;
 		snprintf(a->error, sizeof(a->error), "report fetch failed: %s (%s)",
 			 veil_strerror(rc), veil_err_detail());
 		sum = json_pack("{s:b, s:s, s:s, s:I}", "ok", 0, "error", a->error, "model",
@@ -305,6 +308,23 @@ static void att_done(struct gw_job *j)
 	n->verifying = false;
 	if (n->removed || strcmp(n->url, a->url) || strcmp(n->model, a->model))
 		goto out; /* changed meanwhile: a new check is under way */
+	/* A node busy making other reports (a bounded number at a time;
+	 * anyone may ask for them) has not failed its attestation: a verified
+	 * one keeps its verdict and pin while that is younger than three
+	 * re-check intervals, a new one stays pending; both are asked again
+	 * in a second.  Past that age a busy node fails as any other. */
+	if (a->busy && (!n->have_keys ||
+			veil_wall_ms() - n->verified_ms <
+				3ull * (uint64_t)g->o.reverify_s * 1000)) {
+		if (!n->attest_busy)
+			VEIL_INFO(GW_MOD, "node %s (%s): busy making reports; its attestation "
+				  "is checked again in %d ms", n->id, n->url,
+				  ATTEST_BUSY_RETRY_MS);
+		n->attest_busy = true;
+		n->next_verify_ms = mono_ms() + ATTEST_BUSY_RETRY_MS;
+		goto out;
+	}
+	n->attest_busy = false;
 	if (ok && a->tls) {
 		if (!(a->keys.present & VEIL_KEYSET_HAS(VEIL_KEY_TLS_SPKI_SHA256)) ||
 		    CRYPTO_memcmp(a->keys.tls_spki_sha256, a->spki, 32)) {

@@ -11,6 +11,7 @@
  * comes back through a channel and is answered on the loop.  The report
  * without a nonce (made at start) is served from the loop. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,7 @@ struct areq {
 	struct areq *next;             /* reporter queue, under mu */
 	struct node *n;
 	struct veil_http_req *req;     /* loop only; NULL once the client left */
+	atomic_bool gone;              /* the client left: no quote for it */
 	uint8_t nonce[32];
 	/* written by the reporter */
 	int rc;
@@ -139,9 +141,12 @@ static void *reporter_main(void *arg)
 			s->tail = NULL;
 		stop = s->stop;
 		pthread_mutex_unlock(&s->mu);
-		/* after the loop ended nobody can read an answer: no quote */
-		r->rc = stop ? VEIL_ECANCELED : report(n, r->nonce, &r->report);
-		if (r->rc < 0 && !stop)
+		/* after the loop ended, or once its client left, nobody can
+		 * read an answer: no quote (a burst of clients that gave up
+		 * would otherwise keep the reporter busy for nobody) */
+		r->rc = stop || atomic_load(&r->gone) ? VEIL_ECANCELED
+						      : report(n, r->nonce, &r->report);
+		if (r->rc < 0 && r->rc != VEIL_ECANCELED)
 			VEIL_WARN(NODE_MOD, "attestation: report failed: %s (%s)",
 				  veil_strerror(r->rc), veil_err_detail());
 		if (veil_http_chan_post(s->chan, r) < 0) {
@@ -269,6 +274,7 @@ static void on_gone(struct veil_http_req *req, void *arg)
 	/* the client left (or a forced shutdown closed it): complete the
 	 * request now, which frees it; the report, when it comes, is dropped */
 	r->req = NULL;
+	atomic_store(&r->gone, true);
 	veil_http_reply(req, 499, "text/plain", "", 0); /* nobody reads it */
 }
 

@@ -212,6 +212,40 @@ if [ -x "$GW_BIN" ] &&
 		echo "# 12 fresh gateway reports at once: $whole carry the node's report"
 		check "12 fresh gateway reports at once each carry the node's report with their nonce" \
 			test "$whole" -eq 12
+		# Anyone may keep the node's report slots full: the re-checks of a
+		# gateway (every 2 s here) then get 503, which is not a failed
+		# attestation; the node stays in rotation.
+		NU="https://127.0.0.1:$(sed 's/.*127.0.0.1:\([0-9]*\).*/\1/' "$tmp/nodes.json")"
+		if start_server gw2 "$GW_BIN" --listen 127.0.0.1:0 --plain-http --db "sqlite:$tmp/gw2.db" \
+			--nodes "$tmp/nodes.json" --allow-sim --reverify-s 2; then
+			G2="$URL"
+			for _ in $(seq 1 100); do
+				[ "$(curl -s -m 10 "$G2/v1/models" | jq '.data | length' 2>/dev/null)" = 1 ] && break
+				sleep 0.1
+			done
+			end=$((SECONDS + 5))
+			apids=()
+			for i in $(seq 1 10); do
+				(while [ $SECONDS -lt $end ]; do
+					curl -sk -m 5 -o /dev/null "$NU/v1/attestation/report?nonce=$(openssl rand -hex 32)"
+				done) &
+				apids+=("$!")
+			done
+			gone=0
+			for _ in $(seq 1 5); do
+				sleep 1
+				[ "$(curl -s -m 5 "$G2/v1/models" | jq '.data | length' 2>/dev/null)" = 1 ] || gone=$((gone + 1))
+			done
+			wait "${apids[@]}"
+			busy="$(curl -sk -m 10 "$NU/metrics" | awk '$1 == "veil_node_attestation_busy_total" { print $2 }')"
+			echo "# 5 s of report requests kept the node busy (${busy:-?} refused); seconds out of rotation: $gone"
+			check "a gateway's re-check met the busy node (503) and said so" \
+				grep -q "busy making reports" "$tmp/gw2.log"
+			check "a node kept busy with reports stays in the gateway's rotation" \
+				bash -c '[ "$0" -eq 0 ] && ! grep -q "attestation FAILED" "$1"' "$gone" "$tmp/gw2.log"
+		else
+			notok "a second gateway (re-checks every 2 s) starts"
+		fi
 	else
 		notok "a gateway in front of the slow-quote node starts"
 	fi

@@ -1451,7 +1451,10 @@ int veil_policy_fetch_report(const char *base_url, const char *model, const uint
 		const char *msg = json_string_value(
 			json_object_get(json_object_get(e, "error"), "message"));
 
-		rc = veil_errf(VEIL_EIO, "GET %s/v1/attestation/report: HTTP %d%s%.300s", u.host,
+		/* 503 / 429: busy (a node makes a bounded number of reports at
+		 * a time), not a failed attestation: the caller retries */
+		rc = veil_errf(status == 503 || status == 429 ? VEIL_EBUSY : VEIL_EIO,
+			       "GET %s/v1/attestation/report: HTTP %d%s%.300s", u.host,
 			       status, msg ? ": " : "", msg ? msg : "");
 		json_decref(e);
 		goto out;
