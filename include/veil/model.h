@@ -115,8 +115,9 @@ struct veil_ctx;
 
 /* The KV cache is reserved (not touched) up front: pages become resident as
  * positions are written, unless p->populate asks for all of them now
- * (VEIL_ENOMEM when the memory is not there: a server then fails at start
- * instead of mid-answer).  The model must outlive the context. */
+ * (VEIL_ENOMEM when the kernel refuses; under memory pressure its OOM
+ * killer may act first: either way a server fails at start instead of
+ * mid-answer).  The model must outlive the context. */
 int veil_ctx_new(const struct veil_model *m, const struct veil_ctx_params *p,
 		 struct veil_ctx **out);
 void veil_ctx_free(struct veil_ctx *c);

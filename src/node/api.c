@@ -46,6 +46,7 @@ struct inbox {
 	bool final;
 	enum veil_finish finish;
 	int error;
+	bool lost;      /* text could not be queued (out of memory): none is sent */
 	struct veil_engine_usage usage;
 	uint64_t t_first_ns;            /* engine time of the first token */
 	uint64_t gap_sum_ns;
@@ -100,6 +101,8 @@ struct job {
 	/* the stream ends with an error event and a receipt for what was
 	 * generated, no [DONE] (stream_error_end) */
 	bool err_end;
+	/* text of the answer was lost (out of memory): it cannot end whole */
+	bool lost;
 	/* the node is shutting down: generation cancelled by
 	 * node_api_abort_all(), the stream ends at the engine's final event
 	 * (shutting_down, with a receipt when tokens were generated) */
@@ -759,8 +762,10 @@ static void engine_cb(const struct veil_engine_event *ev, void *user)
 	uint64_t now = veil_now_ns();
 
 	pthread_mutex_lock(&j->mu);
-	if (ev->text_len && veil_buf_append(&j->in.text, ev->text, ev->text_len) < 0)
+	if (ev->text_len && veil_buf_append(&j->in.text, ev->text, ev->text_len) < 0) {
 		j->in.error = VEIL_ENOMEM;
+		j->in.lost = true;
+	}
 	if (ev->token >= 0) {
 		if (!j->in.t_first_ns && !j->last_tok_ns)
 			j->in.t_first_ns = now;
@@ -1076,14 +1081,21 @@ static void job_on_msg(struct job *j)
 	for (uint64_t i = 0; i < in.gap_n; i++)
 		node_hist_add(&n->m.tpot, (double)in.gap_sum_ns / (double)in.gap_n / 1e9);
 
-	if (j->req && !j->slow && !in.error && (in.text.len || in.ntoks)) {
+	/* an engine's error ends the answer after the text it made (billed by
+	 * the receipt that follows the error event: stream_error_end) */
+	if (in.lost)
+		j->lost = true;
+	if (j->req && j->stream && j->lost && !j->slow) {
+		stream_write_failed(j, VEIL_ENOMEM, j->submitted && !in.final);
+	} else if (j->req && !j->slow && !j->lost && (in.text.len || in.ntoks)) {
 		if (j->stream) {
 			int rc = stream_tokens(j, &in);
 
 			if (rc < 0)
 				stream_write_failed(j, rc, j->submitted && !in.final);
 		} else {
-			veil_buf_append(&j->full, in.text.data, in.text.len);
+			if (veil_buf_append(&j->full, in.text.data, in.text.len) < 0)
+				j->lost = true;
 			if (j->logprobs)
 				add_logprobs(j, in.toks, in.ntoks, j->lp_content, j->lp_cmpl);
 		}
@@ -1101,7 +1113,7 @@ static void job_on_msg(struct job *j)
 			/* nothing to send */
 		} else if (j->slow) {
 			stream_slow_end(j, p, c);
-		} else if (in.error || in.finish == VEIL_FINISH_ERROR ||
+		} else if (j->lost || in.error || in.finish == VEIL_FINISH_ERROR ||
 			   in.finish == VEIL_FINISH_CANCELLED) {
 			const char *code = j->stopping ? "shutting_down"
 					   : in.finish == VEIL_FINISH_CANCELLED ? "cancelled"
@@ -1434,7 +1446,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	json_t *b = NULL, *model;
 	json_error_t jerr;
 	struct node_params p;
-	char err[256];
+	char err[256] = "";
 	struct job *j = NULL;
 	int32_t *ids = n->sc_ids;
 	size_t n_ids = 0, ids_used = 0, cap;

@@ -258,6 +258,7 @@ int node_chat_tokens(const struct veil_tok *tok, int chat_tmpl, json_t *msgs, in
 				}
 			}
 			if (!(owned[i] = strndup(parts.data ? (char *)parts.data : "", parts.len))) {
+				snprintf(err, errcap, "out of memory");
 				rc = VEIL_ENOMEM;
 				goto out;
 			}

@@ -20,7 +20,6 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <jansson.h>
 
