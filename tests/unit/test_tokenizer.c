@@ -763,6 +763,50 @@ static void test_load_refuses_unknown_pretokenizer(void **state)
 	free(mem);
 }
 
+/* Found by fuzz_tok_load: a gpt2 vocabulary of fewer than 12 tokens kept
+ * the built-in BOS/EOS id 11, so veil_tok_bos() and add_bos encodes gave an
+ * id past the vocabulary.  Such defaults now mean "no such token". */
+static void test_default_special_ids_stay_inside_small_vocab(void **state)
+{
+	struct veil_gguf_writer *w = NULL;
+	struct veil_gguf *g = NULL;
+	struct veil_tok *t = NULL;
+	struct veil_gguf_str toks[3] = {{"a", 1}, {"b", 1}, {"ab", 2}};
+	struct veil_gguf_str merges[1] = {{"a b", 3}};
+	int32_t ids[8];
+	size_t n = 0;
+	char *mem = NULL;
+	size_t memlen = 0;
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(veil_gguf_writer_new(&w, 32), 0);
+	assert_int_equal(veil_gguf_w_str(w, "tokenizer.ggml.model", "gpt2", 4), 0);
+	assert_int_equal(veil_gguf_w_str(w, "tokenizer.ggml.pre", "gpt-2", 5), 0);
+	assert_int_equal(veil_gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, 3), 0);
+	assert_int_equal(veil_gguf_w_arr_str(w, "tokenizer.ggml.merges", merges, 1), 0);
+	assert_int_equal(veil_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", true), 0);
+	f = open_memstream(&mem, &memlen);
+	assert_non_null(f);
+	assert_int_equal(veil_gguf_w_header(w, f), 0);
+	fclose(f);
+	veil_gguf_writer_free(w);
+	assert_int_equal(veil_gguf_parse((const uint8_t *)mem, memlen, &g), 0);
+	assert_int_equal(veil_tok_load(g, &t), 0);
+	assert_int_equal(veil_tok_n_vocab(t), 3);
+	assert_int_equal(veil_tok_bos(t), -1);
+	assert_int_equal(veil_tok_eos(t), -1);
+	/* without special tokens the text still encodes, inside the vocabulary */
+	assert_int_equal(veil_tok_encode(t, "ab", 2, false, false, ids, 8, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(ids[0], 2);
+	/* asking for a BOS that does not exist is an error, not id 11 */
+	assert_int_equal(veil_tok_encode(t, "ab", 2, true, false, ids, 8, &n), VEIL_EINVAL);
+	veil_tok_free(t);
+	veil_gguf_close(g);
+	free(mem);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -782,6 +826,7 @@ int main(void)
 		cmocka_unit_test(test_pretokenizers_split_digits_as_their_regex_says),
 		cmocka_unit_test(test_llama3_contractions_ignore_case_and_merges),
 		cmocka_unit_test(test_load_refuses_unknown_pretokenizer),
+		cmocka_unit_test(test_default_special_ids_stay_inside_small_vocab),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

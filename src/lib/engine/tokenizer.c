@@ -836,6 +836,16 @@ int veil_tok_load(const struct veil_gguf *g, struct veil_tok **out)
 				goto fail;
 		}
 	}
+	/* The built-in defaults (SPM bos 1 / eos 2 / unk 0, BPE 11) name a
+	 * token only in a vocabulary that has it; in a smaller one there is
+	 * none (-1), never an id past the vocabulary (opt_id keeps such ids
+	 * out too). */
+	if (t->bos >= t->n_vocab)
+		t->bos = TOK_NULL;
+	if (t->eos >= t->n_vocab)
+		t->eos = TOK_NULL;
+	if (t->unk >= t->n_vocab)
+		t->unk = TOK_NULL;
 	if ((rc = opt_bool(g, "tokenizer.ggml.add_bos_token", &t->add_bos)) < 0 ||
 	    (rc = opt_bool(g, "tokenizer.ggml.add_eos_token", &t->add_eos)) < 0)
 		goto fail;
