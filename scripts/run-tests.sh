@@ -122,8 +122,10 @@ suite_fuzz() {
 		if [ -d "tests/fuzz/corpus/$name" ]; then
 			cp -r "tests/fuzz/corpus/$name/." "$work/"
 		fi
-		local t0=$SECONDS
-		"$h" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
+		local t0=$SECONDS dict=()
+		# a harness's dictionary (tokens of its format), when it has one
+		[ -f "tests/fuzz/dict/$name.dict" ] && dict=("-dict=tests/fuzz/dict/$name.dict")
+		"$h" "${dict[@]}" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
 			-print_final_stats=1 -artifact_prefix="$BUILD/test-logs/$name-" \
 			"$work" >"$log" 2>&1
 		rc=$?

@@ -308,6 +308,12 @@ static int load_tensors(struct veil_model *m)
 	} else if (rc < 0) {
 		return rc;
 	}
+	/* a layer is at least 9 tensors (2 norms, 4 attention, 3 FFN): a
+	 * header claiming more layers than the file can hold would otherwise
+	 * size the buffers below (a 1 KB file could ask for gigabytes) */
+	if ((uint64_t)hp->n_layer * 9 > veil_gguf_n_tensors(m->g))
+		return veil_errf(VEIL_EFORMAT, "block_count %d: the file has only %zu tensors",
+				 (int)hp->n_layer, veil_gguf_n_tensors(m->g));
 	/* every vector: 2 norms + 3 biases per layer, output norm, rope factors */
 	m->vecs_cap = (size_t)hp->n_layer * (2 * (size_t)E + (size_t)qd + 2 * (size_t)kvd) +
 		      (size_t)E + (size_t)hp->n_rot;
