@@ -13,7 +13,8 @@
 #include "gateway.h"
 
 #define MAX_FRESH_REPORTS 64   /* /v1/attestation/report?nonce= in flight */
-#define FRESH_TIMEOUT_MS 15000 /* ... each, for its nodes' reports (queued included) */
+#define FRESH_TIMEOUT_MS 15000 /* ... each, for its nodes' reports (queued included),
+				* from when the gateway's own report is made */
 
 /* ---- small shared helpers ------------------------------------------------- */
 
@@ -517,14 +518,15 @@ static void fresh_done(void *arg, int rc, int status, const uint8_t *body, size_
 	fresh_pump();
 }
 
-static int fresh_start(struct fresh_one *o)
+/* now: the pump's clock, which found the deadline at least 1 ms away */
+static int fresh_start(struct fresh_one *o, uint64_t now)
 {
 	struct veil_http_request rq = {0};
 	char url[VEIL_STORE_URL_MAX + 128];
 
 	snprintf(url, sizeof(url), "%s/v1/attestation/report?nonce=%s", o->n->url, o->f->hex);
 	rq.url = url;
-	rq.timeout_ms = (unsigned)VEIL_MAX((o->f->deadline_ns - veil_now_ns()) / 1000000, 1);
+	rq.timeout_ms = (unsigned)((o->f->deadline_ns - now) / 1000000);
 	gw_node_request(o->n, &rq);
 	rq.max_response = VEIL_REPORT_MAX;
 	rq.on_done = fresh_done;
@@ -559,7 +561,7 @@ static void fresh_pump(void)
 		if (!(*pp = o->next))
 			fresh_wait_tail = pp;
 		o->next = NULL;
-		if (why || fresh_start(o) < 0) {
+		if (why || fresh_start(o, now) < 0) {
 			VEIL_WARN(GW_MOD, "node %s: fresh report not asked (%s); left out", o->n->id,
 				  why ? why : "the request could not start");
 			gw_node_unref(o->n);
@@ -593,6 +595,8 @@ static void own_report_done(struct gw_job *j)
 	}
 	f->doc = json_pack("{s:s, s:o}", "version", VEIL_GATEWAY_REPORT_VERSION, "gateway",
 			   f->own);
+	/* from here: the gateway's own quote may have waited for a worker */
+	f->deadline_ns = veil_now_ns() + (uint64_t)FRESH_TIMEOUT_MS * 1000000;
 	f->nodes = json_array();
 	f->pending = 1;
 	for (struct gw_node *n = g->nodes; n; n = n->next) {
@@ -657,7 +661,6 @@ static void h_report(struct veil_http_req *req, void *arg)
 			       "nonce must be 64 hex characters (32 bytes)");
 		return;
 	}
-	f->deadline_ns = veil_now_ns() + (uint64_t)FRESH_TIMEOUT_MS * 1000000;
 	f->job.run = own_report_run;
 	f->job.done = own_report_done;
 	f->g = g;

@@ -132,6 +132,7 @@ struct gw_node {
 	bool reverify_wanted;     /* after a pin failure / reconnect */
 	bool attest_busy;         /* the last check found it busy (503): retrying */
 	uint64_t verified_ms;     /* wall time of the last pass, 0 never */
+	uint64_t verified_mono_ms; /* ... monotonic (how old a verdict is) */
 	uint64_t next_verify_ms;  /* monotonic ms */
 	bool have_keys;
 	struct veil_keyset keys;  /* attested (valid when have_keys) */

@@ -40,6 +40,7 @@
 #define ATTEST_TIMEOUT_MS 15000
 #define ATTEST_RETRY_MS 5000
 #define ATTEST_BUSY_RETRY_MS 1000
+#define BUSY_GRACE_S 900ull   /* a busy node's verdict outlives --reverify-s by this */
 
 static uint64_t mono_ms(void)
 {
@@ -310,12 +311,16 @@ static void att_done(struct gw_job *j)
 		goto out; /* changed meanwhile: a new check is under way */
 	/* A node busy making other reports (a bounded number at a time;
 	 * anyone may ask for them) has not failed its attestation: a verified
-	 * one keeps its verdict and pin while that is younger than three
-	 * re-check intervals, a new one stays pending; both are asked again
+	 * one - the same TLS key said busy - keeps its verdict and pin while
+	 * that is younger than a re-check interval and at most 15 minutes
+	 * more (BUSY_GRACE_S), a new one stays pending; both are asked again
 	 * in a second.  Past that age a busy node fails as any other. */
-	if (a->busy && (!n->have_keys ||
-			veil_wall_ms() - n->verified_ms <
-				3ull * (uint64_t)g->o.reverify_s * 1000)) {
+	if (a->busy &&
+	    (!n->have_keys ||
+	     ((!n->https || (a->tls && !CRYPTO_memcmp(a->spki, n->spki, 32))) &&
+	      mono_ms() - n->verified_mono_ms <
+		      ((uint64_t)g->o.reverify_s +
+		       VEIL_MIN(2ull * g->o.reverify_s, BUSY_GRACE_S)) * 1000))) {
 		if (!n->attest_busy)
 			VEIL_INFO(GW_MOD, "node %s (%s): busy making reports; its attestation "
 				  "is checked again in %d ms", n->id, n->url,
@@ -355,6 +360,7 @@ static void att_done(struct gw_job *j)
 		n->report = a->report;
 		a->report = NULL;
 		n->verified_ms = veil_wall_ms();
+		n->verified_mono_ms = mono_ms();
 		n->next_verify_ms = mono_ms() + (uint64_t)g->o.reverify_s * 1000;
 		n->reverify_wanted = false;
 		n->healthy = true;
@@ -899,6 +905,8 @@ json_t *gw_node_json(const struct gw_node *n, bool detail)
 	if (!o)
 		return NULL;
 	json_object_set_new(o, "tls_pinned", json_boolean(n->https && n->have_keys));
+	/* its last attestation check was answered 503: asked again each second */
+	json_object_set_new(o, "attestation_busy", json_boolean(n->attest_busy));
 	json_object_set_new(o, "last_error",
 			    n->last_error[0] ? json_string(n->last_error) : json_null());
 	if (n->have_keys)

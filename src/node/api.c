@@ -103,6 +103,7 @@ struct job {
 	bool err_end;
 	/* text of the answer was lost (out of memory): it cannot end whole */
 	bool lost;
+	bool cancel_lost;               /* ... and its generation was cancelled */
 	/* the node is shutting down: generation cancelled by
 	 * node_api_abort_all(), the stream ends at the engine's final event
 	 * (shutting_down, with a receipt when tokens were generated) */
@@ -1085,8 +1086,17 @@ static void job_on_msg(struct job *j)
 	 * the receipt that follows the error event: stream_error_end) */
 	if (in.lost)
 		j->lost = true;
-	if (j->req && j->stream && j->lost && !j->slow) {
-		stream_write_failed(j, VEIL_ENOMEM, j->submitted && !in.final);
+	if (j->req && j->lost && !j->slow && j->stream) {
+		/* no receipt: the engine's count would bill text never sent */
+		if (j->submitted && !in.final)
+			veil_engine_cancel(n->engine, j->eng_id);
+		stream_fail(j, "engine_error", "out of memory: the answer could not be completed");
+	} else if (j->req && !j->stream && j->lost && !in.final && j->submitted &&
+		   !j->cancel_lost) {
+		/* a whole answer missing text ends in a 500 at its final event:
+		 * generating the rest would be for nothing */
+		j->cancel_lost = true;
+		veil_engine_cancel(n->engine, j->eng_id);
 	} else if (j->req && !j->slow && !j->lost && (in.text.len || in.ntoks)) {
 		if (j->stream) {
 			int rc = stream_tokens(j, &in);
@@ -1128,9 +1138,10 @@ static void job_on_msg(struct job *j)
 			else if (j->stream)
 				stream_fail(j, code, msg);
 			else {
-				reply_err(n, j->req, in.finish == VEIL_FINISH_CANCELLED ? 503 : 500,
-					  NULL, in.finish == VEIL_FINISH_CANCELLED
-						    ? "cancelled" : "engine_error",
+				bool cancelled = in.finish == VEIL_FINISH_CANCELLED && !j->lost;
+
+				reply_err(n, j->req, cancelled ? 503 : 500, NULL,
+					  cancelled ? "cancelled" : "engine_error",
 					  "generation stopped before the answer was complete");
 				j->req = NULL;
 			}

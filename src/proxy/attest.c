@@ -313,6 +313,7 @@ static struct vstate *verify_round(struct proxy *p)
 		       p->o.gateway, veil_strerror(rc), veil_err_detail());
 		st->code = "gateway_unreachable";
 		st->status = 502;
+		st->busy = rc == VEIL_EBUSY;
 		goto out;
 	}
 	if (p->o.tls && !tls) {
@@ -456,6 +457,18 @@ static void on_round(void *msg, void *arg)
 	uint64_t ms;
 
 	p->verifying = false;
+	/* A background refresh that found the gateway busy (anyone can fill
+	 * its fresh-report slots) is no reason to drop a state still in date:
+	 * it stays, and the gateway is asked again in a second. */
+	if (!st->ok && st->busy && !p->waiters && p->refresh && usable(p, p->st, 0)) {
+		struct timeval one = {1, 0};
+
+		VEIL_WARN(PROXY_MOD, "re-verification: %s; the state verified %.0f s ago "
+			  "stays, asking again in 1 s", st->error, vstate_age_s(p->st));
+		vstate_free(st);
+		evtimer_add(p->refresh, &one);
+		return;
+	}
 	st->refs = 1;
 	st->gen = ++p->next_gen;
 	p->stats.rounds++;

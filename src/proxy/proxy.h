@@ -181,6 +181,7 @@ struct vstate {
 	uint8_t spki[32];
 	uint64_t t_mono_ns;        /* when it was made (monotonic) */
 	bool stale;                /* found out of date: verify again */
+	bool busy;                 /* !ok: the gateway said busy (503/429) */
 	int64_t verified_at;       /* unix seconds */
 	char nonce_hex[65];
 	json_t *gateway_info;      /* gateway only (owned) */

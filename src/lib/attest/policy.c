@@ -1446,6 +1446,9 @@ int veil_policy_fetch_report(const char *base_url, const char *model, const uint
 				  u.host);
 		goto out;
 	}
+	/* the key that answered, also for a refusal (who said busy) */
+	memcpy(spki_sha256, pin, 32);
+	*tls = u.https;
 	if (status != 200) {
 		json_t *e = json_loadb((const char *)body->data, body->len, 0, NULL);
 		const char *msg = json_string_value(
@@ -1459,8 +1462,6 @@ int veil_policy_fetch_report(const char *base_url, const char *model, const uint
 		json_decref(e);
 		goto out;
 	}
-	memcpy(spki_sha256, pin, 32);
-	*tls = u.https;
 	rc = 0;
 out:
 	veil_buf_free(&url);
