@@ -162,8 +162,8 @@ int veil_policy_pin(struct veil_policy *p, enum veil_policy_role role,
  * false and spki_sha256 zeroed.  body gets the response (its max caps it; a
  * zero max means VEIL_REPORT_MAX * 8).  A non-200 answer is VEIL_EIO with
  * the status and the server's error message in the detail; 503 and 429
- * (the server is busy making reports: retry later) are VEIL_EBUSY, with
- * spki_sha256 and *tls set as for a 200 (the key that said so). */
+ * (the server is busy making reports: retry later) are VEIL_EBUSY.  For
+ * any HTTP answer spki_sha256 and *tls are set (the key that answered). */
 int veil_policy_fetch_report(const char *base_url, const char *model /*NULL*/,
 			     const uint8_t nonce[32], unsigned timeout_ms,
 			     struct veil_buf *body, uint8_t spki_sha256[32],

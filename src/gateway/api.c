@@ -15,6 +15,7 @@
 #define MAX_FRESH_REPORTS 64   /* /v1/attestation/report?nonce= in flight */
 #define FRESH_TIMEOUT_MS 15000 /* ... each, for its nodes' reports (queued included),
 				* from when the gateway's own report is made */
+#define FRESH_TOTAL_MS 25000   /* ... and within this of the request */
 
 /* ---- small shared helpers ------------------------------------------------- */
 
@@ -463,6 +464,7 @@ struct fresh {
 	json_t *doc;
 	json_t *nodes;
 	int pending;
+	uint64_t t0_ns;          /* monotonic: the request came */
 	uint64_t deadline_ns;    /* monotonic: node reports not in by then are left out */
 };
 
@@ -595,8 +597,10 @@ static void own_report_done(struct gw_job *j)
 	}
 	f->doc = json_pack("{s:s, s:o}", "version", VEIL_GATEWAY_REPORT_VERSION, "gateway",
 			   f->own);
-	/* from here: the gateway's own quote may have waited for a worker */
-	f->deadline_ns = veil_now_ns() + (uint64_t)FRESH_TIMEOUT_MS * 1000000;
+	/* from here (the gateway's own quote may have waited for a worker),
+	 * but within FRESH_TOTAL_MS of the request: callers wait 30 s */
+	f->deadline_ns = VEIL_MIN(veil_now_ns() + (uint64_t)FRESH_TIMEOUT_MS * 1000000,
+				  f->t0_ns + (uint64_t)FRESH_TOTAL_MS * 1000000);
 	f->nodes = json_array();
 	f->pending = 1;
 	for (struct gw_node *n = g->nodes; n; n = n->next) {
@@ -661,6 +665,7 @@ static void h_report(struct veil_http_req *req, void *arg)
 			       "nonce must be 64 hex characters (32 bytes)");
 		return;
 	}
+	f->t0_ns = veil_now_ns();
 	f->job.run = own_report_run;
 	f->job.done = own_report_done;
 	f->g = g;

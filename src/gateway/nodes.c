@@ -329,6 +329,11 @@ static void att_done(struct gw_job *j)
 		n->next_verify_ms = mono_ms() + ATTEST_BUSY_RETRY_MS;
 		goto out;
 	}
+	if (a->busy && n->have_keys)
+		snprintf(a->error + strlen(a->error), sizeof(a->error) - strlen(a->error), "%s",
+			 n->https && (!a->tls || CRYPTO_memcmp(a->spki, n->spki, 32))
+				 ? " (answered by a TLS key other than the pinned one)"
+				 : " (busy past its last verification's grace)");
 	n->attest_busy = false;
 	if (ok && a->tls) {
 		if (!(a->keys.present & VEIL_KEYSET_HAS(VEIL_KEY_TLS_SPKI_SHA256)) ||
@@ -386,6 +391,7 @@ static void att_done(struct gw_job *j)
 		n->verify_fails++;
 		snprintf(n->last_error, sizeof(n->last_error), "%s", a->error);
 		n->have_keys = false;
+		n->attest_busy = false;
 		n->healthy = false;
 		n->next_verify_ms = mono_ms() + back;
 		set_state(g, n, VEIL_NODE_FAILED, a->summary);
@@ -562,6 +568,7 @@ int gw_node_add(struct gw *g, const struct gw_node_spec *s, bool persist,
 			snprintf(n->model, sizeof(n->model), "%s", s->model);
 			n->https = s->https;
 			n->have_keys = false;
+			n->attest_busy = false;
 			n->state = VEIL_NODE_PENDING;
 			n->healthy = false;
 			n->verify_fails = 0;

@@ -1090,7 +1090,7 @@ static void job_on_msg(struct job *j)
 		/* no receipt: the engine's count would bill text never sent */
 		if (j->submitted && !in.final)
 			veil_engine_cancel(n->engine, j->eng_id);
-		stream_fail(j, "engine_error", "out of memory: the answer could not be completed");
+		stream_fail(j, "out_of_memory", "the answer could not be completed");
 	} else if (j->req && !j->stream && j->lost && !in.final && j->submitted &&
 		   !j->cancel_lost) {
 		/* a whole answer missing text ends in a 500 at its final event:

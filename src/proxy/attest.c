@@ -463,12 +463,18 @@ static void on_round(void *msg, void *arg)
 	if (!st->ok && st->busy && !p->waiters && p->refresh && usable(p, p->st, 0)) {
 		struct timeval one = {1, 0};
 
-		VEIL_WARN(PROXY_MOD, "re-verification: %s; the state verified %.0f s ago "
-			  "stays, asking again in 1 s", st->error, vstate_age_s(p->st));
+		if (!p->refresh_busy)
+			VEIL_WARN(PROXY_MOD, "re-verification: %s; the state verified %.0f s "
+				  "ago stays, asking again each second", st->error,
+				  vstate_age_s(p->st));
+		p->refresh_busy = true;
 		vstate_free(st);
 		evtimer_add(p->refresh, &one);
 		return;
 	}
+	if (p->refresh_busy)
+		VEIL_INFO(PROXY_MOD, "re-verification: the gateway answers again");
+	p->refresh_busy = false;
 	st->refs = 1;
 	st->gen = ++p->next_gen;
 	p->stats.rounds++;

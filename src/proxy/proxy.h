@@ -262,6 +262,7 @@ struct proxy {
 	pthread_cond_t wcond;
 	bool w_want, w_stop;           /* under wmu */
 	bool verifying;
+	bool refresh_busy;         /* background rounds keep meeting a busy gateway */
 	uint64_t next_gen;
 	struct vstate *st;             /* current, or NULL before the first */
 	struct proxy_waiter *waiters;
