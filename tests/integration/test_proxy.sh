@@ -334,6 +334,48 @@ else
 	skip "veil-proxy through veil-gateway" "$GW_BIN not built (or no node.js)"
 fi
 
+# ---- a busy gateway does not unverify a proxy -------------------------------------------
+# Anyone can fill a gateway's 64 fresh-report slots (its quotes take 200 ms
+# here, one at a time): a background re-verification that meets its 429
+# keeps the proxy's state, still in date, and asks again each second.
+if [ -x "$GW_BIN" ] && start_node bn; then
+	printf '[{"url":"https://127.0.0.1:%s","model":"stories260K","id":"bn"}]\n' "$PORT" >"$tmp/bnodes.json"
+	if start_server gwbusy env VEIL_SIM_QUOTE_DELAY_MS=200 "$GW_BIN" --listen 127.0.0.1:0 --plain-http \
+		--db "sqlite:$tmp/gwbusy.db" --nodes "$tmp/bnodes.json" --allow-sim --tee sim; then
+		GBU="http://127.0.0.1:$PORT"
+		for _ in $(seq 1 100); do
+			[ "$(curl -s "$GBU/v1/attestation/report" | jq '.nodes | length' 2>/dev/null)" = 1 ] && break
+			sleep 0.1
+		done
+		if start_proxy pbusy --gateway "$GBU" --allow-sim --recheck-s 10; then
+			PBU="http://127.0.0.1:$PORT"
+			wait_state "$PBU" >/dev/null
+			t_v=$SECONDS
+			sleep 5   # the background round comes at 8 s, the state expires at 10 s
+			bpids=()
+			for i in $(seq 1 72); do
+				(while [ $((SECONDS - t_v)) -lt 10 ]; do
+					curl -s -m 30 -o /dev/null "$GBU/v1/attestation/report?nonce=$(openssl rand -hex 32)"
+				done) &
+				bpids+=("$!")
+			done
+			while [ $((SECONDS - t_v)) -lt 9 ]; do sleep 0.2; done
+			bstate="$(curl -s "$PBU/veil/status" | jq -r .state)"
+			echo "# 9 s after verifying, the gateway's report slots full: proxy state $bstate"
+			check "a background re-verification meeting a busy gateway keeps the state in date" \
+				bash -c '[ "$0" = verified ] && grep -q "stays, asking again each second" "$1"' \
+				"$bstate" "$tmp/pbusy.log"
+			kill "${bpids[@]}" 2>/dev/null
+			pkill -f "$GBU/v1/attestation/report" 2>/dev/null
+			wait "${bpids[@]}" 2>/dev/null
+		else
+			notok "a proxy in front of the slow-quote gateway starts"
+		fi
+	else
+		notok "a gateway with slow quotes starts"
+	fi
+fi
+
 # ---- no plaintext in any log ------------------------------------------------------------
 if [ "$have_js" = 1 ]; then
 	check "the canary prompt appears in no log (proxy at debug level included)" bash -c '! grep -rqF "$0" "$1"/*.log' "$CANARY" "$tmp"
