@@ -67,9 +67,9 @@ usage() {
 		jq -r 'if .object == "usage" then "\(.requests) \(.total_tokens)" else "bad" end' 2>/dev/null
 }
 # usage_reaches KEY N : waits (up to 15 s) until the key's usage counts N requests
-usage_reaches() {
+usage_reaches() { # KEY N [TRIES]: up to TRIES x 0.2 s (default 75)
 	local i u
-	for i in $(seq 1 75); do
+	for i in $(seq 1 "${3:-75}"); do
 		u="$(usage "$1")"
 		[ "${u%% *}" = "$2" ] && return 0
 		sleep 0.2
@@ -182,7 +182,8 @@ check "... counted in veil_gateway_relays_detached_total ($det), none still bein
 t0=$(date +%s%3N)
 post "$KP" "$(body 8000)" "$tmp/p0" 0.3
 echo "# plain request: curl gave up with '$C' after $(($(date +%s%3N) - t0)) ms"
-usage_reaches "$KP" 1
+# billed when the node has made all 8000 tokens: ~2 s, 20 s with sanitizers
+usage_reaches "$KP" 1 300
 up="$(usage "$KP")"
 check "a plain request whose client left while the node generated is billed ($up)" \
 	eval '[ "${up%% *}" = 1 ] && [ "${up##* }" -gt 1 ]'
