@@ -332,6 +332,55 @@ static void test_ctx_populate_makes_kv_cache_resident(void **state)
 	veil_model_free(m);
 }
 
+/* A header that claims more layers than the file has tensors for is
+ * refused before any buffer is sized from it (block_count drives them: a
+ * tiny hostile file could otherwise ask for gigabytes). */
+static void test_model_refuses_more_layers_than_tensors(void **state)
+{
+	struct veil_gguf *src = NULL, *g = NULL;
+	struct veil_gguf_writer *w = NULL;
+	struct veil_model *m = NULL;
+	char path[1024], *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	(void)state;
+	if (!shared_path("models/stories260K.gguf", path, sizeof(path))) {
+		skip();
+		return;
+	}
+	assert_int_equal(veil_gguf_open(path, &src), 0);
+	assert_non_null(f = open_memstream(&buf, &len));
+	assert_int_equal(veil_gguf_writer_new(&w, 0), 0);
+	for (size_t i = 0; i < veil_gguf_n_kv(src); i++) {
+		const struct veil_gguf_kv *kv = veil_gguf_kv_at(src, i);
+
+		if (kv->key.len == 17 && !memcmp(kv->key.p, "llama.block_count", 17))
+			assert_int_equal(veil_gguf_w_u32(w, "llama.block_count", 1000000), 0);
+		else
+			assert_int_equal(veil_gguf_w_copy_kv(w, kv), 0);
+	}
+	for (size_t i = 0; i < veil_gguf_n_tensors(src); i++) {
+		const struct veil_gguf_tensor *t = veil_gguf_tensor_at(src, i);
+
+		assert_int_equal(veil_gguf_w_tensor(w, t->name, t->type, t->n_dims, t->ne), 0);
+	}
+	assert_int_equal(veil_gguf_w_header(w, f), 0);
+	for (size_t i = 0; i < veil_gguf_n_tensors(src); i++) {
+		const struct veil_gguf_tensor *t = veil_gguf_tensor_at(src, i);
+
+		assert_int_equal(veil_gguf_w_data(w, f, t->data, t->size), 0);
+	}
+	assert_int_equal(fclose(f), 0);
+	veil_gguf_writer_free(w);
+	veil_gguf_close(src);
+	assert_int_equal(veil_gguf_parse((uint8_t *)buf, len, &g), 0);
+	assert_int_equal(veil_model_from_gguf(g, &m), VEIL_EFORMAT); /* takes g */
+	assert_null(m);
+	assert_non_null(strstr(veil_err_detail(), "block_count 1000000"));
+	free(buf);
+}
+
 static void test_stories_hparams_and_rejects_bad_batches(void **state)
 {
 	struct veil_model *m = load_model("models/stories260K.gguf");
@@ -1305,6 +1354,7 @@ int main(void)
 		cmocka_unit_test(test_pool_covers_every_item_once),
 		cmocka_unit_test(test_stories_hparams_and_rejects_bad_batches),
 		cmocka_unit_test(test_ctx_populate_makes_kv_cache_resident),
+		cmocka_unit_test(test_model_refuses_more_layers_than_tensors),
 		cmocka_unit_test(test_stories_greedy_whole_prompt_matches_llamacpp),
 		cmocka_unit_test(test_stories_greedy_token_by_token_matches_llamacpp),
 		cmocka_unit_test(test_engine_batched_sequences_match_reference),
