@@ -10,7 +10,6 @@
  * node_attest_init is done: the loop hands it (request, nonce), the report
  * comes back through a channel and is answered on the loop.  The report
  * without a nonce (made at start) is served from the loop. */
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +70,7 @@ static int report(struct node *n, const uint8_t nonce[32], json_t **out)
 #define ATTEST_RETRY_AFTER_S 1
 
 struct areq {
-	struct areq *next;             /* reporter queue, under mu */
+	struct node_job job;           /* first: the workers hand it back */
 	struct node *n;
 	struct veil_http_req *req;     /* loop only; NULL once the client left */
 	atomic_bool gone;              /* the client left: no quote for it */
@@ -81,25 +80,30 @@ struct areq {
 	json_t *report;
 };
 
-struct node_reporter {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct areq *head, *tail;      /* FIFO, under mu */
-	bool stop;                     /* under mu */
-	bool started;
-	pthread_t th;
-	struct veil_http_chan *chan;
-};
-
-/* On the loop (or on the thread of node_attest_free, after the loop ended,
- * through the channel's drop): answers the request if its client is still
- * there, else drops the report. */
-static void report_done(void *msg, void *arg)
+/* The reporter thread: the only user of n->attester once started (the
+ * attester's own lock serializes reports too); reads the key set and model
+ * fields, which are fixed before it starts.  After the loop ended, or once
+ * its client left, nobody can read an answer: no quote (a burst of clients
+ * that gave up would otherwise keep the reporter busy for nobody). */
+static void report_run(struct node_job *j, bool stopping)
 {
-	struct areq *r = msg;
+	struct areq *r = (struct areq *)j;
+
+	r->rc = stopping || atomic_load(&r->gone) ? VEIL_ECANCELED
+						  : report(r->n, r->nonce, &r->report);
+	if (r->rc < 0 && r->rc != VEIL_ECANCELED)
+		VEIL_WARN(NODE_MOD, "attestation: report failed: %s (%s)",
+			  veil_strerror(r->rc), veil_err_detail());
+}
+
+/* On the loop (or on the thread of node_attest_free, after the loop ended):
+ * answers the request if its client is still there, else drops the
+ * report. */
+static void report_done(struct node_job *j)
+{
+	struct areq *r = (struct areq *)j;
 	struct node *n = r->n;
 
-	(void)arg;
 	if (n->m.reports_pending)
 		n->m.reports_pending--;
 	if (r->req) { /* completing it frees it: on_gone cannot fire after */
@@ -116,94 +120,6 @@ static void report_done(void *msg, void *arg)
 	}
 	json_decref(r->report);
 	free(r);
-}
-
-/* The reporter thread: the only user of n->attester once started (the
- * attester's own lock serializes reports too); reads the key set and model
- * fields, which are fixed before it starts. */
-static void *reporter_main(void *arg)
-{
-	struct node *n = arg;
-	struct node_reporter *s = n->reporter;
-
-	for (;;) {
-		struct areq *r;
-		bool stop;
-
-		pthread_mutex_lock(&s->mu);
-		while (!s->head && !s->stop)
-			pthread_cond_wait(&s->cv, &s->mu);
-		if (!(r = s->head)) { /* stopping, and nothing left */
-			pthread_mutex_unlock(&s->mu);
-			break;
-		}
-		if (!(s->head = r->next))
-			s->tail = NULL;
-		stop = s->stop;
-		pthread_mutex_unlock(&s->mu);
-		/* after the loop ended, or once its client left, nobody can
-		 * read an answer: no quote (a burst of clients that gave up
-		 * would otherwise keep the reporter busy for nobody) */
-		r->rc = stop || atomic_load(&r->gone) ? VEIL_ECANCELED
-						      : report(n, r->nonce, &r->report);
-		if (r->rc < 0 && r->rc != VEIL_ECANCELED)
-			VEIL_WARN(NODE_MOD, "attestation: report failed: %s (%s)",
-				  veil_strerror(r->rc), veil_err_detail());
-		if (veil_http_chan_post(s->chan, r) < 0) {
-			/* cannot happen: at most ATTEST_MAX_PENDING are out */
-			VEIL_ERROR(NODE_MOD, "attestation: reporter channel full (a bug)");
-			json_decref(r->report);
-			free(r);
-		}
-	}
-	return NULL;
-}
-
-static void reporter_stop(struct node *n)
-{
-	struct node_reporter *s = n->reporter;
-
-	if (!s)
-		return;
-	pthread_mutex_lock(&s->mu);
-	s->stop = true;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	if (s->started)
-		pthread_join(s->th, NULL);
-	/* what the thread posted and the loop did not take: the drop answers
-	 * (or drops) each, here */
-	if (s->chan)
-		veil_http_chan_free(s->chan);
-	pthread_cond_destroy(&s->cv);
-	pthread_mutex_destroy(&s->mu);
-	n->reporter = NULL;
-	free(s);
-}
-
-static int reporter_start(struct node *n)
-{
-	struct node_reporter *s = calloc(1, sizeof(*s));
-	int rc;
-
-	if (!s)
-		return VEIL_ENOMEM;
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
-	n->reporter = s;
-	if ((rc = veil_http_chan_new(n->base, ATTEST_MAX_PENDING + 1, report_done, report_done,
-				     n, &s->chan)) < 0)
-		goto fail;
-	if (pthread_create(&s->th, NULL, reporter_main, n)) {
-		rc = veil_errf(VEIL_EINTERNAL, "cannot start the attestation reporter thread");
-		goto fail;
-	}
-	s->started = true;
-	return 0;
-fail:
-	VEIL_ERROR(NODE_MOD, "attestation: %s (%s)", veil_strerror(rc), veil_err_detail());
-	reporter_stop(n);
-	return rc;
 }
 
 int node_attest_init(struct node *n)
@@ -264,7 +180,9 @@ int node_attest_init(struct node *n)
 			   veil_err_detail());
 		return rc;
 	}
-	return reporter_start(n);
+	/* one thread: the TEE makes one quote at a time anyway */
+	return node_workers_start(n, "attestation reporter", 1, ATTEST_MAX_PENDING + 1,
+				  &n->reporter);
 }
 
 static void on_gone(struct veil_http_req *req, void *arg)
@@ -281,7 +199,6 @@ static void on_gone(struct veil_http_req *req, void *arg)
 static void h_report(struct veil_http_req *req, void *arg)
 {
 	struct node *n = arg;
-	struct node_reporter *s = n->reporter;
 	const char *hex = veil_http_req_query(req, "nonce");
 	uint8_t nonce[32];
 	struct areq *r;
@@ -299,7 +216,7 @@ static void h_report(struct veil_http_req *req, void *arg)
 				      "nonce must be 64 hex characters (32 bytes)");
 		return;
 	}
-	if (!s || n->m.reports_pending >= ATTEST_MAX_PENDING) {
+	if (!n->reporter || n->m.reports_pending >= ATTEST_MAX_PENDING) {
 		n->m.reports_busy++;
 		node_metrics_status(n, 503);
 		veil_http_set_retry_after(req, ATTEST_RETRY_AFTER_S);
@@ -315,19 +232,14 @@ static void h_report(struct veil_http_req *req, void *arg)
 				      veil_strerror(VEIL_ENOMEM));
 		return;
 	}
+	r->job.run = report_run;
+	r->job.done = report_done;
 	r->n = n;
 	r->req = req;
 	memcpy(r->nonce, nonce, sizeof(nonce));
 	veil_http_req_on_close(req, on_gone, r);
 	n->m.reports_pending++;
-	pthread_mutex_lock(&s->mu);
-	if (s->tail)
-		s->tail->next = r;
-	else
-		s->head = r;
-	s->tail = r;
-	pthread_cond_signal(&s->cv);
-	pthread_mutex_unlock(&s->mu);
+	node_workers_submit(n->reporter, &r->job);
 }
 
 void node_attest_routes(struct node *n)
@@ -337,7 +249,8 @@ void node_attest_routes(struct node *n)
 
 void node_attest_free(struct node *n)
 {
-	reporter_stop(n);
+	node_workers_stop(n->reporter);
+	n->reporter = NULL;
 	json_decref(n->cached_report);
 	n->cached_report = NULL;
 	veil_attester_free(n->attester);

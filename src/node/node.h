@@ -72,7 +72,7 @@ struct node_metrics {
 
 struct receipt_store;
 struct node_signer;
-struct node_reporter;
+struct node_workers;
 struct job;
 
 struct node {
@@ -112,7 +112,7 @@ struct node {
 	struct veil_buf event_log;         /* JSON array text of extensions */
 	void *attester;                    /* struct veil_attester *, attest.c;
 					    * the reporter thread's once started */
-	struct node_reporter *reporter;    /* nonce reports, off the loop */
+	struct node_workers *reporter;     /* nonce reports, off the loop */
 	json_t *cached_report;
 
 	/* The loop's scratch space for one stream event at a time (api.c):
@@ -151,6 +151,26 @@ void node_api_abort_all(struct node *n, const char *why);
 void node_metrics_status(struct node *n, int status);
 void node_hist_add(struct node_hist *h, double seconds);
 void node_ops_routes(struct node *n);
+
+/* work.c: threads for jobs that would stall the loop.  A job is run on a
+ * worker thread, then handed back to the loop (done).  The caller keeps at
+ * most cap - 1 jobs out, so the channel back is never full. */
+#define NODE_WORKERS_MAX 8
+struct node_job {
+	struct node_job *next;                          /* queue, under its lock */
+	/* a worker thread; stopping: node_workers_stop was called */
+	void (*run)(struct node_job *j, bool stopping);
+	/* the loop, or node_workers_stop's thread after the loop ended */
+	void (*done)(struct node_job *j);
+};
+int node_workers_start(struct node *n, const char *what, int threads, size_t cap,
+		       struct node_workers **out);
+/* Loop thread; takes j until its done runs. */
+void node_workers_submit(struct node_workers *w, struct node_job *j);
+/* Jobs still queued run with stopping = true, the threads are joined, and
+ * every job not yet back is handed to its done on the calling thread.  NULL
+ * is a no-op. */
+void node_workers_stop(struct node_workers *w);
 
 /* receipt.c */
 struct node_receipt_in {

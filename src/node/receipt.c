@@ -6,7 +6,6 @@
  * stream); the result comes back to the loop through a channel, is stored,
  * and only then handed to the answer, so a receipt the client holds can
  * always be looked up. */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,7 +122,7 @@ char *node_b64url(const char *s, size_t len)
 #define SIGNER_MAX_PENDING 4096
 
 struct sreq {
-	struct sreq *next;
+	struct node_job job;        /* first: the signers hand it back */
 	struct node *n;
 	char id[80];
 	char *payload;              /* canonical JSON, signed */
@@ -140,13 +139,7 @@ struct sreq {
 };
 
 struct node_signer {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct sreq *head, *tail;   /* FIFO, under mu */
-	bool stop;                  /* under mu */
-	pthread_t th[SIGNER_THREADS];
-	int nth;
-	struct veil_http_chan *chan;
+	struct node_workers *w;
 	size_t pending;             /* loop only */
 };
 
@@ -228,35 +221,17 @@ out:
 	sreq_free(r);
 }
 
-static void *signer_main(void *arg)
+/* The threads sign what is queued before they leave (stopping too): its
+ * owner is still waiting for the receipt. */
+static void sreq_run(struct node_job *j, bool stopping)
 {
-	struct node_signer *s = arg;
-
-	for (;;) {
-		struct sreq *r;
-
-		pthread_mutex_lock(&s->mu);
-		while (!s->head && !s->stop)
-			pthread_cond_wait(&s->cv, &s->mu);
-		if (!(r = s->head)) { /* stopping, and nothing left */
-			pthread_mutex_unlock(&s->mu);
-			break;
-		}
-		if (!(s->head = r->next))
-			s->tail = NULL;
-		pthread_mutex_unlock(&s->mu);
-		sreq_sign(r);
-		if (veil_http_chan_post(s->chan, r) < 0)
-			VEIL_ERROR(NODE_MOD, "%s: signer channel full (a bug: capacity too small)",
-				   r->id);
-	}
-	return NULL;
+	(void)stopping;
+	sreq_sign((struct sreq *)j);
 }
 
-static void signed_cb(void *msg, void *arg)
+static void sreq_back(struct node_job *j)
 {
-	(void)arg;
-	sreq_finish(msg);
+	sreq_finish((struct sreq *)j);
 }
 
 int node_signer_start(struct node *n)
@@ -266,20 +241,12 @@ int node_signer_start(struct node *n)
 
 	if (!s)
 		return VEIL_ENOMEM;
-	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
 	n->signer = s;
-	if ((rc = veil_http_chan_new(n->base, SIGNER_MAX_PENDING + 1, signed_cb, signed_cb,
-				     n, &s->chan)) < 0)
-		goto fail;
-	for (; s->nth < SIGNER_THREADS; s->nth++)
-		if (pthread_create(&s->th[s->nth], NULL, signer_main, s)) {
-			rc = veil_errf(VEIL_EINTERNAL, "cannot start a signer thread");
-			goto fail;
-		}
-	return 0;
-fail:
-	node_signer_stop(n);
+	if ((rc = node_workers_start(n, "receipt signer", SIGNER_THREADS, SIGNER_MAX_PENDING + 1,
+				     &s->w)) < 0) {
+		n->signer = NULL;
+		free(s);
+	}
 	return rc;
 }
 
@@ -289,17 +256,9 @@ void node_signer_stop(struct node *n)
 
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->mu);
-	s->stop = true;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	/* The threads sign what is queued before they leave; the channel's
-	 * drop hands those receipts over here, on this thread. */
-	for (int i = 0; i < s->nth; i++)
-		pthread_join(s->th[i], NULL);
-	veil_http_chan_free(s->chan);
-	pthread_cond_destroy(&s->cv);
-	pthread_mutex_destroy(&s->mu);
+	/* the drop hands the receipts still on their way to their owners,
+	 * here, while n->signer still counts them */
+	node_workers_stop(s->w);
 	n->signer = NULL;
 	free(s);
 }
@@ -316,6 +275,8 @@ void node_receipt_start(struct node *n, const struct node_receipt_in *in,
 		done(arg, VEIL_ENOMEM, NULL);
 		return;
 	}
+	r->job.run = sreq_run;
+	r->job.done = sreq_back;
 	r->n = n;
 	r->done = done;
 	r->arg = arg;
@@ -347,14 +308,7 @@ void node_receipt_start(struct node *n, const struct node_receipt_in *in,
 	if (s && s->pending < SIGNER_MAX_PENDING) {
 		r->queued = true;
 		s->pending++;
-		pthread_mutex_lock(&s->mu);
-		if (s->tail)
-			s->tail->next = r;
-		else
-			s->head = r;
-		s->tail = r;
-		pthread_cond_signal(&s->cv);
-		pthread_mutex_unlock(&s->mu);
+		node_workers_submit(s->w, &r->job);
 		return;
 	}
 	sreq_sign(r);
