@@ -81,7 +81,7 @@ BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 HEADERS := $(sort $(wildcard include/veil/*.h src/*/*.h src/lib/*/*.h tests/unit/helpers/*.h))
 # program sources some unit tests and fuzz harnesses #include (their static
 # parsers): those binaries are rebuilt when these change
-INCLUDED_SRC := $(sort $(wildcard src/gateway/*.c src/proxy/*.c src/node/parse.c))
+INCLUDED_SRC := $(sort $(wildcard src/gateway/*.c src/proxy/*.c src/node/parse.c src/node/rstore.c))
 
 isa_flags = $(if $(filter %_avx512vnni.c,$1),$(ISA_avx512vnni),$(if $(filter %_avx512.c,$1),$(ISA_avx512),$(if $(filter %_avx2.c,$1),$(ISA_avx2))))
 

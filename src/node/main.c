@@ -22,6 +22,7 @@
 #include "veil/seal.h"
 
 #include "node.h"
+#include "rstore.h"
 
 #define GRACE_MS 10000
 
@@ -51,6 +52,7 @@ static void usage(FILE *f)
 		"  --max-body BYTES      request body cap (default 1048576; over: 413)\n"
 		"  --max-header-bytes N  request head cap (default 16384; over: 431)\n"
 		"  --max-conns N         open connections (default 1024; over: 503)\n"
+		"  --receipts-max N      receipts kept for GET /v1/signature (default 131072)\n"
 		"  --request-timeout-ms N  whole request head+body (default 30000; over: 408)\n"
 		"  --idle-timeout-ms N   keep-alive idle (default 30000)\n"
 		"  --log-level L         debug|info|warn|error (default info)\n"
@@ -110,6 +112,7 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 		VEIL_OPT_INT("--max-body", &o->max_body, 1024, 1ll << 30),
 		VEIL_OPT_INT("--max-header-bytes", &o->max_header_bytes, 256, 1 << 20),
 		VEIL_OPT_INT("--max-conns", &o->max_conns, 1, 1 << 20),
+		VEIL_OPT_INT("--receipts-max", &o->receipts_max, 1, 1 << 24),
 		VEIL_OPT_INT("--request-timeout-ms", &o->request_timeout_ms, 10, 3600000),
 		VEIL_OPT_INT("--idle-timeout-ms", &o->idle_timeout_ms, 10, 3600000),
 	};
@@ -120,6 +123,7 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 	o->max_queue = 64;
 	o->max_body = 1 << 20;
 	o->max_conns = 1024;
+	o->receipts_max = NODE_RECEIPTS_MAX;
 	o->max_header_bytes = 16384;
 	o->request_timeout_ms = 30000;
 	o->idle_timeout_ms = 30000;
@@ -168,14 +172,15 @@ static bool is_loopback(const char *addr)
  * with sorted keys and no spaces. */
 static char *config_json(const struct node_opts *o)
 {
-	json_t *c = json_pack("{s:b, s:i, s:b, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:b, s:I, s:I, s:s, s:i, s:s?}",
+	json_t *c = json_pack("{s:b, s:i, s:b, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:b, s:I, s:I, s:I, s:s, s:i, s:s?}",
 			      "allow_plaintext", o->allow_plaintext, "ctx", o->ctx,
 			      "lazy_kv", o->lazy_kv,
 			      "listen", o->listen, "max_body", (json_int_t)o->max_body,
 			      "max_conns", (json_int_t)o->max_conns, "max_header_bytes",
 			      (json_int_t)o->max_header_bytes, "max_batch", o->max_batch,
 			      "max_queue", o->max_queue, "model_name", o->model_name,
-			      "plain_http", o->plain_http, "request_timeout_ms",
+			      "plain_http", o->plain_http, "receipts_max",
+			      (json_int_t)o->receipts_max, "request_timeout_ms",
 			      (json_int_t)o->request_timeout_ms, "idle_timeout_ms",
 			      (json_int_t)o->idle_timeout_ms, "tee", o->tee, "threads",
 			      o->threads, "upstream", o->upstream);
@@ -395,7 +400,7 @@ int main(int argc, char **argv)
 			  veil_ctx_kv_bytes(veil_engine_ctx(n->engine)) >> 20,
 			  n->o.lazy_kv ? " (reserved)" : " (resident)");
 	}
-	if ((rc = receipt_store_new(16384, 60ull * 60 * 1000, &n->receipts)) < 0)
+	if ((rc = rstore_new((size_t)n->o.receipts_max, NODE_RECEIPTS_KEEP_MS, &n->receipts)) < 0)
 		goto out;
 	if ((rc = node_signer_start(n)) < 0)
 		goto out;
@@ -453,7 +458,7 @@ out:
 		node_api_free(n);
 	veil_http_client_free(n->client);
 	node_attest_free(n);
-	receipt_store_free(n->receipts);
+	rstore_free(n->receipts);
 	free_keys(n);
 	free(n->o.config_json);
 	if (n->base)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "node.h"
+#include "rstore.h"
 
 static const double hist_le[NODE_HIST_N] = {
 	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10,
@@ -58,6 +59,7 @@ static void h_metrics(struct veil_http_req *req, void *arg)
 	struct node *n = arg;
 	struct veil_buf b = VEIL_BUF_INIT(1 << 20);
 	struct veil_engine_stats st = {0};
+	struct rstore_stats rs;
 
 	if (n->engine)
 		veil_engine_get_stats(n->engine, &st);
@@ -110,6 +112,16 @@ static void h_metrics(struct veil_http_req *req, void *arg)
 		"veil_node_attestation_busy_total %llu\n",
 		(unsigned long long)n->m.reports_pending,
 		(unsigned long long)n->m.reports_busy);
+	rstore_stats(n->receipts, &rs);
+	veil_buf_appendf(&b,
+		"# HELP veil_node_receipts_stored Receipts held for GET /v1/signature.\n"
+		"# TYPE veil_node_receipts_stored gauge\n"
+		"veil_node_receipts_stored %zu\n"
+		"# HELP veil_node_receipts_dropped_early_total Receipts dropped from the full "
+		"store (--receipts-max) before 20 minutes.\n"
+		"# TYPE veil_node_receipts_dropped_early_total counter\n"
+		"veil_node_receipts_dropped_early_total %llu\n",
+		rs.n, (unsigned long long)rs.early);
 	hist_out(&b, "veil_node_ttft_seconds", "Time to first token.", &n->m.ttft);
 	hist_out(&b, "veil_node_token_latency_seconds",
 		 "Time between generated tokens.", &n->m.tpot);

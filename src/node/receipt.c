@@ -1,5 +1,5 @@
-/* Signed receipts (docs/protocol.md, "Receipts") and the bounded store
- * behind GET /v1/signature/{id} (NEAR AI's shape).
+/* Signed receipts (docs/protocol.md, "Receipts") and GET /v1/signature/{id}
+ * (NEAR AI's shape) over the store in rstore.c.
  *
  * The loop builds a receipt's payload and NEAR AI text; signer threads sign
  * both with both keys (about 0.6 ms, which on the loop would hold up every
@@ -10,91 +10,7 @@
 #include <string.h>
 
 #include "node.h"
-
-struct rentry {
-	char id[80];
-	uint64_t t_ms;              /* monotonic (store_now_ms), for expiry */
-	char *text;                 /* "model:sha256(req):sha256(resp)" */
-	char ed_sig[2 * VEIL_ED25519_SIG_LEN + 1];
-	char ec_sig[2 + 2 * VEIL_EIP191_SIG_LEN + 1];
-};
-
-struct receipt_store {
-	struct rentry *e;
-	size_t cap, head, n;        /* ring: oldest at head */
-	uint64_t keep_ms;
-};
-
-int receipt_store_new(size_t cap, uint64_t keep_ms, struct receipt_store **out)
-{
-	struct receipt_store *s = calloc(1, sizeof(*s));
-
-	if (!s || !(s->e = calloc(cap, sizeof(*s->e)))) {
-		free(s);
-		return VEIL_ENOMEM;
-	}
-	s->cap = cap;
-	s->keep_ms = keep_ms;
-	*out = s;
-	return 0;
-}
-
-void receipt_store_free(struct receipt_store *s)
-{
-	if (!s)
-		return;
-	for (size_t i = 0; i < s->cap; i++)
-		free(s->e[i].text);
-	free(s->e);
-	free(s);
-}
-
-/* Expiry runs on the monotonic clock: a wall clock stepped back would make
- * now - t_ms wrap and expire every receipt (the receipt itself carries the
- * wall-clock "created"). */
-static uint64_t store_now_ms(void)
-{
-	return veil_now_ns() / 1000000u;
-}
-
-static void store_expire(struct receipt_store *s, uint64_t now)
-{
-	while (s->n && now > s->e[s->head].t_ms &&
-	       now - s->e[s->head].t_ms > s->keep_ms) {
-		free(s->e[s->head].text);
-		s->e[s->head].text = NULL;
-		s->head = (s->head + 1) % s->cap;
-		s->n--;
-	}
-}
-
-static struct rentry *store_add(struct receipt_store *s)
-{
-	struct rentry *e;
-
-	store_expire(s, store_now_ms());
-	if (s->n == s->cap) { /* full: the oldest goes */
-		free(s->e[s->head].text);
-		s->e[s->head].text = NULL;
-		s->head = (s->head + 1) % s->cap;
-		s->n--;
-	}
-	e = &s->e[(s->head + s->n) % s->cap];
-	s->n++;
-	return e;
-}
-
-static struct rentry *store_find(struct receipt_store *s, const char *id)
-{
-	store_expire(s, store_now_ms());
-	for (size_t i = s->n; i-- > 0;) {
-		struct rentry *e = &s->e[(s->head + i) % s->cap];
-
-		if (!strcmp(e->id, id))
-			return e;
-	}
-	return NULL;
-}
+#include "rstore.h"
 
 char *node_b64url(const char *s, size_t len)
 {
@@ -187,7 +103,7 @@ static void sreq_finish(struct sreq *r)
 	struct node *n = r->n;
 	json_t *o = NULL;
 	char *out = NULL;
-	struct rentry *e;
+	int early = 0;
 	int rc = r->rc;
 
 	if (r->queued && n->signer && n->signer->pending)
@@ -204,15 +120,26 @@ static void sreq_finish(struct sreq *r)
 		      "text_signature_ecdsa", r->text_ec_sig);
 	if (!o || !(out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)))
 		goto out;
-	e = store_add(n->receipts);
-	snprintf(e->id, sizeof(e->id), "%s", r->id);
-	e->t_ms = store_now_ms();
-	memcpy(e->ed_sig, r->text_ed_sig, sizeof(e->ed_sig));
-	memcpy(e->ec_sig, r->text_ec_sig, sizeof(e->ec_sig));
-	e->text = r->text;
-	r->text = NULL;
+	rc = rstore_add(n->receipts, veil_now_ns() / 1000000u, r->id, r->text,
+			r->text_ed_sig, r->text_ec_sig, &early);
+	r->text = NULL; /* the store's, stored or freed */
+	if (rc < 0) {
+		VEIL_ERROR(NODE_MOD, "%s: the receipt could not be stored: %s", r->id,
+			   veil_strerror(rc));
+		goto out;
+	}
+	if (early) {
+		struct rstore_stats st;
+
+		/* the first, then every 10000th: an operator's cue to raise it */
+		rstore_stats(n->receipts, &st);
+		if (st.early % 10000 == 1)
+			VEIL_WARN(NODE_MOD, "the receipt store is full (--receipts-max %zu): "
+				  "receipts younger than 20 minutes are being dropped from "
+				  "GET /v1/signature (%llu so far)", n->o.receipts_max,
+				  (unsigned long long)st.early);
+	}
 	n->m.receipts++;
-	rc = 0;
 out:
 	json_decref(o);
 	r->done(r->arg, rc, rc == 0 ? out : NULL);
@@ -321,7 +248,7 @@ static void h_signature(struct veil_http_req *req, void *arg)
 	const char *path = veil_http_req_path(req);
 	const char *id = path + strlen("/v1/signature/");
 	const char *algo = veil_http_req_query(req, "signing_algo");
-	struct rentry *e;
+	struct rstore_entry e;
 	bool ed;
 
 	if (!algo || !*algo)
@@ -336,7 +263,7 @@ static void h_signature(struct veil_http_req *req, void *arg)
 				      "signing_algo must be ecdsa or ed25519");
 		return;
 	}
-	if (!*id || !(e = store_find(n->receipts, id))) {
+	if (!*id || rstore_find(n->receipts, veil_now_ns() / 1000000u, id, &e) < 0) {
 		node_metrics_status(n, 404);
 		veil_http_reply_error(req, 404, NULL, "signature_not_found",
 				      "no signature for this id (unknown or expired)");
@@ -344,8 +271,8 @@ static void h_signature(struct veil_http_req *req, void *arg)
 	}
 	node_metrics_status(n, 200);
 	veil_http_reply_json(req, 200,
-			     json_pack("{s:s, s:s, s:s, s:s}", "text", e->text,
-				       "signature", ed ? e->ed_sig : e->ec_sig,
+			     json_pack("{s:s, s:s, s:s, s:s}", "text", e.text,
+				       "signature", ed ? e.ed_sig : e.ec_sig,
 				       "signing_address",
 				       ed ? n->ed_pub_hex : n->eth_address,
 				       "signing_algo", ed ? "ed25519" : "ecdsa"));

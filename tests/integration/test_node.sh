@@ -196,8 +196,22 @@ fi
 
 # ---- node C: limits -----------------------------------------------------------
 if start_node c --model "$MODEL" --plain-http --allow-plaintext --max-body 2048 \
-	--max-header-bytes 1024 --max-conns 6 --idle-timeout-ms 300 --request-timeout-ms 1000 --max-batch 1 --max-queue 1; then
+	--max-header-bytes 1024 --max-conns 6 --idle-timeout-ms 300 --request-timeout-ms 1000 --max-batch 1 --max-queue 1 --receipts-max 3; then
 	C="http://127.0.0.1:$PORT"
+	# --receipts-max: a fourth answer pushes the first receipt out, within
+	# its 20 minutes, which the metrics count
+	ids=()
+	for i in 1 2 3 4; do
+		ids+=("$(curl -s -H 'Content-Type: application/json' \
+			-d '{"model":"stories260K","prompt":"Once","max_tokens":2}' "$C/v1/completions" | jq -r .id)")
+	done
+	sig_code() { curl -s -o /dev/null -w '%{http_code}' "$C/v1/signature/$1?signing_algo=ecdsa"; }
+	check "--receipts-max 3: the first of 4 receipts is gone (404), the other 3 are kept" \
+		bash -c '[ "$0" = 404 ] && [ "$1" = 200 ] && [ "$2" = 200 ] && [ "$3" = 200 ]' \
+		"$(sig_code "${ids[0]}")" "$(sig_code "${ids[1]}")" "$(sig_code "${ids[2]}")" "$(sig_code "${ids[3]}")"
+	check "--receipts-max 3: metrics show 3 stored and 1 dropped early, and the log says so" \
+		bash -c '[ "$0" = 3 ] && [ "$1" = 1 ] && grep -q "receipt store is full (--receipts-max 3)" "$2"' \
+		"$(metric "$C" veil_node_receipts_stored)" "$(metric "$C" veil_node_receipts_dropped_early_total)" "$tmp/c.log"
 	big="$(head -c 4096 /dev/zero | tr '\0' 'a')"
 	check "a body over --max-body is a 413" \
 		test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "{\"x\":\"$big\"}" "$C/v1/completions")" = 413
