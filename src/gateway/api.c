@@ -473,6 +473,7 @@ struct fresh_one {
 	struct fresh *f;
 	struct gw_node *n;
 	struct veil_http_call *call;
+	uint64_t not_before_ns;  /* monotonic: a busy node is asked again from then */
 };
 
 static unsigned fresh_in_flight;
@@ -484,6 +485,11 @@ static unsigned fresh_in_flight;
  * wait here, in order, so a burst of callers never has a node left out of
  * its report. */
 #define NODE_FRESH_MAX 4
+/* A node busy with others' reports (503 attestation_busy, or 429) is asked
+ * again after this, while the report's time lasts: its slots free as its
+ * quotes finish (milliseconds each), and leaving it out would make the
+ * caller (a veil-proxy) find no verified node for its model. */
+#define FRESH_BUSY_RETRY_MS 500
 static struct fresh_one *fresh_wait, **fresh_wait_tail = &fresh_wait;
 
 static void fresh_finish(struct fresh *f)
@@ -505,6 +511,21 @@ static void fresh_done(void *arg, int rc, int status, const uint8_t *body, size_
 	json_t *r = NULL;
 
 	o->n->fresh_out--;
+	o->call = NULL;
+	if (rc == 0 && (status == 503 || status == 429)) {
+		uint64_t now = veil_now_ns();
+
+		o->not_before_ns = now + (uint64_t)FRESH_BUSY_RETRY_MS * 1000000;
+		if (o->not_before_ns + 1000000 < o->f->deadline_ns && gw_node_usable(o->n)) {
+			VEIL_INFO(GW_MOD, "node %s: busy making reports (%d); its fresh report is "
+				  "asked again in %d ms", o->n->id, status, FRESH_BUSY_RETRY_MS);
+			o->next = NULL;
+			*fresh_wait_tail = o;
+			fresh_wait_tail = &o->next;
+			fresh_pump();
+			return;
+		}
+	}
 	if (rc == 0 && status == 200)
 		r = json_loadb((const char *)body, len, 0, NULL);
 	if (r)
@@ -556,7 +577,7 @@ static void fresh_pump(void)
 			why = "its time ran out in the queue";
 		else if (!gw_node_usable(o->n))
 			why = "it left the rotation";
-		else if (o->n->fresh_out >= NODE_FRESH_MAX) {
+		else if (o->n->fresh_out >= NODE_FRESH_MAX || o->not_before_ns > now) {
 			pp = &o->next;
 			continue;
 		}
@@ -571,6 +592,12 @@ static void fresh_pump(void)
 			free(o);
 		}
 	}
+}
+
+void gw_fresh_tick(void)
+{
+	if (fresh_wait)
+		fresh_pump();
 }
 
 /* Quote generation blocks (configfs-tsm on a real TEE): not on the loop. */

@@ -363,6 +363,9 @@ void gw_relay_when_detached_done(struct gw *g, void (*cb)(void *), void *arg);
 void gw_api_routes(struct gw *g);
 void gw_admin_routes(struct gw *g);
 int gw_attest_init(struct gw *g);
+/* Starts the fresh node reports whose wait is over (a busy node's retry);
+ * on every tick (nodes.c). */
+void gw_fresh_tick(void);
 void gw_attest_free(struct gw *g);
 void gw_status(struct gw *g, int status);
 void gw_hist_add(struct gw_hist *h, double seconds);

@@ -820,6 +820,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (g->stopping)
 		return;
+	gw_fresh_tick();
 	for (struct gw_node *n = g->nodes; n; n = n->next) {
 		if (n->verifying)
 			continue;

@@ -212,10 +212,29 @@ if [ -x "$GW_BIN" ] &&
 		echo "# 12 fresh gateway reports at once: $whole carry the node's report"
 		check "12 fresh gateway reports at once each carry the node's report with their nonce" \
 			test "$whole" -eq 12
+		NU="https://127.0.0.1:$(sed 's/.*127.0.0.1:\([0-9]*\).*/\1/' "$tmp/nodes.json")"
+		# Others fill the node's 8 report slots (2 more are refused): the
+		# gateway's fresh report meets 503 attestation_busy, asks again
+		# while its time lasts, and still carries the node.
+		fpids=()
+		for i in $(seq 1 10); do
+			curl -sk -m 30 -o /dev/null "$NU/v1/attestation/report?nonce=$(openssl rand -hex 32)" &
+			fpids+=("$!")
+		done
+		for _ in $(seq 1 50); do
+			[ "$(curl -sk -m 5 "$NU/metrics" | awk '$1 == "veil_node_attestation_reports_pending" { print $2 }')" = 8 ] && break
+			sleep 0.05
+		done
+		gnb="$(openssl rand -hex 32)"
+		curl -s -m 60 -o "$tmp/gbusy.json" "$G/v1/attestation/report?nonce=$gnb"
+		wait "${fpids[@]}"
+		check "a fresh gateway report asks a node busy with others' reports (503) again, and carries it" \
+			bash -c 'jq -e --arg n "$0" "(.nodes | length) == 1 and .nodes[0].report.nonce == \$n" "$1" >/dev/null &&
+				grep -q "busy making reports (503); its fresh report is asked again" "$2"' \
+			"$gnb" "$tmp/gbusy.json" "$tmp/gw.log"
 		# Anyone may keep the node's report slots full: the re-checks of a
 		# gateway (every 2 s here) then get 503, which is not a failed
 		# attestation; the node stays in rotation.
-		NU="https://127.0.0.1:$(sed 's/.*127.0.0.1:\([0-9]*\).*/\1/' "$tmp/nodes.json")"
 		if start_server gw2 "$GW_BIN" --listen 127.0.0.1:0 --plain-http --db "sqlite:$tmp/gw2.db" \
 			--nodes "$tmp/nodes.json" --allow-sim --reverify-s 2; then
 			G2="$URL"
