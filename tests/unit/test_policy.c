@@ -866,6 +866,10 @@ static void test_gpu_requirements(void **state)
 	assert_non_null(strstr(err, "0 verified GPUs, at least 1 required"));
 	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->gpu_rep, f->nonce, err, sizeof(err)),
 			 0);
+	/* GPUs are the nodes' requirement: a gateway has none (it runs no
+	 * model), and judged by it, gateway mode refused every request */
+	assert_int_equal(verify(p, VEIL_POLICY_GATEWAY, NULL, f->gw_rep, f->nonce, err, sizeof(err)),
+			 0);
 	veil_policy_free(p);
 	p = load("{\"allow_sim\":true,\"gpu\":{\"min_count\":2}}");
 	assert_int_equal(verify(p, VEIL_POLICY_NODE, NULL, f->gpu_rep, f->nonce, err, sizeof(err)),

@@ -1004,7 +1004,8 @@ static int policy_check(const struct veil_policy *p, enum veil_policy_role role,
 	if (!v->sim && !((!strcmp(v->tee, "tdx") && (t & TEE_TDX)) ||
 			 (!strcmp(v->tee, "sev-snp") && (t & TEE_SNP))))
 		return pfail(v, VEIL_EPERM, "policy: TEE \"%s\" is not allowed", v->tee);
-	if ((rc = check_tcb(p, v)) < 0 || (rc = check_gpus(p, v)) < 0)
+	/* GPUs are a node's: a gateway runs no model and reports none */
+	if ((rc = check_tcb(p, v)) < 0 || (!gw && (rc = check_gpus(p, v)) < 0))
 		return rc;
 	if (gw) {
 		if ((rc = check_boot(v, p->gw_boot, "gateway")) < 0 ||
