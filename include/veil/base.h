@@ -156,8 +156,9 @@ enum veil_log_level {
 };
 
 /* Process-wide settings; default: INFO, text lines, stderr.  With json set,
- * each event is one JSON object per line {"ts","level","mod","msg"}.  The
- * logger never owns `out`. */
+ * each event is one JSON object per line {"ts","level","mod","msg"}; as
+ * text, control bytes in a message are written as \xHH (one event, one
+ * line, either way).  The logger never owns `out`. */
 void veil_log_setup(enum veil_log_level min, bool json, FILE *out);
 /* Parses "debug"/"info"/"warn"/"error"/"off"; -1 when unknown. */
 int veil_log_level_parse(const char *s);

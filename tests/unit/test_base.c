@@ -393,6 +393,19 @@ static void test_log_json_lines_escape_and_filter(void **state)
 	veil_log_setup(VEIL_LOG_INFO, false, NULL);
 	fclose(f);
 	free(mem);
+	/* text: a message quoting a peer cannot forge a line of its own */
+	mem = NULL;
+	memlen = 0;
+	assert_non_null(f = open_memstream(&mem, &memlen));
+	veil_log_setup(VEIL_LOG_INFO, false, f);
+	VEIL_WARN("test", "peer said: %s", "busy\n2026-01-01T00:00:00.000Z info  proxy: verified\r\x7f");
+	fflush(f);
+	assert_non_null(strstr(mem, "peer said: busy\\x0a2026-01-01T00:00:00.000Z info  proxy: "
+				    "verified\\x0d\\x7f\n"));
+	assert_ptr_equal(strchr(mem, '\n'), mem + memlen - 1);
+	veil_log_setup(VEIL_LOG_INFO, false, NULL);
+	fclose(f);
+	free(mem);
 	assert_int_equal(veil_log_level_parse("warn"), VEIL_LOG_WARN);
 	assert_int_equal(veil_log_level_parse("loud"), -1);
 }

@@ -59,6 +59,21 @@ static void json_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* Text lines: a control byte (a message may quote what a peer sent, an
+ * error string say) is written as \xHH, so no message can end its line
+ * and forge the next one. */
+static void text_str(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c == 0x7f)
+			fprintf(f, "\\x%02x", c);
+		else
+			fputc(c, f);
+	}
+}
+
 void veil_log(enum veil_log_level lvl, const char *mod, const char *fmt, ...)
 {
 	char msg[1024], ts[96];
@@ -86,7 +101,9 @@ void veil_log(enum veil_log_level lvl, const char *mod, const char *fmt, ...)
 		json_str(f, msg);
 		fputs("}\n", f);
 	} else {
-		fprintf(f, "%s %-5s %s: %s\n", ts, lvl_name[lvl], mod, msg);
+		fprintf(f, "%s %-5s %s: ", ts, lvl_name[lvl], mod);
+		text_str(f, msg);
+		fputc('\n', f);
 	}
 	fflush(f);
 	pthread_mutex_unlock(&log_lock);
