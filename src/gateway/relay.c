@@ -109,6 +109,9 @@ struct gw_relay {
 	char ctype[128];
 	char retry_after[16];
 	char receipt_id[VEIL_STORE_ID_MAX + 1];
+	/* the node's X-Veil-Receipt, passed on with the answer it belongs to
+	 * (not at the head: a body that breaks is retried on another node) */
+	struct veil_buf receipt_hdr;
 };
 
 struct usage_req {
@@ -158,6 +161,7 @@ static void relay_free(struct gw_relay *r)
 	gw_framer_free(&r->fr);
 	EVP_MD_CTX_free(r->md);
 	veil_buf_free(&r->receipt);
+	veil_buf_free(&r->receipt_hdr);
 	veil_buf_free(&r->held);
 	veil_buf_free(&r->resp);
 	if (g->m.relays_active)
@@ -638,8 +642,8 @@ static void up_head(void *arg, struct veil_hconn_call *call, int status)
 	r->up_status = status;
 	snprintf(r->ctype, sizeof(r->ctype), "%s", ct ? ct : "");
 	snprintf(r->retry_after, sizeof(r->retry_after), "%s", ra ? ra : "");
-	if (rid)
-		snprintf(r->receipt_id, sizeof(r->receipt_id), "%s", rid);
+	/* this attempt's, never a failed one's */
+	snprintf(r->receipt_id, sizeof(r->receipt_id), "%s", rid ? rid : "");
 	r->sse = status == 200 && ct && !strncasecmp(ct, "text/event-stream", 17);
 }
 
@@ -864,6 +868,10 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 
 		veil_digest_sha256(r->resp.data ? r->resp.data : (const uint8_t *)"", r->resp.len, d);
 		veil_http_add_header(r->req, "X-Veil-Node", n->id);
+		if (r->receipt_hdr.len)
+			veil_http_add_header(r->req, "X-Veil-Receipt", (const char *)r->receipt_hdr.data);
+		if (r->receipt_id[0])
+			veil_http_add_header(r->req, "X-Veil-Receipt-Id", r->receipt_id);
 		settle(r, d);
 	} else {
 		/* the node's own error: passed on as it is */
@@ -887,14 +895,13 @@ static void up_head_receipt(void *arg, struct veil_hconn_call *call, int status)
 
 	up_head(arg, call, status);
 	veil_buf_reset(&r->receipt);
-	if (status == 200 && !r->sse && (h = veil_hconn_header(call, "X-Veil-Receipt")) &&
-	    gw_receipt_from_header(h, strlen(h), &r->receipt) < 0)
-		veil_buf_reset(&r->receipt);
-	if (r->req && status == 200 && !r->sse) {
-		if ((h = veil_hconn_header(call, "X-Veil-Receipt")))
-			veil_http_add_header(r->req, "X-Veil-Receipt", h);
-		if ((h = veil_hconn_header(call, "X-Veil-Receipt-Id")))
-			veil_http_add_header(r->req, "X-Veil-Receipt-Id", h);
+	veil_buf_reset(&r->receipt_hdr);
+	if (status == 200 && !r->sse && (h = veil_hconn_header(call, "X-Veil-Receipt"))) {
+		if (gw_receipt_from_header(h, strlen(h), &r->receipt) < 0)
+			veil_buf_reset(&r->receipt);
+		/* NUL-terminated; one too long for the cap is not passed on */
+		if (veil_buf_append(&r->receipt_hdr, h, strlen(h) + 1) < 0)
+			veil_buf_reset(&r->receipt_hdr);
 	}
 }
 
@@ -1203,6 +1210,7 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 	r->t0_ns = veil_now_ns();
 	gw_framer_init(&r->fr, 4u << 20);
 	r->receipt = (struct veil_buf)VEIL_BUF_INIT(VEIL_STORE_RECEIPT_MAX);
+	r->receipt_hdr = (struct veil_buf)VEIL_BUF_INIT(2 * VEIL_STORE_RECEIPT_MAX);
 	r->held = (struct veil_buf)VEIL_BUF_INIT(1u << 20);
 	/* a plaintext answer: wiped before it is freed */
 	r->resp = (struct veil_buf)VEIL_BUF_SECRET_INIT(MAX_RESPONSE);
