@@ -185,8 +185,10 @@ int veil_evlog_check_rtmrs(const struct veil_evlog *log,
 			   const uint8_t quote_rtmr[VEIL_EVLOG_NUM_RTMR][VEIL_EVLOG_DIGEST_LEN],
 			   unsigned *mismatch_mask);
 
-/* Checks every runtime event: it sits in RTMR3 and its digest equals the
- * formula over its name and payload.  VEIL_EBADMSG names the first event
+/* Checks every runtime event: it sits in RTMR3, its name has no ':' and its
+ * digest equals the formula over its name and payload; and RTMR3 holds
+ * nothing else (the replay does not bind an event's type, so a relabelled
+ * runtime event would otherwise drop out of the claims unnoticed).  VEIL_EBADMSG names the first event
  * that fails ("event 22 (compose-hash): digest does not match ..."). */
 int veil_evlog_check_runtime(const struct veil_evlog *log);
 

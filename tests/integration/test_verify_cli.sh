@@ -118,6 +118,13 @@ json.dump(r, open(d + "/simm-rewritten.json", "w"))
 r3 = json.load(open(sys.argv[1]))
 del r3["model"]["sha256"]
 json.dump(r3, open(d + "/simm-nosha.json", "w"))
+r4 = json.load(open(sys.argv[1]))
+for e in r4["event_log"]:
+    if e["event"] == "veil-model-sha256":
+        e["event_type"] = 0x08000002  # relabelled: same digest, no longer a runtime event
+del r4["model"]["sha256"]
+r4["measurements"].pop("model_sha256", None)
+json.dump(r4, open(d + "/simm-relabel.json", "w"))
 r2 = json.load(open(sys.argv[1]))
 r2["tee"] = "tdx"
 json.dump(r2, open(d + "/simm-tdx-sim.json", "w"))
@@ -139,6 +146,13 @@ if run "model.sha256 deleted" 0 "$tmp/simm-nosha.json" --kind report --nonce "$N
 	[ "$(field checks.model_sha256 <<<"$out")|$(field measurements.model_sha256 <<<"$out")" = "true|$msha" ] &&
 		ok "a sim report with model.sha256 deleted still gives the measured model hash (checks.model_sha256 true)" ||
 		notok "deleted model.sha256" "$out"
+fi
+# relabelling the measuring event (RTMR3 still replays: the type is not in
+# the digest) must not unbind it either (found by review)
+if run "veil-model-sha256 event relabelled" 1 "$tmp/simm-relabel.json" --kind report --nonce "$N" --allow-sim; then
+	field error <<<"$out" | grep -q "in RTMR3, which holds only runtime events" &&
+		ok "a sim report whose veil-model-sha256 event was relabelled (and model.sha256 deleted) fails" ||
+		notok "relabelled event reason" "$out"
 fi
 run "veil-policy/1 pinning the rewritten sha" 1 "$tmp/simm-rewritten.json" --kind report --nonce "$N" --allow-sim --policy "$tmp/pol1-rewritten.json" &&
 	ok "a model_sha256 pin is not satisfied by a rewritten model.sha256"

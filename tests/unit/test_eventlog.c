@@ -291,6 +291,15 @@ static void test_nearai_tampered_runtime_event_is_named(void **state)
 	e->imr = 2;
 	assert_int_equal(veil_evlog_check_runtime(&log), VEIL_EBADMSG);
 	assert_non_null(strstr(veil_err_detail(), "runtime event in RTMR2, expected RTMR3"));
+	e->imr = 3;
+	/* relabelled: the replay still matches, the event would leave the
+	 * claims (found by review) */
+	e->event_type = 0x08000002;
+	assert_int_equal(veil_evlog_check_runtime(&log), VEIL_EBADMSG);
+	assert_non_null(strstr(veil_err_detail(), "type 0x08000002 in RTMR3"));
+	assert_int_equal(veil_evlog_find_runtime(&log, "compose-hash", &ce), VEIL_ENOENT);
+	e->event_type = VEIL_EVLOG_RUNTIME_EVENT_TYPE;
+	assert_int_equal(veil_evlog_check_runtime(&log), 0);
 	veil_evlog_free(&log);
 }
 

@@ -854,12 +854,26 @@ int veil_evlog_check_runtime(const struct veil_evlog *log)
 	for (size_t i = 0; i < log->n; i++) {
 		const struct veil_evlog_event *e = &log->ev[i];
 
+		/* The replay binds an event's digest, not its type, and only a
+		 * runtime event's digest binds its name and payload: relabelled,
+		 * a measurement (the model's hash, say) would drop out of the
+		 * claims while RTMR3 still replays. */
+		if (e->imr == 3 && e->event_type != VEIL_EVLOG_RUNTIME_EVENT_TYPE)
+			return veil_errf(VEIL_EBADMSG,
+					 "event %zu: type 0x%08x in RTMR3, which holds only runtime "
+					 "events (0x%08x)", i, e->event_type,
+					 VEIL_EVLOG_RUNTIME_EVENT_TYPE);
 		if (e->event_type != VEIL_EVLOG_RUNTIME_EVENT_TYPE)
 			continue;
 		if (e->imr != 3)
 			return veil_errf(VEIL_EBADMSG,
 					 "event %zu (%s): runtime event in RTMR%u, expected RTMR3",
 					 i, e->name, e->imr);
+		/* type:name:payload splits at the first ':' only if the name
+		 * has none */
+		if (strchr(e->name, ':'))
+			return veil_errf(VEIL_EBADMSG, "event %zu: runtime event name contains ':'",
+					 i);
 		if ((rc = veil_evlog_runtime_digest(e->name, e->payload, e->payload_len, d)) < 0)
 			return rc;
 		if (memcmp(d, e->digest, sizeof(d)) != 0)
