@@ -61,6 +61,23 @@ if run "sim report verifies with --allow-sim" 0 "$tmp/sim.json" --nonce "$N" --a
 		notok "sim report verdict fields" "$out"
 	fi
 fi
+# two sim GPUs are two devices; one GPU's evidence twice is one GPU (every
+# GPU signs the same nonce, so a copy verifies: found by review)
+python3 - "$tmp/sim.json" "$tmp/simdup.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+r["gpu_evidence"] = [r["gpu_evidence"][0]] * 2
+json.dump(r, open(sys.argv[2], "w"))
+EOF
+if run "sim report's 2 GPUs" 0 "$tmp/sim.json" --nonce "$N" --allow-sim; then
+	python3 -c 'import json,sys; g=json.load(sys.stdin)["gpus"]; sys.exit(0 if len(g) == 2 and g[0]["ueid"] != g[1]["ueid"] else 1)' <<<"$out" &&
+		ok "a sim report's 2 GPUs have distinct device certificates (ueid)" || notok "sim GPUs' ueids" "$out"
+fi
+if run "one GPU's evidence twice" 1 "$tmp/simdup.json" --nonce "$N" --allow-sim; then
+	field error <<<"$out" | grep -q "gpu_evidence\[1\]: the same GPU as gpu_evidence\[0\]" &&
+		ok "a report listing one GPU's evidence twice fails (it would count as 2 GPUs)" ||
+		notok "duplicate GPU reason" "$out"
+fi
 if run "sim report refused without --allow-sim" 1 "$tmp/sim.json" --nonce "$N"; then
 	field error <<<"$out" | grep -q "simulated TEE evidence refused" &&
 		ok "sim report refused without --allow-sim, with the reason" || notok "sim refusal reason" "$out"

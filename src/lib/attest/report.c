@@ -556,6 +556,7 @@ static int gpus_check(struct veil_report_verdict *v, json_t *j, json_t *list, bo
 	uint8_t gn[32];
 	json_t *out = json_array(), *item;
 	struct veil_nvgpu_result *res = NULL;
+	char (*ueids)[sizeof(res->ueid)] = NULL;  /* the GPUs verified so far */
 	size_t i;
 	int rc = 0;
 
@@ -567,8 +568,12 @@ static int gpus_check(struct veil_report_verdict *v, json_t *j, json_t *list, bo
 				MAX_GPUS);
 	SHA256(rd, 64, gn);
 	res = malloc(sizeof(*res));
-	if (!res)
+	ueids = calloc(MAX_GPUS, sizeof(*ueids));
+	if (!res || !ueids) {
+		free(res);
+		free(ueids);
 		return VEIL_ENOMEM;
+	}
 	json_array_foreach(list, i, item) {
 		struct veil_nvgpu_opts no;
 		uint8_t *ev = NULL, *root = NULL;
@@ -603,8 +608,22 @@ static int gpus_check(struct veil_report_verdict *v, json_t *j, json_t *list, bo
 			rpt_fail(v, rc, "gpu_evidence[%zu]: %s", i, res->error);
 			break;
 		}
+		/* Every GPU signs the same nonce (SHA-256(report_data)) and the
+		 * list is not in the quote: a copy of one GPU's evidence verifies
+		 * as well as the original, and must not count as another GPU. */
+		for (size_t k = 0; k < i; k++) {
+			if (!strcmp(ueids[k], res->ueid)) {
+				rc = rpt_fail(v, VEIL_EBADMSG, "gpu_evidence[%zu]: the same GPU as "
+					      "gpu_evidence[%zu] (ueid %s)", i, k, res->ueid);
+				break;
+			}
+		}
+		if (rc < 0)
+			break;
+		snprintf(ueids[i], sizeof(ueids[i]), "%s", res->ueid);
 	}
 	free(res);
+	free(ueids);
 	if (rc == 0)
 		check(j, "gpus", true);
 	return rc;

@@ -67,13 +67,18 @@ static void sleep_ms(unsigned ms)
 
 static int open_sim(struct veil_attester *a, const struct veil_attester_opts *o)
 {
+	int rc;
+
+	_Static_assert(VEIL_SIM_MAX_GPUS == VEIL_ATTESTER_MAX_GPUS, "sim GPUs");
 	a->mode = MODE_SIM;
 	a->sim_delay_ms = sim_delay_env();
 	a->sim_gpus = o->sim_gpus;
 	if (a->sim_gpus < 0 || a->sim_gpus > VEIL_ATTESTER_MAX_GPUS)
 		return veil_errf(VEIL_EINVAL, "sim_gpus %d out of range 0..%d", a->sim_gpus,
 				 VEIL_ATTESTER_MAX_GPUS);
-	return sim_tee_open(o->state_dir, &a->sim);
+	if ((rc = sim_tee_open(o->state_dir, &a->sim)) < 0)
+		return rc;
+	return sim_tee_gpus(a->sim, (unsigned)a->sim_gpus);
 }
 
 int veil_attester_open(const struct veil_attester_opts *o, struct veil_attester **out)
@@ -218,7 +223,8 @@ int veil_attester_report(struct veil_attester *a, const uint8_t *keyset_enc, siz
 
 			if ((rc = sim_tee_gpu_evidence(a->sim, (unsigned)i, gpu_nonce, &ev[i], &len)) < 0)
 				goto out;
-			gpus[i] = (struct veil_report_gpu){ev[i], len, a->sim->nv_chain_pem, "HOPPER"};
+			gpus[i] = (struct veil_report_gpu){ev[i], len,
+							   sim_tee_gpu_chain(a->sim, (unsigned)i), "HOPPER"};
 			n_gpus++;
 		}
 		p.collateral = a->sim->collateral;

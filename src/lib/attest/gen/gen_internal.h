@@ -10,6 +10,8 @@
 
 #include "veil/base.h"
 
+#define VEIL_SIM_MAX_GPUS 8  /* VEIL_ATTESTER_MAX_GPUS */
+
 /* The simulated TEE: Intel-shaped DCAP PKI and an NVIDIA-shaped device
  * chain, all generated locally. */
 struct sim_tee {
@@ -22,6 +24,11 @@ struct sim_tee {
 	char *pck_chain_pem;  /* leaf, platform CA, root, as OpenSSL writes them */
 	size_t pck_chain_len;
 	char *nv_chain_pem;   /* device leaf, device root */
+	/* GPUs 1.. (0 is nv_leaf): each its own device leaf under nv_root,
+	 * made by sim_tee_gpus, not kept in the state file */
+	EVP_PKEY *gpu_key[VEIL_SIM_MAX_GPUS];
+	char *gpu_chain_pem[VEIL_SIM_MAX_GPUS];
+	unsigned n_gpus;
 	char *collateral;     /* dcap-qvl JSON */
 	int64_t collateral_at; /* when it was made (valid 30 days from then) */
 	uint8_t fwid[48];
@@ -39,8 +46,14 @@ int sim_tee_refresh(struct sim_tee *s);
 int sim_tee_quote(const struct sim_tee *s, const uint8_t report_data[64],
 		  const uint8_t rtmr[4][48], uint8_t **out, size_t *out_len);
 
-/* SPDM 1.1 GET_MEASUREMENTS request||response for GPU `index` with `nonce`,
- * signed by the sim device leaf (malloc'd). */
+/* Makes device identities for GPUs 1..n-1 (n at most VEIL_SIM_MAX_GPUS):
+ * distinct GPUs have distinct device certificates, which verifiers count. */
+int sim_tee_gpus(struct sim_tee *s, unsigned n);
+/* GPU `index`'s certificate chain (device leaf, device root), PEM. */
+const char *sim_tee_gpu_chain(const struct sim_tee *s, unsigned index);
+/* SPDM 1.1 GET_MEASUREMENTS request||response for GPU `index` (< the n
+ * of sim_tee_gpus, or 0) with `nonce`, signed by that GPU's device leaf
+ * (malloc'd). */
 int sim_tee_gpu_evidence(const struct sim_tee *s, unsigned index, const uint8_t nonce[32],
 			 uint8_t **out, size_t *out_len);
 

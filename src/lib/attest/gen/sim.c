@@ -699,8 +699,55 @@ void sim_tee_free(struct sim_tee *s)
 	free(s->nv_root_der);
 	free(s->pck_chain_pem);
 	free(s->nv_chain_pem);
+	for (unsigned i = 0; i < VEIL_SIM_MAX_GPUS; i++) {
+		EVP_PKEY_free(s->gpu_key[i]);
+		free(s->gpu_chain_pem[i]);
+	}
 	free(s->collateral);
 	free(s);
+}
+
+int sim_tee_gpus(struct sim_tee *s, unsigned n)
+{
+	struct veil_buf pem = VEIL_BUF_INIT(1 << 16);
+	struct der dice;
+	int64_t now = (int64_t)time(NULL);
+	int rc = 0;
+
+	if (n > VEIL_SIM_MAX_GPUS)
+		return veil_errf(VEIL_EINVAL, "sim: %u GPUs, at most %d", n, VEIL_SIM_MAX_GPUS);
+	if (dice_extension(&dice, s->fwid) < 0)
+		return VEIL_EINTERNAL;
+	for (unsigned i = s->n_gpus ? s->n_gpus : 1; i < n; i++) {
+		X509 *leaf = NULL;
+
+		rc = VEIL_ENOMEM;
+		if (!(s->gpu_key[i] = EVP_EC_gen("P-384")) ||
+		    !(leaf = mk_cert("GH100 A01 GSP FMC LF SIMULATED", s->nv_root, s->nv_root_key,
+				     s->gpu_key[i], -1, now, "2.23.133.5.4.1", dice.b, dice.n))) {
+			X509_free(leaf);
+			break;
+		}
+		veil_buf_reset(&pem);
+		{
+			X509 *chain[2] = {leaf, s->nv_root};
+
+			rc = pem_of(chain, 2, &pem);
+		}
+		X509_free(leaf);
+		if (rc < 0)
+			break;
+		s->gpu_chain_pem[i] = (char *)veil_buf_steal(&pem, NULL);
+		s->n_gpus = i + 1;
+		rc = 0;
+	}
+	veil_buf_free(&pem);
+	return rc;
+}
+
+const char *sim_tee_gpu_chain(const struct sim_tee *s, unsigned index)
+{
+	return index == 0 || index >= s->n_gpus ? s->nv_chain_pem : s->gpu_chain_pem[index];
 }
 
 /* ---- quote ----------------------------------------------------------------------- */
@@ -860,7 +907,8 @@ int sim_tee_gpu_evidence(const struct sim_tee *s, unsigned index, const uint8_t 
 	le16(p + o + 2, 48);
 	memcpy(p + o + 4, s->fwid, 48);
 	o += 52;
-	if ((rc = gen_ecdsa_sign_rs(s->nv_leaf_key, EVP_sha384(), p, o, p + o, 48)) < 0)
+	if ((rc = gen_ecdsa_sign_rs(index && index < s->n_gpus ? s->gpu_key[index] : s->nv_leaf_key,
+				    EVP_sha384(), p, o, p + o, 48)) < 0)
 		goto out;
 	o += 96;
 	if (o != total) {
