@@ -115,6 +115,30 @@ run "flat policy with a typo" 2 "$tmp/sim.json" --nonce "$N" --allow-sim --polic
 	{ grep -q "node_binry" "$tmp/err" && ok "flat policy with an unknown key exits 2, naming it" || notok "typo reason" "$(cat "$tmp/err")"; }
 run "flat policy with an empty tcb_status" 2 "$tmp/sim.json" --nonce "$N" --allow-sim --policy "$tmp/pol-empty.json" &&
 	ok "flat policy with an empty tcb_status list exits 2"
+# A flat tcb_status list cannot be met by SEV-SNP, which has no TCB status:
+# a real AMD report (its report_data is not this report's, so it fails
+# later anyway) must be refused by the policy, not pass that stage silently
+SNPV="$VEIL_SHARED/vectors/attest/sev-snp/trustee"
+if [ -f "$SNPV/test-report.bin" ] && [ -f "$SNPV/test-vcek.der" ]; then
+	python3 - "$tmp/sim.json" "$SNPV" "$tmp/snp-rep.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+r.update(tee="sev-snp", sim=False, gpu_evidence=[],
+         quote=open(sys.argv[2] + "/test-report.bin", "rb").read().hex(),
+         vcek=open(sys.argv[2] + "/test-vcek.der", "rb").read().hex())
+r.pop("collateral", None)
+json.dump(r, open(sys.argv[3], "w"))
+EOF
+	printf '{"tcb_status":["UpToDate"]}' >"$tmp/pol-uptodate.json"
+	run "SEV-SNP report, no policy" 1 "$tmp/snp-rep.json" --kind report --nonce "$N" --at 2025-07-01T00:00:00Z &&
+		field error <<<"$out" | grep -q "report_data.* differs" &&
+		run "SEV-SNP report, flat tcb_status" 1 "$tmp/snp-rep.json" --kind report --nonce "$N" --at 2025-07-01T00:00:00Z --policy "$tmp/pol-uptodate.json" &&
+		field error <<<"$out" | grep -q "SEV-SNP report has no TCB status" &&
+		ok "a flat tcb_status policy refuses a SEV-SNP report (no TCB status), not after its quote verified" ||
+		notok "SEV-SNP under a flat tcb_status policy" "$out"
+else
+	skip "SEV-SNP under a flat tcb_status policy" "$SNPV absent (set VEIL_SHARED)"
+fi
 
 # ---- model.sha256 is bound by the quote (veil-model-sha256 event) -------------
 head -c 4096 /dev/urandom >"$tmp/model.bin"

@@ -822,6 +822,14 @@ static int verify_doc(struct veil_report_verdict *v, json_t *j, json_t *doc,
 	rc = tdx_like ? quote_check(v, j, doc, o, now, rtmr, rd) : snp_check(v, j, doc, now, rd);
 	if (rc < 0)
 		goto out;
+	/* A SEV-SNP report has no TCB status to meet a flat policy's list:
+	 * silence would accept any TCB (veil-policy/1 judges SNP by
+	 * snp_min_tcb) */
+	if (!tdx_like && !status_allowed(o->policy, "unknown")) {
+		rc = rpt_fail(v, VEIL_EPERM, "policy: a SEV-SNP report has no TCB status, so "
+			      "tcb_status cannot be met (veil-policy/1: snp_min_tcb)");
+		goto out;
+	}
 	/* report_data binds the keys and the nonce */
 	rpt_set_hex(j, "report_data", rd, 64);
 	if (rpt_hex_exact(doc, "report_data", rd_field, 64) < 0 || memcmp(rd_field, rd, 64)) {
