@@ -345,6 +345,13 @@ static int out_event(struct job *j, const char *event, const char *data,
 		return rc;
 	scratch_reset(ev);
 	if (!j->seal && !event && len > ev->max - 8) {
+		/* three writes, one event: room for all of them or none, or a
+		 * refused second one would leave "data: " alone on the wire */
+		if (!j->req)
+			return VEIL_ECANCELED;
+		if (veil_http_stream_full(j->req))
+			return VEIL_EBUSY;
+		veil_http_stream_allow(j->req, len + 8);
 		if ((rc = out_raw(j, "data: ", 6)) < 0 || (rc = out_raw(j, data, len)) < 0)
 			return rc;
 		return out_raw(j, "\n\n", 2);
@@ -547,8 +554,12 @@ static void stream_fail(struct job *j, const char *code, const char *msg)
 	char *s = json_dumps(e, JSON_COMPACT);
 
 	json_decref(e);
-	if (s && j->req)
+	if (s && j->req) {
+		/* room for it past a full queue (a client too slow, say): the
+		 * event is what tells the client the answer is cut */
+		veil_http_stream_allow(j->req, 64u << 10);
 		out_event(j, "error", s, strlen(s), true);
+	}
 	free(s);
 	VEIL_WARN(NODE_MOD, "%s: stream ended with error %s", j->id, code);
 	job_complete_stream(j);

@@ -285,6 +285,44 @@ if [ "$have_js" = 1 ]; then
 	else
 		notok "node G (upstream: an engine sending 100 KB events) starts"
 	fi
+	# A client that stops reading while a fast upstream sends 6 MB: the
+	# node's queue fills, and the stream must still end with the error
+	# event (it was refused by the same full queue, leaving a clean-looking
+	# end: found by review)
+	if start_server fastup node tests/js/big_upstream.mjs stories260K 100000 60 &&
+		start_node g2 --model "$MODEL" --upstream "$URL" --plain-http --allow-plaintext; then
+		out="$(python3 - "$PORT" <<'EOF'
+import json, socket, sys, time
+body = json.dumps({"model": "stories260K", "stream": True,
+                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+          b"Content-Length: %d\r\n\r\n" % len(body) + body)
+time.sleep(3)
+data = b""
+s.settimeout(20)
+try:  # to the chunked end (the connection stays open: keep-alive)
+    while not data.endswith(b"\r\n0\r\n\r\n"):
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        data += d
+except socket.timeout:
+    pass
+tail = data[-2000:]
+print("%d bytes, %s, %s, %s" % (len(data),
+      "error event" if b"event: error" in tail and b'"client_too_slow"' in tail else "NO error event",
+      "[DONE]" if b"[DONE]" in data else "no [DONE]",
+      "chunked end" if data.endswith(b"0\r\n\r\n") else "no chunked end"))
+EOF
+)"
+		check "upstream mode, a client that stopped reading: the stream ends with client_too_slow, no [DONE] ($out)" \
+			bash -c '[[ "$0" == *", error event, no [DONE], chunked end" ]]' "$out"
+	else
+		notok "node G2 (upstream: a fast engine, a client that stops reading) starts"
+	fi
 else
 	skip "upstream events over 64 KiB" "node client missing"
 fi

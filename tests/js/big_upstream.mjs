@@ -3,10 +3,12 @@
 // an engine that batches many tokens' logprobs into one chunk would send.
 // Prints "listening on http://127.0.0.1:PORT"; serves until killed.
 //
-//   node big_upstream.mjs MODEL BYTES
+//   node big_upstream.mjs MODEL BYTES [COUNT]
+// COUNT (default 1) such events, as fast as the connection takes them.
 import { createServer } from "node:http";
 
-const [model, bytes] = [process.argv[2] ?? "stories260K", Number(process.argv[3] ?? 100000)];
+const [model, bytes, count] = [process.argv[2] ?? "stories260K", Number(process.argv[3] ?? 100000),
+  Number(process.argv[4] ?? 1)];
 const chunk = (choices, extra = {}) =>
   JSON.stringify({ id: "up-1", object: "chat.completion.chunk", created: 1, model, system_fingerprint: null, choices, ...extra });
 
@@ -23,7 +25,8 @@ const srv = createServer((req, res) => {
       return;
     }
     res.writeHead(200, { "content-type": "text/event-stream" });
-    res.write(`data: ${chunk([{ index: 0, delta: { content: "a".repeat(bytes) }, logprobs: null, finish_reason: null }])}\n\n`);
+    for (let i = 0; i < count; i++)
+      res.write(`data: ${chunk([{ index: 0, delta: { content: "a".repeat(bytes) }, logprobs: null, finish_reason: null }])}\n\n`);
     res.write(`data: ${chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: "stop" }])}\n\n`);
     res.write(`data: ${chunk([], { usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } })}\n\n`);
     res.end("data: [DONE]\n\n");
