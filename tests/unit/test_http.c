@@ -891,6 +891,70 @@ static void test_idle_and_partial_request_timeouts(void **state)
 	fx_stop(&f);
 }
 
+/* Drips `byte` every 100 ms (each resetting the idle timeout) for up to
+ * max_ms or until the server answers or closes; what it answered in resp,
+ * the milliseconds it took as the return value (max_ms: never). */
+static int drip_until_closed(uint16_t port, char byte, int max_ms, char *resp, size_t cap)
+{
+	uint64_t t0 = veil_now_ns();
+	int fd = raw_connect(port), ms = max_ms;
+
+	assert_true(fd >= 0);
+	resp[0] = 0;
+	while ((int)((veil_now_ns() - t0) / 1000000) < max_ms) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+
+		if (send(fd, &byte, 1, MSG_NOSIGNAL) != 1 || poll(&pfd, 1, 100) > 0) {
+			raw_read(fd, resp, cap, 500, NULL);
+			ms = (int)((veil_now_ns() - t0) / 1000000);
+			break;
+		}
+	}
+	close(fd);
+	return ms;
+}
+
+/* Bytes that never make a request, one at a time, each resetting the idle
+ * timeout: empty lines before a request line are capped (400), and a TLS
+ * handshake has the request timeout (found by review: both held a
+ * connection for as long as the client kept dripping). */
+static void test_dripped_empty_lines_and_tls_handshake_are_bounded(void **state)
+{
+	struct veil_http_server_opts o = base_opts;
+	char resp[4096];
+	EVP_PKEY *key;
+	X509 *cert;
+	struct fx f;
+	int ms;
+
+	(void)state;
+	o.idle_timeout_ms = 300;
+	o.request_timeout_ms = 600;
+	fx_start(&f, &o);
+	ms = drip_until_closed(f.port, '\n', 3000, resp, sizeof(resp));
+	assert_true(ms < 3000);
+	assert_int_equal(raw_status(resp), 400);
+	assert_non_null(strstr(resp, "too many empty lines"));
+	/* a request after a CRLF or two is served as before */
+	{
+		static const char req[] = "\r\n\r\nGET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+		assert_int_equal(raw_roundtrip(&f, req, sizeof(req) - 1, resp, sizeof(resp)), 200);
+	}
+	fx_stop(&f);
+
+	assert_int_equal(veil_http_selfsigned(VEIL_HTTP_KEY_P256, "node.example", 1, &key, &cert), 0);
+	o.tls_key = key;
+	o.tls_cert = cert;
+	fx_start(&f, &o);
+	/* the first byte of a TLS record, over and over: a ClientHello never done */
+	ms = drip_until_closed(f.port, 0x16, 3000, resp, sizeof(resp));
+	assert_true(ms < 2000);
+	fx_stop(&f);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+}
+
 /* ---- TLS and pinning -------------------------------------------------------- */
 
 static void tls_case(enum veil_http_keytype kt)
@@ -1524,6 +1588,7 @@ int main(void)
 		cmocka_unit_test(test_client_disconnect_fires_close_callback),
 		cmocka_unit_test(test_connection_cap_503_with_retry_after),
 		cmocka_unit_test(test_idle_and_partial_request_timeouts),
+		cmocka_unit_test(test_dripped_empty_lines_and_tls_handshake_are_bounded),
 		cmocka_unit_test(test_tls_pinned_spki_accepted_wrong_pin_refused),
 		cmocka_unit_test(test_reply_sent_at_once_or_queued_in_order),
 		cmocka_unit_test(test_channel_is_bounded_and_ordered),

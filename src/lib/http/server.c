@@ -88,9 +88,11 @@ struct conn {
 	struct veil_http_server *s;
 	struct bufferevent *bev;
 	struct event *kick;
+	struct event *hs;            /* TLS: the handshake's deadline */
 	enum conn_state st;
 	struct veil_http_req *req;
 	size_t scanned;
+	size_t empty_bytes;          /* CR / LF before this request */
 	uint64_t req_start_ns;
 	struct veil_http_chunked ck; /* CS_CHUNKED */
 	bool close_after, rejecting, lingering, tls;
@@ -114,6 +116,9 @@ struct veil_http_server {
 };
 
 static void conn_process(struct conn *c);
+/* CR / LF bytes ignored before a request line (RFC 9112 §2.2 asks for at
+ * least one CRLF) */
+#define MAX_EMPTY_LINE_BYTES 8
 static void conn_free(struct conn *c);
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -1222,6 +1227,7 @@ static void dispatch(struct conn *c)
 
 	c->st = CS_HANDLING;
 	c->req_start_ns = 0;
+	c->empty_bytes = 0;
 	r->dispatched = true;
 	set_read_timeout(c, false);
 	/* Reading stays on (bounded by the high-water mark) so a client that
@@ -1308,20 +1314,28 @@ static void conn_process(struct conn *c)
 		}
 		switch (c->st) {
 		case CS_HEAD:
-			/* RFC 9112 §2.2: ignore empty lines before a request */
+			/* RFC 9112 §2.2: ignore empty lines before a request,
+			 * a few: each byte of a drip of them would reset the
+			 * idle timeout and hold the connection for ever (the
+			 * request's own time starts at its first byte, so a
+			 * trailing CRLF and then a pause before the next
+			 * request is not a late request) */
 			while (len) {
 				unsigned char ch;
 
 				evbuffer_copyout(in, &ch, 1);
 				if (ch != '\r' && ch != '\n')
 					break;
+				if (++c->empty_bytes > MAX_EMPTY_LINE_BYTES) {
+					conn_fail(c, 400, "bad_request",
+						  "too many empty lines before the request");
+					return;
+				}
 				evbuffer_drain(in, 1);
 				len--;
 			}
 			if (!len)
 				return;
-			if (!c->req_start_ns)
-				c->req_start_ns = veil_now_ns();
 			if (s->shutting && !c->req) {
 				/* still accepted: its response closes */
 				c->close_after = true;
@@ -1519,8 +1533,11 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 	size_t inlen = evbuffer_get_length(bufferevent_get_input(bev));
 
-	if (what == BEV_EVENT_CONNECTED)
-		return; /* TLS handshake done */
+	if (what == BEV_EVENT_CONNECTED) {
+		if (c->hs)
+			event_del(c->hs); /* TLS handshake done */
+		return;
+	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    c->st <= CS_CHUNKED && (c->st != CS_HEAD || inlen > 0)) {
 		conn_fail(c, 408, "request_timeout",
@@ -1570,8 +1587,24 @@ static void conn_free(struct conn *c)
 		s->nconns--;
 	bufferevent_free(c->bev);
 	event_free(c->kick);
+	if (c->hs)
+		event_free(c->hs);
 	free(c);
 	server_check_done(s);
+}
+
+/* A TLS handshake not done within the request timeout: the bytes it
+ * reads never reach conn_process, and each resets the idle timeout, so a
+ * client dripping its ClientHello would hold a connection for ever.  No
+ * answer is possible before TLS: the connection is closed. */
+static void hs_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	VEIL_DEBUG(MOD, "%s: TLS handshake not done in time; closed", c->remote);
+	conn_free(c);
 }
 
 static void format_remote(const struct sockaddr *sa, char *out, size_t cap)
@@ -1635,7 +1668,11 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	c->bev = bev;
 	c->tls = s->ssl_ctx != NULL;
 	c->kick = evtimer_new(s->base, conn_kick_cb, c);
-	if (!c->kick) {
+	if (c->tls)
+		c->hs = evtimer_new(s->base, hs_timeout_cb, c);
+	if (!c->kick || (c->tls && !c->hs)) {
+		if (c->kick)
+			event_free(c->kick);
 		bufferevent_free(bev);
 		free(c);
 		return;
@@ -1655,6 +1692,12 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_setwatermark(bev, EV_READ, 0,
 				 s->o.max_header_bytes + 16384);
 	set_read_timeout(c, true);
+	if (c->hs) {
+		struct timeval tv;
+
+		set_tv(&tv, s->o.request_timeout_ms);
+		evtimer_add(c->hs, &tv);
+	}
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	if (over) {
 		VEIL_WARN(MOD, "connection cap %zu reached; 503 to %s",
