@@ -45,7 +45,8 @@ ifndef GIT_COMMIT
 GIT_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 endif
 
-PKGS := libssl libcrypto jansson libevent libevent_openssl libevent_pthreads libcurl sqlite3 libpq libsecp256k1 libsodium
+PKGS := libssl libcrypto jansson libevent libevent_openssl libevent_pthreads libcurl sqlite3 libpq libsecp256k1 libsodium \
+	libxml-2.0 xmlsec1-openssl
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 

@@ -11,6 +11,7 @@ PKGS=(
 	libssl-dev          # TLS, X.509, ECDSA, Ed25519, X25519, AES-GCM, HKDF, SHA-2/3
 	libsecp256k1-dev    # secp256k1 ECDSA (EIP-191): constant-time and ~10x OpenSSL's generic curve code
 	libsodium-dev       # Ed25519: ~2x OpenSSL 3.0's sign/verify (receipt checks on every request)
+	libxml2-dev libxmlsec1-dev libxmlsec1-openssl  # NVIDIA RIM XML-DSig signatures (xmlsec1 on OpenSSL)
 	libevent-dev        # event loop, HTTP servers
 	libcurl4-openssl-dev # outbound HTTP
 	libjansson-dev      # JSON

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "veil/base.h"
 
@@ -135,6 +136,8 @@ const uint8_t *veil_nvgpu_pinned_root(size_t *len);
 /* ---- RIM (reference integrity manifest, SWID tag XML) ------------------- */
 
 #define VEIL_NVGPU_RIM_MAX_ALT 4
+#define VEIL_NVGPU_RIM_MAX (1u << 20)      /* larger RIM documents: VEIL_ERANGE */
+#define VEIL_NVGPU_RIM_CHAIN_MAX 8         /* X509Certificate elements in KeyInfo */
 
 struct veil_nvgpu_rim_entry {
 	uint16_t index;          /* RIM index: 0-based (= SPDM index - 1) */
@@ -144,28 +147,96 @@ struct veil_nvgpu_rim_entry {
 	uint8_t hash[VEIL_NVGPU_RIM_MAX_ALT][64];
 };
 
+/* One certificate of a RIM signer's chain as KeyInfo carries it. */
+struct veil_nvgpu_rim_cert {
+	char subject[256];             /* RFC 2253 one-line form (truncated) */
+	int64_t not_before, not_after; /* unix seconds */
+	bool valid_at_time;            /* inside its validity at the verification time */
+};
+
+/* Outcome of a RIM's XML-DSig check (veil_nvgpu_rim_verify). */
+struct veil_nvgpu_rim_sig {
+	bool checked;                  /* a check ran (false: the RIM was only scanned) */
+	bool ok;                       /* signature, document digest and chain verified */
+	int rc;                        /* 0, or the VEIL_E* code of the failure */
+	int64_t time;                  /* the verification time used, unix seconds */
+	char method[64];               /* SignatureMethod, e.g. "ecdsa-sha384" */
+	size_t n_certs;
+	struct veil_nvgpu_rim_cert certs[VEIL_NVGPU_RIM_CHAIN_MAX]; /* leaf first */
+	char error[320];               /* why it failed; "" when ok */
+};
+
 struct veil_nvgpu_rim {
 	char product[32];              /* Meta product, "GH100" */
 	char version[64];              /* Meta colloquialVersion */
 	size_t n;
 	struct veil_nvgpu_rim_entry e[VEIL_NVGPU_MAX_BLOCKS];
 	bool signed_;                  /* a ds:Signature element is present */
+	struct veil_nvgpu_rim_sig sig; /* set by veil_nvgpu_rim_load only */
 };
 
 /* Scans a SWID tag for its Meta attributes and every
  * <Resource type="Measurement" index= active= alternatives= HashN=>.
  * A minimal, bounds-checked scanner, not an XML parser: it refuses what it
- * does not understand.  The RIM's XML-DSig signature is NOT verified: the
- * golden values are trusted as the caller supplies them (from a channel it
- * trusts), and verdicts report checks.rim_signature = null (not checked). */
+ * does not understand.  It checks no signature (out->sig.checked = false):
+ * golden values scanned this way are only as good as the channel the caller
+ * got the RIM from, and verdicts report checks.rim_signature = null.  Use
+ * veil_nvgpu_rim_load() for a RIM whose signature must be verified. */
 int veil_nvgpu_rim_parse(const char *xml, size_t n, struct veil_nvgpu_rim *out);
+
+/* The pinned NVIDIA CoRIM signing Root CA (RIM signature trust anchor), DER. */
+const uint8_t *veil_nvgpu_rim_root(size_t *len);
+
+/* Verifies the enveloped XML-DSig signature of a RIM (`n` <=
+ * VEIL_NVGPU_RIM_MAX bytes of UTF-8 XML) at unix time `now` (0 = the
+ * current time; sig->time says which was used):
+ *  - XML read by libxml2 without network access, DTD loading or entity
+ *    expansion; a DOCTYPE is refused (VEIL_ENOTSUP);
+ *  - the root element is SoftwareIdentity and holds exactly one
+ *    ds:Signature, as a direct child: SignedInfo (C14N 1.0 / 1.1 /
+ *    exclusive, no comments; ECDSA or RSA with SHA-256/384/512), exactly one
+ *    Reference with URI="" whose transforms are the enveloped-signature
+ *    transform optionally followed by one such C14N, digest SHA-256/384/512;
+ *    no ds:Object; KeyInfo holds one X509Data of 1..8 X509Certificate, leaf
+ *    first.  Any other shape is VEIL_ENOTSUP: a signature over part of the
+ *    document cannot vouch for golden values outside it;
+ *  - the document digest and SignatureValue verify (xmlsec1) with the
+ *    leaf's key (VEIL_EBADMSG otherwise);
+ *  - the chain verifies at `now` to `root_der` (DER; NULL = the pinned
+ *    NVIDIA CoRIM root) with veil_x509_chain_verify(): VEIL_EPERM for a
+ *    certificate outside its validity ("... has expired") or another root,
+ *    VEIL_EBADMSG for a bad certificate signature.  Revocation (OCSP/CRL) is
+ *    not checked.
+ * `sig` (may be NULL) is always written: outcome, time, method, the KeyInfo
+ * chain's subjects and validity (when it could be read) and the reason.
+ * On success, when `signed_xml` is not NULL, the exact bytes the signed
+ * digest covers (the canonical form of the document without the Signature
+ * and without comments) are appended to it (capped by signed_xml->max;
+ * the caller owns and frees the buffer).  Thread-safe; libxml2 and xmlsec1
+ * are initialised once per process. */
+int veil_nvgpu_rim_verify(const char *xml, size_t n, time_t now, const uint8_t *root_der,
+			  size_t root_der_len, struct veil_nvgpu_rim_sig *sig,
+			  struct veil_buf *signed_xml);
+
+/* veil_nvgpu_rim_verify(), then veil_nvgpu_rim_parse() of the signed bytes
+ * (never of `xml` itself), so every golden value comes from what the
+ * signature covers.  *out is always written: out->sig holds the signature
+ * outcome; on any failure out holds no golden values (n = 0).  Returns the
+ * signature's failure code, or the scanner's for a signed RIM it refuses. */
+int veil_nvgpu_rim_load(const char *xml, size_t n, time_t now, const uint8_t *root_der,
+			size_t root_der_len, struct veil_nvgpu_rim *out);
 
 /* ---- verification -------------------------------------------------------- */
 
 struct veil_nvgpu_opts {
 	int64_t now;                       /* seconds since the epoch; 0 = now */
 	const uint8_t *expected_nonce;     /* 32 bytes, or NULL: not checked */
-	const struct veil_nvgpu_rim *rim_driver;  /* optional golden values */
+	/* Optional golden values.  A RIM whose signature was checked
+	 * (rim->sig.checked, veil_nvgpu_rim_load) must have verified: otherwise
+	 * verification fails with rim->sig.rc (VEIL_EBADMSG for a bad
+	 * signature, VEIL_EPERM for an expired or foreign chain, ...) before
+	 * any comparison. */
+	const struct veil_nvgpu_rim *rim_driver;
 	const struct veil_nvgpu_rim *rim_vbios;
 	/* Trust anchor (DER) replacing the pinned NVIDIA Device Identity CA,
 	 * for simulated device chains; NULL = the pinned root. */
@@ -193,6 +264,10 @@ struct veil_nvgpu_result {
 	bool fwid_ok;
 	bool nonce_checked, nonce_ok;
 	bool rim_checked, rim_ok;
+	/* RIM signatures: checked when every RIM given was checked or one failed;
+	 * ok when every RIM given verified.  rim_sig: copies, [0] driver, [1] VBIOS. */
+	bool rim_sig_checked, rim_sig_ok;
+	struct veil_nvgpu_rim_sig rim_sig[2];
 	size_t rim_mismatches;
 	uint8_t meas[VEIL_NVGPU_MAX_BLOCKS + 1]; /* by SPDM index, enum veil_nvgpu_meas */
 	char error[256];
@@ -200,7 +275,7 @@ struct veil_nvgpu_result {
 
 /* Verifies evidence (raw bytes) against a PEM chain, leaf first.  Order:
  * parse, chain to the pinned root at opts->now, leaf FWID == opaque FWID,
- * signature, nonce, RIM.  Returns 0 or VEIL_EFORMAT/ENOTSUP (input),
+ * signature, nonce, RIM signatures, RIM.  Returns 0 or VEIL_EFORMAT/ENOTSUP (input),
  * VEIL_EBADMSG (signature/chain/FWID), VEIL_EPERM (nonce, RIM, validity).
  * `res` (large: allocate it) is always filled; opts may be NULL. */
 int veil_nvgpu_verify(const uint8_t *ev, size_t ev_len, const char *pem, size_t pem_len,
@@ -219,8 +294,10 @@ int veil_nvgpu_verify_list(const char *json, size_t len, const struct veil_nvgpu
 
 /* Verdict JSON (json_decref() it): {"ok","kind":"nvgpu","status",
  * "advisories":[],"error","arch","nonce","driver_version","vbios_version",
- * "fwid","ueid","measurements_count","measurements":[{"index","value"}...],
- * "checks":{...}}.  NULL when out of memory. */
+ * "fwid","ueid","measurements_count","measurements":[{"index","value","rim"}...],
+ * "checks":{"signature","chain","fwid","nonce","rim","rim_signature"?},
+ * "rim_signatures"?:[{"rim","ok","time","method","error","chain":[...]}]}
+ * (docs/protocol.md, "NVIDIA GPU verdict").  NULL when out of memory. */
 struct json_t *veil_nvgpu_verdict_json(const struct veil_nvgpu_result *res, int rc);
 
 /* Parsed claims in the shape confidential-containers/trustee produces

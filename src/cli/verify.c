@@ -3,7 +3,7 @@
  *   veil verify FILE [--kind auto|tdx|sgx|snp|nvgpu|report|nearai]
  *                    [--collateral F] [--at RFC3339|UNIX] [--nonce HEX]
  *                    [--policy F] [--allow-sim] [--vcek F] [--certs F]
- *                    [--rim F]...
+ *                    [--rim F]... [--rim-time RFC3339|UNIX]
  *
  * FILE may be binary or hex text.  Prints one JSON object as its last line
  * (ok, kind, status, advisories, error and the measured fields).  Exit 0
@@ -31,12 +31,12 @@
 #define INPUT_MAX (16u << 20)
 
 struct vopts {
-	const char *file, *kind, *collateral, *at, *nonce_hex, *policy, *vcek, *certs;
+	const char *file, *kind, *collateral, *at, *nonce_hex, *policy, *vcek, *certs, *rim_at;
 	const char *pccs, *pccs_cache;
 	const char *rim[2];
 	int n_rim;
 	bool allow_sim;
-	int64_t now;
+	int64_t now, rim_now;
 	uint8_t nonce[32];
 	bool has_nonce;
 };
@@ -47,7 +47,7 @@ static void usage(FILE *f)
 		"usage: veil verify FILE [--kind auto|tdx|sgx|snp|nvgpu|report|nearai]\n"
 		"                        [--collateral F] [--at RFC3339|UNIX] [--nonce HEX]\n"
 		"                        [--policy F] [--allow-sim] [--vcek F] [--certs F] [--rim F]\n"
-		"                        [--pccs URL [--pccs-cache DIR]]\n"
+		"                        [--rim-time T] [--pccs URL [--pccs-cache DIR]]\n"
 		"\n"
 		"Verifies attestation evidence offline and prints a JSON verdict as the last line\n"
 		"(ok, kind, status, advisories, error, measured fields).  FILE may be binary or hex.\n"
@@ -66,8 +66,14 @@ static void usage(FILE *f)
 		"  --policy F      JSON: node_binary/node_config/model (SHA-384 hex), tcb_status[]\n"
 		"                  (strict), or a veil-policy/1 file (docs/policy.md)\n"
 		"  --allow-sim     accept SIMULATED TEE evidence (tests and demos only)\n"
-		"  --rim F         NVIDIA RIM golden values (first: driver, second: VBIOS);\n"
-		"                  its XML signature is not checked: use a RIM you trust\n"
+		"  --rim F         NVIDIA RIM golden values (first: driver, second: VBIOS); its\n"
+		"                  XML signature must verify to the pinned NVIDIA CoRIM root,\n"
+		"                  else the verdict fails (checks.rim_signature, rim_signatures)\n"
+		"  --rim-time T    time at which RIM signer certificates must be valid (RFC 3339\n"
+		"                  UTC or unix seconds; default: --at, else now).  NVIDIA's RIM\n"
+		"                  signing certificates expire; an older RIM verifies at a time\n"
+		"                  they were valid, e.g. --rim-time 2024-01-01T00:00:00Z\n"
+		"                  (revocation is not checked)\n"
 		"Exit status: 0 verified, 1 not verified, 2 usage or I/O error.\n");
 }
 
@@ -315,9 +321,18 @@ static int do_nvgpu(const struct vopts *o, const uint8_t *raw, size_t rn, const 
 
 			if (read_file(o->rim[k], &x) < 0)
 				goto out;
-			rc = veil_nvgpu_rim_parse((const char *)x.data, x.len, &rims[k]);
+			/* signature first; golden values only from the signed bytes */
+			rc = veil_nvgpu_rim_load((const char *)x.data, x.len, (time_t)o->rim_now, NULL,
+						 0, &rims[k]);
 			veil_buf_free(&x);
-			if (rc < 0) {
+			if (rc < 0 && rims[k].sig.checked && !rims[k].sig.ok) {
+				/* the verdict says why (checks.rim_signature false) */
+				fprintf(stderr, "veil verify: %s: %s\n", o->rim[k], rims[k].sig.error);
+				if (strstr(rims[k].sig.error, "expired"))
+					fprintf(stderr, "veil verify: %s: NVIDIA RIM signing certificates "
+						"expire; --rim-time T checks the RIM at an earlier time\n",
+						o->rim[k]);
+			} else if (rc < 0) {
 				veil_cli_error(o->rim[k], rc);
 				goto out;
 			}
@@ -531,6 +546,8 @@ int veil_cli_verify(int argc, char **argv)
 			slot = &o.vcek;
 		else if (!strcmp(a, "--certs"))
 			slot = &o.certs;
+		else if (!strcmp(a, "--rim-time"))
+			slot = &o.rim_at;
 		else if (!strcmp(a, "--rim")) {
 			if (o.n_rim == 2) {
 				fprintf(stderr, "veil verify: at most two --rim\n");
@@ -561,6 +578,12 @@ int veil_cli_verify(int argc, char **argv)
 	o.now = (int64_t)time(NULL);
 	if (o.at && parse_time(o.at, &o.now) < 0) {
 		fprintf(stderr, "veil verify: --at %s is neither RFC 3339 UTC nor unix seconds\n", o.at);
+		return 2;
+	}
+	o.rim_now = o.now;
+	if (o.rim_at && (parse_time(o.rim_at, &o.rim_now) < 0 || o.rim_now <= 0)) {
+		fprintf(stderr, "veil verify: --rim-time %s is neither RFC 3339 UTC nor unix seconds\n",
+			o.rim_at);
 		return 2;
 	}
 	if (o.nonce_hex) {

@@ -10,5 +10,8 @@
 
 extern const uint8_t *const nvgpu_device_root_der;
 extern const size_t nvgpu_device_root_der_len;
+/* NVIDIA CoRIM signing Root CA (nvgpu_rim_root.c) */
+extern const uint8_t *const nvgpu_rim_root_der;
+extern const size_t nvgpu_rim_root_der_len;
 
 #endif

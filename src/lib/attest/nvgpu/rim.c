@@ -6,10 +6,12 @@
  * This is a bounded tag/attribute scanner over (xml, n), not an XML parser:
  * entities, CDATA and DOCTYPE are refused rather than interpreted.
  *
- * Out of scope here: the XML-DSig enveloped signature (ds:Signature over the
- * exclusive C14N of the tag) is not checked; that needs an XML C14N
- * implementation and NVIDIA's RIM root CA.  Golden values are trusted as the
- * caller supplies them, and verdicts say so (checks.rim_signature = null). */
+ * No signature is checked here.  veil_nvgpu_rim_load() (rim_sig.c) verifies
+ * the enveloped XML-DSig first and runs this scanner over the exact bytes
+ * the signature's digest covers (the canonical form), never over the input
+ * itself; golden values scanned directly from a file (veil_nvgpu_rim_parse)
+ * are only as trustworthy as where the caller got it, and verdicts say so
+ * (checks.rim_signature = null). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,7 +199,17 @@ int veil_nvgpu_rim_parse(const char *xml, size_t n, struct veil_nvgpu_rim *out)
 		if (!lt)
 			break;
 		p = lt + 1;
-		if (p < end && (*p == '?' || *p == '/')) {
+		if (p < end && *p == '?') {
+			/* a processing instruction may hold '>' (XML 1.0 §2.6) */
+			gt = memmem(p, (size_t)(end - p), "?>", 2);
+			if (!gt) {
+				rc = veil_errf(VEIL_EFORMAT, "RIM: unterminated processing instruction");
+				goto out;
+			}
+			s = gt + 2;
+			continue;
+		}
+		if (p < end && *p == '/') {
 			gt = memchr(p, '>', (size_t)(end - p));
 			if (!gt) {
 				rc = veil_errf(VEIL_EFORMAT, "RIM: unterminated tag");

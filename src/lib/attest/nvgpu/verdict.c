@@ -2,6 +2,7 @@
  * trustee-shaped parsed claims. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -36,6 +37,8 @@ static const char *status_of(const struct veil_nvgpu_result *r, int rc)
 		return "signature_invalid";
 	if (r->nonce_checked && !r->nonce_ok)
 		return "nonce_mismatch";
+	if (r->rim_sig_checked && !r->rim_sig_ok)
+		return "rim_signature_invalid";
 	if (r->rim_checked && !r->rim_ok)
 		return "rim_mismatch";
 	return "rejected";
@@ -49,6 +52,53 @@ static const char *meas_name(uint8_t m)
 	case VEIL_NVGPU_MEAS_MISSING: return "missing";
 	default: return "not_checked";
 	}
+}
+
+static json_t *utc_json(int64_t t)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	char buf[32];
+
+	if (!gmtime_r(&tt, &tm) || !strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm))
+		return json_integer((json_int_t)t);
+	return json_string(buf);
+}
+
+/* One entry per RIM given whose signature was checked: the time used, the
+ * method, the signer chain from KeyInfo and, on failure, why. */
+static json_t *rim_sigs_json(const struct veil_nvgpu_result *r)
+{
+	static const char *const role[2] = {"driver", "vbios"};
+	json_t *a = json_array();
+	bool bad = !a;
+
+	for (int k = 0; !bad && k < 2; k++) {
+		const struct veil_nvgpu_rim_sig *s = &r->rim_sig[k];
+		json_t *e, *chain;
+
+		if (!s->checked)
+			continue;
+		chain = json_array();
+		bad |= !chain;
+		for (size_t i = 0; chain && i < s->n_certs && i < VEIL_NVGPU_RIM_CHAIN_MAX; i++) {
+			const struct veil_nvgpu_rim_cert *c = &s->certs[i];
+
+			bad |= json_array_append_new(chain, json_pack(
+				"{s:s,s:o,s:o,s:b}", "subject", c->subject, "not_before",
+				utc_json(c->not_before), "not_after", utc_json(c->not_after),
+				"valid_at_time", c->valid_at_time)) < 0;
+		}
+		e = json_pack("{s:s,s:b,s:o,s:s,s:o,s:o*}", "rim", role[k], "ok", s->ok, "time",
+			      utc_json(s->time), "method", s->method, "error",
+			      s->ok ? json_null() : json_string(s->error), "chain", chain);
+		bad |= !e || json_array_append_new(a, e) < 0;
+	}
+	if (bad) {
+		json_decref(a);
+		return NULL;
+	}
+	return a;
 }
 
 json_t *veil_nvgpu_verdict_json(const struct veil_nvgpu_result *r, int rc)
@@ -94,9 +144,15 @@ json_t *veil_nvgpu_verdict_json(const struct veil_nvgpu_result *r, int rc)
 								      : json_null()) < 0;
 	bad |= json_object_set_new(checks, "rim", r->rim_checked ? json_boolean(r->rim_ok)
 								  : json_null()) < 0;
-	/* RIM signatures are never checked (see veil_nvgpu_rim_parse) */
-	if (r->rim_checked)
-		bad |= json_object_set_new(checks, "rim_signature", json_null()) < 0;
+	/* null: golden values scanned without a signature check
+	 * (veil_nvgpu_rim_parse); see rim_sigs_json for each RIM */
+	if (r->rim_checked) {
+		json_t *sigs = rim_sigs_json(r);
+
+		bad |= json_object_set_new(checks, "rim_signature", r->rim_sig_checked
+						   ? json_boolean(r->rim_sig_ok) : json_null()) < 0;
+		bad |= !sigs || json_object_set_new(j, "rim_signatures", sigs) < 0;
+	}
 	bad |= json_object_set_new(j, "checks", checks) < 0;
 	checks = NULL;
 	if (!bad)

@@ -368,13 +368,43 @@ static void rim_apply(struct veil_nvgpu_result *res, const struct veil_nvgpu_rim
 	}
 }
 
+/* RIM signatures, before any golden value is used: a RIM whose check ran
+ * must have verified (veil_nvgpu_rim_load leaves a failed one empty). */
+static int check_rim_sigs(struct veil_nvgpu_result *res, const struct veil_nvgpu_opts *o)
+{
+	const struct veil_nvgpu_rim *rims[2] = {o->rim_driver, o->rim_vbios};
+	static const char *const role[2] = {"driver", "VBIOS"};
+	size_t given = 0, checked = 0, good = 0;
+
+	for (int k = 0; k < 2; k++) {
+		if (!rims[k])
+			continue;
+		given++;
+		res->rim_sig[k] = rims[k]->sig;
+		if (rims[k]->sig.checked) {
+			checked++;
+			good += rims[k]->sig.ok;
+		}
+	}
+	res->rim_sig_checked = checked > 0 && (checked == given || good < checked);
+	res->rim_sig_ok = checked == given && good == given;
+	for (int k = 0; k < 2; k++)
+		if (rims[k] && rims[k]->sig.checked && !rims[k]->sig.ok)
+			return fail(res, rims[k]->sig.rc < 0 ? rims[k]->sig.rc : VEIL_EBADMSG,
+				    "%s RIM: %s", role[k], rims[k]->sig.error);
+	return 0;
+}
+
 static int check_rim(struct veil_nvgpu_result *res, const struct veil_nvgpu_opts *o)
 {
 	size_t conflicts = 0, bad = 0;
+	int rc;
 
 	if (!o->rim_driver && !o->rim_vbios)
 		return 0;
 	res->rim_checked = true;
+	if ((rc = check_rim_sigs(res, o)) < 0)
+		return rc;
 	if (o->rim_driver)
 		rim_apply(res, o->rim_driver, o->rim_vbios, &conflicts);
 	if (o->rim_vbios)
