@@ -374,6 +374,35 @@ static void test_monotonic_time_advances(void **state)
 	assert_true(veil_wall_ms() > 1600000000000ull);
 }
 
+/* An unbuffered stream, as stderr is, counting the writes it is given. */
+static ssize_t count_write(void *c, const char *buf, size_t n)
+{
+	(void)buf;
+	(*(int *)c)++;
+	return (ssize_t)n;
+}
+
+/* One event, one write: on unbuffered stderr a write per character was a
+ * system call per character (~100 per line, on every request's path). */
+static void test_log_line_is_one_write(void **state)
+{
+	cookie_io_functions_t io = {.write = count_write};
+	int writes = 0;
+	FILE *f = fopencookie(&writes, "w", io);
+
+	(void)state;
+	assert_non_null(f);
+	assert_int_equal(setvbuf(f, NULL, _IONBF, 0), 0);
+	for (int json = 0; json < 2; json++) {
+		writes = 0;
+		veil_log_setup(VEIL_LOG_INFO, json, f);
+		VEIL_INFO("test", "a line of %d words, a quote \" and a\nnewline", 12);
+		assert_int_equal(writes, 1);
+	}
+	veil_log_setup(VEIL_LOG_INFO, false, NULL);
+	fclose(f);
+}
+
 static void test_log_json_lines_escape_and_filter(void **state)
 {
 	char *mem = NULL;
@@ -443,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_wipe_and_secret_free),
 		cmocka_unit_test(test_monotonic_time_advances),
 		cmocka_unit_test(test_log_json_lines_escape_and_filter),
+		cmocka_unit_test(test_log_line_is_one_write),
 		cmocka_unit_test(test_checked_arithmetic_detects_overflow),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
