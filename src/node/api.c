@@ -545,22 +545,34 @@ static void job_complete_stream(struct job *j)
 	}
 }
 
+/* The error event that ends a stream which cannot finish (OpenAI's error
+ * object; sealed: the final chunk).  It goes past a full queue (a client
+ * too slow, say): it is what tells the client the answer is cut. */
+static int out_error_event(struct job *j, const char *code, const char *msg)
+{
+	json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "message", msg,
+			      "type", "server_error", "code", code);
+	char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
+	int rc;
+
+	json_decref(e);
+	if (!j->req)
+		rc = VEIL_ECANCELED;
+	else if (!s)
+		rc = VEIL_ENOMEM;
+	else {
+		veil_http_stream_allow(j->req, 64u << 10);
+		rc = out_event(j, "error", s, strlen(s), true);
+	}
+	free(s);
+	return rc;
+}
+
 /* Ends a stream that cannot finish with an explicit error event (never a
  * silent [DONE]). */
 static void stream_fail(struct job *j, const char *code, const char *msg)
 {
-	json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "message", msg,
-			      "type", "server_error", "code", code);
-	char *s = json_dumps(e, JSON_COMPACT);
-
-	json_decref(e);
-	if (s && j->req) {
-		/* room for it past a full queue (a client too slow, say): the
-		 * event is what tells the client the answer is cut */
-		veil_http_stream_allow(j->req, 64u << 10);
-		out_event(j, "error", s, strlen(s), true);
-	}
-	free(s);
+	out_error_event(j, code, msg);
 	VEIL_WARN(NODE_MOD, "%s: stream ended with error %s", j->id, code);
 	job_complete_stream(j);
 }
@@ -668,21 +680,13 @@ static void stream_finish(struct job *j, int64_t p, int64_t c)
 static void stream_error_end(struct job *j, const char *code, const char *msg,
 			     int64_t p, int64_t c)
 {
-	json_t *e = json_pack("{s:{s:s, s:s, s:s}}", "error", "message", msg,
-			      "type", "server_error", "code", code);
-	char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
 	uint8_t rs[32];
 	struct node_receipt_in ri;
-	int rc;
 
-	json_decref(e);
 	VEIL_WARN(NODE_MOD, "%s: stream ended with error %s (receipt for %lld "
 		  "generated tokens)", j->id, code, (long long)c);
 	j->err_end = true;
-	veil_http_stream_allow(j->req, 64u << 10);
-	rc = s ? out_event(j, "error", s, strlen(s), true) : VEIL_ENOMEM;
-	free(s);
-	if (rc < 0) {
+	if (out_error_event(j, code, msg) < 0) {
 		job_complete_stream(j);
 		return;
 	}
