@@ -103,6 +103,12 @@ int veil_x509_time_unix(const ASN1_TIME *t, int64_t *out);
  * second, which is dropped) into unix seconds.  `len` bytes of `s`. */
 int veil_x509_iso8601_parse(const char *s, size_t len, int64_t *out);
 
+/* Unix seconds -> "YYYY-MM-DDTHH:MM:SSZ" (what the parser above reads).
+ * VEIL_ERANGE for a time gmtime cannot represent: out then holds the
+ * decimal seconds. */
+#define VEIL_X509_ISO8601_LEN 32
+int veil_x509_iso8601_format(int64_t t, char out[VEIL_X509_ISO8601_LEN]);
+
 /* Days from 1970-01-01 to the given proleptic Gregorian date. */
 int64_t veil_x509_days_from_civil(int64_t y, unsigned m, unsigned d);
 

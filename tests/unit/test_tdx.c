@@ -762,6 +762,16 @@ static void test_iso8601_parse(void **state)
 	assert_int_equal(veil_x509_iso8601_parse("2025-07-01T00:00:00", 19, &t), VEIL_EFORMAT);
 	assert_int_equal(veil_x509_iso8601_parse("2025-07-01T00:00:00+01:00", 25, &t), VEIL_EFORMAT);
 	assert_int_equal(veil_x509_iso8601_parse("2025-13-01T00:00:00Z", 20, &t), VEIL_EFORMAT);
+	/* and back: what the parser reads */
+	{
+		char s[VEIL_X509_ISO8601_LEN];
+
+		assert_int_equal(veil_x509_iso8601_format(1709210096, s), 0);
+		assert_string_equal(s, "2024-02-29T12:34:56Z");
+		assert_int_equal(t_iso(s), 1709210096);
+		assert_int_equal(veil_x509_iso8601_format(INT64_MAX, s), VEIL_ERANGE);
+		assert_string_equal(s, "9223372036854775807");
+	}
 }
 
 /* ---- verification caches -------------------------------------------------- */

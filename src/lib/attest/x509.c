@@ -330,6 +330,19 @@ static bool digits(const char *s, size_t n, unsigned *v)
 	return true;
 }
 
+int veil_x509_iso8601_format(int64_t t, char out[VEIL_X509_ISO8601_LEN])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (!gmtime_r(&tt, &tm) ||
+	    !strftime(out, VEIL_X509_ISO8601_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+		snprintf(out, VEIL_X509_ISO8601_LEN, "%lld", (long long)t);
+		return VEIL_ERANGE;
+	}
+	return 0;
+}
+
 int veil_x509_iso8601_parse(const char *s, size_t len, int64_t *out)
 {
 	unsigned y, mo, d, h, mi, sec;

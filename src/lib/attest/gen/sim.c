@@ -29,6 +29,7 @@
 
 #include "gen_internal.h"
 #include "veil/tdx.h"
+#include "veil/x509.h"
 
 #define SIM_ORG "veil SIMULATED TEE (not a real TEE)"
 #define SIM_FILE "sim-tee.pem"
@@ -497,15 +498,6 @@ static X509_CRL *mk_crl(X509 *issuer, EVP_PKEY *key, int64_t now)
 	return c;
 }
 
-static void iso(int64_t t, char out[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	gmtime_r(&tt, &tm);
-	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 static int comps_json(struct veil_buf *b, const char *key, const uint8_t c[16])
 {
 	int rc = veil_buf_appendf(b, "\"%s\":[", key);
@@ -528,8 +520,8 @@ static int build_collateral(struct sim_tee *s, int64_t now)
 	json_t *o = NULL;
 	int rc;
 
-	iso(now - 86400, issue);
-	iso(now + 30LL * 86400, next);
+	veil_x509_iso8601_format(now - 86400, issue);
+	veil_x509_iso8601_format(now + 30LL * 86400, next);
 	veil_hex_encode(SIM_FMSPC, 6, fm, sizeof(fm));
 	for (char *p = fm; *p; p++)
 		if (*p >= 'a')

@@ -107,15 +107,6 @@ static int sig_fail(struct veil_nvgpu_rim_sig *sig, int rc, const char *fmt, ...
 	return veil_errf(rc, "%s", sig->error);
 }
 
-static void utc_text(int64_t t, char *buf, size_t cap)
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (!gmtime_r(&tt, &tm) || !strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
-		snprintf(buf, cap, "%lld", (long long)t);
-}
-
 /* ---- document shape ---------------------------------------------------- */
 
 static bool is_dsig(const xmlNode *n, const char *name)
@@ -398,7 +389,8 @@ static int check_chain(struct veil_nvgpu_rim_sig *sig, STACK_OF(X509) *chain,
 				"certificate");
 	rc = veil_x509_chain_verify(chain, root, NULL, 0, sig->time, VEIL_X509_LEAF_NOT_CA);
 	if (rc < 0) {
-		char detail[200], t[32], nb[32], na[32];
+		char detail[200], t[VEIL_X509_ISO8601_LEN], nb[VEIL_X509_ISO8601_LEN],
+			na[VEIL_X509_ISO8601_LEN];
 		const struct veil_nvgpu_rim_cert *bad = NULL;
 
 		snprintf(detail, sizeof(detail), "%s", veil_err_detail());
@@ -407,10 +399,10 @@ static int check_chain(struct veil_nvgpu_rim_sig *sig, STACK_OF(X509) *chain,
 			for (size_t i = 0; i < sig->n_certs && !bad; i++)
 				if (!sig->certs[i].valid_at_time)
 					bad = &sig->certs[i];
-		utc_text(sig->time, t, sizeof(t));
+		veil_x509_iso8601_format(sig->time, t);
 		if (bad) {
-			utc_text(bad->not_before, nb, sizeof(nb));
-			utc_text(bad->not_after, na, sizeof(na));
+			veil_x509_iso8601_format(bad->not_before, nb);
+			veil_x509_iso8601_format(bad->not_after, na);
 			rc = sig_fail(sig, rc, "RIM signer chain: %s (valid %s..%s; verification "
 				      "time %s)", detail, nb, na, t);
 		} else {

@@ -2,11 +2,11 @@
  * trustee-shaped parsed claims. */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
 #include "nvgpu_internal.h"
+#include "veil/x509.h"
 
 static json_t *hex_json(const uint8_t *p, size_t n)
 {
@@ -56,11 +56,9 @@ static const char *meas_name(uint8_t m)
 
 static json_t *utc_json(int64_t t)
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-	char buf[32];
+	char buf[VEIL_X509_ISO8601_LEN];
 
-	if (!gmtime_r(&tt, &tm) || !strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm))
+	if (veil_x509_iso8601_format(t, buf) < 0)
 		return json_integer((json_int_t)t);
 	return json_string(buf);
 }
