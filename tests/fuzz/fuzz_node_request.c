@@ -16,6 +16,7 @@
 #include "veil/gguf.h"
 
 #include "../../src/node/parse.c"
+#include "fuzz_vocab.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -30,29 +31,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static struct veil_tok *toks[2];
 
-static struct veil_tok *load(const char *rel)
-{
-	const char *dir = getenv("VEIL_SHARED");
-	struct veil_gguf *g = NULL;
-	struct veil_tok *t = NULL;
-	char path[1024];
-
-	snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "../shared", rel);
-	if (veil_gguf_open(path, &g) < 0)
-		return NULL;
-	if (veil_tok_load(g, &t) < 0)
-		t = NULL;
-	veil_gguf_close(g);
-	return t;
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
 	veil_log_setup(VEIL_LOG_OFF, false, stderr);
-	toks[0] = load("models/stories260K.gguf");
-	toks[1] = load("models/tiny-synth-f16.gguf");
+	toks[0] = fuzz_vocab_load("models/stories260K.gguf");
+	toks[1] = fuzz_vocab_load("models/tiny-synth-f16.gguf");
 	if (!toks[0] && !toks[1])
 		fprintf(stderr, "fuzz_node_request: no vocabulary under VEIL_SHARED "
 			"(default ../shared); only the parameters are fuzzed\n");

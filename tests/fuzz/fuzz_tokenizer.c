@@ -12,23 +12,9 @@
 #include "veil/gguf.h"
 #include "veil/tokenizer.h"
 
+#include "fuzz_vocab.h"
+
 static struct veil_tok *toks[3];
-
-static struct veil_tok *load(const char *rel)
-{
-	const char *dir = getenv("VEIL_SHARED");
-	struct veil_gguf *g = NULL;
-	struct veil_tok *t = NULL;
-	char path[1024];
-
-	snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "../shared", rel);
-	if (veil_gguf_open(path, &g) < 0)
-		return NULL;
-	if (veil_tok_load(g, &t) < 0)
-		t = NULL;
-	veil_gguf_close(g);
-	return t;
-}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -37,9 +23,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	toks[0] = load("models/vocab/ggml-vocab-gpt-2.gguf");
-	toks[1] = load("models/stories260K.gguf");
-	toks[2] = load("models/tiny-synth-f16.gguf");
+	toks[0] = fuzz_vocab_load("models/vocab/ggml-vocab-gpt-2.gguf");
+	toks[1] = fuzz_vocab_load("models/stories260K.gguf");
+	toks[2] = fuzz_vocab_load("models/tiny-synth-f16.gguf");
 	if (!toks[0] && !toks[1] && !toks[2])
 		fprintf(stderr, "fuzz_tokenizer: no vocabulary under VEIL_SHARED "
 			"(default ../shared); inputs are ignored\n");
