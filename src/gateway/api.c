@@ -472,7 +472,6 @@ struct fresh_one {
 	struct fresh_one *next;  /* fresh_wait */
 	struct fresh *f;
 	struct gw_node *n;
-	struct veil_http_call *call;
 	uint64_t not_before_ns;  /* monotonic: a busy node is asked again from then */
 };
 
@@ -511,7 +510,6 @@ static void fresh_done(void *arg, int rc, int status, const uint8_t *body, size_
 	json_t *r = NULL;
 
 	o->n->fresh_out--;
-	o->call = NULL;
 	if (rc == 0 && (status == 503 || status == 429)) {
 		uint64_t now = veil_now_ns();
 
@@ -555,7 +553,7 @@ static int fresh_start(struct fresh_one *o, uint64_t now)
 	rq.on_done = fresh_done;
 	rq.arg = o;
 	o->n->fresh_out++;
-	if (veil_http_client_start(o->f->g->client, &rq, &o->call) < 0) {
+	if (veil_http_client_start(o->f->g->client, &rq, NULL) < 0) {
 		o->n->fresh_out--;
 		return -1;
 	}
