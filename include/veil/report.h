@@ -100,6 +100,7 @@ struct veil_report_opts {
 	int64_t now;            /* unix seconds, 0 = wall clock */
 	const struct veil_tdx_collateral *collateral; /* NULL = the report's */
 	const struct veil_report_policy *policy;      /* may be NULL */
+	uint8_t snp_max_vmpl;   /* SEV-SNP: veil_snp_opts.max_vmpl (default 0) */
 };
 
 struct veil_report_verdict {

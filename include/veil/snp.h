@@ -121,7 +121,17 @@ struct veil_snp_opts {
 	size_t intermediate_len;
 	/* Minimum acceptable REPORTED_TCB components; zero = no minimum. */
 	struct veil_snp_tcb min_tcb;
+	/* The least privileged VMPL (0..3) whose reports are accepted.  A
+	 * report's VMPL is the level of the code that asked for it, and any
+	 * level may ask with report_data of its choosing; default 0: only the
+	 * guest's most privileged code (the kernel, without an SVSM). */
+	uint8_t max_vmpl;
 };
+
+/* VEIL_EPERM (with a detail) when a report was requested at a VMPL less
+ * privileged (numerically greater) than max_vmpl; veil_snp_verify checks it
+ * with the guest policy. */
+int veil_snp_vmpl_check(const struct veil_snp_report *r, unsigned max_vmpl);
 
 /* Everything the verifier learned.  Filled as far as verification got, so a
  * caller can show a signature that verified before the chain failed. */

@@ -541,6 +541,8 @@ static int cmd_show(int argc, char **argv)
 		       (long long)json_integer_value(json_object_get(m, "microcode")),
 		       (long long)json_integer_value(json_object_get(m, "fmc")));
 	}
+	printf("  SEV-SNP VMPL:     reports asked for at VMPL 0..%lld\n",
+	       (long long)json_integer_value(json_object_get(j, "snp_max_vmpl")));
 	printf("  GPU:              %s, at least %lld",
 	       json_is_true(json_object_get(gpu, "required")) ? "required" : "not required",
 	       (long long)json_integer_value(json_object_get(gpu, "min_count")));

@@ -32,9 +32,10 @@
 
 struct vopts {
 	const char *file, *kind, *collateral, *at, *nonce_hex, *policy, *vcek, *certs, *rim_at;
-	const char *pccs, *pccs_cache;
+	const char *pccs, *pccs_cache, *vmpl;
 	const char *rim[2];
 	int n_rim;
+	uint8_t max_vmpl;
 	bool allow_sim;
 	int64_t now, rim_now;
 	uint8_t nonce[32];
@@ -48,6 +49,7 @@ static void usage(FILE *f)
 		"                        [--collateral F] [--at RFC3339|UNIX] [--nonce HEX]\n"
 		"                        [--policy F] [--allow-sim] [--vcek F] [--certs F] [--rim F]\n"
 		"                        [--rim-time T] [--pccs URL [--pccs-cache DIR]]\n"
+		"                        [--max-vmpl N]\n"
 		"\n"
 		"Verifies attestation evidence offline and prints a JSON verdict as the last line\n"
 		"(ok, kind, status, advisories, error, measured fields).  FILE may be binary or hex.\n"
@@ -66,6 +68,8 @@ static void usage(FILE *f)
 		"  --policy F      JSON: node_binary/node_config/model (SHA-384 hex), tcb_status[]\n"
 		"                  (strict), or a veil-policy/1 file (docs/policy.md)\n"
 		"  --allow-sim     accept SIMULATED TEE evidence (tests and demos only)\n"
+		"  --max-vmpl N    SEV-SNP: accept reports requested at VMPL 0..N (default 0:\n"
+		"                  the guest kernel; an SVSM guest's OS runs at VMPL 1 or more)\n"
 		"  --rim F         NVIDIA RIM golden values (first: driver, second: VBIOS); its\n"
 		"                  XML signature must verify to the pinned NVIDIA CoRIM root,\n"
 		"                  else the verdict fails (checks.rim_signature, rim_signatures)\n"
@@ -282,6 +286,7 @@ static int do_snp(const struct vopts *o, const uint8_t *r, size_t n)
 		return 2;
 	memset(&so, 0, sizeof(so));
 	so.now = o->now;
+	so.max_vmpl = o->max_vmpl;
 	if (ica.len) {
 		so.intermediate = ica.data;
 		so.intermediate_len = ica.len;
@@ -397,6 +402,11 @@ static int do_report_policy1(const struct vopts *o, const struct veil_buf *pb,
 	json_t *doc, *j;
 	int rc;
 
+	if (o->vmpl) {
+		fprintf(stderr, "veil verify: --max-vmpl does not apply to a veil-policy/1 file: "
+			"set its \"snp_max_vmpl\"\n");
+		return 2;
+	}
 	if ((rc = veil_policy_load(pb->data, pb->len, &p)) < 0) {
 		veil_cli_error(o->policy, rc);
 		return 2;
@@ -441,6 +451,7 @@ static int do_report(const struct vopts *o, bool nearai, const uint8_t *raw, siz
 	memset(&ro, 0, sizeof(ro));
 	ro.now = o->now;
 	ro.allow_sim = o->allow_sim;
+	ro.snp_max_vmpl = o->max_vmpl;
 	ro.nonce = o->has_nonce ? o->nonce : NULL;
 	ro.skip_nonce = !o->has_nonce;
 	if (o->collateral && (rc = veil_tdx_collateral_load(o->collateral, &c)) < 0) {
@@ -548,6 +559,8 @@ int veil_cli_verify(int argc, char **argv)
 			slot = &o.certs;
 		else if (!strcmp(a, "--rim-time"))
 			slot = &o.rim_at;
+		else if (!strcmp(a, "--max-vmpl"))
+			slot = &o.vmpl;
 		else if (!strcmp(a, "--rim")) {
 			if (o.n_rim == 2) {
 				fprintf(stderr, "veil verify: at most two --rim\n");
@@ -585,6 +598,13 @@ int veil_cli_verify(int argc, char **argv)
 		fprintf(stderr, "veil verify: --rim-time %s is neither RFC 3339 UTC nor unix seconds\n",
 			o.rim_at);
 		return 2;
+	}
+	if (o.vmpl) {
+		if (strlen(o.vmpl) != 1 || o.vmpl[0] < '0' || o.vmpl[0] > '3') {
+			fprintf(stderr, "veil verify: --max-vmpl must be 0, 1, 2 or 3\n");
+			return 2;
+		}
+		o.max_vmpl = (uint8_t)(o.vmpl[0] - '0');
 	}
 	if (o.nonce_hex) {
 		if (strlen(o.nonce_hex) != 64 || veil_hex_decode(o.nonce_hex, 64, o.nonce, 32, &got) < 0) {

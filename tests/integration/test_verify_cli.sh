@@ -248,6 +248,12 @@ run "snp with another VCEK" 1 "$T/test-report.bin" --vcek "$G/vcek.testcer" --at
 if run "snp debug guest" 1 "$G/attestation.bin" --vcek "$G/vcek.testcer" --at 2025-07-01T00:00:00Z; then
 	field error <<<"$out" | grep -q DEBUG && ok "snp report of a DEBUG guest exits 1 with the reason" || notok "snp debug reason" "$out"
 fi
+# the VMPL a report was asked for at: 0 by default, --max-vmpl 0..3 widens
+if run "snp --max-vmpl 1" 0 "$T/test-report.bin" --vcek "$T/test-vcek.der" --at 2025-07-01T00:00:00Z --max-vmpl 1; then
+	[ "$(field vmpl <<<"$out")" = "0" ] && ok "snp report at VMPL 0 verifies under --max-vmpl 1" || notok "snp vmpl field" "$out"
+fi
+run "snp --max-vmpl 4" 2 "$T/test-report.bin" --vcek "$T/test-vcek.der" --max-vmpl 4 &&
+	grep -q "max-vmpl must be" "$tmp/err" && ok "snp --max-vmpl out of range exits 2"
 
 # ---- NVIDIA ----------------------------------------------------------------------------
 NV="$VEC/attest/nvidia/nvtrust"

@@ -342,7 +342,7 @@ static void test_default_policy_and_its_canonical_json(void **state)
 	j = veil_policy_to_json(p);
 	want = json_loads("{\"version\":\"veil-policy/1\",\"tee\":[\"sev-snp\",\"tdx\"],"
 			  "\"allow_sim\":false,\"min_tcb_status\":\"UpToDate\","
-			  "\"gpu\":{\"required\":false,\"min_count\":0},\"gateway\":{},"
+			  "\"snp_max_vmpl\":0,\"gpu\":{\"required\":false,\"min_count\":0},\"gateway\":{},"
 			  "\"models\":{}}", 0, NULL);
 	assert_true(json_equal(j, want));
 	json_decref(j);
@@ -1016,6 +1016,69 @@ static void test_snp_min_tcb_loads_and_round_trips(void **state)
 	assert_int_equal(load_err("{\"snp_min_tcb\":[1,2]}", err, sizeof(err)), VEIL_EFORMAT);
 }
 
+/* "snp_max_vmpl": 0..3, default 0, in the canonical form; pinning an SNP
+ * report raises it to the report's VMPL unless the file set it. */
+static void test_snp_max_vmpl_loads_pins_and_round_trips(void **state)
+{
+	const char *root = getenv("VEIL_SHARED");
+	struct veil_buf rep = VEIL_BUF_INIT(1u << 12);
+	struct veil_policy *p;
+	char err[512], path[1024], *hex, *doc;
+	json_t *j;
+	FILE *f;
+
+	(void)state;
+	p = load("{\"snp_max_vmpl\":2}");
+	j = veil_policy_to_json(p);
+	assert_int_equal(json_integer_value(json_object_get(j, "snp_max_vmpl")), 2);
+	json_decref(j);
+	veil_policy_free(p);
+	p = load("{}");
+	j = veil_policy_to_json(p);
+	assert_int_equal(json_integer_value(json_object_get(j, "snp_max_vmpl")), 0);
+	assert_true(json_is_integer(json_object_get(j, "snp_max_vmpl")));
+	json_decref(j);
+	veil_policy_free(p);
+	assert_int_equal(load_err("{\"snp_max_vmpl\":4}", err, sizeof(err)), VEIL_EFORMAT);
+	assert_non_null(strstr(err, "snp_max_vmpl"));
+	assert_int_equal(load_err("{\"snp_max_vmpl\":-1}", err, sizeof(err)), VEIL_EFORMAT);
+	assert_int_equal(load_err("{\"snp_max_vmpl\":\"1\"}", err, sizeof(err)), VEIL_EFORMAT);
+	assert_int_equal(load_err("{\"snp_max_vmpl\":1.0}", err, sizeof(err)), VEIL_EFORMAT);
+
+	/* AMD's VLEK sample was requested at VMPL 1 */
+	snprintf(path, sizeof(path), "%s/vectors/attest/sev-snp/trustee/test-vlek-report.bin",
+		 root ? root : "../shared");
+	f = fopen(path, "rb");
+	if (!f) {
+		fprintf(stderr, "skip: %s absent (set VEIL_SHARED)\n", path);
+		skip();
+	}
+	assert_int_equal(veil_buf_reserve(&rep, VEIL_SNP_REPORT_LEN), 0);
+	rep.len = fread(rep.data, 1, VEIL_SNP_REPORT_LEN, f);
+	fclose(f);
+	assert_int_equal(rep.len, VEIL_SNP_REPORT_LEN);
+	hex = malloc(2 * rep.len + 1);
+	assert_non_null(hex);
+	assert_int_equal(veil_hex_encode(rep.data, rep.len, hex, 2 * rep.len + 1), 0);
+	doc = malloc(2 * rep.len + 128);
+	assert_non_null(doc);
+	sprintf(doc, "{\"tee\":\"sev-snp\",\"quote\":\"%s\",\"measurements\":{}}", hex);
+	for (int set = 0; set < 2; set++) {
+		p = set ? load("{\"snp_max_vmpl\":0}") : load("{}");
+		assert_int_equal(veil_policy_pin(p, VEIL_POLICY_GATEWAY, NULL, (const uint8_t *)doc,
+						 strlen(doc)), 0);
+		j = veil_policy_to_json(p);
+		/* trust on first use takes the VMPL it saw; a file's choice stays */
+		assert_int_equal(json_integer_value(json_object_get(j, "snp_max_vmpl")), set ? 0 : 1);
+		assert_non_null(json_object_get(j, "snp_min_tcb"));
+		json_decref(j);
+		veil_policy_free(p);
+	}
+	free(doc);
+	free(hex);
+	veil_buf_free(&rep);
+}
+
 static void test_snp_min_tcb_judges_reported_tcb(void **state)
 {
 	struct veil_snp_report r;
@@ -1238,6 +1301,7 @@ int main(void)
 		cmocka_unit_test(test_nonce_is_checked_unless_skipped),
 		cmocka_unit_test(test_pin_trusts_on_first_use),
 		cmocka_unit_test(test_snp_min_tcb_loads_and_round_trips),
+		cmocka_unit_test(test_snp_max_vmpl_loads_pins_and_round_trips),
 		cmocka_unit_test(test_snp_min_tcb_judges_reported_tcb),
 		cmocka_unit_test(test_pin_sets_snp_min_tcb),
 	};

@@ -106,6 +106,29 @@ static void test_parse_reads_v3_vlek_report_cpuid_and_signer(void **state)
 	free_pair(&p);
 }
 
+/* Any VMPL may ask for a report with report_data of its choosing: one asked
+ * for at VMPL 1 counts only where VMPL 1 is allowed (default: 0 only). */
+static void test_vmpl_above_the_maximum_is_refused(void **state)
+{
+	struct pair p, g;
+	struct veil_snp_report r;
+
+	(void)state;
+	if (!load_pair(&p, VLEK) || !load_pair(&g, GOOGLE))
+		skip();
+	assert_int_equal(veil_snp_report_parse(p.rep.data, p.rep.len, &r), 0);
+	assert_int_equal(r.vmpl, 1);
+	assert_int_equal(veil_snp_vmpl_check(&r, 0), VEIL_EPERM);
+	assert_non_null(strstr(veil_err_detail(), "VMPL 1"));
+	assert_int_equal(veil_snp_vmpl_check(&r, 1), 0);
+	assert_int_equal(veil_snp_vmpl_check(&r, 3), 0);
+	assert_int_equal(veil_snp_report_parse(g.rep.data, g.rep.len, &r), 0);
+	assert_int_equal(r.vmpl, 0);
+	assert_int_equal(veil_snp_vmpl_check(&r, 0), 0);
+	free_pair(&p);
+	free_pair(&g);
+}
+
 static void test_tcb_decode_uses_turin_layout_for_turin(void **state)
 {
 	struct veil_snp_tcb t;
@@ -383,6 +406,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_reads_every_field_of_milan_v2_report),
 		cmocka_unit_test(test_parse_reads_v3_vlek_report_cpuid_and_signer),
+		cmocka_unit_test(test_vmpl_above_the_maximum_is_refused),
 		cmocka_unit_test(test_tcb_decode_uses_turin_layout_for_turin),
 		cmocka_unit_test(test_parse_rejects_wrong_length_and_version),
 		cmocka_unit_test(test_google_report_verifies_when_debug_allowed),

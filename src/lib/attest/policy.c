@@ -90,6 +90,8 @@ struct veil_policy {
 	int min_tcb;             /* index into TCB_ORDER, or TCB_ANY */
 	bool snp_min_set;        /* "snp_min_tcb" given: SEV-SNP judged by it */
 	uint8_t snp_min[SNP_NPARTS]; /* by SNP_PARTS */
+	uint8_t snp_max_vmpl;    /* "snp_max_vmpl", 0..3 (default 0) */
+	bool snp_vmpl_set;       /* given in the file (pinning leaves it) */
 	bool gpu_required;
 	unsigned gpu_min_count;
 	bool gpu_arch_set;
@@ -506,10 +508,23 @@ static int load_snp_min(struct veil_policy *p, json_t *x)
 	return 0;
 }
 
+/* "snp_max_vmpl": 0..3, the least privileged VMPL whose SEV-SNP reports
+ * count (any VMPL may request a report with its own report_data). */
+static int load_snp_vmpl(struct veil_policy *p, json_t *x)
+{
+	if (!x)
+		return 0;
+	if (!json_is_integer(x) || json_integer_value(x) < 0 || json_integer_value(x) > 3)
+		return veil_errf(VEIL_EFORMAT, "policy: \"snp_max_vmpl\" must be an integer 0..3");
+	p->snp_max_vmpl = (uint8_t)json_integer_value(x);
+	p->snp_vmpl_set = true;
+	return 0;
+}
+
 static int load_doc(struct veil_policy *p, json_t *d)
 {
 	static const char *const keys[] = {"version", "tee", "allow_sim", "min_tcb_status",
-					   "snp_min_tcb", "gpu", "gateway", "models",
+					   "snp_min_tcb", "snp_max_vmpl", "gpu", "gateway", "models",
 					   "other_models", NULL};
 	static const char *const gkeys[] = {"gateway_binary", "gateway_config", "mrtd", "rtmr0",
 					    "rtmr1", "rtmr2", "mr_config_id", "snp_measurement",
@@ -560,6 +575,7 @@ static int load_doc(struct veil_policy *p, json_t *d)
 					 "OutOfDateConfigurationNeeded, any");
 	}
 	if ((rc = load_snp_min(p, json_object_get(d, "snp_min_tcb"))) < 0 ||
+	    (rc = load_snp_vmpl(p, json_object_get(d, "snp_max_vmpl"))) < 0 ||
 	    (rc = load_gpu(p, json_object_get(d, "gpu"))) < 0)
 		return rc;
 	x = json_object_get(d, "gateway");
@@ -679,6 +695,7 @@ json_t *veil_policy_to_json(const struct veil_policy *p)
 			bad |= json_object_set_new(m, SNP_PARTS[k], json_integer(p->snp_min[k])) < 0;
 		bad |= json_object_set_new(d, "snp_min_tcb", m) < 0;
 	}
+	bad |= json_object_set_new(d, "snp_max_vmpl", json_integer(p->snp_max_vmpl)) < 0;
 	bad |= json_object_set_new(gpu, "required", json_boolean(p->gpu_required)) < 0;
 	bad |= json_object_set_new(gpu, "min_count", json_integer(p->gpu_min_count)) < 0;
 	if (p->gpu_arch_set) {
@@ -1044,6 +1061,7 @@ int veil_policy_verify_report_ex(const struct veil_policy *p, enum veil_policy_r
 	o.now = po->now;
 	o.collateral = po->collateral;
 	o.allow_sim = veil_policy_allows_sim(p);
+	o.snp_max_vmpl = p->snp_max_vmpl;
 	rc = veil_report_verify(json, n, &o, v); /* fills *v in every case */
 	if (rc < 0)
 		return rc;
@@ -1117,7 +1135,7 @@ static int pin_snp(struct veil_policy *p, json_t *doc)
 	size_t got;
 	int rc;
 
-	if (!tee || strcmp(tee, "sev-snp") || p->snp_min_set)
+	if (!tee || strcmp(tee, "sev-snp") || (p->snp_min_set && p->snp_vmpl_set))
 		return 0;
 	if (!hex || strlen(hex) != 2 * sizeof(raw) ||
 	    veil_hex_decode(hex, strlen(hex), raw, sizeof(raw), &got) < 0)
@@ -1125,6 +1143,11 @@ static int pin_snp(struct veil_policy *p, json_t *doc)
 				 "bytes of hex", sizeof(raw));
 	if ((rc = veil_snp_report_parse(raw, sizeof(raw), &r)) < 0)
 		return rc;
+	/* the VMPL it verified at (the level of the code that asked) */
+	if (!p->snp_vmpl_set && r.vmpl <= 3 && r.vmpl > p->snp_max_vmpl)
+		p->snp_max_vmpl = (uint8_t)r.vmpl;
+	if (p->snp_min_set)
+		return 0;
 	veil_snp_tcb_decode(r.reported_tcb, veil_snp_report_product(&r), &t);
 	snp_parts(&t, p->snp_min);
 	p->snp_min_set = true;

@@ -713,8 +713,8 @@ out:
 	return rc;
 }
 
-static int snp_check(struct veil_report_verdict *v, json_t *j, json_t *doc, int64_t now,
-		     uint8_t rd[64])
+static int snp_check(struct veil_report_verdict *v, json_t *j, json_t *doc,
+		     const struct veil_report_opts *o, int64_t now, uint8_t rd[64])
 {
 	struct veil_snp_result *res = calloc(1, sizeof(*res));
 	struct veil_snp_opts so;
@@ -726,6 +726,7 @@ static int snp_check(struct veil_report_verdict *v, json_t *j, json_t *doc, int6
 		return VEIL_ENOMEM;
 	memset(&so, 0, sizeof(so));
 	so.now = now;
+	so.max_vmpl = o->snp_max_vmpl;
 	if ((rc = rpt_hex_alloc(doc, "quote", 1u << 16, &rep, &rl)) < 0 ||
 	    (rc = rpt_hex_alloc(doc, "vcek", 1u << 16, &vcek, &vl)) < 0) {
 		rpt_fail(v, rc, "sev-snp: %s", veil_err_detail());
@@ -819,7 +820,7 @@ static int verify_doc(struct veil_report_verdict *v, json_t *j, json_t *doc,
 	if ((rc = keys_consistent(v, keys, derived)) < 0)
 		goto out;
 	/* the quote */
-	rc = tdx_like ? quote_check(v, j, doc, o, now, rtmr, rd) : snp_check(v, j, doc, now, rd);
+	rc = tdx_like ? quote_check(v, j, doc, o, now, rtmr, rd) : snp_check(v, j, doc, o, now, rd);
 	if (rc < 0)
 		goto out;
 	/* A SEV-SNP report has no TCB status to meet a flat policy's list:

@@ -458,6 +458,15 @@ static int check_tcb_and_chip(struct veil_snp_result *res, X509 *cert)
 	return 0;
 }
 
+int veil_snp_vmpl_check(const struct veil_snp_report *r, unsigned max_vmpl)
+{
+	if (r->vmpl > max_vmpl)
+		return veil_errf(VEIL_EPERM, "VMPL %u: the report was requested by code less "
+				 "privileged than VMPL %u, which may choose its report_data",
+				 r->vmpl, max_vmpl);
+	return 0;
+}
+
 static int check_policy(struct veil_snp_result *res, const struct veil_snp_opts *o)
 {
 	const struct veil_snp_report *r = &res->report;
@@ -469,6 +478,8 @@ static int check_policy(struct veil_snp_result *res, const struct veil_snp_opts 
 	if (t->bootloader < m->bootloader || t->tee < m->tee || t->snp < m->snp ||
 	    t->microcode < m->microcode || t->fmc < m->fmc)
 		return fail(res, VEIL_EPERM, "REPORTED_TCB is below the required minimum");
+	if (veil_snp_vmpl_check(r, o->max_vmpl) < 0)
+		return fail(res, VEIL_EPERM, "%s", veil_err_detail());
 	res->policy_ok = true;
 	if (o->expected_report_data &&
 	    memcmp(o->expected_report_data, r->report_data, sizeof(r->report_data)) != 0) {
