@@ -151,6 +151,9 @@ static int one_report(const struct veil_policy *p, struct seen *s, enum veil_pol
 
 /* Fetches URL's document and verifies (and for init pins) every report in
  * it.  Returns the exit status. */
+/* The permissive default policy, but any VMPL: what init verifies with. */
+static const char ANY_VMPL[] = "{\"snp_max_vmpl\": 3}";
+
 static int run(const struct popts *o, const struct veil_policy *p, struct seen *s)
 {
 	struct veil_buf body = VEIL_BUF_INIT(DOC_MAX);
@@ -384,10 +387,10 @@ static int cmd_init(int argc, char **argv)
 		fprintf(stderr, "veil policy init: %s exists (--force to overwrite)\n", o.out);
 		return 2;
 	}
-	/* verify under the permissive default; pin into a fresh policy */
-	check = veil_policy_new();
+	/* verify under the permissive default, any SEV-SNP VMPL (the one seen
+	 * is pinned); pin into a fresh policy */
 	s.pins = veil_policy_new();
-	if (!check || !s.pins)
+	if (veil_policy_load((const uint8_t *)ANY_VMPL, strlen(ANY_VMPL), &check) < 0 || !s.pins)
 		goto out;
 	veil_policy_set_allow_sim(check, o.allow_sim);
 	veil_policy_set_allow_sim(s.pins, o.allow_sim);
