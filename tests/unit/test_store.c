@@ -2511,6 +2511,91 @@ static void test_sqlite_wal_shim_commits_exactly(void **state)
 	free(big);
 }
 
+/* A batch big enough to spill pages into the WAL mid-transaction, rolled
+ * back as the first write after a WAL restart, must leave nothing in the
+ * shim's buffer: another handle's commit then takes the same WAL offsets,
+ * and stale frames written over it later lost acknowledged records (and,
+ * once checkpointed, corrupted the file).  Found by review. */
+static void add_n(struct veil_store *s, int64_t key, const char *pfx, int n,
+		  bool repeat_last, const uint8_t *rec, size_t len, int want)
+{
+	struct veil_store_usage u[64];
+	char rid[64][32];
+
+	assert_true(n <= 64);
+	for (int i = 0; i < n; i++) {
+		snprintf(rid[i], sizeof(rid[i]), "%s-%d", pfx,
+			 repeat_last && i == n - 1 ? 0 : i);
+		u[i] = (struct veil_store_usage){
+			.key_id = key, .model = "m", .node_id = "n",
+			.request_id = rid[i], .prompt_tokens = 1,
+			.completion_tokens = 1, .created_ms = T0 + i,
+			.receipt = rec, .receipt_len = len,
+		};
+	}
+	assert_int_equal(veil_store_usage_add_many(s, u, (size_t)n), want);
+}
+
+static int64_t requests_in_window(struct veil_store *s, int64_t key)
+{
+	struct veil_store_totals t;
+
+	assert_int_equal(veil_store_usage_totals(s, key, 1, 0, &t), 0);
+	return t.requests;
+}
+
+static void test_sqlite_wal_shim_rollback_leaves_no_frames_behind(void **state)
+{
+	struct fx *f = *state;
+	struct veil_store *h1 = open_store(f), *h2 = open_store(f), *s;
+	size_t len = 60 * 1024;
+	uint8_t *rec = malloc(len);
+	char copy[300], cmd[2400];
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int64_t key = new_key(h1, "spill", NULL);
+
+	assert_non_null(rec);
+	memset(rec, 'x', len);
+	add_n(h1, key, "seed", 5, false, rec, len, 0);
+	/* a WAL restart, as after an automatic checkpoint */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	add_n(h1, key, "bad", 60, true, rec, len, VEIL_EINVAL); /* ~3.6 MB, rolled back */
+	add_n(h2, key, "good", 40, false, rec, len, 0);        /* acknowledged */
+	assert_int_equal(requests_in_window(h1, key), 45);      /* h1 touches the WAL */
+	assert_int_equal(requests_in_window(h2, key), 45);
+	/* as found after SIGKILL now: the files as they are */
+	snprintf(copy, sizeof(copy), "%s/crash.db", f->dir);
+	snprintf(cmd, sizeof(cmd), "cp '%s' '%s' && cp '%s-wal' '%s-wal'", f->path, copy, f->path,
+		 copy);
+	assert_int_equal(system(cmd), 0);
+	veil_store_close(h1);
+	veil_store_close(h2);
+	s = open_store(f);
+	assert_int_equal(requests_in_window(s, key), 45);
+	veil_store_close(s);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(sqlite3_open(i ? copy : f->path, &db), SQLITE_OK);
+		assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM usage", -1, &st, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int64(st, 0), 45);
+		sqlite3_finalize(st);
+		assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_string_equal((const char *)sqlite3_column_text(st, 0), "ok");
+		sqlite3_finalize(st);
+		sqlite3_close(db);
+	}
+	snprintf(cmd, sizeof(cmd), "rm -f '%s' '%s-wal' '%s-shm'", copy, copy, copy);
+	assert_int_equal(system(cmd), 0);
+	free(rec);
+}
+
 int main(void)
 {
 	/* The cases every backend must pass, with that backend's fixture. */
@@ -2548,6 +2633,7 @@ int main(void)
 		COMMON(setup_sqlite),
 		T(test_open_rejects_bad_uri_secret_and_non_database, setup_sqlite),
 		T(test_sqlite_wal_shim_commits_exactly, setup_sqlite),
+		T(test_sqlite_wal_shim_rollback_leaves_no_frames_behind, setup_sqlite),
 	};
 	const struct CMUnitTest pg_tests[] = {
 		COMMON(setup_pg),

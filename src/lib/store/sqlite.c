@@ -725,10 +725,15 @@ int store_sqlite_open(const char *path, bool sync_full, void **out_be)
 	 * page cache) before it returns: NORMAL survives the process being
 	 * killed (SIGKILL, OOM, a crash); FULL also fsyncs each commit, so it
 	 * survives power loss, at one disk flush per transaction.  Usage rows
-	 * must name an existing key. */
+	 * must name an existing key.  Under the WAL shim (sync=normal) pages
+	 * are never spilled mid-transaction: the shim may hold spilled frames
+	 * unwritten, and after a rollback they would have been written later
+	 * over another connection's commit (sqlite_vfs.c).  A batch's pages
+	 * stay in memory instead (at most VEIL_STORE_BATCH_MAX receipts). */
 	src = sqlite3_exec(q->db, sync_full ? "PRAGMA synchronous = FULL;"
 					      "PRAGMA foreign_keys = ON;"
 					    : "PRAGMA synchronous = NORMAL;"
+					      "PRAGMA cache_spill = OFF;"
 					      "PRAGMA foreign_keys = ON;",
 			   NULL, NULL, NULL);
 	if (src == SQLITE_OK)

@@ -20,6 +20,13 @@
  *    xTruncate, xFileSize, xFileControl, xClose; before a write that is not
  *    contiguous with the buffer, or that would overflow it.
  *
+ * The buffer must never outlive the write transaction that filled it: frames
+ * of a transaction that rolls back, written later, would land on the WAL
+ * offsets another connection's commit has taken since.  The store therefore
+ * opens shim connections with cache_spill off, so every frame is written
+ * inside a commit, whose last frame flushes the buffer (and a failed write
+ * leaves it empty).
+ *
  * A write that does not fit the header-then-page pattern (a future SQLite
  * writing frames another way) switches the file to plain pass-through, so an
  * unknown pattern costs speed, never correctness.  The store uses the shim
