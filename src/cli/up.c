@@ -211,7 +211,8 @@ static int write_file(const char *path, const void *p, size_t len)
 
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
 		return veil_errf(VEIL_ERANGE, "path too long: %s", path);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	unlink(tmp); /* a leftover of an interrupted write */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return veil_errf(VEIL_EIO, "cannot write %s: %s", tmp, strerror(errno));
 	while (off < len) {
@@ -631,6 +632,20 @@ static int make_state_dir(struct up *u)
 		if (strlen(full) >= sizeof(u->state)) {
 			fprintf(stderr, "veil up: --state-dir path too long\n");
 			return -1;
+		}
+		/* it holds the admin token and the API key, and files found
+		 * there are used: another user's directory (or one others may
+		 * write to) could hand us their token or a symlink */
+		{
+			struct stat st;
+
+			if (stat(full, &st) < 0 || !S_ISDIR(st.st_mode) ||
+			    st.st_uid != geteuid() || (st.st_mode & 022)) {
+				fprintf(stderr, "veil up: --state-dir %s is not a directory of "
+					"yours that only you can write to (it will hold secrets)\n",
+					full);
+				return -1;
+			}
 		}
 		snprintf(u->state, sizeof(u->state), "%s", full);
 	} else {

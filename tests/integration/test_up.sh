@@ -114,6 +114,13 @@ check "... keeps the API key and forgets the first run's node" \
 check "... and its gateway never tried the old node" \
 	bash -c '! grep -q "FAILED" "$0/logs/gateway.log"' "$S"
 
+# a state directory others may write to could hand veil up their admin token
+# or a symlink for its secrets: refused before anything starts
+mkdir "$tmp/shared-state" && chmod 0777 "$tmp/shared-state"
+"$VEIL" up --once --model "$MODEL" --port "$(free_port)" --state-dir "$tmp/shared-state" >/dev/null 2>"$tmp/shared.err"
+check "a --state-dir that others may write to is refused" \
+	bash -c '[ "$0" -ne 0 ] && grep -q "only you can write" "$1" && [ ! -e "$2/admin.token" ]' $? "$tmp/shared.err" "$tmp/shared-state"
+
 # ---- 3. serving: two nodes, veil chat, the openai client, the pins --------------
 S2="$tmp/serve"
 P="$(free_port)"
