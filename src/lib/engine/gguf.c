@@ -569,10 +569,16 @@ static int parse_alignment(struct veil_gguf *g)
 		return veil_errf(VEIL_EFORMAT, "key %s: type %u is not an integer",
 				 GGUF_KEY_ALIGN, kv->type);
 	}
-	/* ggml: alignment must be a non-zero power of two. */
+	/* ggml: alignment must be a non-zero power of two.  Below 8, tensor
+	 * data could start at an address misaligned for its element type
+	 * (f32, f16 rows read through typed pointers); no real file uses less
+	 * than 32. */
 	if (a == 0 || a > UINT32_MAX / 2 + 1 || (a & (a - 1)))
 		return veil_errf(VEIL_EFORMAT, "key %s: %llu is not a power of two",
 				 GGUF_KEY_ALIGN, (unsigned long long)a);
+	if (a < 8)
+		return veil_errf(VEIL_EFORMAT, "key %s: %llu is below 8 (tensor data would be "
+				 "misaligned)", GGUF_KEY_ALIGN, (unsigned long long)a);
 	g->alignment = (uint32_t)a;
 	return 0;
 }
@@ -1313,6 +1319,9 @@ int veil_gguf_writer_new(struct veil_gguf_writer **out, uint32_t alignment)
 		return veil_errf(VEIL_EINVAL,
 				 "gguf writer: alignment %u is not a power of two",
 				 alignment);
+	if (alignment < 8)
+		return veil_errf(VEIL_EINVAL, "gguf writer: alignment %u is below 8 (readers "
+				 "refuse it)", alignment);
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return VEIL_ENOMEM;
