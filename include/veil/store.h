@@ -104,6 +104,14 @@ struct veil_store;
  * concurrent migration held the lock too long. */
 int veil_store_open(const char *uri, const struct veil_secret *secret,
 		    struct veil_store **out);
+/* The database file a "sqlite:PATH[?sync=normal|full]" URI names (the same
+ * parsing veil_store_open does: PATH without the "?sync=" suffix), written
+ * NUL-terminated to out (cap bytes).  Callers deriving other file names from
+ * the database (the gateway's default secret file, PATH.secret) use this so
+ * that the sync option does not change them.  VEIL_EINVAL when `uri` is not a
+ * sqlite URI, has an empty path or a bad sync value; VEIL_ERANGE when the
+ * path does not fit in cap. */
+int veil_store_sqlite_path(const char *uri, char *out, size_t cap);
 /* Closes the connection, finalises statements, wipes the secret.  NULL is
  * fine. */
 void veil_store_close(struct veil_store *s);
@@ -243,6 +251,18 @@ struct veil_store_group_row {
 int veil_store_usage_grouped(struct veil_store *s, enum veil_store_group by,
 			     int64_t from_ms, int64_t to_ms,
 			     struct veil_store_group_row **out, size_t *n);
+
+/* Whether `u` is already recorded: 0 when a record with u->request_id is
+ * stored under u->key_id with the same receipt bytes; VEIL_ENOENT when it
+ * is not (no such record, another key's, another receipt, or `u` carries no
+ * receipt, so that nothing identifies it).  For a caller that was told
+ * VEIL_EINVAL (a repeated request id) after an earlier attempt at the same
+ * record may have committed without its caller learning it (a batch whose
+ * commit outcome was lost and whose retry failed): the record is then there
+ * and must not be reported as failed.  veil_store_usage_add itself keeps
+ * refusing a repeated id (VEIL_EINVAL): a repeat is not silently taken for
+ * the earlier record. */
+int veil_store_usage_recorded(struct veil_store *s, const struct veil_store_usage *u);
 
 /* Appends the receipt recorded with request_id to `out` (GET
  * /v1/signature/{id}) and, when out_key_id is not NULL, the key that made

@@ -87,11 +87,28 @@ static void aq_run(struct gw_job *j, struct veil_store *s)
 		if (rc == 0)
 			rc = veil_store_key_get(s, q->key_id, &q->info);
 		break;
-	case AQ_KEY_LIMITS:
-		rc = veil_store_key_set_limits(s, q->key_id, &q->lim);
+	case AQ_KEY_LIMITS: {
+		/* Only the fields the body names change (-1: not given), as with
+		 * `veil-gateway keys limits`: {"requests_per_min": 10} must not
+		 * lift a quota the key has.  Read-modify-write in two calls: a
+		 * concurrent change of the same key's other fields may be lost
+		 * (last writer wins), as with the CLI. */
+		struct veil_store_limits l;
+
+		if ((rc = veil_store_key_get(s, q->key_id, &q->info)) < 0)
+			break;
+		l = q->info.limits;
+		if (q->lim.requests_per_min >= 0)
+			l.requests_per_min = q->lim.requests_per_min;
+		if (q->lim.tokens_per_min >= 0)
+			l.tokens_per_min = q->lim.tokens_per_min;
+		if (q->lim.quota_tokens >= 0)
+			l.quota_tokens = q->lim.quota_tokens;
+		rc = veil_store_key_set_limits(s, q->key_id, &l);
 		if (rc == 0)
 			rc = veil_store_key_get(s, q->key_id, &q->info);
 		break;
+	}
 	}
 	j->rc = rc;
 }

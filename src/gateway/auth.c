@@ -3,9 +3,14 @@
  * The store keeps only HMAC(secret, key) and compares in constant time
  * (veil_store_key_lookup).  So that a request costs no database round trip,
  * a key the store accepted is cached in memory for --key-cache-ms (default
- * 5 s), indexed by SHA-256 of the key text (the text itself is not kept);
- * unknown keys are cached as such for the same time, so a flood of bad keys
- * does not reach the database either.  The cost is the revocation delay: a
+ * 5 s), indexed by SHA-256 of a random per-process salt and the key text
+ * (the text itself is not kept); unknown keys are cached as such for the
+ * same time, so a flood of bad keys does not reach the database either.
+ * The salt is what keeps that flood cheap: with an unsalted hash a client
+ * could grind well-formed keys that all land in one bucket (2 bytes of
+ * SHA-256 to match) and make every lookup walk a chain of thousands on the
+ * event loop; a chain is also capped at CHAIN_MAX entries, its oldest
+ * evicted.  The cost is the revocation delay: a
  * key revoked by another gateway (or `veil-gateway keys revoke`) keeps
  * working here for up to --key-cache-ms; this gateway's own admin API
  * forgets it at once.  Keys with limits (requests/min, tokens/min, quota)
@@ -18,12 +23,14 @@
 
 #include "gateway.h"
 
-#define CACHE_BUCKETS 4096
+#define CACHE_BUCKETS 16384   /* 4 entries a bucket at CACHE_MAX */
 #define CACHE_MAX 65536
+#define CHAIN_MAX 16          /* entries a bucket holds; the oldest goes */
+#define SALT_LEN 16
 
 struct centry {
 	struct centry *next;
-	uint8_t h[32];          /* SHA-256 of the key text */
+	uint8_t h[32];          /* SHA-256(salt || key text) */
 	uint64_t expires_ms;    /* monotonic */
 	bool known;             /* false: the store does not know the key */
 	struct gw_key k;
@@ -32,11 +39,21 @@ struct centry {
 struct gw_key_cache {
 	struct centry *b[CACHE_BUCKETS];
 	size_t n;
+	uint8_t salt[SALT_LEN]; /* random, this process only */
 };
 
 int gw_keys_init(struct gw *g)
 {
-	return (g->keys = calloc(1, sizeof(*g->keys))) ? 0 : VEIL_ENOMEM;
+	int rc;
+
+	if (!(g->keys = calloc(1, sizeof(*g->keys))))
+		return VEIL_ENOMEM;
+	if ((rc = veil_random(g->keys->salt, sizeof(g->keys->salt))) < 0) {
+		free(g->keys);
+		g->keys = NULL;
+		return rc;
+	}
+	return 0;
 }
 
 static void cache_clear(struct gw_key_cache *c)
@@ -57,14 +74,30 @@ void gw_keys_free(struct gw *g)
 {
 	if (g->keys) {
 		cache_clear(g->keys);
+		veil_wipe(g->keys->salt, sizeof(g->keys->salt));
 		free(g->keys);
 		g->keys = NULL;
 	}
 }
 
+/* h is a salted hash, so its bits are as good as random to a client. */
 static size_t bucket(const uint8_t h[32])
 {
-	return ((size_t)h[0] | (size_t)h[1] << 8) % CACHE_BUCKETS;
+	return ((size_t)h[0] | (size_t)h[1] << 8 | (size_t)h[2] << 16) % CACHE_BUCKETS;
+}
+
+/* out = SHA-256(salt || key text): the cache's index of a key. */
+static void key_hash(const struct gw_key_cache *c, const char *key, size_t len,
+		     uint8_t out[32])
+{
+	uint8_t buf[SALT_LEN + VEIL_STORE_KEY_TEXT_LEN];
+
+	if (len > VEIL_STORE_KEY_TEXT_LEN)
+		len = VEIL_STORE_KEY_TEXT_LEN; /* gw_auth passes exactly that */
+	memcpy(buf, c->salt, SALT_LEN);
+	memcpy(buf + SALT_LEN, key, len);
+	veil_digest_sha256(buf, SALT_LEN + len, out);
+	veil_wipe(buf, sizeof(buf));
 }
 
 static struct centry *cache_get(struct gw_key_cache *c, const uint8_t h[32],
@@ -96,8 +129,23 @@ static void cache_put(struct gw *g, const uint8_t h[32], bool known,
 	if (!g->o.key_cache_ms)
 		return;
 	if (!e) {
+		struct centry **pp, **oldest = NULL;
+		size_t len = 0;
+
 		if (c->n >= CACHE_MAX)
 			cache_clear(c); /* rare: a flood of distinct keys */
+		/* cache_get dropped the expired entries of this chain: if the
+		 * live ones are CHAIN_MAX, the one put longest ago goes */
+		for (pp = &c->b[bucket(h)]; *pp; pp = &(*pp)->next, len++)
+			if (!oldest || (*pp)->expires_ms < (*oldest)->expires_ms)
+				oldest = pp;
+		if (len >= CHAIN_MAX) {
+			struct centry *old = *oldest;
+
+			*oldest = old->next;
+			free(old);
+			c->n--;
+		}
 		if (!(e = calloc(1, sizeof(*e))))
 			return;
 		memcpy(e->h, h, 32);
@@ -328,7 +376,7 @@ void gw_auth(struct gw *g, struct veil_http_req *req, gw_auth_fn cb, void *arg)
 		cb(arg, 401, NULL, 0, "invalid_api_key", "Incorrect API key provided");
 		return;
 	}
-	veil_digest_sha256(key, len, d);
+	key_hash(g->keys, key, len, d);
 	e = cache_get(g->keys, d, veil_now_ns() / 1000000);
 	if (e) {
 		g->m.key_cache_hits++;

@@ -115,7 +115,15 @@ static int load_secret(const char *db, const char *file, struct veil_secret *out
 	if (file) {
 		snprintf(path, sizeof(path), "%s", file);
 	} else if (!strncmp(db, "sqlite:", 7)) {
-		snprintf(path, sizeof(path), "%s.secret", db + 7);
+		/* From the database path, not the URI: "?sync=full" must not
+		 * change which secret (so which keys) the gateway uses. */
+		char dbpath[4096 - sizeof(".secret")];
+
+		if ((rc = veil_store_sqlite_path(db, dbpath, sizeof(dbpath))) < 0) {
+			fprintf(stderr, "veil-gateway: --db: %s\n", veil_err_detail());
+			return rc;
+		}
+		snprintf(path, sizeof(path), "%s.secret", dbpath);
 	} else {
 		fprintf(stderr, "veil-gateway: --secret-file F is required with a postgres "
 				"database (every gateway sharing it must use the same file)\n");
@@ -209,7 +217,8 @@ static int keys_cmd(int argc, char **argv)
 	if (load_secret(db, secret_file, &secret) < 0)
 		return 2;
 	if ((rc = veil_store_open(db, &secret, &s)) < 0) {
-		fprintf(stderr, "veil-gateway keys: cannot open %s: %s (%s)\n", db,
+		/* not the URI: a postgres one may carry a password */
+		fprintf(stderr, "veil-gateway keys: cannot open the database: %s (%s)\n",
 			veil_strerror(rc), veil_err_detail());
 		goto out;
 	}

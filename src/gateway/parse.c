@@ -288,7 +288,10 @@ int gw_parse_key_body(const uint8_t *p, size_t n, char *name, size_t name_cap,
 		goto out;
 	}
 	if (!name) {
-		/* the limits object alone */
+		/* the limits object alone (POST /admin/keys/{id}/limits): a
+		 * field left out stays -1, "not given", so the handler keeps
+		 * the key's current value for it instead of lifting it */
+		l.requests_per_min = l.tokens_per_min = l.quota_tokens = -1;
 		if ((rc = limits_from_json(o, &l)) < 0)
 			goto out;
 		hl = true;

@@ -58,9 +58,10 @@ int gw_parse_nodes(const uint8_t *p, size_t n, struct gw_node_spec **out,
 		   size_t *count);
 
 /* POST /admin/keys: {"name": "...", "limits"?: {"requests_per_min"?,
- * "tokens_per_min"?, "quota_tokens"?}} (integers >= 0, 0 = unlimited).
- * Also POST /admin/keys/{id}/limits bodies (the limits object alone, when
- * name is NULL). */
+ * "tokens_per_min"?, "quota_tokens"?}} (integers >= 0, 0 = unlimited; a
+ * field left out is 0).  Also POST /admin/keys/{id}/limits bodies (the
+ * limits object alone, when name is NULL): there a field left out is -1,
+ * "not given" (the key keeps its current value for it). */
 int gw_parse_key_body(const uint8_t *p, size_t n, char *name, size_t name_cap,
 		      struct veil_store_limits *lim, bool *has_limits);
 

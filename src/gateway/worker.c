@@ -92,6 +92,18 @@ static void run_batch(struct gw_worker *w, struct gw_job **jobs, size_t n)
 			  veil_strerror(rc), veil_err_detail());
 		for (i = 0; i < n; i++) {
 			jobs[i]->rc = veil_store_usage_add(w->store, &u[i]);
+			/* A repeated id may be this very record: a batch whose
+			 * commit outcome was lost (connection dropped, and
+			 * its retry failed too) may have committed.  The same
+			 * key and signed receipt under that id: it is stored,
+			 * so the answer is not withheld (a 503 for a billed
+			 * answer). */
+			if (jobs[i]->rc == VEIL_EINVAL &&
+			    veil_store_usage_recorded(w->store, &u[i]) == 0) {
+				VEIL_INFO(GW_MOD, "usage: record %s was already stored "
+					  "(by the failed batch)", u[i].request_id);
+				jobs[i]->rc = 0;
+			}
 			if (jobs[i]->rc < 0)
 				VEIL_ERROR(GW_MOD, "usage: record %s not stored: %s (%s)",
 					   u[i].request_id, veil_strerror(jobs[i]->rc),

@@ -62,6 +62,18 @@ check "--plain-http on a non-loopback address is refused (exit 2)" test $? -eq 2
 "$GW_BIN" --db "postgres://localhost/x" --listen 127.0.0.1:0 >/dev/null 2>"$tmp/err"
 check "a postgres database without --secret-file is refused (exit 2)" \
 	bash -c '[ $0 -eq 2 ] && grep -q -- "--secret-file" "$1"' $? "$tmp/err"
+# a postgres URI may carry a password: an error never prints it (before:
+# `keys` printed "cannot open postgres://veil:PASSWORD@...")
+head -c 32 /dev/urandom >"$tmp/pg.secret"
+PGURI='postgres://veil:S3cretPW@127.0.0.1:1/veil?connect_timeout=5'
+"$GW_BIN" keys list --db "$PGURI" --secret-file "$tmp/pg.secret" >"$tmp/out" 2>"$tmp/err"
+check "keys list on a postgres database it cannot reach fails without printing the URI's password" \
+	bash -c '[ $0 -ne 0 ] && grep -q "cannot open the database" "$1" && ! grep -q S3cretPW "$1" "$2"' \
+	$? "$tmp/err" "$tmp/out"
+timeout 20 "$GW_BIN" --db "$PGURI" --secret-file "$tmp/pg.secret" --listen 127.0.0.1:0 --plain-http \
+	>"$tmp/out" 2>"$tmp/err"
+check "... and so does the gateway itself" \
+	bash -c '[ $0 -ne 0 ] && [ $0 -ne 124 ] && ! grep -q S3cretPW "$1" "$2"' $? "$tmp/err" "$tmp/out"
 
 DB="sqlite:$tmp/gw.db"
 "$GW_BIN" keys create --db "$DB" --name alice >"$tmp/create.out" 2>&1

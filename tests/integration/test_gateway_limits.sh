@@ -20,6 +20,10 @@
 #  - a refused request is not billed (GET /v1/usage unchanged), and takes
 #    nothing from the rate window: a request refused for its quota leaves
 #    the minute's requests to the ones served.
+#  - POST /admin/keys/{id}/limits changes only the limits its body names
+#    (a requests_per_min alone keeps the key's quota), like `keys limits`.
+#  - the restart names the database 'sqlite:F?sync=full': the keys made with
+#    sqlite:F still work (the default secret file is F.secret either way).
 #
 # Minute windows are aligned to the wall clock (now_ms - now_ms % 60000, the
 # gateway's clock = ours), so instead of waiting a minute the test checks
@@ -471,13 +475,37 @@ check "GET /admin/usage?by=key (all time): the key's 2 requests and $((2 * TOK))
 kill -TERM "$PIDG"
 wait "$PIDG"; rc=$?
 check "SIGTERM: the gateway exits 0" test "$rc" -eq 0
+# The restart names the same file with ?sync=full: the default secret file
+# is named after the database's path (gw.db.secret), not the URI, so the
+# keys made with sqlite:gw.db still work.  (Before: gw.db?sync=full.secret,
+# a new random secret, and every key was a 401.)
+for i in "${!GW_ARGS[@]}"; do
+	[ "${GW_ARGS[$i]}" = "$DB" ] && GW_ARGS[$i]="$DB?sync=full"
+done
 if ! start_gw gw2; then
 	notok "the gateway restarts on the same database"
 	exit 1
 fi
+post "$KFREE" "$BODY" "$tmp/free-sync"
+check "restarted with --db 'sqlite:F?sync=full': a key created with sqlite:F is served ($(status "$tmp/free-sync")), no second secret file" \
+	eval '[ "$(status "$tmp/free-sync")" = 200 ] && ! ls "$tmp"/gw.db\?* >/dev/null 2>&1'
 post "$KQ" "$BODY" "$tmp/q-restart"
 check "after a restart the used quota is still refused (insufficient_quota), usage unchanged" \
 	eval 'refused "$tmp/q-restart" insufficient_quota && [ "$(usage "$KQ")" = "$uq" ]'
+# POST /admin/keys/N/limits changes only the fields its body names: a
+# requests_per_min alone keeps the key's quota (before: every field left
+# out was set to 0, so this lifted the quota)
+c="$(curl -s -m 10 -o "$tmp/admin.out" -w '%{http_code}' -H "$ADMIN" "$G/admin/keys/$QID/limits" \
+	-d '{"requests_per_min":1000}')"
+lp="$(jq -r '.limits | "\(.requests_per_min) \(.tokens_per_min) \(.quota_tokens)"' "$tmp/admin.out" 2>/dev/null)"
+post "$KQ" "$BODY" "$tmp/q-partial"
+check "POST /admin/keys/N/limits {\"requests_per_min\":1000} keeps the key's quota ($c: $lp); its next request is still insufficient_quota" \
+	eval '[ "$c" = 200 ] && [ "$lp" = "1000 0 $((2 * TOK))" ] && refused "$tmp/q-partial" insufficient_quota'
+c="$(curl -s -m 10 -o "$tmp/admin.out" -w '%{http_code}' -H "$ADMIN" "$G/admin/keys/$QID/limits" \
+	-d '{"requests_per_min":0}')"
+lp="$(jq -r '.limits | "\(.requests_per_min) \(.tokens_per_min) \(.quota_tokens)"' "$tmp/admin.out" 2>/dev/null)"
+check "... and {\"requests_per_min\":0} lifts only that limit ($c: $lp)" \
+	eval '[ "$c" = 200 ] && [ "$lp" = "0 0 $((2 * TOK))" ]'
 c="$(admin_limits "$QID" 0 0 $((4 * TOK)))"
 served_until_refused "$KQ" "$BODY" $((2 * TOK)) 4 q2
 check "a bigger quota (admin API, $((4 * TOK))) lifts it for the next request, until it is used ($c: $SEQ)" \

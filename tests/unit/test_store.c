@@ -503,6 +503,36 @@ static void test_open_rejects_bad_uri_secret_and_non_database(void **state)
 	assert_null(s);
 }
 
+/* The database path of a sqlite URI, which the gateway's default secret
+ * file (PATH.secret) is named after: "?sync=" must not change it, or a
+ * gateway started with sync=full would make a new secret and no key would
+ * work (the bug: the secret was named after the raw URI). */
+static void test_sqlite_path_drops_the_sync_option(void **state)
+{
+	char p[32];
+
+	(void)state;
+	assert_int_equal(veil_store_sqlite_path("sqlite:s.db", p, sizeof(p)), 0);
+	assert_string_equal(p, "s.db");
+	assert_int_equal(veil_store_sqlite_path("sqlite:s.db?sync=full", p, sizeof(p)), 0);
+	assert_string_equal(p, "s.db");
+	assert_int_equal(veil_store_sqlite_path("sqlite:/d/s.db?sync=normal", p, sizeof(p)), 0);
+	assert_string_equal(p, "/d/s.db");
+	/* another '?' belongs to the path */
+	assert_int_equal(veil_store_sqlite_path("sqlite:a?b.db", p, sizeof(p)), 0);
+	assert_string_equal(p, "a?b.db");
+	assert_int_equal(veil_store_sqlite_path("sqlite:s.db?sync=off", p, sizeof(p)),
+			 VEIL_EINVAL);
+	assert_int_equal(veil_store_sqlite_path("sqlite:?sync=full", p, sizeof(p)),
+			 VEIL_EINVAL);
+	assert_int_equal(veil_store_sqlite_path("sqlite:", p, sizeof(p)), VEIL_EINVAL);
+	assert_int_equal(veil_store_sqlite_path("postgres://h/db", p, sizeof(p)),
+			 VEIL_EINVAL);
+	assert_int_equal(veil_store_sqlite_path("sqlite:s.db", p, 4), VEIL_ERANGE);
+	assert_int_equal(veil_store_sqlite_path("sqlite:s.db", p, 5), 0);
+	assert_string_equal(p, "s.db");
+}
+
 /* ---- keys ----------------------------------------------------------------- */
 
 static void test_key_create_lookup_revoke(void **state)
@@ -909,6 +939,58 @@ static void test_receipt_lookup_by_completion_id(void **state)
 	assert_int_equal(veil_store_usage_add(s, &u), VEIL_EINVAL);
 	veil_buf_free(&b);
 	veil_buf_free(&tiny);
+	veil_store_close(s);
+}
+
+/* veil_store_usage_recorded: the gateway's writer asks it after a repeated
+ * request id (VEIL_EINVAL) in its one-by-one fallback, where a batch whose
+ * commit outcome was lost may have stored the record already.  The record
+ * is "there" only under the same key with the same receipt bytes; the
+ * single-record add itself still refuses the repeat. */
+static void assert_totals_exact(struct fx *f, struct veil_store *s,
+				int64_t key, int64_t reqs, int64_t prompt,
+				int64_t completion);
+
+static void test_usage_recorded_only_under_the_same_key_and_receipt(void **state)
+{
+	struct fx *f = fx_of(state);
+	struct veil_store *s = open_store(f);
+	const char *rec = "{\"id\":\"chatcmpl-r\",\"prompt_sha256\":\"00ff\"}";
+	const char *other = "{\"id\":\"chatcmpl-r\",\"prompt_sha256\":\"11ee\"}";
+	int64_t a = new_key(s, "alice", NULL), b = new_key(s, "bob", NULL);
+	struct veil_store_usage u = {
+		.key_id = a, .model = "llama", .node_id = "n1",
+		.request_id = "chatcmpl-r", .prompt_tokens = 3,
+		.completion_tokens = 4, .created_ms = 5,
+		.receipt = (const uint8_t *)rec, .receipt_len = strlen(rec),
+	};
+
+	assert_int_equal(veil_store_usage_recorded(s, &u), VEIL_ENOENT);
+	assert_int_equal(veil_store_usage_add_many(s, &u, 1), 0);
+	assert_int_equal(veil_store_usage_recorded(s, &u), 0);
+	/* the add keeps refusing the repeat, and counts it once */
+	assert_int_equal(veil_store_usage_add(s, &u), VEIL_EINVAL);
+	assert_totals_exact(f, s, a, 1, 3, 4);
+	/* another key's, another receipt, or nothing to compare: not it */
+	u.key_id = b;
+	assert_int_equal(veil_store_usage_recorded(s, &u), VEIL_ENOENT);
+	u.key_id = a;
+	u.receipt = (const uint8_t *)other;
+	assert_int_equal(veil_store_usage_recorded(s, &u), VEIL_ENOENT);
+	u.receipt_len = strlen(rec) - 1;
+	u.receipt = (const uint8_t *)rec;
+	assert_int_equal(veil_store_usage_recorded(s, &u), VEIL_ENOENT);
+	u.receipt = NULL;
+	u.receipt_len = 0;
+	assert_int_equal(veil_store_usage_recorded(s, &u), VEIL_ENOENT);
+	u.receipt = (const uint8_t *)rec;
+	u.receipt_len = strlen(rec);
+	u.request_id = "chatcmpl-none";
+	assert_int_equal(veil_store_usage_recorded(s, &u), VEIL_ENOENT);
+	u.request_id = "";
+	assert_int_equal(veil_store_usage_recorded(s, &u), VEIL_EINVAL);
+	assert_int_equal(veil_store_usage_recorded(NULL, &u), VEIL_EINVAL);
+	assert_int_equal(veil_store_usage_recorded(s, NULL), VEIL_EINVAL);
 	veil_store_close(s);
 }
 
@@ -2611,6 +2693,7 @@ int main(void)
 	T(test_usage_totals_respect_from_and_to, S),                       \
 	T(test_usage_grouped_by_key_and_by_model, S),                      \
 	T(test_receipt_lookup_by_completion_id, S),                        \
+	T(test_usage_recorded_only_under_the_same_key_and_receipt, S),     \
 	T(test_quota_check_counts_recorded_tokens, S),                     \
 	T(test_usage_batch_records_every_record_in_one_call, S),           \
 	T(test_usage_batch_is_all_or_nothing_and_names_the_bad_record, S), \
@@ -2632,6 +2715,7 @@ int main(void)
 	const struct CMUnitTest sqlite_tests[] = {
 		COMMON(setup_sqlite),
 		T(test_open_rejects_bad_uri_secret_and_non_database, setup_sqlite),
+		T(test_sqlite_path_drops_the_sync_option, setup_sqlite),
 		T(test_sqlite_wal_shim_commits_exactly, setup_sqlite),
 		T(test_sqlite_wal_shim_rollback_leaves_no_frames_behind, setup_sqlite),
 	};

@@ -121,6 +121,33 @@ static bool has_prefix(const char *s, const char *p)
 	return strncmp(s, p, strlen(p)) == 0;
 }
 
+int veil_store_sqlite_path(const char *uri, char *out, size_t cap)
+{
+	const char *path, *q;
+	size_t plen;
+
+	if (!uri || !out || !cap || !has_prefix(uri, "sqlite:"))
+		return veil_errf(VEIL_EINVAL, "store: not a sqlite:PATH URI");
+	path = uri + strlen("sqlite:");
+	/* An optional "?sync=normal|full" ends the URI; the path itself may
+	 * hold any other '?'. */
+	if ((q = strrchr(path, '?')) && has_prefix(q, "?sync=")) {
+		if (strcmp(q, "?sync=full") != 0 && strcmp(q, "?sync=normal") != 0)
+			return veil_errf(VEIL_EINVAL, "store: sqlite: sync must be "
+					 "normal or full");
+		plen = (size_t)(q - path);
+	} else {
+		plen = strlen(path);
+	}
+	if (!plen)
+		return veil_errf(VEIL_EINVAL, "store: sqlite: empty path");
+	if (plen >= cap)
+		return veil_errf(VEIL_ERANGE, "store: sqlite: path too long");
+	memcpy(out, path, plen);
+	out[plen] = '\0';
+	return 0;
+}
+
 int veil_store_open(const char *uri, const struct veil_secret *secret,
 		    struct veil_store **out)
 {
@@ -128,7 +155,6 @@ int veil_store_open(const char *uri, const struct veil_secret *secret,
 	const struct store_ops *ops;
 	const char *path = NULL;
 	char pathbuf[4096];
-	size_t plen;
 	bool sync_full = false;
 	int rc;
 
@@ -141,28 +167,12 @@ int veil_store_open(const char *uri, const struct veil_secret *secret,
 	if (has_prefix(uri, "postgres://") || has_prefix(uri, "postgresql://")) {
 		ops = &store_pg_ops;
 	} else if (has_prefix(uri, "sqlite:")) {
-		const char *q;
+		const char *q = strrchr(uri, '?');
 
 		ops = &store_sqlite_ops;
-		path = uri + strlen("sqlite:");
-		/* An optional "?sync=normal|full" ends the URI; the path
-		 * itself may hold any other '?'. */
-		if ((q = strrchr(path, '?')) && has_prefix(q, "?sync=")) {
-			if (!strcmp(q, "?sync=full"))
-				sync_full = true;
-			else if (strcmp(q, "?sync=normal") != 0)
-				return veil_errf(VEIL_EINVAL, "store: sqlite: sync "
-						 "must be normal or full");
-			plen = (size_t)(q - path);
-		} else {
-			plen = strlen(path);
-		}
-		if (!plen)
-			return veil_errf(VEIL_EINVAL, "store: sqlite: empty path");
-		if (plen >= sizeof(pathbuf))
-			return veil_errf(VEIL_EINVAL, "store: sqlite: path too long");
-		memcpy(pathbuf, path, plen);
-		pathbuf[plen] = '\0';
+		if ((rc = veil_store_sqlite_path(uri, pathbuf, sizeof(pathbuf))) < 0)
+			return rc == VEIL_ERANGE ? VEIL_EINVAL : rc;
+		sync_full = q && !strcmp(q, "?sync=full");
 		path = pathbuf;
 	} else {
 		return veil_errf(VEIL_EINVAL, "store: URI must be sqlite:PATH or "
@@ -669,6 +679,36 @@ int veil_store_receipt_get(struct veil_store *s, const char *request_id,
 	rc = s->ops->receipt_get(s->be, request_id, out,
 					     out_key_id);
 	unlock(s);
+	return rc;
+}
+
+int veil_store_usage_recorded(struct veil_store *s, const struct veil_store_usage *u)
+{
+	struct veil_buf b = VEIL_BUF_INIT(VEIL_STORE_RECEIPT_MAX);
+	int64_t owner = 0;
+	int rc;
+
+	if (!s || !u)
+		return veil_errf(VEIL_EINVAL, "store: usage recorded: missing argument");
+	if ((rc = check_name("request id", u->request_id, VEIL_STORE_ID_MAX)) < 0)
+		return rc;
+	if (!u->receipt || !u->receipt_len)
+		return veil_errf(VEIL_ENOENT, "store: usage recorded: no receipt to "
+				 "compare");
+	lock(s);
+	rc = s->ops->receipt_get(s->be, u->request_id, &b, &owner);
+	unlock(s);
+	if (rc == VEIL_ERANGE)
+		rc = veil_errf(VEIL_ENOENT, "store: usage recorded: another receipt");
+	if (rc < 0)
+		goto out;
+	/* the same key and the same signed receipt: the same record */
+	if (owner != u->key_id || b.len != u->receipt_len ||
+	    memcmp(b.data, u->receipt, b.len) != 0)
+		rc = veil_errf(VEIL_ENOENT, "store: usage recorded: request id "
+			       "recorded with another key or receipt");
+out:
+	veil_buf_free(&b);
 	return rc;
 }
 
