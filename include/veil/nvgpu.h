@@ -136,7 +136,17 @@ const uint8_t *veil_nvgpu_pinned_root(size_t *len);
 /* ---- RIM (reference integrity manifest, SWID tag XML) ------------------- */
 
 #define VEIL_NVGPU_RIM_MAX_ALT 4
-#define VEIL_NVGPU_RIM_MAX (1u << 20)      /* larger RIM documents: VEIL_ERANGE */
+#define VEIL_NVGPU_RIM_MAX (256u << 10)    /* larger RIM documents: VEIL_ERANGE */
+/* Bounds on the XML tree of a RIM whose signature is checked (real NVIDIA
+ * RIMs: ~20 KB, 85 elements, 6 namespace declarations, at most 12
+ * attributes on an element).  Canonicalisation (libxml2 C14N, run by
+ * xmlsec1 for the Reference digest before any signature is checked) costs
+ * about namespaces-in-scope^2 x elements and attributes^2 per element, so
+ * a document beyond these is refused (VEIL_ENOTSUP) before it runs. */
+#define VEIL_NVGPU_RIM_MAX_ELEMENTS 4096   /* elements in the document */
+#define VEIL_NVGPU_RIM_MAX_NS_DECLS 32     /* xmlns declarations in the document */
+#define VEIL_NVGPU_RIM_MAX_ATTRS 64        /* attributes (not xmlns) on one element */
+#define VEIL_NVGPU_RIM_MAX_NS_URI 256      /* bytes of one namespace URI */
 #define VEIL_NVGPU_RIM_CHAIN_MAX 8         /* X509Certificate elements in KeyInfo */
 
 struct veil_nvgpu_rim_entry {
@@ -192,11 +202,19 @@ const uint8_t *veil_nvgpu_rim_root(size_t *len);
  * current time; sig->time says which was used):
  *  - XML read by libxml2 without network access, DTD loading or entity
  *    expansion; a DOCTYPE is refused (VEIL_ENOTSUP);
+ *  - the tree is within VEIL_NVGPU_RIM_MAX_ELEMENTS elements,
+ *    VEIL_NVGPU_RIM_MAX_NS_DECLS namespace declarations of at most
+ *    VEIL_NVGPU_RIM_MAX_NS_URI bytes each and VEIL_NVGPU_RIM_MAX_ATTRS
+ *    attributes per element (VEIL_ENOTSUP otherwise, the error names the
+ *    limit), so canonicalisation stays cheap;
  *  - the root element is SoftwareIdentity and holds exactly one
  *    ds:Signature, as a direct child: SignedInfo (C14N 1.0 / 1.1 /
  *    exclusive, no comments; ECDSA or RSA with SHA-256/384/512), exactly one
  *    Reference with URI="" whose transforms are the enveloped-signature
- *    transform optionally followed by one such C14N, digest SHA-256/384/512;
+ *    transform optionally followed by inclusive C14N 1.0 or 1.1 (no
+ *    comments; exclusive C14N repeats every namespace on every element of
+ *    the whole document, a large output for a small input), digest
+ *    SHA-256/384/512;
  *    no ds:Object; KeyInfo holds one X509Data of 1..8 X509Certificate, leaf
  *    first.  Any other shape is VEIL_ENOTSUP: a signature over part of the
  *    document cannot vouch for golden values outside it;
@@ -208,7 +226,9 @@ const uint8_t *veil_nvgpu_rim_root(size_t *len);
  *    VEIL_EBADMSG for a bad certificate signature.  Revocation (OCSP/CRL) is
  *    not checked.
  * `sig` (may be NULL) is always written: outcome, time, method, the KeyInfo
- * chain's subjects and validity (when it could be read) and the reason.
+ * chain's subjects and validity (when it could be read) and the reason
+ * (printable ASCII only: bytes of the document outside it are written as
+ * '?', so the text is safe to print and valid UTF-8 however it is cut).
  * On success, when `signed_xml` is not NULL, the exact bytes the signed
  * digest covers (the canonical form of the document without the Signature
  * and without comments) are appended to it (capped by signed_xml->max;

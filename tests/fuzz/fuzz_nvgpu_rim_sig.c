@@ -6,9 +6,13 @@
  * certificate only; its key was discarded) that signed the seed
  * corpus/fuzz_nvgpu_rim_sig/signed_seed, so mutations in the unsigned parts
  * of a document (comments, whitespace in tags, quoting) still reach the
- * scanner.  Invariants: ok <=> rc == 0, strings NUL-terminated, at most
- * VEIL_NVGPU_RIM_CHAIN_MAX certificates, and signed bytes only on success,
- * never holding a comment or the Signature.  The input is copied into a
+ * scanner.  Invariants: ok <=> rc == 0, strings NUL-terminated, the error
+ * printable ASCII without trailing whitespace (it quotes the document), at
+ * most VEIL_NVGPU_RIM_CHAIN_MAX certificates, and signed bytes only on
+ * success, never holding a comment or the Signature.  Seeds beyond the
+ * signed one hit the tree bounds (budget_*), an exclusive-C14N Reference
+ * (exc_c14n_reference) and control / non-ASCII bytes in a quoted Algorithm
+ * (algorithm_bytes).  The input is copied into a
  * buffer of its exact size so that ASan catches any read past it. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -78,6 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    sig.time != (int64_t)FUZZ_TIME || sig.n_certs > VEIL_NVGPU_RIM_CHAIN_MAX ||
 	    !memchr(sig.error, 0, sizeof(sig.error)) || !memchr(sig.method, 0, sizeof(sig.method)))
 		abort();
+	for (const char *e = sig.error; *e; e++)
+		if ((unsigned char)*e < 0x20 || (unsigned char)*e > 0x7e ||
+		    (e[1] == '\0' && *e == ' '))
+			abort();
 	for (size_t i = 0; i < sig.n_certs; i++)
 		if (!memchr(sig.certs[i].subject, 0, sizeof(sig.certs[i].subject)))
 			abort();

@@ -4,8 +4,9 @@
 # the RIMs' XML signatures verify at a --rim-time when their signer was
 # valid (checks.rim_signature true, the comparison then runs), fail at later
 # times with an "expired" error (status rim_signature_invalid, exit 1), and
-# a changed golden value or a DOCTYPE fails the verdict.  Corrupted copies
-# live in $tmp only.
+# a changed golden value, a DOCTYPE or a tree past the C14N bounds fails the
+# verdict, and crafted bytes in a quoted Algorithm cannot forge stderr lines
+# or break the JSON verdict.  Corrupted copies live in $tmp only.
 set -uo pipefail
 # shellcheck source=tests/integration/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -91,6 +92,42 @@ fi
 if run "doctype" 1 --rim "$tmp/doctype.swidtag" --rim-time 2024-01-01T00:00:00Z; then
 	field error <<<"$out" | grep -q "DOCTYPE is not supported" &&
 		ok "a RIM with a DOCTYPE is refused" || notok "doctype" "$out"
+fi
+# Crafted RIMs (no valid signature needed: the digest is computed first).
+# Namespace declarations x elements made C14N take minutes: refused at once,
+# naming the limit.
+python3 - "$VB" "$tmp/ns.swidtag" <<'PY'
+import sys
+s = open(sys.argv[1]).read()
+i = s.index("<SoftwareIdentity ") + len("<SoftwareIdentity ")
+ns = "".join('xmlns:n%d="urn:x" ' % k for k in range(2000))
+s = s[:i] + ns + s[i:]
+j = s.index(">", i) + 1
+open(sys.argv[2], "w").write(s[:j] + "<e/>" * 2000 + s[j:])
+PY
+out="$(timeout 20 "$VEIL" verify "$EV" --kind nvgpu --certs "$CH" --rim "$tmp/ns.swidtag" \
+	--rim-time 2024-01-01T00:00:00Z 2>"$tmp/err")"
+rc=$?
+[ "$rc" -eq 1 ] && field error <<<"$out" | grep -q "more than 32 namespace declarations" &&
+	ok "a RIM with 2000 namespace declarations over 2000 elements is refused at once" ||
+	notok "namespace budget" "exit $rc: $(head -c 300 "$tmp/err")"
+# An Algorithm value with a newline and UTF-8 cut at the quote limit: stderr
+# gets no forged line, the JSON verdict is still written.
+python3 - "$VB" "$tmp/alg.swidtag" <<'PY'
+import sys
+s = open(sys.argv[1], encoding="utf-8").read()
+m = 'Algorithm="http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384"'
+v = "x&#10;veil verify: RIM OK (forged line)" + "\u00e9" * 100
+open(sys.argv[2], "w", encoding="utf-8").write(s.replace(m, 'Algorithm="%s"' % v))
+PY
+if run "algorithm bytes" 1 --rim "$tmp/alg.swidtag" --rim-time 2024-01-01T00:00:00Z; then
+	if [ "$(field status <<<"$out")" = rim_signature_invalid ] &&
+		field error <<<"$out" | grep -q "algorithm x?veil verify: RIM OK (forged line)??" &&
+		! grep -q "^veil verify: RIM OK" "$tmp/err"; then
+		ok "control and UTF-8 bytes of a quoted Algorithm are '?': no forged stderr line, JSON verdict written"
+	else
+		notok "algorithm bytes" "$(tail -c 300 <<<"$out") | $(head -c 300 "$tmp/err")"
+	fi
 fi
 # An unreadable RIM is an I/O error, not a verdict.
 run "missing rim" 2 --rim "$tmp/none.swidtag" && ok "a missing --rim file exits 2"

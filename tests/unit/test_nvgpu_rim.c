@@ -324,6 +324,9 @@ static void test_partial_reference_shapes_are_refused(void **state)
 		{"<ds:Transform Algorithm=\"http://www.w3.org/2006/12/xml-c14n11\"/></ds:Transforms>",
 		 "<ds:Transform Algorithm=\"http://www.w3.org/TR/1999/REC-xpath-19991116\">"
 		 "<ds:XPath>self::text()</ds:XPath></ds:Transform></ds:Transforms>", "algorithm"},
+		{"<ds:Transform Algorithm=\"http://www.w3.org/2006/12/xml-c14n11\"/></ds:Transforms>",
+		 "<ds:Other Algorithm=\"http://www.w3.org/2006/12/xml-c14n11\"/></ds:Transforms>",
+		 "bad Transforms"},
 		{"</ds:KeyInfo>", "</ds:KeyInfo><ds:Object Id=\"o\"/>", "no Object"},
 		{"<ds:KeyInfo><ds:X509Data>", "<ds:KeyInfo><ds:KeyValue/><ds:X509Data>",
 		 "exactly one X509Data"},
@@ -386,6 +389,253 @@ static void test_size_cap_and_garbage(void **state)
 	assert_int_equal(verify_text("<SoftwareIdentity", T_2024, &sig), VEIL_EFORMAT);
 	assert_int_equal(verify_text("<Other/>", T_2024, &sig), VEIL_EFORMAT);
 	assert_int_equal(verify_text("<SoftwareIdentity/>", T_2024, &sig), VEIL_EBADMSG);
+}
+
+/* ---- canonicalisation budget (crafted documents, refused before C14N) --- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* s with `ins` added to the root start tag's attributes; caller frees. */
+static char *with_root_attrs(const char *s, const char *ins)
+{
+	const char *p = strstr(s, "<SoftwareIdentity ");
+
+	assert_non_null(p);
+	return splice(s, (size_t)(p - s) + strlen("<SoftwareIdentity "), 0, ins);
+}
+
+/* s with `ins` as the root's first children; caller frees. */
+static char *with_children(const char *s, const char *ins)
+{
+	const char *p = strstr(s, "<SoftwareIdentity ");
+
+	assert_non_null(p);
+	p = strchr(p, '>');
+	return splice(s, (size_t)(p - s) + 1, 0, ins);
+}
+
+/* `n` copies of printf(fmt, i, i) concatenated; caller frees. */
+static char *repeat(size_t n, const char *fmt)
+{
+	size_t cap = n * (strlen(fmt) + 24) + 1, len = 0;
+	char *o = malloc(cap);
+
+	assert_non_null(o);
+	o[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(o + len, cap - len, fmt, i, i);
+	return o;
+}
+
+/* Verifies d, expects VEIL_ENOTSUP naming `why`, within a loose 2 s. */
+static void expect_refused(const char *d, const char *why)
+{
+	struct veil_nvgpu_rim_sig sig;
+	double t0 = now_s();
+	int rc = verify_text(d, T_2024, &sig);
+	double dt = now_s() - t0;
+
+	if (rc != VEIL_ENOTSUP || !strstr(sig.error, why))
+		fail_msg("want ENOTSUP \"%s\", got %d: %s", why, rc, sig.error);
+	if (dt > 2.0)
+		fail_msg("refusal took %.2f s (%s)", dt, why);
+}
+
+/* Namespace declarations: C14N's cost is ~ declarations^2 x elements.  33
+ * declarations (one over) are refused by name; 2000 declarations over 2000
+ * elements (67 KB; 500 x 500 took 1.3 s of C14N before, this ~64x that) is
+ * refused at once. */
+static void test_namespace_budget(void **state)
+{
+	struct veil_buf b;
+	char *s, *ns, *el, *d, *d2, *uri;
+
+	(void)state;
+	if (!load(VBIOS_RIM, &b))
+		skip();
+	s = text_of(&b);
+	ns = repeat(VEIL_NVGPU_RIM_MAX_NS_DECLS + 1 - 6, "xmlns:n%zu=\"urn:x\" ");
+	d = with_root_attrs(s, ns);
+	expect_refused(d, "more than 32 namespace declarations");
+	free(d);
+	free(ns);
+	/* the limit counts declarations anywhere in the document */
+	ns = repeat(VEIL_NVGPU_RIM_MAX_NS_DECLS, "<n%zu:e xmlns:n%zu=\"urn:x\"/>");
+	d = with_children(s, ns);
+	expect_refused(d, "more than 32 namespace declarations");
+	free(d);
+	free(ns);
+	/* 2000 declarations in scope of 2000 elements */
+	ns = repeat(2000, "xmlns:n%zu=\"urn:x\" ");
+	el = repeat(2000, "<e/>");
+	d = with_root_attrs(s, ns);
+	d2 = with_children(d, el);
+	expect_refused(d2, "namespace declarations");
+	free(d2);
+	free(d);
+	free(el);
+	free(ns);
+	/* one long namespace URI */
+	uri = calloc(1, VEIL_NVGPU_RIM_MAX_NS_URI + 32);
+	assert_non_null(uri);
+	strcpy(uri, "xmlns:long=\"urn:");
+	memset(uri + strlen(uri), 'a', VEIL_NVGPU_RIM_MAX_NS_URI);
+	strcat(uri, "\" ");
+	d = with_root_attrs(s, uri);
+	expect_refused(d, "namespace URI longer than 256 bytes");
+	free(d);
+	free(uri);
+	free(s);
+	veil_buf_free(&b);
+}
+
+static void test_element_and_attribute_budget(void **state)
+{
+	struct veil_buf b;
+	char *s, *x, *d;
+
+	(void)state;
+	if (!load(VBIOS_RIM, &b))
+		skip();
+	s = text_of(&b);
+	/* 4096 added to the RIM's 85 elements */
+	x = repeat(VEIL_NVGPU_RIM_MAX_ELEMENTS, "<e/>");
+	d = with_children(s, x);
+	expect_refused(d, "more than 4096 elements");
+	free(d);
+	free(x);
+	/* 65 attributes on one (new) element; the RIM's own have at most 12 */
+	x = repeat(VEIL_NVGPU_RIM_MAX_ATTRS + 1, " a%zu=\"\"");
+	d = splice(x, 0, 0, "<e");
+	free(x);
+	x = splice(d, strlen(d), 0, "/>");
+	free(d);
+	d = with_children(s, x);
+	expect_refused(d, "element e has more than 64 attributes");
+	free(d);
+	free(x);
+	/* many attributes on the root (C14N sorts them: ~2 s for 20000 before,
+	 * minutes for 90000; libxml2's own parse is quadratic in them too, so
+	 * the test keeps to 5000) */
+	x = repeat(5000, "a%zu=\"\" ");
+	d = with_root_attrs(s, x);
+	assert_true(strlen(d) <= VEIL_NVGPU_RIM_MAX);
+	expect_refused(d, "element SoftwareIdentity has more than 64 attributes");
+	free(d);
+	free(x);
+	free(s);
+	veil_buf_free(&b);
+}
+
+/* Exclusive C14N as the Reference transform re-declares namespaces on every
+ * element (output ~1000x the input for a crafted document): refused. */
+static void test_exclusive_c14n_reference_is_refused(void **state)
+{
+	static const char *const algs[] = {
+		"http://www.w3.org/2001/10/xml-exc-c14n#",
+		"http://www.w3.org/2001/10/xml-exc-c14n#WithComments",
+	};
+	const char *find = "<ds:Transform Algorithm=\"http://www.w3.org/2006/12/xml-c14n11\"/>";
+	struct veil_buf b;
+	char *s, *p;
+
+	(void)state;
+	if (!load(VBIOS_RIM, &b))
+		skip();
+	s = text_of(&b);
+	p = strstr(s, find);
+	assert_non_null(p);
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(algs); i++) {
+		char t[160], *d;
+
+		snprintf(t, sizeof(t), "<ds:Transform Algorithm=\"%s\"/>", algs[i]);
+		d = splice(s, (size_t)(p - s), strlen(find), t);
+		expect_refused(d, "exclusive C14N is not accepted as the Reference transform");
+		free(d);
+	}
+	free(s);
+	veil_buf_free(&b);
+}
+
+static bool printable_ascii(const char *e)
+{
+	for (; *e; e++)
+		if ((unsigned char)*e < 0x20 || (unsigned char)*e > 0x7e)
+			return false;
+	return true;
+}
+
+/* An Algorithm value quoted in the error: a newline in it cannot forge a
+ * line, and a multi-byte UTF-8 character cut at the quote's limit cannot
+ * make the error (and so the JSON verdict) invalid UTF-8. */
+static void test_error_text_is_printable_ascii(void **state)
+{
+	const char *find = "Algorithm=\"http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384\"";
+	struct veil_buf b, t, ev = VEIL_BUF_INIT(VEIL_NVGPU_MAX_EVIDENCE), pem;
+	struct veil_nvgpu_rim_sig sig;
+	struct veil_nvgpu_rim *rim = calloc(1, sizeof(*rim));
+	struct veil_nvgpu_result *r = calloc(1, sizeof(*r));
+	struct veil_nvgpu_opts o = {0};
+	char *s, *p, *d, utf[400];
+	json_t *j;
+	int rc;
+
+	(void)state;
+	assert_true(rim && r);
+	if (!load(VBIOS_RIM, &b))
+		skip();
+	s = text_of(&b);
+	p = strstr(s, find);
+	assert_non_null(p);
+	/* a newline (raw and as a character reference) */
+	d = splice(s, (size_t)(p - s), strlen(find),
+		   "Algorithm=\"x&#10;veil verify: RIM OK (forged line)\n\"");
+	assert_int_equal(verify_text(d, T_2024, &sig), VEIL_ENOTSUP);
+	assert_non_null(strstr(sig.error, "SignatureMethod algorithm x?veil verify: RIM OK"));
+	if (!printable_ascii(sig.error))
+		fail_msg("not printable ASCII: %s", sig.error);
+	free(d);
+	/* 'x' then 2-byte characters: the 120-byte quote ends inside one */
+	strcpy(utf, "Algorithm=\"x");
+	for (size_t i = 0; i < 100; i++)
+		strcat(utf, "\xc3\xa9");
+	strcat(utf, "\"");
+	d = splice(s, (size_t)(p - s), strlen(find), utf);
+	assert_int_equal(verify_text(d, T_2024, &sig), VEIL_ENOTSUP);
+	if (!printable_ascii(sig.error))
+		fail_msg("not printable ASCII: %s", sig.error);
+	assert_non_null(strstr(sig.error, "algorithm x??"));
+	/* ... and through the GPU verdict (res->error, the JSON) */
+	if (!load(NV "hopperAttestationReport.txt", &t))
+		skip();
+	assert_int_equal(veil_hex_text_decode((const char *)t.data, t.len, &ev), 0);
+	veil_buf_free(&t);
+	if (!load(NV "hopperCertChain.txt", &pem))
+		skip();
+	assert_int_equal(veil_nvgpu_rim_load(d, strlen(d), T_2024, NULL, 0, rim), VEIL_ENOTSUP);
+	o.rim_vbios = rim;
+	rc = veil_nvgpu_verify(ev.data, ev.len, (const char *)pem.data, pem.len, &o, r);
+	assert_int_equal(rc, VEIL_ENOTSUP);
+	assert_true(printable_ascii(r->error));
+	j = veil_nvgpu_verdict_json(r, rc);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "status")),
+			    "rim_signature_invalid");
+	assert_non_null(strstr(json_string_value(json_object_get(j, "error")), "algorithm x??"));
+	json_decref(j);
+	free(d);
+	free(s);
+	veil_buf_free(&ev);
+	veil_buf_free(&pem);
+	veil_buf_free(&b);
+	free(rim);
+	free(r);
 }
 
 static void test_rim_root_equals_shared_pem(void **state)
@@ -490,6 +740,10 @@ int main(void)
 		cmocka_unit_test(test_doctype_and_external_entities_are_refused),
 		cmocka_unit_test(test_partial_reference_shapes_are_refused),
 		cmocka_unit_test(test_size_cap_and_garbage),
+		cmocka_unit_test(test_namespace_budget),
+		cmocka_unit_test(test_element_and_attribute_budget),
+		cmocka_unit_test(test_exclusive_c14n_reference_is_refused),
+		cmocka_unit_test(test_error_text_is_printable_ascii),
 		cmocka_unit_test(test_rim_root_equals_shared_pem),
 		cmocka_unit_test(test_verdict_reports_rim_signature),
 	};

@@ -13,6 +13,21 @@
  * chain is ours to check (one code path, one set of error messages, an
  * explicit time).
  *
+ * Canonicalisation is where a small document can cost a lot: libxml2's
+ * C14N does work per element for every namespace in scope (quadratic in
+ * the declarations) and sorts each element's attributes, and xmlsec1 runs
+ * it for the Reference digest before any signature is checked.  So the
+ * tree is bounded first (VEIL_NVGPU_RIM_MAX_ELEMENTS / _NS_DECLS / _ATTRS /
+ * _NS_URI, far above what NVIDIA's RIMs use) and the Reference may only use
+ * inclusive C14N: exclusive C14N re-declares every used namespace on every
+ * element whose parent is outside the output, which a crafted document
+ * turns into output ~1000x its size.
+ *
+ * Error texts carry pieces of the document (an Algorithm value, libxml2's
+ * and xmlsec1's messages): they are reduced to printable ASCII, so a cut
+ * never splits a UTF-8 sequence (JSON encoders refuse those) and a newline
+ * in the input cannot forge a line on a terminal or in a log.
+ *
  * The golden values are then scanned from the pre-digest bytes xmlsec1
  * kept (XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES): the exact octets
  * that were hashed, so no difference between how libxml2 and rim.c's
@@ -41,8 +56,10 @@
 #include "veil/x509.h"
 
 #define DSIG_NS "http://www.w3.org/2000/09/xmldsig#"
+#define EXC_C14N_PREFIX "http://www.w3.org/2001/10/xml-exc-c14n#" /* + "WithComments" */
 #define CERT_B64_MAX 8192                   /* one X509Certificate, base64 */
-#define SIGNED_MAX (4u * VEIL_NVGPU_RIM_MAX) /* canonical form, generous */
+/* canonical form: C14N escapes grow a byte to at most 6 ("&quot;") */
+#define SIGNED_MAX (8u * VEIL_NVGPU_RIM_MAX)
 
 /* ---- one-time library set-up ------------------------------------------- */
 
@@ -52,6 +69,21 @@ static int lib_rc;
 /* xmlsec1 reports errors through one process-wide callback; the first one
  * of a call is kept per thread as the fallback reason. */
 static __thread char xs_err[200];
+
+/* Makes s printable ASCII in place: trailing whitespace (libxml2's and
+ * xmlsec1's messages end with a newline) is dropped, every other byte
+ * outside 0x20..0x7e becomes '?'. */
+static void ascii_clean(char *s)
+{
+	size_t n = strlen(s);
+
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' ||
+			 s[n - 1] == '\t'))
+		s[--n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			s[i] = '?';
+}
 
 static void xs_error_cb(const char *file, int line, const char *func, const char *obj,
 			const char *subj, int reason, const char *msg)
@@ -64,6 +96,7 @@ static void xs_error_cb(const char *file, int line, const char *func, const char
 		return;
 	snprintf(xs_err, sizeof(xs_err), "%s%s%s%s%s", func ? func : "", subj ? " " : "",
 		 subj ? subj : "", msg && *msg ? ": " : "", msg ? msg : "");
+	ascii_clean(xs_err);
 }
 
 static void lib_init(void)
@@ -103,6 +136,7 @@ static int sig_fail(struct veil_nvgpu_rim_sig *sig, int rc, const char *fmt, ...
 	va_start(ap, fmt);
 	vsnprintf(sig->error, sizeof(sig->error), fmt, ap);
 	va_end(ap);
+	ascii_clean(sig->error); /* it may quote the document */
 	sig->rc = rc;
 	return veil_errf(rc, "%s", sig->error);
 }
@@ -148,10 +182,19 @@ static bool in_list(const char *s, const char *const *list)
 	return false;
 }
 
+/* SignedInfo's CanonicalizationMethod: SignedInfo's shape is pinned (a
+ * handful of elements), so exclusive C14N costs nothing there. */
 static const char *const C14N_ALGS[] = {
 	"http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
 	"http://www.w3.org/2006/12/xml-c14n11",
-	"http://www.w3.org/2001/10/xml-exc-c14n#",
+	EXC_C14N_PREFIX,
+	NULL,
+};
+/* The Reference's C14N runs over the whole document: inclusive only (see
+ * the top of the file; NVIDIA's RIMs use C14N 1.1). */
+static const char *const REF_C14N_ALGS[] = {
+	"http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
+	"http://www.w3.org/2006/12/xml-c14n11",
 	NULL,
 };
 static const char *const SIG_ALGS[] = {
@@ -191,16 +234,40 @@ static int check_alg_elem(struct veil_nvgpu_rim_sig *sig, xmlNode *n, const char
 	return rc;
 }
 
-/* Counts ds:Signature elements in the whole tree (iteratively: no
- * recursion on input depth). */
-static size_t count_signatures(xmlNode *root)
+/* Bounds the tree (see the header) and counts its ds:Signature elements,
+ * in one walk (iteratively: no recursion on input depth). */
+static int check_tree(struct veil_nvgpu_rim_sig *sig, xmlNode *root, size_t *nsig)
 {
-	size_t k = 0;
+	size_t elems = 0, ns_decls = 0;
 	xmlNode *n = root;
 
+	*nsig = 0;
 	while (n) {
-		if (is_dsig(n, "Signature"))
-			k++;
+		if (n->type == XML_ELEMENT_NODE) {
+			size_t attrs = 0;
+
+			if (++elems > VEIL_NVGPU_RIM_MAX_ELEMENTS)
+				return sig_fail(sig, VEIL_ENOTSUP, "RIM: more than %d elements (the "
+						"limit; NVIDIA's RIMs have ~85)",
+						VEIL_NVGPU_RIM_MAX_ELEMENTS);
+			for (xmlNs *ns = n->nsDef; ns; ns = ns->next) {
+				if (++ns_decls > VEIL_NVGPU_RIM_MAX_NS_DECLS)
+					return sig_fail(sig, VEIL_ENOTSUP, "RIM: more than %d namespace "
+							"declarations (the limit; NVIDIA's RIMs have 6)",
+							VEIL_NVGPU_RIM_MAX_NS_DECLS);
+				if (ns->href && strlen((const char *)ns->href) > VEIL_NVGPU_RIM_MAX_NS_URI)
+					return sig_fail(sig, VEIL_ENOTSUP, "RIM: a namespace URI longer "
+							"than %d bytes (the limit)",
+							VEIL_NVGPU_RIM_MAX_NS_URI);
+			}
+			for (xmlAttr *a = n->properties; a; a = a->next)
+				if (++attrs > VEIL_NVGPU_RIM_MAX_ATTRS)
+					return sig_fail(sig, VEIL_ENOTSUP, "RIM: element %.40s has more "
+							"than %d attributes (the limit)",
+							(const char *)n->name, VEIL_NVGPU_RIM_MAX_ATTRS);
+			if (is_dsig(n, "Signature"))
+				++*nsig;
+		}
 		if (n->type == XML_ELEMENT_NODE && n->children) {
 			n = n->children;
 			continue;
@@ -211,7 +278,7 @@ static size_t count_signatures(xmlNode *root)
 			break;
 		n = n->next;
 	}
-	return k;
+	return 0;
 }
 
 /* Pins the Signature's shape (see the header); *sig_node, *sig_method and
@@ -227,7 +294,8 @@ static int check_shape(struct veil_nvgpu_rim_sig *sig, xmlDoc *doc, xmlNode **si
 
 	if (!root || strcmp((const char *)root->name, "SoftwareIdentity") != 0)
 		return sig_fail(sig, VEIL_EFORMAT, "RIM: root element is not SoftwareIdentity");
-	nsig = count_signatures(root);
+	if ((rc = check_tree(sig, root, &nsig)) < 0)
+		return rc;
 	if (nsig == 0)
 		return sig_fail(sig, VEIL_EBADMSG, "RIM is not signed: no ds:Signature element");
 	if (nsig > 1)
@@ -279,7 +347,7 @@ static int check_shape(struct veil_nvgpu_rim_sig *sig, xmlDoc *doc, xmlNode **si
 	if (!rc)
 		return sig_fail(sig, VEIL_ENOTSUP, "RIM signature: the Reference must have URI=\"\" "
 				"(the whole document); a signature over part of it is refused");
-	/* Transforms: enveloped-signature, then at most one C14N */
+	/* Transforms: enveloped-signature, then at most one inclusive C14N */
 	tr = first_elem(ref);
 	if (!is_dsig(tr, "Transforms"))
 		return sig_fail(sig, VEIL_ENOTSUP, "RIM signature: the Reference has no Transforms "
@@ -291,8 +359,16 @@ static int check_shape(struct veil_nvgpu_rim_sig *sig, xmlDoc *doc, xmlNode **si
 				 ENVELOPED_ALG)) < 0)
 		return rc;
 	if ((t = next_elem(t))) {
+		hold = NULL;
+		a = is_dsig(t, "Transform") ? algorithm(t, &hold) : NULL;
+		rc = a && !strncmp(a, EXC_C14N_PREFIX, strlen(EXC_C14N_PREFIX));
+		xmlFree(hold);
+		if (rc)
+			return sig_fail(sig, VEIL_ENOTSUP, "RIM signature: exclusive C14N is not "
+					"accepted as the Reference transform (inclusive C14N 1.0 / "
+					"1.1 only)");
 		if (!is_dsig(t, "Transform") ||
-		    (rc = check_alg_elem(sig, t, "second Transform", C14N_ALGS, NULL)) < 0)
+		    (rc = check_alg_elem(sig, t, "second Transform", REF_C14N_ALGS, NULL)) < 0)
 			return rc < 0 ? rc : sig_fail(sig, VEIL_ENOTSUP, "RIM signature: bad Transforms");
 		if (next_elem(t))
 			return sig_fail(sig, VEIL_ENOTSUP, "RIM signature: more than two Transforms");
@@ -428,7 +504,6 @@ static int restrict_ctx(xmlSecDSigCtxPtr d)
 	bad |= xmlSecDSigCtxEnableReferenceTransform(d, xmlSecTransformEnvelopedId);
 	bad |= xmlSecDSigCtxEnableReferenceTransform(d, xmlSecTransformInclC14NId);
 	bad |= xmlSecDSigCtxEnableReferenceTransform(d, xmlSecTransformInclC14N11Id);
-	bad |= xmlSecDSigCtxEnableReferenceTransform(d, xmlSecTransformExclC14NId);
 	bad |= xmlSecDSigCtxEnableReferenceTransform(d, xmlSecOpenSSLTransformSha256Id);
 	bad |= xmlSecDSigCtxEnableReferenceTransform(d, xmlSecOpenSSLTransformSha384Id);
 	bad |= xmlSecDSigCtxEnableReferenceTransform(d, xmlSecOpenSSLTransformSha512Id);
@@ -565,8 +640,6 @@ static int parse_doc(struct veil_nvgpu_rim_sig *sig, const char *xml, size_t n, 
 
 		rc = sig_fail(sig, VEIL_EFORMAT, "RIM: not well-formed XML%s%.120s",
 			      e && e->message ? ": " : "", e && e->message ? e->message : "");
-		/* libxml2 messages end with a newline */
-		sig->error[strcspn(sig->error, "\n")] = '\0';
 		goto out;
 	}
 	*out = doc;
