@@ -74,6 +74,17 @@ int gw_query(struct gw *g, struct gw_job *j, struct veil_http_req *req)
 	return 0;
 }
 
+int gw_report_query(struct gw *g, struct gw_job *j, struct veil_http_req *req)
+{
+	if (gw_worker_submit(g->report, j) < 0) {
+		veil_http_set_retry_after(req, 1);
+		gw_reply_error(g, req, 503, NULL, "overloaded",
+			       "too many usage reports at once; retry later");
+		return VEIL_EBUSY;
+	}
+	return 0;
+}
+
 /* ---- /v1/models ------------------------------------------------------------ */
 
 static json_t *model_obj(struct gw *g, const char *id)
@@ -228,7 +239,7 @@ static void usage_next(struct authed *a, const struct gw_key *k)
 	q->g = a->g;
 	q->req = a->req;
 	q->key_id = k->id;
-	if (gw_query(a->g, &q->job, a->req) < 0)
+	if (gw_report_query(a->g, &q->job, a->req) < 0)
 		free(q);
 }
 

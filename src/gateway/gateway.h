@@ -174,6 +174,8 @@ struct gw {
 	struct veil_hconn *up;              /* relayed requests: pinned, pooled */
 	struct veil_http_chan *chan;        /* worker results -> loop */
 	struct gw_worker *query;            /* store reads, rate takes, admin */
+	struct gw_worker *report;           /* /v1/usage: scans of a key's
+					     * records, never ahead of auth */
 	struct gw_worker *writer;           /* usage records (group commit) */
 #define GW_MAX_CPU 8
 	struct gw_worker *cpu[GW_MAX_CPU];  /* receipt verification */
@@ -375,6 +377,11 @@ int gw_reply_error(struct gw *g, struct veil_http_req *req, int status,
 /* Runs a store job on the query worker and answers 503 when it is full.
  * Returns 0 when submitted. */
 int gw_query(struct gw *g, struct gw_job *j, struct veil_http_req *req);
+/* The same on the report worker (a caller's usage over a window scans its
+ * records: seconds for a busy key, which must not hold up key lookups and
+ * rate takes); 503 with Retry-After when its GW_REPORT_QUEUE are taken. */
+#define GW_REPORT_QUEUE 16
+int gw_report_query(struct gw *g, struct gw_job *j, struct veil_http_req *req);
 /* base64url without padding; caller frees. */
 char *gw_b64url(const void *p, size_t n);
 

@@ -592,6 +592,7 @@ int main(int argc, char **argv)
 	if ((rc = gw_chan_init(g)) < 0 || (rc = gw_keys_init(g)) < 0 ||
 	    (rc = veil_http_client_new(g->base, &g->client)) < 0 || (rc = gw_up_init(g)) < 0 ||
 	    (rc = gw_worker_start(g, "query", true, false, 65536, &g->query)) < 0 ||
+	    (rc = gw_worker_start(g, "report", true, false, GW_REPORT_QUEUE, &g->report)) < 0 ||
 	    (rc = gw_worker_start(g, "writer", true, true, 1 << 20, &g->writer)) < 0) {
 		VEIL_ERROR(GW_MOD, "start-up failed: %s (%s)", veil_strerror(rc),
 			   veil_err_detail());
