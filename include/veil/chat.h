@@ -9,7 +9,8 @@
  * meant to be tokenized with parse_special = true.  Message contents are
  * inserted verbatim, so a content containing "<|im_end|>" would become that
  * special token; veil_chat_apply_spans() reports where the contents lie so
- * a caller can tokenize them with parse_special = false.
+ * a caller can tokenize the whole text in one pass with control tokens not
+ * matched inside them (veil_tok_encode_spans, as the node does).
  *
  * VEIL_CHAT_PLAIN is veil's own format for models without a template (e.g.
  * stories260K):

@@ -5,7 +5,9 @@
  *   - "gpt2": byte-level BPE with the pre-tokenizers gpt-2, llama3
  *     (llama-bpe), qwen2, smollm and starcoder, selected by
  *     tokenizer.ggml.pre.
- * Special / control tokens are matched in the text when parse_special is set.
+ * Control tokens are matched in the text when parse_special is set
+ * (user-defined ones always), or outside given spans
+ * (veil_tok_encode_spans).
  * A loaded tokenizer is immutable and safe to share between threads. */
 #ifndef VEIL_TOKENIZER_H
 #define VEIL_TOKENIZER_H
@@ -41,8 +43,9 @@ void veil_tok_free(struct veil_tok *t);
 
 /* Tokenizes len bytes of text (UTF-8; invalid bytes are handled as llama.cpp
  * does).  add_special: prepend BOS (and append EOS) as the model's
- * add_bos_token / add_eos_token say.  parse_special: recognise control and
- * user-defined token texts in the input.  Writes at most cap ids; if more
+ * add_bos_token / add_eos_token say.  parse_special: recognise control (and
+ * unknown) token texts in the input; user-defined ones are recognised
+ * either way, as llama.cpp does.  Writes at most cap ids; if more
  * are needed returns VEIL_ERANGE and sets *n_out to the count required. */
 int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
 		    bool add_special, bool parse_special, int32_t *ids,
@@ -56,6 +59,27 @@ int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
 int veil_tok_encode_max(const struct veil_tok *t, const char *text, size_t len,
 			bool add_special, bool parse_special, int32_t *ids,
 			size_t cap, size_t *n_out);
+/* A byte range [off, off + len) of a text. */
+struct veil_tok_span {
+	size_t off;
+	size_t len;
+};
+
+/* As veil_tok_encode_max with parse_special = true over the whole text at
+ * once (one pass: BPE pre-splits and SentencePiece merges run across span
+ * edges, and the SentencePiece space prefix goes only after BOS or a
+ * special token, as llama.cpp tokenizes a rendered chat prompt), except
+ * inside spans[0..n_spans): there no control (or unknown) token text is
+ * matched, as with parse_special = false (user-defined ones still are),
+ * and no special token text that crosses a span's edge is matched at all
+ * -- so text placed in a span (a user's message content) cannot make a
+ * control token, nor eat part of one around it.  The spans must be in
+ * order, not overlapping, inside the text (VEIL_EINVAL otherwise); empty
+ * ones are allowed.  No spans: exactly veil_tok_encode_max(..., true, ...);
+ * one span over the whole text: veil_tok_encode_max(..., false, ...). */
+int veil_tok_encode_spans(const struct veil_tok *t, const char *text, size_t len,
+			  const struct veil_tok_span *spans, size_t n_spans,
+			  bool add_special, int32_t *ids, size_t cap, size_t *n_out);
 /* The most input bytes one token stands for: the longest of its rendered
  * piece (veil_tok_piece with special) and its text in the vocabulary (a
  * SentencePiece U+2581 is 3 input bytes that render as one space), at

@@ -10,8 +10,11 @@
  * drains the inbox and writes to the client.  A job is freed on the loop
  * once its final event was drained (engine) or its call ended (upstream)
  * and its receipt, signed off the loop (receipt.c), came back; a client
- * that leaves first cancels the engine sequence at once. */
+ * that leaves first cancels the engine sequence at once.  A prompt of more
+ * than TOK_OFFLOAD_BYTES is tokenized on a tokenizer thread (tok_offload),
+ * the rest of its request done on the loop when the ids come back. */
 #include <ctype.h>
+#include <stdatomic.h>
 #include <strings.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +34,28 @@
 /* The largest upstream SSE line / event relayed (a chunk with many tokens'
  * logprobs), 1 MiB. */
 #define UP_MAX_EVENT 1048576
+
+/* A prompt is tokenized on the loop unless its text is larger than this:
+ * then on a tokenizer thread (tok_offload()).  Measured with SmolLM2's BPE
+ * (tiny-synth, 2 cores): 8 KiB of words take ~0.7 ms, of one letter
+ * ~1.5 ms, of runs of spaces or dashes 2.5 to 7 ms; 600 KB bodies that pass
+ * the pre-check (text_over_cap(), parse.c) at --ctx 4096 take 0.4 to 2.4 s,
+ * every stream of the node stalled meanwhile.  So below this the loop
+ * stalls a few ms at most, an engine step or so, and the common prompt
+ * keeps the inline path (no hand-off in its time to first token); above
+ * it the hand-off (~50 us there and back) is a few % of the prompt's own
+ * tokenizing. */
+#define TOK_OFFLOAD_BYTES 8192
+/* What a message adds to the text besides its content: role and template
+ * markup (a request of many empty messages tokenizes that much). */
+#define TOK_MSG_OVERHEAD 64
+/* Two threads: tokenizing is one core's work per prompt, and the engine
+ * wants the others.  Big prompts handed to them and not back yet: past
+ * that 503 tokenizer_busy with Retry-After (a full queue is seconds of
+ * work already); it also bounds the channel back, which then never fills. */
+#define TOK_THREADS 2
+#define TOK_MAX_PENDING 16
+#define TOK_RETRY_AFTER_S 1
 
 struct tokrec {
 	size_t text_end;                /* inbox text length after this token */
@@ -110,6 +135,10 @@ struct job {
 	bool stopping;
 	char *reply_body;               /* secret: a non-streamed answer's JSON */
 	struct veil_buf reply_sealed;   /* ... sealed, when the request was */
+
+	/* its prompt is with a tokenizer thread (tok_offload()): the job is
+	 * not submitted yet; NULL again when the ids came back */
+	struct tokjob *tj;
 
 	/* upstream */
 	struct veil_http_call *call;
@@ -1246,6 +1275,8 @@ static void chan_drop(void *msg, void *arg)
 
 /* ---- the client went away ------------------------------------------------ */
 
+static void tok_drop(struct job *j);
+
 static void on_close(struct veil_http_req *req, void *arg)
 {
 	struct job *j = arg;
@@ -1253,6 +1284,17 @@ static void on_close(struct veil_http_req *req, void *arg)
 
 	if (j->req != req)
 		return;
+	if (j->tj) {
+		/* its prompt is being tokenized: no sequence yet; the ids,
+		 * when they come back, are dropped (tok_done) */
+		n->m.cancelled++;
+		VEIL_INFO(NODE_MOD, "%s: client went away while its prompt was tokenized",
+			  j->id);
+		veil_http_reply(req, 499, "text/plain", "", 0);
+		j->req = NULL;
+		tok_drop(j);
+		return;
+	}
 	if (!j->released && !j->slow)
 		n->m.cancelled++; /* a slow one was counted then */
 	VEIL_INFO(NODE_MOD, "%s: client went away%s", j->id,
@@ -1462,6 +1504,276 @@ static bool is_sealed(struct veil_http_req *req)
 	return ct && !strncasecmp(ct, SEALED_TYPE, strlen(SEALED_TYPE));
 }
 
+/* The rest of a completion once its prompt is tokenized (rc, err, ids,
+ * n_ids: what node_chat_tokens() / node_prompt_tokens() made of it under
+ * cap ids): the context checks, the engine submit, a chat stream's first
+ * chunk.  Takes j: submitted (its engine events own it from then on), or
+ * answered with an error and freed.  tok_ms: how long a tokenizer thread
+ * took (< 0: tokenized here, on the loop), wait_ms: how long the prompt
+ * waited besides (queue, hand-offs), for the log.  On the loop; p's stops point
+ * into a body that lives until this returns. */
+static void job_start(struct job *j, struct veil_http_req *req, const struct node_params *p,
+		      int rc, const char *err, const int32_t *ids, size_t n_ids, size_t cap,
+		      double tok_ms, double wait_ms)
+{
+	struct node *n = j->n;
+	char took[96] = "";
+
+	j->req = NULL; /* until submitted: an error below completes req */
+	if (rc == VEIL_ERANGE) {
+		node_metrics_status(n, 400);
+		veil_http_reply_error(req, 400, NULL, "context_length_exceeded",
+				      "the prompt has more than %zu tokens; this model's context is %d",
+				      cap, (int)veil_engine_n_ctx(n->engine));
+		goto fail;
+	}
+	if (rc < 0) {
+		reply_err(n, req, 400, NULL, "invalid_prompt", err);
+		goto fail;
+	}
+	if (n_ids == 0) {
+		reply_err(n, req, 400, NULL, "invalid_prompt", "the prompt is empty");
+		goto fail;
+	}
+	if (n_ids >= (size_t)veil_engine_n_ctx(n->engine)) {
+		node_metrics_status(n, 400);
+		veil_http_reply_error(req, 400, NULL, "context_length_exceeded",
+				      "the prompt has %zu tokens; this model's context is %d",
+				      n_ids, (int)veil_engine_n_ctx(n->engine));
+		goto fail;
+	}
+	/* All of the loop's own work on this request before the engine starts:
+	 * once submitted, the engine thread and its pool take every core (two
+	 * here), and what the loop still does then is done on a core taken
+	 * from the prefill, after waiting for one. */
+	if (j->stream && chunk_prefix(j) < 0) {
+		reply_err(n, req, 500, NULL, "internal", "out of memory");
+		goto fail;
+	}
+	if (tok_ms >= 0)
+		snprintf(took, sizeof(took), ", tokenized off the loop in %.1f ms (%.2f ms queued)",
+			 tok_ms, wait_ms);
+	VEIL_INFO(NODE_MOD, "%s: request %llu, %zu prompt tokens%s%s%s", j->id,
+		  (unsigned long long)veil_http_req_id(req), n_ids,
+		  j->sealed ? ", sealed" : "", j->stream ? ", streamed" : "", took);
+	{
+		struct veil_engine_request er = {0};
+
+		er.prompt = ids;
+		er.n_prompt = n_ids;
+		er.sampling = p->sp;
+		er.max_tokens = p->max_tokens;
+		er.stops = p->n_stops ? p->stops : NULL;
+		er.n_stops = p->n_stops;
+		er.n_logprobs = p->logprobs ? VEIL_MAX(p->top_logprobs, 1) : 0;
+		er.cb = engine_cb;
+		er.user = j;
+		j->prompt_tokens = (int32_t)n_ids;
+		j->req = req;
+		rc = veil_engine_submit(n->engine, &er, &j->eng_id);
+		if (rc < 0) {
+			j->req = NULL;
+			if (rc == VEIL_EBUSY) {
+				reply_err(n, req, 429, "rate_limit_error", "overloaded",
+					  "the node is busy; retry later");
+			} else {
+				node_metrics_status(n, 400);
+				veil_http_reply_error(req, 400, NULL, "invalid_parameter",
+						      "the request was refused: %s",
+						      veil_strerror(rc));
+			}
+			goto fail;
+		}
+		j->submitted = true;
+	}
+	veil_http_req_on_close(req, on_close, j);
+	if (j->stream && j->chat) {
+		/* OpenAI's first chunk names the role. */
+		json_t *c = chunk_base(j);
+
+		json_object_set_new(c, "choices",
+				    json_pack("[{s:i, s:{s:s, s:s, s:n}, s:n, s:n}]", "index", 0,
+					      "delta", "role", "assistant", "content", "",
+					      "refusal", "logprobs", "finish_reason"));
+		out_json_event(j, c, false);
+	}
+	return;
+fail:
+	job_free(j);
+}
+
+/* ---- big prompts, tokenized off the loop ---------------------------------- */
+
+/* A big prompt with a tokenizer thread.  The worker reads tok, chat_tmpl,
+ * body and cap and writes rc, err, ids, n_ids and tok_ns; the loop touches
+ * none of them meanwhile (the queue and the channel order the two). */
+struct tokjob {
+	struct node_job job;            /* first: the workers hand it back */
+	struct node *n;
+	/* the loop's: NULL once the job was dropped (its client left, or a
+	 * shutdown answered it) */
+	struct job *j;
+	atomic_bool gone;               /* ... and then nobody needs the ids */
+	const struct veil_tok *tok;
+	int chat_tmpl;
+	bool chat;
+	json_t *body;                   /* owned; p's stops point into it */
+	struct node_params p;
+	size_t cap;
+	int rc;
+	int32_t *ids;                   /* secret: cap of them, wiped */
+	size_t n_ids;
+	uint64_t t_submit_ns;           /* the loop's: when handed over */
+	uint64_t tok_ns;
+	bool stopped;                   /* not tokenized: node_api_stop() */
+	char err[256];
+};
+
+/* The bytes a tokenizer reads for the prompt of body b, about: message
+ * contents (strings or text parts) with TOK_MSG_OVERHEAD each, or the
+ * prompt string.  What node_chat_tokens() / node_prompt_tokens() refuse
+ * counts for nothing (refused before any tokenizing). */
+static size_t prompt_text_bytes(json_t *b, bool chat)
+{
+	json_t *v, *m, *part, *c;
+	size_t i, k, sum = 0;
+
+	if (!chat) {
+		v = json_object_get(b, "prompt");
+		if (json_is_array(v) && json_array_size(v) == 1)
+			v = json_array_get(v, 0);
+		return json_is_string(v) ? json_string_length(v) : 0;
+	}
+	v = json_object_get(b, "messages");
+	if (!json_is_array(v))
+		return 0;
+	json_array_foreach(v, i, m) {
+		sum += TOK_MSG_OVERHEAD;
+		c = json_object_get(m, "content");
+		if (json_is_string(c))
+			sum += json_string_length(c);
+		else if (json_is_array(c))
+			json_array_foreach(c, k, part)
+				sum += json_string_length(json_object_get(part, "text")) + 1;
+	}
+	return sum;
+}
+
+/* A tokenizer thread.  A prompt nobody waits for any more (its client
+ * left, the node stops) is not tokenized. */
+static void tok_run(struct node_job *nj, bool stopping)
+{
+	struct tokjob *t = (struct tokjob *)nj;
+	uint64_t t0 = veil_now_ns();
+
+	if (stopping || atomic_load(&t->gone)) {
+		t->stopped = true;
+		t->rc = VEIL_ECANCELED;
+		return;
+	}
+	t->rc = t->chat ? node_chat_tokens(t->tok, t->chat_tmpl,
+					   json_object_get(t->body, "messages"), t->ids,
+					   t->cap, &t->n_ids, t->err, sizeof(t->err))
+			: node_prompt_tokens(t->tok, json_object_get(t->body, "prompt"),
+					     t->ids, t->cap, &t->n_ids, t->err, sizeof(t->err));
+	t->tok_ns = veil_now_ns() - t0;
+}
+
+static void tok_free(struct tokjob *t)
+{
+	if (t->ids)
+		veil_wipe(t->ids, t->cap * sizeof(*t->ids));
+	free(t->ids);
+	json_decref(t->body);
+	veil_wipe(t, sizeof(*t));
+	free(t);
+}
+
+/* On the loop (or on node_api_stop's thread, after the server was freed:
+ * every job dropped by then): the job goes on with the ids, or they are
+ * dropped. */
+static void tok_done(struct node_job *nj)
+{
+	struct tokjob *t = (struct tokjob *)nj;
+	struct node *n = t->n;
+	struct job *j = t->j;
+
+	if (n->m.tok_pending)
+		n->m.tok_pending--;
+	if (j) {
+		j->tj = NULL;
+		if (t->stopped) {
+			/* stopped with its request open: not by the contract
+			 * of node_api_stop(), but then nothing more is sent */
+			j->req = NULL;
+			job_free(j);
+		} else {
+			job_start(j, j->req, &t->p, t->rc, t->err, t->ids, t->n_ids, t->cap,
+				  (double)t->tok_ns / 1e6,
+				  (double)(veil_now_ns() - t->t_submit_ns - t->tok_ns) / 1e6);
+		}
+	}
+	tok_free(t);
+}
+
+/* Drops a job whose prompt is being tokenized (its request completed or
+ * gone): freed now, its ids dropped when they come back. */
+static void tok_drop(struct job *j)
+{
+	struct tokjob *t = j->tj;
+
+	t->j = NULL;
+	atomic_store(&t->gone, true);
+	j->tj = NULL;
+	job_free(j);
+}
+
+/* Hands the prompt of body b to a tokenizer thread; job_start() follows
+ * on the loop when the ids come back.  Takes j (and req with it) and b. */
+static void tok_offload(struct job *j, struct veil_http_req *req, json_t *b,
+			const struct node_params *p, size_t cap)
+{
+	struct node *n = j->n;
+	struct tokjob *t = NULL;
+
+	if (!n->tokenizer || n->m.tok_pending >= TOK_MAX_PENDING) {
+		n->m.tok_busy++;
+		node_metrics_status(n, 503);
+		veil_http_set_retry_after(req, TOK_RETRY_AFTER_S);
+		veil_http_reply_error(req, 503, NULL, "tokenizer_busy",
+				      "%d large prompts are being tokenized; retry later",
+				      TOK_MAX_PENDING);
+		goto fail;
+	}
+	if (!(t = calloc(1, sizeof(*t))) || !(t->ids = calloc(cap, sizeof(*t->ids)))) {
+		reply_err(n, req, 500, NULL, "internal", "out of memory");
+		goto fail;
+	}
+	t->job.run = tok_run;
+	t->job.done = tok_done;
+	t->n = n;
+	t->j = j;
+	t->tok = n->tok;
+	t->chat_tmpl = n->chat_tmpl;
+	t->chat = j->chat;
+	t->body = b;
+	t->p = *p;
+	t->cap = cap;
+	j->tj = t;
+	j->req = req;
+	veil_http_req_on_close(req, on_close, j);
+	n->m.tok_pending++;
+	t->t_submit_ns = veil_now_ns();
+	VEIL_DEBUG(NODE_MOD, "%s: request %llu, prompt tokenized off the loop", j->id,
+		   (unsigned long long)veil_http_req_id(req));
+	node_workers_submit(n->tokenizer, &t->job);
+	return;
+fail:
+	free(t);
+	json_decref(b);
+	job_free(j);
+}
+
 static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 {
 	struct node *n = arg;
@@ -1534,8 +1846,9 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 					      json_string_value(model));
 		goto out;
 	}
-	if (node_parse_params(b, chat, &p, err, sizeof(err)) < 0) {
-		reply_err(n, req, 400, NULL, "invalid_parameter", err);
+	if ((rc = node_parse_params(b, chat, &p, err, sizeof(err))) < 0) {
+		reply_err(n, req, 400, NULL,
+			  rc == VEIL_ENOTSUP ? "unsupported_parameter" : "invalid_parameter", err);
 		goto out;
 	}
 	if (!(j = calloc(1, sizeof(*j)))) {
@@ -1599,86 +1912,21 @@ static void h_completion(struct veil_http_req *req, void *arg, bool chat)
 
 	/* What can fit: a prompt needs at least one free position. */
 	cap = VEIL_MIN((size_t)veil_engine_n_ctx(n->engine), (size_t)MAX_PROMPT_TOKENS);
+	if (prompt_text_bytes(b, chat) > TOK_OFFLOAD_BYTES) {
+		/* takes j and b, answers the request if it cannot */
+		tok_offload(j, req, b, &p, cap);
+		j = NULL;
+		b = NULL;
+		goto out;
+	}
 	ids_used = cap; /* until the tokenizer says how many */
 	rc = chat ? node_chat_tokens(n->tok, n->chat_tmpl, json_object_get(b, "messages"),
 				     ids, cap, &n_ids, err, sizeof(err))
 		  : node_prompt_tokens(n->tok, json_object_get(b, "prompt"), ids, cap,
 				       &n_ids, err, sizeof(err));
-	if (rc == VEIL_ERANGE) {
-		node_metrics_status(n, 400);
-		veil_http_reply_error(req, 400, NULL, "context_length_exceeded",
-				      "the prompt has more than %zu tokens; this model's context is %d",
-				      cap, (int)veil_engine_n_ctx(n->engine));
-		goto out;
-	}
-	if (rc < 0) {
-		reply_err(n, req, 400, NULL, "invalid_prompt", err);
-		goto out;
-	}
-	ids_used = n_ids;
-	if (n_ids == 0) {
-		reply_err(n, req, 400, NULL, "invalid_prompt", "the prompt is empty");
-		goto out;
-	}
-	if (n_ids >= (size_t)veil_engine_n_ctx(n->engine)) {
-		node_metrics_status(n, 400);
-		veil_http_reply_error(req, 400, NULL, "context_length_exceeded",
-				      "the prompt has %zu tokens; this model's context is %d",
-				      n_ids, (int)veil_engine_n_ctx(n->engine));
-		goto out;
-	}
-	/* All of the loop's own work on this request before the engine starts:
-	 * once submitted, the engine thread and its pool take every core (two
-	 * here), and what the loop still does then is done on a core taken
-	 * from the prefill, after waiting for one. */
-	if (j->stream && chunk_prefix(j) < 0) {
-		reply_err(n, req, 500, NULL, "internal", "out of memory");
-		goto out;
-	}
-	VEIL_INFO(NODE_MOD, "%s: request %llu, %zu prompt tokens%s%s", j->id,
-		  (unsigned long long)veil_http_req_id(req), n_ids,
-		  j->sealed ? ", sealed" : "", j->stream ? ", streamed" : "");
-	{
-		struct veil_engine_request er = {0};
-
-		er.prompt = ids;
-		er.n_prompt = n_ids;
-		er.sampling = p.sp;
-		er.max_tokens = p.max_tokens;
-		er.stops = p.n_stops ? p.stops : NULL;
-		er.n_stops = p.n_stops;
-		er.n_logprobs = p.logprobs ? VEIL_MAX(p.top_logprobs, 1) : 0;
-		er.cb = engine_cb;
-		er.user = j;
-		j->prompt_tokens = (int32_t)n_ids;
-		j->req = req;
-		rc = veil_engine_submit(n->engine, &er, &j->eng_id);
-		if (rc < 0) {
-			j->req = NULL;
-			if (rc == VEIL_EBUSY) {
-				reply_err(n, req, 429, "rate_limit_error", "overloaded",
-					  "the node is busy; retry later");
-			} else {
-				node_metrics_status(n, 400);
-				veil_http_reply_error(req, 400, NULL, "invalid_parameter",
-						      "the request was refused: %s",
-						      veil_strerror(rc));
-			}
-			goto out;
-		}
-		j->submitted = true;
-	}
-	veil_http_req_on_close(req, on_close, j);
-	if (j->stream && j->chat) {
-		/* OpenAI's first chunk names the role. */
-		json_t *c = chunk_base(j);
-
-		json_object_set_new(c, "choices",
-				    json_pack("[{s:i, s:{s:s, s:s, s:n}, s:n, s:n}]", "index", 0,
-					      "delta", "role", "assistant", "content", "",
-					      "refusal", "logprobs", "finish_reason"));
-		out_json_event(j, c, false);
-	}
+	if (rc == 0)
+		ids_used = n_ids;
+	job_start(j, req, &p, rc, err, ids, n_ids, cap, -1, 0);
 	j = NULL;
 out:
 	if (j) {
@@ -1735,6 +1983,7 @@ int node_api_init(struct node *n)
 	/* Every job can be in the channel at most once: capacity above the most
 	 * jobs the engine accepts, plus jobs between submit and their end. */
 	size_t cap = (size_t)(n->o.max_batch + n->o.max_queue) * 2 + n->o.max_conns + 64;
+	int rc;
 
 	n->sc_ev = (struct veil_buf)VEIL_BUF_SECRET_INIT(VEIL_SEAL_MAX_CHUNK);
 	n->sc_ct = (struct veil_buf)VEIL_BUF_INIT(VEIL_SEAL_MAX_CHUNK + VEIL_SEAL_CHUNK_OVERHEAD +
@@ -1743,7 +1992,12 @@ int node_api_init(struct node *n)
 							 VEIL_SEAL_CHUNK_OVERHEAD) + 16);
 	if (!(n->sc_ids = calloc(MAX_PROMPT_TOKENS, sizeof(*n->sc_ids))))
 		return VEIL_ENOMEM;
-	return veil_http_chan_new(n->base, cap, chan_cb, chan_drop, n, &n->chan);
+	if ((rc = veil_http_chan_new(n->base, cap, chan_cb, chan_drop, n, &n->chan)) < 0)
+		return rc;
+	if (!n->engine)
+		return 0; /* upstream mode: nothing tokenized here */
+	return node_workers_start(n, "tokenizer", TOK_THREADS, TOK_MAX_PENDING + 1,
+				  &n->tokenizer);
 }
 
 void node_api_routes(struct node *n)
@@ -1808,6 +2062,10 @@ void node_api_abort_all(struct node *n, const char *why)
 			job_free(j); /* cancels the upstream call */
 			continue;
 		}
+		if (j->tj) {
+			tok_drop(j); /* its prompt was being tokenized */
+			continue;
+		}
 		if (j->submitted && !j->released)
 			veil_engine_cancel(n->engine, j->eng_id);
 	}
@@ -1821,8 +2079,15 @@ void node_api_abort_all(struct node *n, const char *why)
 	}
 }
 
+void node_api_stop(struct node *n)
+{
+	node_workers_stop(n->tokenizer);
+	n->tokenizer = NULL;
+}
+
 void node_api_free(struct node *n)
 {
+	node_api_stop(n); /* when node_api_stop() was not called */
 	veil_http_chan_free(n->chan);
 	n->chan = NULL;
 	veil_buf_free(&n->sc_ev);

@@ -451,6 +451,7 @@ out:
 	veil_http_server_free(n->srv);
 	if (n->base)
 		event_base_loop(n->base, EVLOOP_NONBLOCK);
+	node_api_stop(n); /* its tokenizer threads read the engine's tokenizer */
 	veil_engine_free(n->engine);
 	/* after the engine: no answer can end (and want a receipt) any more */
 	node_signer_stop(n);

@@ -6,7 +6,10 @@
  * (signer threads), which touch only their own requests, the read-only
  * signing keys and their channel, and the attestation reporter in attest.c
  * (one thread), which owns the attester after node_attest_init and touches
- * only its queued requests' nonces and reports and its channel. */
+ * only its queued requests' nonces and reports and its channel, and the
+ * tokenizer threads in api.c, which touch only their own prompt jobs (a
+ * parsed body no other thread touches meanwhile, their own id buffer), the
+ * tokenizer and chat template (read-only after load) and their channel. */
 #ifndef VEIL_NODE_H
 #define VEIL_NODE_H
 
@@ -72,6 +75,8 @@ struct node_metrics {
 	uint64_t receipts;
 	uint64_t reports_pending;    /* nonce reports with the reporter (attest.c) */
 	uint64_t reports_busy;       /* nonce reports refused: too many pending */
+	uint64_t tok_pending;        /* big prompts with the tokenizer threads (api.c) */
+	uint64_t tok_busy;           /* big prompts refused: too many pending */
 	struct node_hist ttft;
 	struct node_hist tpot;
 	int32_t last_batch;
@@ -120,6 +125,7 @@ struct node {
 	void *attester;                    /* struct veil_attester *, attest.c;
 					    * the reporter thread's once started */
 	struct node_workers *reporter;     /* nonce reports, off the loop */
+	struct node_workers *tokenizer;    /* big prompts' tokenization (api.c) */
 	json_t *cached_report;
 
 	/* The loop's scratch space for one stream event at a time (api.c):
@@ -142,6 +148,11 @@ struct node {
 /* api.c */
 int node_api_init(struct node *n);
 void node_api_routes(struct node *n);
+/* Joins the tokenizer threads (a big prompt's tokenization in progress
+ * ends first); prompts still queued are not tokenized.  After the server
+ * is freed (every pending request's close callback has fired: no job
+ * waits for them), before the engine, whose tokenizer they read. */
+void node_api_stop(struct node *n);
 void node_api_free(struct node *n);
 /* Ends every answer still open, with code shutting_down and message why:
  * a stream the engine is generating has its sequence cancelled and ends

@@ -28,6 +28,51 @@ static int num_field(json_t *body, const char *name, double lo, double hi,
 	return 1;
 }
 
+static int not_supported(const char *name, char *err, size_t errcap)
+{
+	snprintf(err, errcap, "'%s' is not supported by this node", name);
+	return VEIL_ENOTSUP;
+}
+
+/* OpenAI parameters the node cannot honour: refused (VEIL_ENOTSUP) rather
+ * than ignored, so that a client never takes an unconstrained answer for
+ * one that followed them.  Their neutral values (absent, null, empty, a
+ * "text" response_format, tool_choice "none") are accepted. */
+static int unsupported(json_t *b, char *err, size_t errcap)
+{
+	json_t *v, *ty;
+
+	if ((v = json_object_get(b, "logit_bias")) && !json_is_null(v)) {
+		if (!json_is_object(v)) {
+			snprintf(err, errcap, "'logit_bias' must be an object");
+			return VEIL_EINVAL;
+		}
+		if (json_object_size(v))
+			return not_supported("logit_bias", err, errcap);
+	}
+	if ((v = json_object_get(b, "tools")) && !json_is_null(v)) {
+		if (!json_is_array(v)) {
+			snprintf(err, errcap, "'tools' must be an array");
+			return VEIL_EINVAL;
+		}
+		if (json_array_size(v))
+			return not_supported("tools", err, errcap);
+	}
+	if ((v = json_object_get(b, "tool_choice")) && !json_is_null(v) &&
+	    !(json_is_string(v) && !strcmp(json_string_value(v), "none")))
+		return not_supported("tool_choice", err, errcap);
+	if ((v = json_object_get(b, "response_format")) && !json_is_null(v)) {
+		ty = json_object_get(v, "type");
+		if (!json_is_object(v) || !json_is_string(ty)) {
+			snprintf(err, errcap, "'response_format' must be an object with a string 'type'");
+			return VEIL_EINVAL;
+		}
+		if (strcmp(json_string_value(ty), "text"))
+			return not_supported("response_format", err, errcap);
+	}
+	return 0;
+}
+
 int node_parse_params(json_t *b, bool chat, struct node_params *p, char *err,
 		      size_t errcap)
 {
@@ -126,6 +171,8 @@ int node_parse_params(json_t *b, bool chat, struct node_params *p, char *err,
 				return -1;
 			}
 	}
+	if ((r = unsupported(b, err, errcap)) < 0)
+		return r;
 	if (chat) {
 		if ((v = json_object_get(b, "logprobs")) && !json_is_null(v)) {
 			if (!json_is_boolean(v)) {
@@ -186,17 +233,29 @@ static int tok_append(const struct veil_tok *t, const char *text, size_t len,
 	return 0;
 }
 
-/* Chat: rendered with the model's template; message contents are tokenized
- * with parse_special = false so a user cannot inject control tokens. */
+static bool role_known(const char *r)
+{
+	static const char *const known[] = {"system", "user", "assistant", "tool"};
+
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(known); i++)
+		if (!strcmp(r, known[i]))
+			return true;
+	return false;
+}
+
+/* Chat: rendered with the model's template and tokenized in one pass,
+ * control tokens matched only outside the message contents (the spans the
+ * renderer reports), so a user cannot inject them. */
 int node_chat_tokens(const struct veil_tok *tok, int chat_tmpl, json_t *msgs, int32_t *ids,
 		     size_t cap, size_t *n_ids, char *err, size_t errcap)
 {
 	struct veil_chat_msg m[NODE_MAX_MESSAGES];
 	struct veil_chat_span spans[NODE_MAX_MESSAGES];
+	struct veil_tok_span tspans[NODE_MAX_MESSAGES];
 	struct veil_buf text = VEIL_BUF_SECRET_INIT(VEIL_TOK_MAX_TEXT);
 	struct veil_buf parts = VEIL_BUF_SECRET_INIT(VEIL_TOK_MAX_TEXT);
 	char *owned[NODE_MAX_MESSAGES] = {0};
-	size_t nm, ns = 0, i, cnt = 0, pos = 0;
+	size_t nm, ns = 0, i, cnt = 0;
 	json_t *msg;
 	int rc = VEIL_EINVAL;
 
@@ -220,8 +279,13 @@ int node_chat_tokens(const struct veil_tok *tok, int chat_tmpl, json_t *msgs, in
 		r = json_string_value(role);
 		if (!strcmp(r, "developer"))
 			r = "system";
-		if (strlen(r) < 1 || strlen(r) > 32 || strspn(r, "abcdefghijklmnopqrstuvwxyz_") != strlen(r)) {
-			snprintf(err, errcap, "messages[%zu]: unknown role", i);
+		/* Only OpenAI's roles: some templates build a token from the
+		 * role ("<|" role "|>"), so another name could form a control
+		 * token.  The name is not echoed: errors to a sealed request
+		 * go out in plaintext and hold no user content. */
+		if (!role_known(r)) {
+			snprintf(err, errcap, "messages[%zu]: 'role' must be one of system, "
+				 "developer, user, assistant, tool", i);
 			goto out;
 		}
 		m[i].role = r;
@@ -278,24 +342,31 @@ int node_chat_tokens(const struct veil_tok *tok, int chat_tmpl, json_t *msgs, in
 		rc = VEIL_ERANGE;
 		goto out;
 	}
-	if (veil_tok_add_bos(tok) && veil_tok_bos(tok) >= 0)
+	if (veil_tok_add_bos(tok) && veil_tok_bos(tok) >= 0) {
+		if (!cap) {
+			rc = VEIL_ERANGE;
+			goto too_long;
+		}
 		ids[cnt++] = veil_tok_bos(tok);
+	}
 	if (chat_tmpl == VEIL_CHAT_PLAIN) {
 		/* No control tokens in the template: one pass, none parsed. */
 		rc = tok_append(tok, (char *)text.data, text.len, false, ids, cap, &cnt);
-	} else {
-		for (i = 0; i < ns && rc >= 0; i++) {
-			rc = tok_append(tok, (char *)text.data + pos, spans[i].off - pos,
-					true, ids, cap, &cnt);
-			if (rc >= 0)
-				rc = tok_append(tok, (char *)text.data + spans[i].off,
-						spans[i].len, false, ids, cap, &cnt);
-			pos = spans[i].off + spans[i].len;
-		}
+	} else if (text.len) {
+		/* One pass over the whole rendering, as llama.cpp tokenizes
+		 * it (merges and the SentencePiece space prefix run across
+		 * template/content edges), control tokens matched only
+		 * outside the contents. */
+		size_t got = 0;
+
+		for (i = 0; i < ns; i++)
+			tspans[i] = (struct veil_tok_span){spans[i].off, spans[i].len};
+		rc = veil_tok_encode_spans(tok, (char *)text.data, text.len, tspans, ns, false,
+					   ids + cnt, cap - cnt, &got);
 		if (rc >= 0)
-			rc = tok_append(tok, (char *)text.data + pos, text.len - pos, true,
-					ids, cap, &cnt);
+			cnt += got;
 	}
+too_long:
 	if (rc == VEIL_ERANGE) {
 		snprintf(err, errcap, "the prompt has more than %zu tokens", cap);
 		goto out;

@@ -31,13 +31,20 @@ struct node_params {
 };
 
 /* The sampling and output fields of body b (chat: /v1/chat/completions,
- * else /v1/completions); a seed not given is drawn at random. */
+ * else /v1/completions); a seed not given is drawn at random.
+ * VEIL_ENOTSUP (OpenAI code "unsupported_parameter") for a parameter the
+ * node cannot honour: a non-empty logit_bias or tools, a tool_choice other
+ * than "none", a response_format other than {"type": "text"}; another
+ * negative code (code "invalid_parameter") for a malformed field. */
 int node_parse_params(json_t *b, bool chat, struct node_params *p, char *err,
 		      size_t errcap);
 /* Chat: the messages rendered with template chat_tmpl (enum
- * veil_chat_tmpl), message contents tokenized with parse_special = false
- * so a user cannot inject control tokens; at most cap ids into ids, else
- * VEIL_ERANGE.  The rendered text is wiped. */
+ * veil_chat_tmpl) and tokenized in one pass as llama.cpp does, except that
+ * no control token is matched inside a message's content
+ * (veil_tok_encode_spans), so a user cannot inject control tokens; roles
+ * are system (or developer), user, assistant and tool.  At most cap ids
+ * into ids, else VEIL_ERANGE.  The rendered text is wiped.  No state:
+ * safe from any thread. */
 int node_chat_tokens(const struct veil_tok *tok, int chat_tmpl, json_t *msgs, int32_t *ids,
 		     size_t cap, size_t *n_ids, char *err, size_t errcap);
 /* Completions: the prompt (a string, or an array of one string),

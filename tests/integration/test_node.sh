@@ -341,6 +341,31 @@ elif start_node f --model "$SYNTH" --plain-http --allow-plaintext; then
 	check "chatml: '<|im_end|>' in user content is text, not the control token ($n_inject vs $n_plain tokens)" \
 		bash -c '[ "$0" -gt 0 ] && [ "$1" -gt $(( $0 + 1 )) ]' "${n_plain:-0}" "${n_inject:-0}"
 	check "the chat template was detected as chatml" grep -q "chat template chatml" "$tmp/f.log"
+	# the whole rendering tokenized once, as llama.cpp does: its 16 ids
+	# (reference/smollm2-tokenizer-llamacpp.json)
+	n_ref="$(ptok 'What is 2+2?')"
+	check "chatml: a prompt has llama.cpp's token count (16: $n_ref)" test "${n_ref:-0}" = 16
+	# only OpenAI's roles (a template may build a control token from one)
+	jq -cn '{model:"tiny-synth-f16",messages:[{role:"end",content:"x"}],max_tokens:1}' >"$tmp/role.json"
+	got="$(errcode "$F" /v1/chat/completions "$tmp/role.json")"
+	check "an unknown role is a 400 invalid_request_error naming 'role' ($got)" \
+		bash -c '[ "${0%% *}" = 400 ] && jq -e ".error.type == \"invalid_request_error\" and (.error.message | test(\"role\"))" "$1" >/dev/null' \
+		"$got" "$tmp/err.json"
+	# parameters the node cannot honour are refused, not ignored
+	for kv in 'logit_bias:{"50256":-100}' 'tools:[{"type":"function","function":{"name":"f"}}]' \
+		'tool_choice:"required"' 'response_format:{"type":"json_object"}'; do
+		k="${kv%%:*}"
+		jq -cn --arg k "$k" --argjson v "${kv#*:}" \
+			'{model:"tiny-synth-f16",messages:[{role:"user",content:"x"}],max_tokens:1} + {($k): $v}' >"$tmp/unsup.json"
+		got="$(errcode "$F" /v1/chat/completions "$tmp/unsup.json")"
+		check "'$k' is refused with a 400 unsupported_parameter naming it ($got)" \
+			bash -c '[ "$0" = "400 unsupported_parameter" ] && jq -e --arg k "$2" ".error.type == \"invalid_request_error\" and (.error.message | contains(\$k))" "$1" >/dev/null' \
+			"$got" "$tmp/err.json" "$k"
+	done
+	jq -cn '{model:"tiny-synth-f16",messages:[{role:"user",content:"x"}],max_tokens:1,
+		logit_bias:{},tools:[],tool_choice:"none",response_format:{type:"text"}}' >"$tmp/neutral.json"
+	check "their neutral values are accepted" \
+		test "$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' --data-binary @"$tmp/neutral.json" "$F/v1/chat/completions")" = 200
 	# no BOS: an empty prompt has no tokens at all
 	printf '{"model":"tiny-synth-f16","prompt":"","max_tokens":1}' >"$tmp/empty.json"
 	got="$(errcode "$F" /v1/completions "$tmp/empty.json")"

@@ -1576,10 +1576,49 @@ static int fvec_push(struct fvec *a, int32_t tok, size_t off, size_t len)
 	return 0;
 }
 
+/* Spans of text where control tokens are not matched (see
+ * veil_tok_encode_spans): sorted, not overlapping. */
+struct nospec {
+	const struct veil_tok_span *v;
+	size_t n;
+};
+
+/* Whether special token id may be matched at text[mo, mo + sl): outside
+ * every span any special token may; one that lies wholly inside a span
+ * may unless it is a control (or unknown) token; one across a span's
+ * edge never. */
+static bool match_allowed(const struct nospec *ns, uint16_t attr, size_t mo, size_t sl)
+{
+	size_t lo = 0, hi = ns->n, end = mo + sl;
+
+	/* the first span that ends after mo (span ends never decrease) */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (ns->v[mid].off + ns->v[mid].len <= mo)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	/* it and those after it end after mo: a non-empty one that begins
+	 * before end overlaps the match */
+	for (; lo < ns->n && ns->v[lo].off < end; lo++) {
+		const struct veil_tok_span *sp = &ns->v[lo];
+
+		if (!sp->len)
+			continue;
+		if (attr & (ATTR_CONTROL | ATTR_UNKNOWN))
+			return false;
+		return sp->off <= mo && end <= sp->off + sp->len;
+	}
+	return true;
+}
+
 /* tokenizer_st_partition: cuts each special token's text out of the raw
- * fragments, longest tokens first. */
+ * fragments, longest tokens first.  With spans (ns->n > 0), a match the
+ * spans forbid is passed over and the search goes on one byte later. */
 static int partition(const struct veil_tok *t, const char *text, size_t len,
-		     bool parse_special, struct fvec *fr)
+		     bool parse_special, const struct nospec *ns, struct fvec *fr)
 {
 	struct fvec next = {0}, tmp;
 	int rc = 0;
@@ -1600,14 +1639,14 @@ static int partition(const struct veil_tok *t, const char *text, size_t len,
 		next.n = 0;
 		for (size_t fi = 0; fi < fr->n && rc == 0; fi++) {
 			struct frag f = fr->v[fi];
-			size_t base = f.off, blen = f.len;
+			size_t base = f.off, blen = f.len, from = f.off;
 
 			if (f.tok >= 0) {
 				rc = fvec_push(&next, f.tok, 0, 0);
 				continue;
 			}
 			for (;;) {
-				const char *m = memmem(text + base, blen, st, sl);
+				const char *m = memmem(text + from, base + blen - from, st, sl);
 				size_t mo, llen;
 
 				if (!m) {
@@ -1616,6 +1655,10 @@ static int partition(const struct veil_tok *t, const char *text, size_t len,
 					break;
 				}
 				mo = (size_t)(m - text);
+				if (ns->n && !match_allowed(ns, a, mo, sl)) {
+					from = mo + 1;
+					continue;
+				}
 				llen = mo - base;
 				if (a & ATTR_LSTRIP)
 					while (llen > 0 && c_isspace((uint8_t)text[base + llen - 1]))
@@ -1633,6 +1676,7 @@ static int partition(const struct veil_tok *t, const char *text, size_t len,
 						base++;
 						blen--;
 					}
+				from = base;
 			}
 		}
 		if (rc < 0)
@@ -1646,14 +1690,15 @@ static int partition(const struct veil_tok *t, const char *text, size_t len,
 }
 
 static int encode_all(const struct veil_tok *t, const char *text, size_t len,
-		      bool add_special, bool parse_special, struct ivec *out)
+		      bool add_special, bool parse_special, const struct nospec *ns,
+		      struct ivec *out)
 {
 	struct fvec fr = {0};
 	struct bytes buf = {0};
 	bool prev_special = true;
 	int rc;
 
-	if ((rc = partition(t, text, len, parse_special, &fr)) < 0)
+	if ((rc = partition(t, text, len, parse_special, ns, &fr)) < 0)
 		goto done;
 	if (add_special && t->add_bos) {
 		if (t->bos < 0) {
@@ -1714,15 +1759,16 @@ done:
 /* The checks and the encoding both entry points share; out->limit caps
  * the ids (encode_all stops with VEIL_ERANGE past it). */
 static int encode_checked(const struct veil_tok *t, const char *text, size_t len,
-			  bool add_special, bool parse_special, const int32_t *ids,
-			  size_t cap, const size_t *n_out, struct ivec *out)
+			  bool add_special, bool parse_special, const struct nospec *ns,
+			  const int32_t *ids, size_t cap, const size_t *n_out,
+			  struct ivec *out)
 {
 	if (!t || !n_out || (len && !text) || (cap && !ids))
 		return VEIL_EINVAL;
 	if (len > VEIL_TOK_MAX_TEXT)
 		return veil_errf(VEIL_ERANGE, "tokenizer: text of %zu bytes exceeds %u",
 				 len, VEIL_TOK_MAX_TEXT);
-	return encode_all(t, text, len, add_special, parse_special, out);
+	return encode_all(t, text, len, add_special, parse_special, ns, out);
 }
 
 int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
@@ -1730,10 +1776,11 @@ int veil_tok_encode(const struct veil_tok *t, const char *text, size_t len,
 		    size_t cap, size_t *n_out)
 {
 	struct ivec out = {.limit = SIZE_MAX};
+	struct nospec ns = {0};
 	int rc;
 
-	if ((rc = encode_checked(t, text, len, add_special, parse_special, ids, cap, n_out,
-				 &out)) < 0)
+	if ((rc = encode_checked(t, text, len, add_special, parse_special, &ns, ids, cap,
+				 n_out, &out)) < 0)
 		goto done;
 	*n_out = out.n;
 	if (out.n > cap) {
@@ -1748,15 +1795,16 @@ done:
 	return rc;
 }
 
-int veil_tok_encode_max(const struct veil_tok *t, const char *text, size_t len,
-			bool add_special, bool parse_special, int32_t *ids,
-			size_t cap, size_t *n_out)
+/* veil_tok_encode_max and veil_tok_encode_spans: stop past cap ids. */
+static int encode_capped(const struct veil_tok *t, const char *text, size_t len,
+			 bool add_special, bool parse_special, const struct nospec *ns,
+			 int32_t *ids, size_t cap, size_t *n_out)
 {
 	struct ivec out = {.limit = cap};
 	int rc;
 
-	if ((rc = encode_checked(t, text, len, add_special, parse_special, ids, cap, n_out,
-				 &out)) < 0) {
+	if ((rc = encode_checked(t, text, len, add_special, parse_special, ns, ids, cap,
+				 n_out, &out)) < 0) {
 		if (rc == VEIL_ERANGE && len <= VEIL_TOK_MAX_TEXT)
 			rc = veil_errf(VEIL_ERANGE, "tokenizer: the text needs more than %zu tokens",
 				       cap);
@@ -1769,6 +1817,34 @@ int veil_tok_encode_max(const struct veil_tok *t, const char *text, size_t len,
 done:
 	free(out.v);
 	return rc;
+}
+
+int veil_tok_encode_max(const struct veil_tok *t, const char *text, size_t len,
+			bool add_special, bool parse_special, int32_t *ids,
+			size_t cap, size_t *n_out)
+{
+	struct nospec ns = {0};
+
+	return encode_capped(t, text, len, add_special, parse_special, &ns, ids, cap, n_out);
+}
+
+int veil_tok_encode_spans(const struct veil_tok *t, const char *text, size_t len,
+			  const struct veil_tok_span *spans, size_t n_spans,
+			  bool add_special, int32_t *ids, size_t cap, size_t *n_out)
+{
+	struct nospec ns = {spans, n_spans};
+	size_t pos = 0;
+
+	if (n_spans && !spans)
+		return VEIL_EINVAL;
+	for (size_t i = 0; i < n_spans; i++) {
+		/* in order, apart, inside the text (no sum overflows: off <= len) */
+		if (spans[i].off < pos || spans[i].off > len || spans[i].len > len - spans[i].off)
+			return veil_errf(VEIL_EINVAL, "tokenizer: span %zu is out of order or "
+					 "outside the text", i);
+		pos = spans[i].off + spans[i].len;
+	}
+	return encode_capped(t, text, len, add_special, true, &ns, ids, cap, n_out);
 }
 
 /* ---- accessors ------------------------------------------------------------- */
