@@ -112,6 +112,15 @@ static void h_metrics(struct veil_http_req *req, void *arg)
 		"veil_node_attestation_busy_total %llu\n",
 		(unsigned long long)n->m.reports_pending,
 		(unsigned long long)n->m.reports_busy);
+	veil_buf_appendf(&b,
+		"# HELP veil_node_tokenizer_pending Big prompts with the tokenizer threads.\n"
+		"# TYPE veil_node_tokenizer_pending gauge\n"
+		"veil_node_tokenizer_pending %llu\n"
+		"# HELP veil_node_tokenizer_busy_total Big prompts refused (503 "
+		"tokenizer_busy).\n"
+		"# TYPE veil_node_tokenizer_busy_total counter\n"
+		"veil_node_tokenizer_busy_total %llu\n",
+		(unsigned long long)n->m.tok_pending, (unsigned long long)n->m.tok_busy);
 	rstore_stats(n->receipts, &rs);
 	veil_buf_appendf(&b,
 		"# HELP veil_node_receipts_stored Receipts held for GET /v1/signature.\n"

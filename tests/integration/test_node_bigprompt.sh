@@ -172,6 +172,10 @@ done
 echo "# 24 big prompts at once: $busy refused busy, $exceeded answered, $other other"
 check "24 big prompts at once: some 503 tokenizer_busy with Retry-After, the rest answered" \
 	bash -c '[ "$0" -ge 1 ] && [ "$1" -ge 8 ] && [ "$2" = 0 ]' "$busy" "$exceeded" "$other"
+tbusy="$(metric "$A" veil_node_tokenizer_busy_total)"
+tpend="$(metric "$A" veil_node_tokenizer_pending)"
+check "veil_node_tokenizer_busy_total counts the refusals ($tbusy of $busy), none pending after ($tpend)" \
+	bash -c '[ "$0" = "$1" ] && [ "$2" = 0 ]' "${tbusy:-x}" "$busy" "${tpend:-x}"
 check "GET /v1/models after the burst" test "$(curl -s -m 2 -o /dev/null -w '%{http_code}' "$A/v1/models")" = 200
 stop_node "$PIDA" "$tmp/a.log" "node A"
 
