@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
 #include "veil/base.h"
@@ -894,12 +895,21 @@ static void test_idle_and_partial_request_timeouts(void **state)
 /* Drips `byte` every 100 ms (each resetting the idle timeout) for up to
  * max_ms or until the server answers or closes; what it answered in resp,
  * the milliseconds it took as the return value (max_ms: never). */
+static int drip_fd_until_closed(int fd, char byte, int max_ms, char *resp, size_t cap);
+
 static int drip_until_closed(uint16_t port, char byte, int max_ms, char *resp, size_t cap)
 {
-	uint64_t t0 = veil_now_ns();
-	int fd = raw_connect(port), ms = max_ms;
+	int fd = raw_connect(port);
 
 	assert_true(fd >= 0);
+	return drip_fd_until_closed(fd, byte, max_ms, resp, cap);
+}
+
+static int drip_fd_until_closed(int fd, char byte, int max_ms, char *resp, size_t cap)
+{
+	uint64_t t0 = veil_now_ns();
+	int ms = max_ms;
+
 	resp[0] = 0;
 	while ((int)((veil_now_ns() - t0) / 1000000) < max_ms) {
 		struct pollfd pfd = {fd, POLLIN, 0};
@@ -950,6 +960,56 @@ static void test_dripped_empty_lines_and_tls_handshake_are_bounded(void **state)
 	/* the first byte of a TLS record, over and over: a ClientHello never done */
 	ms = drip_until_closed(f.port, 0x16, 3000, resp, sizeof(resp));
 	assert_true(ms < 2000);
+	fx_stop(&f);
+	EVP_PKEY_free(key);
+	X509_free(cert);
+}
+
+/* A request dripped a byte at a time, each byte resetting the idle
+ * timeout, gets 408 at the request timeout; over TLS, record bytes that
+ * never make a whole record (nothing decrypted arrives) close the
+ * connection at the idle + request timeouts.  Both held a connection for
+ * as long as the client kept dripping (found by review). */
+static void test_dripped_request_and_tls_record_are_bounded(void **state)
+{
+	struct veil_http_server_opts o = base_opts;
+	char resp[4096];
+	EVP_PKEY *key;
+	X509 *cert;
+	SSL_CTX *ctx;
+	SSL *ssl;
+	struct fx f;
+	int ms, fd;
+
+	(void)state;
+	o.idle_timeout_ms = 300;
+	o.request_timeout_ms = 600;
+	fx_start(&f, &o);
+	fd = raw_connect(f.port);
+	assert_true(fd >= 0);
+	raw_sends(fd, "GET /hello HTTP/1.1\r\nX-Pad: ");
+	ms = drip_fd_until_closed(fd, 'a', 4000, resp, sizeof(resp));
+	assert_true(ms < 2000);
+	assert_int_equal(raw_status(resp), 408);
+	assert_non_null(strstr(resp, "request_timeout"));
+	fx_stop(&f);
+
+	assert_int_equal(veil_http_selfsigned(VEIL_HTTP_KEY_P256, "node.example", 1, &key, &cert), 0);
+	o.tls_key = key;
+	o.tls_cert = cert;
+	fx_start(&f, &o);
+	assert_non_null(ctx = SSL_CTX_new(TLS_client_method()));
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	fd = raw_connect(f.port);
+	assert_true(fd >= 0);
+	assert_non_null(ssl = SSL_new(ctx));
+	SSL_set_fd(ssl, fd);
+	assert_int_equal(SSL_connect(ssl), 1);
+	/* an application-data record header and payload bytes, raw, slowly */
+	ms = drip_fd_until_closed(fd, 0x17, 4000, resp, sizeof(resp));
+	assert_true(ms < 2500);
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
 	fx_stop(&f);
 	EVP_PKEY_free(key);
 	X509_free(cert);
@@ -1589,6 +1649,7 @@ int main(void)
 		cmocka_unit_test(test_connection_cap_503_with_retry_after),
 		cmocka_unit_test(test_idle_and_partial_request_timeouts),
 		cmocka_unit_test(test_dripped_empty_lines_and_tls_handshake_are_bounded),
+		cmocka_unit_test(test_dripped_request_and_tls_record_are_bounded),
 		cmocka_unit_test(test_tls_pinned_spki_accepted_wrong_pin_refused),
 		cmocka_unit_test(test_reply_sent_at_once_or_queued_in_order),
 		cmocka_unit_test(test_channel_is_bounded_and_ordered),

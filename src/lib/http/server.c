@@ -88,7 +88,11 @@ struct conn {
 	struct veil_http_server *s;
 	struct bufferevent *bev;
 	struct event *kick;
-	struct event *hs;            /* TLS: the handshake's deadline */
+	struct event *deadline;      /* until the next request is whole: a
+				      * timer, not a check made when bytes
+				      * arrive (a drip of TLS record bytes
+				      * delivers none, yet resets the idle
+				      * timeout) */
 	enum conn_state st;
 	struct veil_http_req *req;
 	size_t scanned;
@@ -1217,6 +1221,22 @@ static void set_read_timeout(struct conn *c, bool on)
 	bufferevent_set_timeouts(c->bev, on ? &r : NULL, &w);
 }
 
+/* The connection's deadline: ms from now. */
+static void arm_deadline(struct conn *c, unsigned ms)
+{
+	struct timeval tv;
+
+	set_tv(&tv, ms);
+	evtimer_add(c->deadline, &tv);
+}
+
+/* Waiting for a request (after a TLS handshake, or a keep-alive response):
+ * the idle timeout for its first byte, then the request timeout. */
+static void arm_next_request(struct conn *c)
+{
+	arm_deadline(c, c->s->o.idle_timeout_ms + c->s->o.request_timeout_ms);
+}
+
 static void dispatch(struct conn *c)
 {
 	struct veil_http_server *s = c->s;
@@ -1228,6 +1248,7 @@ static void dispatch(struct conn *c)
 	c->st = CS_HANDLING;
 	c->req_start_ns = 0;
 	c->empty_bytes = 0;
+	event_del(c->deadline);
 	r->dispatched = true;
 	set_read_timeout(c, false);
 	/* Reading stays on (bounded by the high-water mark) so a client that
@@ -1336,6 +1357,10 @@ static void conn_process(struct conn *c)
 			}
 			if (!len)
 				return;
+			if (!c->req_start_ns) {
+				c->req_start_ns = veil_now_ns();
+				arm_deadline(c, s->o.request_timeout_ms);
+			}
 			if (s->shutting && !c->req) {
 				/* still accepted: its response closes */
 				c->close_after = true;
@@ -1480,6 +1505,7 @@ static void conn_after_write(struct conn *c)
 		}
 		c->st = CS_HEAD;
 		set_read_timeout(c, true);
+		arm_next_request(c);
 		bufferevent_enable(c->bev, EV_READ);
 		conn_process(c);
 		break;
@@ -1534,8 +1560,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	size_t inlen = evbuffer_get_length(bufferevent_get_input(bev));
 
 	if (what == BEV_EVENT_CONNECTED) {
-		if (c->hs)
-			event_del(c->hs); /* TLS handshake done */
+		if (c->st == CS_HEAD && !c->req_start_ns)
+			arm_next_request(c); /* TLS handshake done */
 		return;
 	}
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
@@ -1587,8 +1613,8 @@ static void conn_free(struct conn *c)
 		s->nconns--;
 	bufferevent_free(c->bev);
 	event_free(c->kick);
-	if (c->hs)
-		event_free(c->hs);
+	if (c->deadline)
+		event_free(c->deadline);
 	free(c);
 	server_check_done(s);
 }
@@ -1597,13 +1623,21 @@ static void conn_free(struct conn *c)
  * reads never reach conn_process, and each resets the idle timeout, so a
  * client dripping its ClientHello would hold a connection for ever.  No
  * answer is possible before TLS: the connection is closed. */
-static void hs_timeout_cb(evutil_socket_t fd, short what, void *arg)
+/* A request begun and not whole in time: 408; a TLS handshake, or the
+ * wait for a request, not done in time: closed without a word. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
 	(void)fd;
 	(void)what;
-	VEIL_DEBUG(MOD, "%s: TLS handshake not done in time; closed", c->remote);
+	if (c->st == CS_HANDLING || c->st == CS_DRAIN)
+		return; /* a response under way: the write timeout rules */
+	if (c->st <= CS_CHUNKED && c->req_start_ns) {
+		conn_fail(c, 408, "request_timeout", "request not received in time");
+		return;
+	}
+	VEIL_DEBUG(MOD, "%s: no request in time; closed", c->remote);
 	conn_free(c);
 }
 
@@ -1668,11 +1702,12 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	c->bev = bev;
 	c->tls = s->ssl_ctx != NULL;
 	c->kick = evtimer_new(s->base, conn_kick_cb, c);
-	if (c->tls)
-		c->hs = evtimer_new(s->base, hs_timeout_cb, c);
-	if (!c->kick || (c->tls && !c->hs)) {
+	c->deadline = evtimer_new(s->base, deadline_cb, c);
+	if (!c->kick || !c->deadline) {
 		if (c->kick)
 			event_free(c->kick);
+		if (c->deadline)
+			event_free(c->deadline);
 		bufferevent_free(bev);
 		free(c);
 		return;
@@ -1692,12 +1727,11 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd,
 	bufferevent_setwatermark(bev, EV_READ, 0,
 				 s->o.max_header_bytes + 16384);
 	set_read_timeout(c, true);
-	if (c->hs) {
-		struct timeval tv;
-
-		set_tv(&tv, s->o.request_timeout_ms);
-		evtimer_add(c->hs, &tv);
-	}
+	/* TLS: the handshake within the request timeout */
+	if (c->tls)
+		arm_deadline(c, s->o.request_timeout_ms);
+	else
+		arm_next_request(c);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 	if (over) {
 		VEIL_WARN(MOD, "connection cap %zu reached; 503 to %s",
