@@ -237,9 +237,16 @@ static struct admin_q *aq_new(struct gw *g, struct veil_http_req *req, enum aq_o
 	return q;
 }
 
+/* Reports (usage over every key, the audit log) scan: they go to the report
+ * worker with /v1/usage, never ahead of key lookups.  Key changes stay on
+ * the query worker, in order with the lookups (a revoked key is never
+ * cached again after its revocation). */
 static void aq_submit(struct admin_q *q)
 {
-	if (gw_query(q->g, &q->job, q->req) < 0)
+	bool report = q->op == AQ_USAGE || q->op == AQ_AUDIT;
+
+	if ((report ? gw_report_query(q->g, &q->job, q->req)
+		    : gw_query(q->g, &q->job, q->req)) < 0)
 		free(q);
 }
 

@@ -124,6 +124,21 @@ static int load_secret(const char *db, const char *file, struct veil_secret *out
 			return rc;
 		}
 		snprintf(path, sizeof(path), "%s.secret", dbpath);
+		/* Older versions named the file after the whole URI, so a
+		 * gateway run with "?sync=full" kept its secret there.  A new
+		 * secret would void every key without a word: refuse. */
+		if (strcmp(dbpath, db + 7) != 0 && access(path, F_OK) != 0) {
+			char old[4096];
+
+			if (snprintf(old, sizeof(old), "%s.secret", db + 7) < (int)sizeof(old) &&
+			    access(old, F_OK) == 0) {
+				fprintf(stderr, "veil-gateway: the API-key secret file is now %s, "
+						"and only %s (named after the whole --db by older "
+						"versions) exists: rename it to %s (a new secret "
+						"would void every key)\n", path, old, path);
+				return VEIL_EINVAL;
+			}
+		}
 	} else {
 		fprintf(stderr, "veil-gateway: --secret-file F is required with a postgres "
 				"database (every gateway sharing it must use the same file)\n");
@@ -133,8 +148,8 @@ static int load_secret(const char *db, const char *file, struct veil_secret *out
 	if (fd >= 0) {
 		uint8_t r[32];
 
-		veil_random(r, sizeof(r));
-		rc = write(fd, r, sizeof(r)) == (ssize_t)sizeof(r) && fsync(fd) == 0 ? 0 : -1;
+		rc = veil_random(r, sizeof(r)) == 0 && write(fd, r, sizeof(r)) == (ssize_t)sizeof(r) &&
+		     fsync(fd) == 0 ? 0 : -1;
 		veil_wipe(r, sizeof(r));
 		close(fd);
 		if (rc < 0) {

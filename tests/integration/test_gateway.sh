@@ -74,6 +74,12 @@ timeout 20 "$GW_BIN" --db "$PGURI" --secret-file "$tmp/pg.secret" --listen 127.0
 	>"$tmp/out" 2>"$tmp/err"
 check "... and so does the gateway itself" \
 	bash -c '[ $0 -ne 0 ] && [ $0 -ne 124 ] && ! grep -q S3cretPW "$1" "$2"' $? "$tmp/err" "$tmp/out"
+# older versions named the secret after the whole URI ("F?sync=full.secret"):
+# such a file alone is not replaced by a fresh secret (every key would 401)
+head -c 32 /dev/urandom >"$tmp/legacy.db?sync=full.secret"
+"$GW_BIN" keys list --db "sqlite:$tmp/legacy.db?sync=full" >"$tmp/out" 2>"$tmp/err"
+check "a secret file named after the whole --db (older versions) is not silently replaced" \
+	bash -c '[ $0 -ne 0 ] && grep -q "rename it" "$1" && [ ! -e "$2" ]' $? "$tmp/err" "$tmp/legacy.db.secret"
 
 DB="sqlite:$tmp/gw.db"
 "$GW_BIN" keys create --db "$DB" --name alice >"$tmp/create.out" 2>&1

@@ -965,6 +965,32 @@ static void test_dripped_empty_lines_and_tls_handshake_are_bounded(void **state)
 	X509_free(cert);
 }
 
+/* A stalled request gets its 408 when the idle and request timeouts are
+ * equal (the defaults: 30 s each) and so fire in one pass: the deadline's
+ * 408 was freed unsent by the idle timeout that followed it (found by
+ * review). */
+static void test_stalled_request_408_with_equal_timeouts(void **state)
+{
+	struct veil_http_server_opts o = base_opts;
+	char resp[4096];
+	struct fx f;
+	int fd;
+
+	(void)state;
+	o.idle_timeout_ms = 400;
+	o.request_timeout_ms = 400;
+	fx_start(&f, &o);
+	for (int i = 0; i < 3; i++) {
+		fd = raw_connect(f.port);
+		assert_true(fd >= 0);
+		raw_sends(fd, "POST /v1/completions");
+		raw_read(fd, resp, sizeof(resp), 3000, NULL);
+		close(fd);
+		assert_int_equal(raw_status(resp), 408);
+	}
+	fx_stop(&f);
+}
+
 /* A request dripped a byte at a time, each byte resetting the idle
  * timeout, gets 408 at the request timeout; over TLS, record bytes that
  * never make a whole record (nothing decrypted arrives) close the
@@ -1650,6 +1676,7 @@ int main(void)
 		cmocka_unit_test(test_idle_and_partial_request_timeouts),
 		cmocka_unit_test(test_dripped_empty_lines_and_tls_handshake_are_bounded),
 		cmocka_unit_test(test_dripped_request_and_tls_record_are_bounded),
+		cmocka_unit_test(test_stalled_request_408_with_equal_timeouts),
 		cmocka_unit_test(test_tls_pinned_spki_accepted_wrong_pin_refused),
 		cmocka_unit_test(test_reply_sent_at_once_or_queued_in_order),
 		cmocka_unit_test(test_channel_is_bounded_and_ordered),

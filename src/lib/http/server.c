@@ -1208,6 +1208,17 @@ static void conn_fail(struct conn *c, int status, const char *code,
 	free(body);
 	c->st = CS_CLOSING;
 	c->close_after = true;
+	/* From now on the reply's time: the write timeout (a client that does
+	 * not read), no read timeout.  The request's deadline or the idle
+	 * timeout firing next would close it before the reply went out (with
+	 * both timeouts equal, a stalled request's 408 did). */
+	{
+		struct timeval w;
+
+		set_tv(&w, c->s->o.write_timeout_ms);
+		bufferevent_set_timeouts(c->bev, NULL, &w);
+		evtimer_add(c->deadline, &w);
+	}
 	VEIL_DEBUG(MOD, "%s: %d %s", c->remote, status, code);
 	conn_kick(c);
 }
@@ -1564,6 +1575,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 			arm_next_request(c); /* TLS handshake done */
 		return;
 	}
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && c->st == CS_CLOSING)
+		return; /* fired with the deadline's 408 in one pass: it goes out */
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) &&
 	    c->st <= CS_CHUNKED && (c->st != CS_HEAD || inlen > 0)) {
 		conn_fail(c, 408, "request_timeout",
