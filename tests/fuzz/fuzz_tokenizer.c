@@ -1,7 +1,9 @@
 /* libFuzzer harness for the tokenizer: arbitrary bytes (invalid UTF-8
  * included) through veil_tok_encode with parse_special on and off, the
  * capped veil_tok_encode_max checked against it (same ids at cap = n,
- * VEIL_ERANGE at n - 1), then every id rendered with veil_tok_piece.  The vocabularies come from
+ * VEIL_ERANGE at n - 1) and veil_tok_encode_spans at its two ends (no span:
+ * the same as parse_special on; one span over everything: off), then every
+ * id rendered with veil_tok_piece.  The vocabularies come from
  * ../shared (env VEIL_SHARED): the byte-level BPE of GPT-2 and the
  * SentencePiece of stories260K.  Without them the harness does nothing. */
 #include <stdint.h>
@@ -106,6 +108,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (n && veil_tok_encode_max(t, (const char *)data, size, ps, ps,
 						     ids2, n - 1, &m) != VEIL_ERANGE)
 				abort();
+			/* veil_tok_encode_spans at its two ends: no span is
+			 * parse_special on, one span over the whole text off */
+			{
+				struct veil_tok_span all = {0, size};
+
+				if (veil_tok_encode_spans(t, (const char *)data, size,
+							  ps ? NULL : &all, ps ? 0 : 1, ps, ids2,
+							  n, &m) != 0 ||
+				    m != n || (n && memcmp(ids, ids2, n * sizeof(ids[0]))))
+					abort();
+			}
 			for (size_t i = 0; i < n; i++) {
 				if (ids[i] < 0 || ids[i] >= veil_tok_n_vocab(t))
 					abort();
