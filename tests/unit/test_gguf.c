@@ -921,6 +921,34 @@ static void test_gguf_honours_general_alignment(void **state)
 	expect_fail(&b, VEIL_EFORMAT, "tensor b: offset 32 not aligned to 64");
 }
 
+/* Two tensors sharing bytes (found by review: the private loader releases a
+ * tensor's source pages once packed, so the other would read zeros). */
+static void test_gguf_rejects_overlapping_tensors(void **state)
+{
+	const uint64_t ne[1] = {16}; /* 64 bytes of f32 */
+	struct bb b = {.n = 0};
+	struct veil_gguf *g = NULL;
+
+	(void)state;
+	b_header(&b, 3, 3, 0);
+	b_tinfo(&b, "a", 1, ne, VEIL_DT_F32, 64);
+	b_tinfo(&b, "b", 1, ne, VEIL_DT_F32, 0);
+	b_tinfo(&b, "c", 1, ne, VEIL_DT_F32, 96);
+	b_pad(&b, 32);
+	b_fill(&b, 192, 0x5a);
+	expect_fail(&b, VEIL_EFORMAT, "tensors a and c overlap");
+	/* back to back is fine */
+	b.n = 0;
+	b_header(&b, 3, 3, 0);
+	b_tinfo(&b, "a", 1, ne, VEIL_DT_F32, 64);
+	b_tinfo(&b, "b", 1, ne, VEIL_DT_F32, 0);
+	b_tinfo(&b, "c", 1, ne, VEIL_DT_F32, 128);
+	b_pad(&b, 32);
+	b_fill(&b, 192, 0x5a);
+	assert_int_equal(veil_gguf_parse(b.d, b.n, &g), 0);
+	veil_gguf_close(g);
+}
+
 static void test_gguf_rejects_non_power_of_two_alignment(void **state)
 {
 	struct bb b = {.n = 0};
@@ -1302,6 +1330,7 @@ int main(void)
 		cmocka_unit_test(test_gguf_rejects_bad_tensor_names),
 		cmocka_unit_test(test_gguf_honours_general_alignment),
 		cmocka_unit_test(test_gguf_rejects_non_power_of_two_alignment),
+		cmocka_unit_test(test_gguf_rejects_overlapping_tensors),
 		cmocka_unit_test(test_gguf_open_missing_file_is_enoent),
 		cmocka_unit_test(test_gguf_writer_round_trips_every_value_type),
 		cmocka_unit_test(test_gguf_getters_convert_integers_and_check_types),

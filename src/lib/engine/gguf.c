@@ -677,6 +677,42 @@ static int parse_tensors(struct veil_gguf *g, struct cur *c, uint64_t n_t)
 	return 0;
 }
 
+static int by_offset(const void *x, const void *y)
+{
+	const struct veil_gguf_tensor *a = *(const struct veil_gguf_tensor *const *)x;
+	const struct veil_gguf_tensor *b = *(const struct veil_gguf_tensor *const *)y;
+
+	return a->offset < b->offset ? -1 : a->offset > b->offset;
+}
+
+/* No two tensors may share bytes: a loader that releases a tensor's source
+ * pages once it has packed them (veil_model_load_private) would leave the
+ * other reading zeros. */
+static int check_overlap(struct veil_gguf *g)
+{
+	struct veil_gguf_tensor **v;
+	int rc = 0;
+
+	if (g->n_tensors < 2)
+		return 0;
+	if (!(v = malloc(g->n_tensors * sizeof(*v))))
+		return VEIL_ENOMEM;
+	for (size_t k = 0; k < g->n_tensors; k++)
+		v[k] = &g->tensors[k];
+	qsort(v, g->n_tensors, sizeof(*v), by_offset);
+	for (size_t k = 0; k + 1 < g->n_tensors; k++) {
+		if (v[k]->offset + v[k]->size > v[k + 1]->offset) {
+			struct safe_name a = safe(v[k]->name, strlen(v[k]->name));
+			struct safe_name b = safe(v[k + 1]->name, strlen(v[k + 1]->name));
+
+			rc = veil_errf(VEIL_EFORMAT, "tensors %s and %s overlap", a.s, b.s);
+			break;
+		}
+	}
+	free(v);
+	return rc;
+}
+
 /* Places each tensor's data once the data section start is known. */
 static int place_tensors(struct veil_gguf *g, size_t info_end)
 {
@@ -706,7 +742,7 @@ static int place_tensors(struct veil_gguf *g, size_t info_end)
 					 g->n);
 		t->data = g->p + g->data_offset + t->offset;
 	}
-	return 0;
+	return check_overlap(g);
 }
 
 static int parse(struct veil_gguf *g)

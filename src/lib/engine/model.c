@@ -756,8 +756,14 @@ int veil_ctx_new(const struct veil_model *m, const struct veil_ctx_params *p,
 
 	/* KV cache: reserved, pages materialise when written */
 	c->kvs = ((size_t)c->n_ctx + 63) / 64 * 64 + 32;
-	kvn = (size_t)hp->n_layer * (size_t)c->n_seq * c->kvs * (size_t)c->kvd;
-	c->kv_bytes = 2 * kvn * sizeof(uint16_t);
+	if (veil_mul_ovf((size_t)hp->n_layer, (size_t)c->n_seq, &kvn) ||
+	    veil_mul_ovf(kvn, c->kvs, &kvn) || veil_mul_ovf(kvn, (size_t)c->kvd, &kvn) ||
+	    veil_mul_ovf(kvn, 2 * sizeof(uint16_t), &c->kv_bytes)) {
+		rc = veil_errf(VEIL_ERANGE, "context: the KV cache size overflows (%u layers, "
+			       "%d sequences, %d positions)", (unsigned)hp->n_layer, (int)c->n_seq,
+			       (int)c->n_ctx);
+		goto fail;
+	}
 	c->kv = mmap(NULL, c->kv_bytes, PROT_READ | PROT_WRITE,
 		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (c->kv == MAP_FAILED) {
