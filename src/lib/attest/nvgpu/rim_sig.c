@@ -70,21 +70,6 @@ static int lib_rc;
  * of a call is kept per thread as the fallback reason. */
 static __thread char xs_err[200];
 
-/* Makes s printable ASCII in place: trailing whitespace (libxml2's and
- * xmlsec1's messages end with a newline) is dropped, every other byte
- * outside 0x20..0x7e becomes '?'. */
-static void ascii_clean(char *s)
-{
-	size_t n = strlen(s);
-
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' ||
-			 s[n - 1] == '\t'))
-		s[--n] = '\0';
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
-			s[i] = '?';
-}
-
 static void xs_error_cb(const char *file, int line, const char *func, const char *obj,
 			const char *subj, int reason, const char *msg)
 {
@@ -96,7 +81,7 @@ static void xs_error_cb(const char *file, int line, const char *func, const char
 		return;
 	snprintf(xs_err, sizeof(xs_err), "%s%s%s%s%s", func ? func : "", subj ? " " : "",
 		 subj ? subj : "", msg && *msg ? ": " : "", msg ? msg : "");
-	ascii_clean(xs_err);
+	nvgpu_ascii(xs_err);
 }
 
 static void lib_init(void)
@@ -136,7 +121,7 @@ static int sig_fail(struct veil_nvgpu_rim_sig *sig, int rc, const char *fmt, ...
 	va_start(ap, fmt);
 	vsnprintf(sig->error, sizeof(sig->error), fmt, ap);
 	va_end(ap);
-	ascii_clean(sig->error); /* it may quote the document */
+	nvgpu_ascii(sig->error); /* it may quote the document */
 	sig->rc = rc;
 	return veil_errf(rc, "%s", sig->error);
 }

@@ -32,15 +32,16 @@
 static int fail(struct veil_nvgpu_result *res, int rc, const char *fmt, ...)
 	VEIL_PRINTF(3, 4);
 
-/* res->error may quote a RIM (its version, its signature error): bytes
- * outside printable ASCII become '?', so a cut at the buffer's end never
- * leaves half a UTF-8 sequence (the JSON verdict would refuse the string)
- * and no control byte reaches a terminal. */
-static void error_ascii(struct veil_nvgpu_result *res)
+void nvgpu_ascii(char *s)
 {
-	for (char *c = res->error; *c; c++)
-		if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
-			*c = '?';
+	size_t n = strlen(s);
+
+	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' ||
+			 s[n - 1] == '\t'))
+		s[--n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			s[i] = '?';
 }
 
 /* Records the reason in res->error and the thread's error detail. */
@@ -51,7 +52,7 @@ static int fail(struct veil_nvgpu_result *res, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(res->error, sizeof(res->error), fmt, ap);
 	va_end(ap);
-	error_ascii(res);
+	nvgpu_ascii(res->error); /* it may quote a RIM */
 	return veil_errf(rc, "%s", res->error);
 }
 
@@ -460,13 +461,13 @@ int veil_nvgpu_verify(const uint8_t *ev, size_t ev_len, const char *pem, size_t 
 		return fail(res, VEIL_EINVAL, "nvgpu verify: NULL evidence or chain");
 	if ((rc = veil_nvgpu_parse(ev, ev_len, &res->ev)) < 0) {
 		snprintf(res->error, sizeof(res->error), "%s", veil_err_detail());
-		error_ascii(res);
+		nvgpu_ascii(res->error);
 		return rc;
 	}
 	res->parsed = true;
 	if ((rc = load_chain(pem, pem_len, certs, &n)) < 0) {
 		snprintf(res->error, sizeof(res->error), "%s", veil_err_detail());
-		error_ascii(res);
+		nvgpu_ascii(res->error);
 		return rc;
 	}
 	res->n_certs = n;
