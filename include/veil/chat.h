@@ -27,6 +27,7 @@
 #define VEIL_CHAT_H
 
 #include "veil/base.h"
+#include "veil/tokenizer.h" /* struct veil_tok_span */
 
 /* Values are stable (new families are appended). */
 enum veil_chat_tmpl {
@@ -99,19 +100,14 @@ const char *veil_chat_name(enum veil_chat_tmpl t);
 int veil_chat_apply(enum veil_chat_tmpl t, const struct veil_chat_msg *msgs,
 		    size_t n, bool add_assistant, struct veil_buf *out);
 
-/* A byte range of the rendered text (offsets into out->data). */
-struct veil_chat_span {
-	size_t off;
-	size_t len;
-};
-
 /* As veil_chat_apply(), and records in spans[0..*n_spans) where message
- * contents were placed (in order; empty contents are skipped).  VEIL_ERANGE
- * when more than max_spans would be needed. */
+ * contents were placed (byte ranges of out->data, in order; empty contents
+ * are skipped): what veil_tok_encode_spans takes.  VEIL_ERANGE when more
+ * than max_spans would be needed. */
 int veil_chat_apply_spans(enum veil_chat_tmpl t,
 			  const struct veil_chat_msg *msgs, size_t n,
 			  bool add_assistant, struct veil_buf *out,
-			  struct veil_chat_span *spans, size_t max_spans,
+			  struct veil_tok_span *spans, size_t max_spans,
 			  size_t *n_spans);
 
 #endif

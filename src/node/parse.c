@@ -250,8 +250,7 @@ int node_chat_tokens(const struct veil_tok *tok, int chat_tmpl, json_t *msgs, in
 		     size_t cap, size_t *n_ids, char *err, size_t errcap)
 {
 	struct veil_chat_msg m[NODE_MAX_MESSAGES];
-	struct veil_chat_span spans[NODE_MAX_MESSAGES];
-	struct veil_tok_span tspans[NODE_MAX_MESSAGES];
+	struct veil_tok_span spans[NODE_MAX_MESSAGES];
 	struct veil_buf text = VEIL_BUF_SECRET_INIT(VEIL_TOK_MAX_TEXT);
 	struct veil_buf parts = VEIL_BUF_SECRET_INIT(VEIL_TOK_MAX_TEXT);
 	char *owned[NODE_MAX_MESSAGES] = {0};
@@ -359,9 +358,7 @@ int node_chat_tokens(const struct veil_tok *tok, int chat_tmpl, json_t *msgs, in
 		 * outside the contents. */
 		size_t got = 0;
 
-		for (i = 0; i < ns; i++)
-			tspans[i] = (struct veil_tok_span){spans[i].off, spans[i].len};
-		rc = veil_tok_encode_spans(tok, (char *)text.data, text.len, tspans, ns, false,
+		rc = veil_tok_encode_spans(tok, (char *)text.data, text.len, spans, ns, false,
 					   ids + cnt, cap - cnt, &got);
 		if (rc >= 0)
 			cnt += got;

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	static const char *const roles[] = {"system", "user", "assistant", "tool"};
 	struct veil_chat_msg msgs[MAX_MSGS];
 	char *pieces[MAX_MSGS] = {0};
-	struct veil_chat_span spans[MAX_MSGS];
+	struct veil_tok_span spans[MAX_MSGS];
 	size_t n = 0, start = 0, n_spans, k;
 	bool known = true, assistant;
 	enum veil_chat_tmpl t;

@@ -188,7 +188,7 @@ enum veil_chat_tmpl veil_chat_detect(const char *src, size_t len, bool *known)
 
 struct rd {
 	struct veil_buf *out;
-	struct veil_chat_span *spans;
+	struct veil_tok_span *spans;
 	size_t max_spans;
 	size_t n_spans;
 	int rc;
@@ -813,7 +813,7 @@ static int check_msgs(const struct veil_chat_msg *msgs, size_t n)
 int veil_chat_apply_spans(enum veil_chat_tmpl t,
 			  const struct veil_chat_msg *msgs, size_t n,
 			  bool add_assistant, struct veil_buf *out,
-			  struct veil_chat_span *spans, size_t max_spans,
+			  struct veil_tok_span *spans, size_t max_spans,
 			  size_t *n_spans)
 {
 	struct rd r = {out, spans, max_spans, 0, 0};
