@@ -1604,9 +1604,10 @@ fail:
 
 /* ---- big prompts, tokenized off the loop ---------------------------------- */
 
-/* A big prompt with a tokenizer thread.  The worker reads tok, chat_tmpl,
- * body and cap and writes rc, err, ids, n_ids and tok_ns; the loop touches
- * none of them meanwhile (the queue and the channel order the two). */
+/* A big prompt with a tokenizer thread.  The worker reads n's tokenizer and
+ * chat template (fixed after load), chat, body and cap and writes rc, err,
+ * ids, n_ids and tok_ns; the loop touches none of them meanwhile (the
+ * queue and the channel order the two). */
 struct tokjob {
 	struct node_job job;            /* first: the workers hand it back */
 	struct node *n;
@@ -1614,8 +1615,6 @@ struct tokjob {
 	 * shutdown answered it) */
 	struct job *j;
 	atomic_bool gone;               /* ... and then nobody needs the ids */
-	const struct veil_tok *tok;
-	int chat_tmpl;
 	bool chat;
 	json_t *body;                   /* owned; p's stops point into it */
 	struct node_params p;
@@ -1671,10 +1670,10 @@ static void tok_run(struct node_job *nj, bool stopping)
 		t->rc = VEIL_ECANCELED;
 		return;
 	}
-	t->rc = t->chat ? node_chat_tokens(t->tok, t->chat_tmpl,
+	t->rc = t->chat ? node_chat_tokens(t->n->tok, t->n->chat_tmpl,
 					   json_object_get(t->body, "messages"), t->ids,
 					   t->cap, &t->n_ids, t->err, sizeof(t->err))
-			: node_prompt_tokens(t->tok, json_object_get(t->body, "prompt"),
+			: node_prompt_tokens(t->n->tok, json_object_get(t->body, "prompt"),
 					     t->ids, t->cap, &t->n_ids, t->err, sizeof(t->err));
 	t->tok_ns = veil_now_ns() - t0;
 }
@@ -1753,8 +1752,6 @@ static void tok_offload(struct job *j, struct veil_http_req *req, json_t *b,
 	t->job.done = tok_done;
 	t->n = n;
 	t->j = j;
-	t->tok = n->tok;
-	t->chat_tmpl = n->chat_tmpl;
 	t->chat = j->chat;
 	t->body = b;
 	t->p = *p;
