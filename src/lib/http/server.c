@@ -97,7 +97,7 @@ struct conn {
 	struct veil_http_req *req;
 	size_t scanned;
 	size_t empty_bytes;          /* CR / LF before this request */
-	uint64_t req_start_ns;
+	bool req_started;            /* a byte of the next request came */
 	struct veil_http_chunked ck; /* CS_CHUNKED */
 	bool close_after, rejecting, lingering, tls;
 	char remote[64];
@@ -1257,7 +1257,7 @@ static void dispatch(struct conn *c)
 	bool path_hit = false;
 
 	c->st = CS_HANDLING;
-	c->req_start_ns = 0;
+	c->req_started = false;
 	c->empty_bytes = 0;
 	event_del(c->deadline);
 	r->dispatched = true;
@@ -1337,13 +1337,6 @@ static void conn_process(struct conn *c)
 	for (;;) {
 		size_t len = evbuffer_get_length(in);
 
-		if (c->st <= CS_CHUNKED && len && c->req_start_ns &&
-		    veil_now_ns() - c->req_start_ns >
-			    (uint64_t)s->o.request_timeout_ms * 1000000u) {
-			conn_fail(c, 408, "request_timeout",
-				  "request not received in time");
-			return;
-		}
 		switch (c->st) {
 		case CS_HEAD:
 			/* RFC 9112 §2.2: ignore empty lines before a request,
@@ -1368,8 +1361,8 @@ static void conn_process(struct conn *c)
 			}
 			if (!len)
 				return;
-			if (!c->req_start_ns) {
-				c->req_start_ns = veil_now_ns();
+			if (!c->req_started) {
+				c->req_started = true;
 				arm_deadline(c, s->o.request_timeout_ms);
 			}
 			if (s->shutting && !c->req) {
@@ -1571,7 +1564,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	size_t inlen = evbuffer_get_length(bufferevent_get_input(bev));
 
 	if (what == BEV_EVENT_CONNECTED) {
-		if (c->st == CS_HEAD && !c->req_start_ns)
+		if (c->st == CS_HEAD && !c->req_started)
 			arm_next_request(c); /* TLS handshake done */
 		return;
 	}
@@ -1632,12 +1625,10 @@ static void conn_free(struct conn *c)
 	server_check_done(s);
 }
 
-/* A TLS handshake not done within the request timeout: the bytes it
- * reads never reach conn_process, and each resets the idle timeout, so a
- * client dripping its ClientHello would hold a connection for ever.  No
- * answer is possible before TLS: the connection is closed. */
-/* A request begun and not whole in time: 408; a TLS handshake, or the
- * wait for a request, not done in time: closed without a word. */
+/* A request begun and not whole in time: 408.  A TLS handshake, or the
+ * wait for a request, not done in time: closed without a word (no answer
+ * is possible before TLS; its bytes never reach conn_process, and each
+ * resets the idle timeout, so only a timer bounds a client dripping them). */
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -1646,7 +1637,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (c->st == CS_HANDLING || c->st == CS_DRAIN)
 		return; /* a response under way: the write timeout rules */
-	if (c->st <= CS_CHUNKED && c->req_start_ns) {
+	if (c->st <= CS_CHUNKED && c->req_started) {
 		conn_fail(c, 408, "request_timeout", "request not received in time");
 		return;
 	}
