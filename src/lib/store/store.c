@@ -688,16 +688,12 @@ int veil_store_usage_recorded(struct veil_store *s, const struct veil_store_usag
 	int64_t owner = 0;
 	int rc;
 
-	if (!s || !u)
+	if (!u)
 		return veil_errf(VEIL_EINVAL, "store: usage recorded: missing argument");
-	if ((rc = check_name("request id", u->request_id, VEIL_STORE_ID_MAX)) < 0)
-		return rc;
 	if (!u->receipt || !u->receipt_len)
 		return veil_errf(VEIL_ENOENT, "store: usage recorded: no receipt to "
 				 "compare");
-	lock(s);
-	rc = s->ops->receipt_get(s->be, u->request_id, &b, &owner);
-	unlock(s);
+	rc = veil_store_receipt_get(s, u->request_id, &b, &owner);
 	if (rc == VEIL_ERANGE)
 		rc = veil_errf(VEIL_ENOENT, "store: usage recorded: another receipt");
 	if (rc < 0)
