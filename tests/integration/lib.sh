@@ -111,6 +111,35 @@ require_built() {
 	fi
 }
 
+# require_tools LABEL TOOL...: when a TOOL is not on PATH, one failure
+# "LABEL: TOOL is needed" and exit 1.
+require_tools() {
+	local label="$1" t
+	shift
+	for t in "$@"; do
+		if ! command -v "$t" >/dev/null 2>&1; then
+			notok "$label: $t is needed"
+			exit 1
+		fi
+	done
+}
+
+# gw_key DB NAME [ARGS...]: `veil-gateway keys create --db DB --name NAME
+# ARGS...`; sets KEY (the key) and KID (its id), or one failure (with the
+# command's output as "#" lines) and exit 1.
+gw_key() {
+	local db="$1" name="$2"
+	shift 2
+	"$GW_BIN" keys create --db "$db" --name "$name" "$@" >"$tmp/key-$name.out" 2>&1
+	KEY="$(tail -n 1 "$tmp/key-$name.out")"
+	KID="$(sed -n 's/^created key \([0-9]*\) .*/\1/p' "$tmp/key-$name.out")"
+	if ! [[ "$KEY" =~ ^sk-veil- ]] || [ -z "$KID" ]; then
+		notok "keys create --name $name $*"
+		sed 's/^/#   /' "$tmp/key-$name.out"
+		exit 1
+	fi
+}
+
 # skip_unless_shared LABEL FILE: the test needs FILE from $VEIL_SHARED; when it
 # is absent, one skip line for LABEL and exit 0.
 skip_unless_shared() {

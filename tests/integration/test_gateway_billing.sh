@@ -32,26 +32,12 @@ NAME=stories260K
 
 require_built "gateway billing" "$GW_BIN" "$NODE_BIN"
 skip_unless_shared "gateway billing" "$MODEL"
-for t in curl jq python3; do
-	if ! command -v "$t" >/dev/null 2>&1; then
-		notok "gateway billing: $t is needed"
-		exit 1
-	fi
-done
+require_tools "gateway billing" curl jq python3
 setup_tmp
 
 DB="sqlite:$tmp/gw.db"
 # mk_key NAME [--quota N] : a new key; sets KEY.
-mk_key() {
-	local name="$1"; shift
-	"$GW_BIN" keys create --db "$DB" --name "$name" "$@" >"$tmp/key-$name.out" 2>&1
-	KEY="$(tail -n 1 "$tmp/key-$name.out")"
-	if ! [[ "$KEY" =~ ^sk-veil- ]]; then
-		notok "keys create --name $name $*"
-		sed 's/^/#   /' "$tmp/key-$name.out"
-		exit 1
-	fi
-}
+mk_key() { gw_key "$DB" "$@"; }
 body() { # body MAX_TOKENS [stream]
 	printf '{"model":"%s","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":%s%s}' \
 		"$NAME" "$1" "${2:+,\"stream\":true}"

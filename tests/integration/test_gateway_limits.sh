@@ -54,12 +54,7 @@ CACHE_MS=2000
 
 require_built "gateway limits" "$GW_BIN" "$NODE_BIN"
 skip_unless_shared "gateway limits" "$MODEL"
-for t in curl jq python3; do
-	if ! command -v "$t" >/dev/null 2>&1; then
-		notok "gateway limits: $t is needed"
-		exit 1
-	fi
-done
+require_tools "gateway limits" curl jq python3
 OPENAI_MJS="$PWD/tests/js/node_modules/openai/index.mjs"
 have_js=1
 have_node_modules openai || have_js=0
@@ -69,17 +64,7 @@ now_ms() { date +%s%3N; }
 
 DB="sqlite:$tmp/gw.db"
 # mk_key NAME [--rpm N] [--tpm N] [--quota N] : a new key; sets KEY and KID.
-mk_key() {
-	local name="$1"; shift
-	"$GW_BIN" keys create --db "$DB" --name "$name" "$@" >"$tmp/key-$name.out" 2>&1
-	KEY="$(tail -n 1 "$tmp/key-$name.out")"
-	KID="$(sed -n 's/^created key \([0-9]*\) .*/\1/p' "$tmp/key-$name.out")"
-	if ! [[ "$KEY" =~ ^sk-veil- ]] || [ -z "$KID" ]; then
-		notok "keys create --name $name $*"
-		sed 's/^/#   /' "$tmp/key-$name.out"
-		exit 1
-	fi
-}
+mk_key() { gw_key "$DB" "$@"; }
 # limits ID ARGS... : `veil-gateway keys limits --id ID ARGS...`
 limits() {
 	local id="$1"; shift

@@ -18,27 +18,13 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/integration/lib.sh
 
 require_built "gateway reports" "$GW_BIN"
-for t in curl jq python3; do
-	if ! command -v "$t" >/dev/null 2>&1; then
-		notok "gateway reports: $t is needed"
-		exit 1
-	fi
-done
+require_tools "gateway reports" curl jq python3
 setup_tmp
 
 DB="$tmp/gw.db"
-mk_key() { # NAME: prints the key; the id in $tmp/NAME.id
-	"$GW_BIN" keys create --db "sqlite:$DB" --name "$1" >"$tmp/key-$1.out" 2>&1
-	sed -n 's/^created key \([0-9]*\) .*/\1/p' "$tmp/key-$1.out" >"$tmp/$1.id"
-	tail -n 1 "$tmp/key-$1.out"
-}
-KA="$(mk_key busy)"
-KB="$(mk_key other)"
-if ! [[ "$KA" =~ ^sk-veil- && "$KB" =~ ^sk-veil- ]]; then
-	notok "keys create"
-	exit 1
-fi
-python3 - "$DB" "$(cat "$tmp/busy.id")" <<'EOF'
+gw_key "sqlite:$DB" busy; KA=$KEY; KIDA=$KID
+gw_key "sqlite:$DB" other; KB=$KEY
+python3 - "$DB" "$KIDA" <<'EOF'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 kid = int(sys.argv[2])
