@@ -41,6 +41,7 @@ struct state {
 	struct att *atts;
 	size_t n_atts, cap_atts;
 	size_t n_att_ok, n_att_refused, n_receipts, n_receipts_ok, n_fail;
+	size_t n_node_error;       /* verified, for answers the node ended with an error */
 	bool any_sim;         /* a sim report was accepted (--allow-sim) */
 	json_t *errors;       /* the first few failures, for the summary */
 };
@@ -236,11 +237,15 @@ static void receipt(struct state *s, size_t line, json_t *l)
 	} else if (strcmp(r.model, model)) {
 		failure(s, line, what, "the receipt's model is not the line's");
 	} else {
+		const char *ne = json_string_value(json_object_get(l, "node_error"));
+
 		s->n_receipts_ok++;
-		printf("ok      %s: %lld+%lld tokens, created %lld, signed by %s\n", what,
+		s->n_node_error += ne != NULL;
+		printf("ok      %s: %lld+%lld tokens, created %lld, signed by %s%s%.64s\n", what,
 		       (long long)r.prompt_tokens, (long long)r.completion_tokens,
 		       (long long)r.created, r.has_text_sigs ? "payload and text signatures"
-							     : "payload signatures");
+							     : "payload signatures",
+		       ne ? "; the node ended the answer with error " : "", ne ? ne : "");
 	}
 	veil_receipt_free(&r);
 }
@@ -312,11 +317,12 @@ static int cmd_verify(int argc, char **argv)
 			failure(&s, line, "line", "\"type\" is neither attestation nor receipt");
 		json_decref(l);
 	}
-	sum = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:O}", "ok", s.n_fail == 0,
-			"file", file, "lines", (json_int_t)line, "attestations_verified",
-			(json_int_t)s.n_att_ok, "attestations_refused",
+	sum = json_pack("{s:b, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:O}", "ok",
+			s.n_fail == 0, "file", file, "lines", (json_int_t)line,
+			"attestations_verified", (json_int_t)s.n_att_ok, "attestations_refused",
 			(json_int_t)s.n_att_refused, "receipts", (json_int_t)s.n_receipts,
-			"receipts_ok", (json_int_t)s.n_receipts_ok, "failures",
+			"receipts_ok", (json_int_t)s.n_receipts_ok, "receipts_node_error",
+			(json_int_t)s.n_node_error, "failures",
 			(json_int_t)s.n_fail, "sim", s.any_sim, "errors", s.errors);
 	if (!sum || !(out = json_dumps(sum, JSON_COMPACT)))
 		goto out;

@@ -72,7 +72,9 @@ struct preq {
 	uint8_t *ct;                   /* one chunk, opened in place (wiped) */
 	size_t ct_cap;
 	size_t ct_high;                /* the most of ct ever used */
-	bool final_done, node_error, receipt_ok;
+	bool final_done, receipt_ok;
+	char node_error[64];           /* the code of the error event the node
+					* ended the stream with; "" when none */
 	json_t *receipt_obj;
 	struct rcheck *check;          /* the receipt being checked, or NULL */
 	bool up_ended;                 /* the upstream call ended well */
@@ -127,7 +129,8 @@ static void exchange_reset(struct preq *r)
 	r->ct_high = 0;
 	r->up_status = 0;
 	r->up_sealed = r->up_sse = r->paused = false;
-	r->final_done = r->node_error = r->receipt_ok = r->up_ended = false;
+	r->final_done = r->receipt_ok = r->up_ended = false;
+	r->node_error[0] = '\0';
 	vstate_unref(r->st);
 	r->st = NULL;
 	r->node = NULL;
@@ -232,7 +235,8 @@ static void fail(struct preq *r, int status, const char *code, const char *fmt, 
 static void log_fail(struct preq *r, const uint8_t *resp_sha, const char *error)
 {
 	proxy_log_receipt(r->p, r->model, r->node->id, r->node->report_sha256, r->req_sha,
-			  resp_sha, NULL, false, error, NULL);
+			  resp_sha, NULL, false, error, NULL,
+			  r->node_error[0] ? r->node_error : NULL);
 }
 
 static void on_checked(struct rcheck *c);
@@ -264,6 +268,7 @@ static int submit_check(struct preq *r, const char *json, size_t len, const uint
 	memcpy(c->req_sha, r->req_sha, 32);
 	memcpy(c->resp_sha, resp_sha, 32);
 	c->want_obj = r->stream && r->receipt_chunk;
+	snprintf(c->node_error, sizeof(c->node_error), "%s", r->node_error);
 	r->check = c;
 	proxy_verify_submit(r->p, c);
 	return r->failed ? VEIL_ECANCELED : 0;
@@ -427,6 +432,20 @@ static void ss_hash(void *arg, const uint8_t *p, size_t n)
 	EVP_DigestUpdate(r->md, p, n);
 }
 
+/* The code of the node's error event ("data: {"error":{"code":…}}\n\n"),
+ * for the receipts log: "error" when it names none. */
+static void error_code(const uint8_t *ev, size_t n, char *out, size_t cap)
+{
+	json_t *e = NULL;
+	const char *code = NULL;
+
+	if (n > 8 && !memcmp(ev, "data: ", 6))
+		e = json_loadb((const char *)ev + 6, n - 8, 0, NULL);
+	code = json_string_value(json_object_get(json_object_get(e, "error"), "code"));
+	snprintf(out, cap, "%s", code && code[0] ? code : "error");
+	json_decref(e);
+}
+
 static int ss_chunk(void *arg, const char *b64, size_t len)
 {
 	struct preq *r = arg;
@@ -472,8 +491,8 @@ static int ss_chunk(void *arg, const char *b64, size_t len)
 		 * (authenticated): relay it; no [DONE] follows. */
 		if (stream_begin(r) == 0)
 			veil_http_stream_write(r->req, r->ct, plen);
+		error_code(r->ct + 13, plen - 13, r->node_error, sizeof(r->node_error));
 		veil_wipe(r->ct, plen);
-		r->node_error = true;
 		return 1;
 	}
 	veil_wipe(r->ct, plen);
@@ -654,7 +673,7 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 		r->in_cb = false;
 		goto out;
 	}
-	if (r->node_error) {
+	if (r->node_error[0]) {
 		p->stats.failed++;
 		VEIL_WARN(PROXY_MOD, "request %llu: the node ended the stream with an error",
 			  (unsigned long long)r->rid);

@@ -222,6 +222,8 @@ struct rcheck {
 	uint8_t req_sha[32];       /* SHA-256 of the sealed request sent */
 	uint8_t resp_sha[32];      /* of the bytes the receipt must cover */
 	bool want_obj;             /* return the receipt object (obj) */
+	char node_error[64];       /* the error code the node ended the stream
+				    * with, "" when it finished */
 
 	/* outputs */
 	bool ok;
@@ -320,11 +322,12 @@ void proxy_verify_free(struct proxy *p);
  * check runs here and now, and done() is called before this returns. */
 void proxy_verify_submit(struct proxy *p, struct rcheck *c);
 /* A receipts-log line of kind "receipt" (docs/proxy.md), any thread;
- * `receipt` is taken (NULL: null); resp_sha NULL: null. */
+ * `receipt` is taken (NULL: null); resp_sha NULL: null; node_error: the
+ * code of the error event the node ended the stream with, NULL when none. */
 void proxy_log_receipt(struct proxy *p, const char *model, const char *node_id,
 		       const char *node_report_sha256, const uint8_t req_sha[32],
 		       const uint8_t *resp_sha, json_t *receipt, bool ok,
-		       const char *error, const char *checked);
+		       const char *error, const char *checked, const char *node_error);
 
 /* rlog.c: the receipts log (JSON lines, appended, fsync'd). */
 int rlog_open(const char *path, struct rlog **out);

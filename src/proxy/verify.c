@@ -29,7 +29,7 @@
 void proxy_log_receipt(struct proxy *p, const char *model, const char *node_id,
 		       const char *node_report_sha256, const uint8_t req_sha[32],
 		       const uint8_t *resp_sha, json_t *receipt, bool ok,
-		       const char *error, const char *checked)
+		       const char *error, const char *checked, const char *node_error)
 {
 	char rq[65], rs[65];
 	json_t *line;
@@ -51,6 +51,8 @@ void proxy_log_receipt(struct proxy *p, const char *model, const char *node_id,
 	json_object_set_new(line, "node_id", json_string(node_id));
 	if (checked)
 		json_object_set_new(line, "signatures_checked", json_string(checked));
+	if (node_error)
+		json_object_set_new(line, "node_error", json_string(node_error));
 	rlog_write(p->rlog, line);
 }
 
@@ -119,7 +121,7 @@ out:
 		c->obj = json_incref(obj);
 	proxy_log_receipt(p, c->model, c->node_id, c->node_report_sha256, c->req_sha,
 			  c->resp_sha, obj, c->ok, c->ok ? NULL : c->msg,
-			  parsed ? CHECKED : NULL);
+			  parsed ? CHECKED : NULL, c->node_error[0] ? c->node_error : NULL);
 	veil_receipt_free(&rc);
 }
 

@@ -58,7 +58,7 @@ echo '{"version":"veil-policy/1","tee_kinds":["tdx"]}' >"$tmp/typo.json"
 check "a policy with an unknown key is refused (exit 2)" test $? -eq 2
 
 # ---- A: straight to a TLS node (the default); its TLS key pinned -----------------
-if ! start_node a; then
+if ! start_node a --ctx 8192; then
 	notok "node A (TLS) starts"
 	exit 1
 fi
@@ -246,8 +246,32 @@ fi
 PA_PORT="$(grep -o 'listening on http://127.0.0.1:[0-9]*' "$tmp/pa.log" | sed 's/.*://')"
 PA="http://127.0.0.1:$PA_PORT"
 pin0="$(curl -s "$PA/veil/status" | jq -r .tls_spki_sha256)"
-kill "$PID_A" 2>/dev/null
+# Node A goes down mid-stream (two SIGTERMs: stop now).  It ends the stream
+# with a shutting_down error event and a receipt for what it sent; the
+# proxy relays the error (no [DONE]), checks the receipt and logs it with
+# the node's error code, so the log tells a finished answer from a cut one.
+curl -sN -m 30 -H 'Content-Type: application/json' \
+	-d '{"model":"stories260K","prompt":"Once","max_tokens":8000,"stream":true}' "$PA/v1/completions" >"$tmp/down.sse" &
+cpid=$!
+for _ in $(seq 1 250); do grep -q '"text":"[^"]' "$tmp/down.sse" 2>/dev/null && break; sleep 0.02; done
+kill -TERM "$PID_A" 2>/dev/null
+sleep 0.05
+kill -TERM "$PID_A" 2>/dev/null
+wait "$cpid"
 wait "$PID_A" 2>/dev/null
+sleep 0.3 # the receipt checker logs the line after the stream ends
+check "a node stopped mid-stream: its shutting_down error reaches the client (no [DONE]); the log's receipt line is verified and says node_error shutting_down" \
+	bash -c 'grep -q "\"code\":\"shutting_down\"" "$0" && ! grep -q "\[DONE\]" "$0" &&
+		jq -s -e "map(select(.type == \"receipt\")) | last | .ok and .node_error == \"shutting_down\" and .receipt != null" "$1" >/dev/null' \
+	"$tmp/down.sse" "$tmp/receipts.jsonl"
+if "$VEIL" receipts verify --help >/dev/null 2>&1; then
+	"$VEIL" receipts verify "$tmp/receipts.jsonl" --allow-sim >"$tmp/rv-down.out" 2>/dev/null
+	check "veil receipts verify: the log still verifies and counts one receipt of an answer the node ended with an error" \
+		bash -c '[ "$0" -eq 0 ] && tail -n 1 "$1" | jq -e ".ok and .receipts_node_error == 1" >/dev/null &&
+			grep -q "ended the answer with error shutting_down" "$1"' $? "$tmp/rv-down.out"
+fi
+check "receipts log: lines of finished answers name no node_error" \
+	bash -c 'jq -s -e "map(select(.type == \"receipt\" and .node_error == null)) | length >= 8" "$0" >/dev/null' "$tmp/receipts.jsonl"
 if start_node a2 --listen "127.0.0.1:$A_PORT"; then
 	code="$(curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' -d "$chat" "$PA/v1/chat/completions")"
 	pin1="$(curl -s "$PA/veil/status" | jq -r .tls_spki_sha256)"
