@@ -1076,6 +1076,83 @@ static void test_long_batch_matches_short_batches(void **state)
 	veil_model_free(m);
 }
 
+/* A prompt's logits must not depend on how it was cut into batches: the
+ * engine cuts prompts where other requests leave room, so anything else
+ * makes a seeded answer depend on what else ran.  Tile ends move with the
+ * cut (attention's K is where the tile ends), so every kernel tail must
+ * put an element in the same lane and with the same fused operations
+ * whatever the tail's length.  Bit for bit, on every path the CPU has. */
+static void cut_prompt_logits(struct veil_model *m, const int32_t *tok, int P, int chunk,
+			  float *out, int V)
+{
+	struct veil_ctx_params cp;
+	struct veil_ctx *c;
+	int32_t pos[160], seq[160];
+
+	veil_ctx_params_default(&cp);
+	cp.n_ctx = 256;
+	cp.n_threads = 1;
+	assert_int_equal(veil_ctx_new(m, &cp, &c), 0);
+	for (int i = 0; i < P; i++) {
+		pos[i] = i;
+		seq[i] = 0;
+	}
+	for (int i = 0; i < P; i += chunk) {
+		struct veil_batch b = {P - i < chunk ? P - i : chunk, tok + i, pos + i, seq + i, NULL};
+
+		assert_int_equal(veil_ctx_decode(c, &b), 0);
+	}
+	memcpy(out, veil_ctx_logits(c, veil_ctx_n_logits(c) - 1), (size_t)V * sizeof(float));
+	veil_ctx_free(c);
+}
+
+static void test_prompt_logits_do_not_depend_on_batch_cuts(void **state)
+{
+	static const enum veil_isa isas[] = {VEIL_ISA_SCALAR, VEIL_ISA_AVX2, VEIL_ISA_AVX512};
+	static const int chunks[] = {1, 7, 33, 100};
+	enum { P = 150 };
+	enum veil_isa was = veil_isa_active();
+	char path[1024];
+	int32_t tok[P];
+	int tested = 0;
+
+	(void)state;
+	if (!shared_path("models/stories260K.gguf", path, sizeof(path))) {
+		skip();
+		return;
+	}
+	for (size_t k = 0; k < VEIL_ARRAY_LEN(isas); k++) {
+		struct veil_model *m = NULL;
+		float *whole, *cut;
+		int V;
+
+		/* before the load: weights are packed for the path in use */
+		if (veil_isa_force(isas[k]) < 0)
+			continue;
+		assert_int_equal(veil_model_load(path, &m), 0);
+		V = veil_model_hparams(m)->n_vocab;
+		for (int i = 0; i < P; i++)
+			tok[i] = (int32_t)(3 + (i * 7919 + 13) % (V - 3));
+		whole = malloc((size_t)V * sizeof(float));
+		cut = malloc((size_t)V * sizeof(float));
+		assert_true(whole && cut);
+		cut_prompt_logits(m, tok, P, P, whole, V);
+		for (size_t j = 0; j < VEIL_ARRAY_LEN(chunks); j++) {
+			cut_prompt_logits(m, tok, P, chunks[j], cut, V);
+			if (memcmp(whole, cut, (size_t)V * sizeof(float)))
+				fail_msg("%s: the prompt in batches of %d gives other logits than "
+					 "in one (max |diff| %g)", veil_isa_name(isas[k]), chunks[j],
+					 max_diff(whole, cut, (size_t)V));
+		}
+		free(whole);
+		free(cut);
+		veil_model_free(m);
+		tested++;
+	}
+	veil_isa_force(was);
+	assert_true(tested >= 1);
+}
+
 /* ---- packed Q8_0 / Q4_0 weights ------------------------------------------ */
 
 /* src with every matrix (2-D F16 tensor) requantized to `type`. */
@@ -1362,6 +1439,7 @@ int main(void)
 		cmocka_unit_test(test_engine_cancel_frees_slot_and_full_queue_is_busy),
 		cmocka_unit_test(test_engine_free_finishes_pending_requests),
 		cmocka_unit_test(test_tiny_synth_deterministic_and_batched_equals_sequential),
+		cmocka_unit_test(test_prompt_logits_do_not_depend_on_batch_cuts),
 		cmocka_unit_test(test_qwen2_neox_and_rope_scaling_variants),
 		cmocka_unit_test(test_packed_q8_0_q4_0_weights_match_weights_in_place),
 		cmocka_unit_test(test_long_batch_matches_short_batches),

@@ -570,7 +570,8 @@ int veil_engine_submit(struct veil_engine *e, const struct veil_engine_request *
 		return VEIL_ENOMEM;
 	r->n_prompt = (int32_t)rq->n_prompt;
 	r->max_tokens = rq->max_tokens;
-	r->n_logprobs = rq->n_logprobs;
+	/* a vocabulary smaller than the number asked for gives all of it */
+	r->n_logprobs = VEIL_MIN(rq->n_logprobs, e->n_vocab);
 	r->cb = rq->cb;
 	r->user = rq->user;
 	atomic_init(&r->cancel, false);

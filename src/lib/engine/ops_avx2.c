@@ -183,26 +183,28 @@ AI void qk_block8(const int T, const float *q, int hd, const uint16_t *kt,
 				_mm256_storeu_ps(s + (size_t)t * lds + j + 8 * v, acc[t][v]);
 		return;
 	}
-	/* tail: fewer than 32 positions */
+	/* tail: fewer than 32 positions, 8 at a time in zero-padded lanes
+	 * with the full block's fused multiply-adds, so a position's score
+	 * does not depend on where a tile ends (batch composition) */
 	for (int t = 0; t < T; t++) {
 		float *st = s + (size_t)t * lds;
 
-		for (int jj = j; jj < n; jj++)
-			st[jj] = 0.0f;
-		for (int d = 0; d < hd; d++) {
-			const uint16_t *kr = kt + (size_t)d * kts;
-			const float qd = q[(size_t)t * hd + d];
+		for (int jj = j; jj < n; jj += 8) {
+			int w = n - jj < 8 ? n - jj : 8;
+			__m256 a = _mm256_setzero_ps();
 
-			for (int jj = j; jj < n; jj += 8) {
-				int w = n - jj < 8 ? n - jj : 8;
+			for (int d = 0; d < hd; d++) {
+				const uint16_t *kr = kt + (size_t)d * kts + jj;
 				uint16_t h[8] = {0};
 
 				for (int i = 0; i < w; i++)
-					h[i] = kr[jj + i];
-				_mm256_storeu_ps(tmp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)));
-				for (int i = 0; i < w; i++)
-					st[jj + i] += qd * tmp[i];
+					h[i] = kr[i];
+				a = _mm256_fmadd_ps(_mm256_set1_ps(q[(size_t)t * hd + d]),
+						    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h)), a);
 			}
+			_mm256_storeu_ps(tmp, a);
+			for (int i = 0; i < w; i++)
+				st[jj + i] = tmp[i];
 		}
 	}
 }

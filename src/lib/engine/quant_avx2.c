@@ -321,17 +321,35 @@ AI void ftile(const int ft, const int R, const int A, int K, const uint8_t *w,
 				acc[r][a] = _mm256_fmadd_ps(wv[r], xv, acc[r][a]);
 		}
 	}
-#pragma GCC unroll 2
-	for (int a = 0; a < A; a++) {
-#pragma GCC unroll 4
+	if (k < K) {
+		/* the last K % 8 through the same lanes, zero-padded: an
+		 * element's lane does not depend on K (attention's K is where
+		 * the tile ends, which the batch decides) */
+		__m256 wv[4];
+
 		for (int r = 0; r < R; r++) {
-			float s = hsum8(acc[r][a]);
+			float t[8] = {0};
+
 			for (int kk = k; kk < K; kk++)
-				s += fscalar(ft, w + (size_t)r * ws, kk) *
-				     xf[(size_t)a * K + kk];
-			y[(size_t)a * ldy + r] = s;
+				t[kk - k] = fscalar(ft, w + (size_t)r * ws, kk);
+			wv[r] = _mm256_loadu_ps(t);
+		}
+		for (int a = 0; a < A; a++) {
+			float t[8] = {0};
+
+			for (int kk = k; kk < K; kk++)
+				t[kk - k] = xf[(size_t)a * K + kk];
+			const __m256 xv = _mm256_loadu_ps(t);
+
+			for (int r = 0; r < R; r++)
+				acc[r][a] = _mm256_fmadd_ps(wv[r], xv, acc[r][a]);
 		}
 	}
+#pragma GCC unroll 2
+	for (int a = 0; a < A; a++)
+#pragma GCC unroll 4
+		for (int r = 0; r < R; r++)
+			y[(size_t)a * ldy + r] = hsum8(acc[r][a]);
 }
 
 #define FT(ft, R, A) ftile(ft, R, A, K, wr, ws, xa, yo, ldy)
