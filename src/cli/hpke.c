@@ -141,6 +141,8 @@ static int hex_arg(const char *cmd, const char *name, const char *hex, size_t ex
 	}
 	if (!(p = malloc(n / 2 + 1)) || veil_hex_decode(hex, n, p, n / 2 + 1, &got) < 0) {
 		fprintf(stderr, "veil hpke %s: --%s is not valid hex\n", cmd, name);
+		if (p)
+			veil_wipe(p, n / 2 + 1); /* it may be a private key, in part */
 		free(p);
 		return 2;
 	}
@@ -184,7 +186,6 @@ static int cmd_keygen(int argc, char **argv)
 {
 	struct veil_hpke_keypair kp;
 	char pub[65], priv[65];
-	json_t *o;
 	int rc;
 
 	if (veil_cli_wants_help(argc, argv)) {
@@ -203,9 +204,15 @@ static int cmd_keygen(int argc, char **argv)
 	veil_hex_encode(kp.pub, 32, pub, sizeof(pub));
 	veil_hex_encode(kp.priv, 32, priv, sizeof(priv));
 	veil_hpke_keypair_wipe(&kp);
-	o = json_pack("{s:s, s:s}", "public", pub, "private", priv);
-	rc = print_json(o);
-	json_decref(o);
+	/* printed directly: a JSON object would keep a copy of the private
+	 * key that json_decref frees unwiped */
+	if (printf("{\"public\": \"%s\", \"private\": \"%s\"}\n", pub, priv) < 0 ||
+	    fflush(stdout) != 0) {
+		fprintf(stderr, "veil hpke: cannot write the output\n");
+		rc = 1;
+	} else {
+		rc = 0;
+	}
 	veil_wipe(priv, sizeof(priv));
 	return rc;
 }
@@ -302,7 +309,8 @@ static int cmd_open(int argc, char **argv)
 	if (!strcmp(a.ct, "-")) {
 		if (veil_buf_read_fd(&ct_in, 0) < 0) {
 			fprintf(stderr, "veil hpke open: cannot read the ciphertext from stdin\n");
-			return 1;
+			rc = 1;
+			goto out;
 		}
 		while (ct_in.len && (ct_in.data[ct_in.len - 1] == '\n' ||
 				     ct_in.data[ct_in.len - 1] == '\r' ||

@@ -59,9 +59,9 @@ struct node_signer {
 	size_t pending;             /* loop only */
 };
 
-/* Thread-safe: the keys are read-only once made (Ed25519 signs through a
- * fresh EVP_MD_CTX on the shared EVP_PKEY; secp256k1 reads the scalar and
- * the curve constants set up once). */
+/* Thread-safe: the keys are read-only once made (Ed25519 signs with
+ * libsodium from the key's bytes; secp256k1 reads the scalar and the
+ * curve constants set up once). */
 static int sign_both(struct node *n, const char *msg, size_t len,
 		     char ed_hex[2 * VEIL_ED25519_SIG_LEN + 1],
 		     char ec_hex[2 + 2 * VEIL_EIP191_SIG_LEN + 1])

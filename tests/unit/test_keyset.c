@@ -290,6 +290,49 @@ static void test_parser_rejects_each_rule(void **state)
 	assert_int_equal(veil_keyset_parse(in, sizeof(in), &ks), VEIL_ENOTSUP);
 }
 
+/* One set of keys, one encoding: an X25519 key at or above 2^255 - 19 is
+ * another spelling of a key below it; and a key of small order can never
+ * be sealed to.  Both are refused. */
+static void test_x25519_key_must_be_canonical_and_not_small_order(void **state)
+{
+	static const struct {
+		const char *why;
+		uint8_t top, rest, low; /* byte 31, bytes 1..30, byte 0 */
+		const char *err;
+	} bad[] = {
+		{"p", 0x7f, 0xff, 0xed, "not canonical"},
+		{"p + 1", 0x7f, 0xff, 0xee, "not canonical"},
+		{"2^255 - 1", 0x7f, 0xff, 0xff, "not canonical"},
+		{"the top bit", 0xff, 0x00, 0x09, "not canonical"},
+		{"0", 0x00, 0x00, 0x00, "small order"},
+		{"1", 0x00, 0x00, 0x01, "small order"},
+		{"p - 1", 0x7f, 0xff, 0xec, "small order"},
+	};
+	struct veil_keyset ks, back;
+	uint8_t out[VEIL_KEYSET_MAX];
+	size_t n = 0;
+
+	(void)state;
+	example_keyset(&ks);
+	assert_int_equal(veil_keyset_encode(&ks, out, sizeof(out), &n), 0);
+	assert_int_equal(veil_keyset_parse(out, n, &back), 0);
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(bad); i++) {
+		ks.x25519_hpke[0] = bad[i].low;
+		memset(ks.x25519_hpke + 1, bad[i].rest, 30);
+		ks.x25519_hpke[31] = bad[i].top;
+		assert_int_equal(veil_keyset_encode(&ks, out, sizeof(out), &n), 0);
+		if (veil_keyset_parse(out, n, &back) != VEIL_EFORMAT ||
+		    !strstr(veil_err_detail(), bad[i].err))
+			fail_msg("x25519 key %s: not refused as %s (%s)", bad[i].why, bad[i].err,
+				 veil_err_detail());
+	}
+	/* the example's key with its top bit set: the same key, spelled twice */
+	example_keyset(&ks);
+	ks.x25519_hpke[31] |= 0x80;
+	assert_int_equal(veil_keyset_encode(&ks, out, sizeof(out), &n), 0);
+	assert_int_equal(veil_keyset_parse(out, n, &back), VEIL_EFORMAT);
+}
+
 static void test_encode_refuses_mismatched_address(void **state)
 {
 	struct veil_keyset ks;
@@ -315,6 +358,7 @@ int main(void)
 		cmocka_unit_test(test_every_truncation_is_rejected),
 		cmocka_unit_test(test_parser_rejects_each_rule),
 		cmocka_unit_test(test_encode_refuses_mismatched_address),
+		cmocka_unit_test(test_x25519_key_must_be_canonical_and_not_small_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -725,10 +725,16 @@ static void test_streamed_chunks_with_the_nonce_in_the_first(void **state)
 	veil_seal_free(c2);
 	veil_seal_free(n2);
 	for (size_t i = 0; i < 3; i++) {
+		size_t left = (i == 0 ? RNL : 0) + VEIL_SEAL_CHUNK_HEAD;
+
 		assert_int_equal(veil_seal_open_chunk(c, out[i], w[i], &pl, &fin), 0);
 		assert_int_equal(pl, strlen(ev[i]));
 		assert_memory_equal(out[i], ev[i], pl);
 		assert_int_equal(fin, i == 2);
+		/* the plaintext moved to the front leaves none of itself
+		 * behind it (a caller wipes only the first pl bytes) */
+		for (size_t b = pl; b < pl + left; b++)
+			assert_int_equal(out[i][b], 0);
 	}
 	assert_int_equal(veil_seal_finish(c), 0);
 	veil_seal_free(c);

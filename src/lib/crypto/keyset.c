@@ -1,14 +1,16 @@
 /* Canonical public-key set encoding for report_data binding; the layout is
  * in include/veil/keyset.h and docs/protocol.md. */
-#include "veil/keyset.h"
-
 #include <string.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <sodium.h>
 
 #include "veil/base.h"
+#include "veil/keyset.h"
 #include "veil/sign.h"
+
+#include "crypto_impl.h"
 
 static const struct {
 	enum veil_keyset_type type;
@@ -91,6 +93,33 @@ int veil_keyset_encode(const struct veil_keyset *ks, uint8_t *out,
 	return 0;
 }
 
+/* An X25519 public key must be canonical, u < 2^255 - 19 (the top bit and
+ * the values p .. 2^255 - 1 are other encodings of the same key, so a key
+ * set would hash two ways), and not of small order (every shared secret
+ * with it is zero: nothing can be sealed to it).  The order test is one
+ * X25519 with a fixed clamped scalar, a multiple of 8: zero exactly for
+ * the points of order dividing 8. */
+static int x25519_pub_check(const uint8_t u[32])
+{
+	static const uint8_t scalar[32] = {8};
+	uint8_t q[32];
+	int i = 31, rc;
+
+	/* little-endian compare with p = 2^255 - 19 = 0x7fff..ffed */
+	while (i > 0 && u[i] == (i == 31 ? 0x7f : 0xff))
+		i--;
+	if (u[i] > (i == 31 ? 0x7f : i == 0 ? 0xec : 0xff))
+		return veil_errf(VEIL_EFORMAT, "keyset: x25519_hpke is not canonical "
+				 "(not below 2^255 - 19)");
+	if ((rc = crypto_sodium_ready("keyset")) < 0)
+		return rc;
+	rc = crypto_scalarmult(q, scalar, u);
+	veil_wipe(q, sizeof(q));
+	if (rc != 0)
+		return veil_errf(VEIL_EFORMAT, "keyset: x25519_hpke is a point of small order");
+	return 0;
+}
+
 int veil_keyset_parse(const uint8_t *p, size_t n, struct veil_keyset *out)
 {
 	struct veil_keyset ks;
@@ -144,6 +173,9 @@ int veil_keyset_parse(const uint8_t *p, size_t n, struct veil_keyset *out)
 		return rc;
 	if ((ks.present & VEIL_KEYSET_HAS(VEIL_KEY_SECP256K1)) &&
 	    (rc = veil_secp256k1_pub_check(ks.secp256k1)) < 0)
+		return rc;
+	if ((ks.present & VEIL_KEYSET_HAS(VEIL_KEY_X25519_HPKE)) &&
+	    (rc = x25519_pub_check(ks.x25519_hpke)) < 0)
 		return rc;
 	*out = ks;
 	return 0;

@@ -522,6 +522,8 @@ int veil_seal_open_chunk(struct veil_seal *s, uint8_t *buf, size_t len,
 			     out_len, is_final)) < 0)
 		return fail(s, rc);
 	memmove(buf, buf + skip + VEIL_SEAL_CHUNK_HEAD, *out_len);
+	/* the move leaves the plaintext's last bytes behind it */
+	veil_wipe(buf + *out_len, skip + VEIL_SEAL_CHUNK_HEAD);
 	return 0;
 }
 
@@ -613,7 +615,8 @@ int veil_seal_feed(struct veil_seal *s, const uint8_t *p, size_t n,
 				return fail(s, rc);
 			memmove(s->buf, s->buf + VEIL_SEAL_CHUNK_HEAD, len);
 			rc = emit ? emit(arg, s->buf, len, final) : 0;
-			veil_wipe(s->buf, len);
+			/* with the bytes the move left behind it */
+			veil_wipe(s->buf, len + VEIL_SEAL_CHUNK_HEAD);
 			if (rc)
 				return fail(s, rc < 0 ? rc : VEIL_ECANCELED);
 		}
