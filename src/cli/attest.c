@@ -6,6 +6,7 @@
  * Prints a veil-report/1 document from the SIMULATED TEE: ephemeral keys
  * (Ed25519, secp256k1, X25519; a random TLS SPKI hash), runtime events for
  * this binary, the configuration text and (with --model) the model file. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,9 +125,21 @@ static int sim_report(int argc, char **argv)
 			model = argv[++i];
 		else if (!strcmp(arg, "--config"))
 			config = argv[++i];
-		else if (!strcmp(arg, "--gpus"))
-			gpus = atoi(argv[++i]);
-		else {
+		else if (!strcmp(arg, "--gpus")) {
+			const char *v = argv[++i];
+			char *end;
+			long g;
+
+			/* strict: "two" or "" must not quietly mean 0 GPUs */
+			errno = 0;
+			g = strtol(v, &end, 10);
+			if (errno || end == v || *end || g < 0 || g > VEIL_ATTESTER_MAX_GPUS) {
+				fprintf(stderr, "veil attest sim-report: --gpus must be 0..%d, not "
+					"'%s'\n", VEIL_ATTESTER_MAX_GPUS, v);
+				return 2;
+			}
+			gpus = (int)g;
+		} else {
 			fprintf(stderr, "veil attest sim-report: unknown option %s\n", arg);
 			usage(stderr);
 			return 2;

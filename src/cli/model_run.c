@@ -81,8 +81,44 @@ static int parse_num(const char *opt, const char *s, double lo, double hi, doubl
 
 	errno = 0;
 	v = strtod(s, &end);
-	if (errno || end == s || *end || v < lo || v > hi) {
+	/* !(in range), not (out of range): "nan" is neither */
+	if (errno || end == s || *end || !(v >= lo && v <= hi)) {
 		fprintf(stderr, "veil model run: bad value '%s' for %s\n", s, opt);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* A whole number lo..hi: "2.5", "1e3" or "nan" for a count is refused, not
+ * truncated. */
+static int parse_int(const char *opt, const char *s, long long lo, long long hi, long long *out)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s || *end || v < lo || v > hi) {
+		fprintf(stderr, "veil model run: bad value '%s' for %s (a whole number %lld..%lld)\n",
+			s, opt, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* The seed: any 64-bit unsigned decimal, digits only (strtoull alone
+ * would take "-1" as 2^64-1). */
+static int parse_seed(const char *opt, const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] < '0' || s[0] > '9') {
+		fprintf(stderr, "veil model run: bad value '%s' for %s (0..2^64-1)\n", s, opt);
 		return -1;
 	}
 	*out = v;
@@ -161,6 +197,7 @@ int veil_cli_model_run(int argc, char **argv)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
 		double d;
+		long long n;
 		bool takes = true;
 
 		if (!strcmp(a, "--chat")) {
@@ -183,17 +220,17 @@ int veil_cli_model_run(int argc, char **argv)
 		} else if (!strcmp(a, "--system")) {
 			system = v;
 		} else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-			if (parse_num(a, v, -1, 1 << 24, &d) < 0)
+			if (parse_int(a, v, -1, 1 << 24, &n) < 0)
 				return 2;
-			n_predict = (int32_t)d;
+			n_predict = (int32_t)n;
 		} else if (!strcmp(a, "--temp")) {
 			if (parse_num(a, v, 0, 100, &d) < 0)
 				return 2;
 			sp.temperature = (float)d;
 		} else if (!strcmp(a, "--top-k")) {
-			if (parse_num(a, v, 0, 1 << 30, &d) < 0)
+			if (parse_int(a, v, 0, 1 << 30, &n) < 0)
 				return 2;
-			sp.top_k = (int32_t)d;
+			sp.top_k = (int32_t)n;
 		} else if (!strcmp(a, "--top-p")) {
 			if (parse_num(a, v, 0, 1, &d) < 0)
 				return 2;
@@ -207,18 +244,17 @@ int veil_cli_model_run(int argc, char **argv)
 				return 2;
 			sp.repeat_penalty = (float)d;
 		} else if (!strcmp(a, "--seed") || !strcmp(a, "-s")) {
-			if (parse_num(a, v, 0, 18446744073709551615.0, &d) < 0)
+			if (parse_seed(a, v, &sp.seed) < 0)
 				return 2;
-			sp.seed = strtoull(v, NULL, 10);
 			seed_set = true;
 		} else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) {
-			if (parse_num(a, v, 1, 256, &d) < 0)
+			if (parse_int(a, v, 1, 256, &n) < 0)
 				return 2;
-			ep.n_threads = (int32_t)d;
+			ep.n_threads = (int32_t)n;
 		} else if (!strcmp(a, "--ctx") || !strcmp(a, "-c")) {
-			if (parse_num(a, v, 8, 1 << 20, &d) < 0)
+			if (parse_int(a, v, 8, 1 << 20, &n) < 0)
 				return 2;
-			ep.n_ctx = (int32_t)d;
+			ep.n_ctx = (int32_t)n;
 		} else {
 			fprintf(stderr, "veil model run: unknown option %s\n", a);
 			run_usage(stderr);

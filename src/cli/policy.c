@@ -263,27 +263,64 @@ out:
 
 /* ---- options ------------------------------------------------------------------ */
 
-static int parse(int argc, char **argv, struct popts *o, const char *sub)
+/* Which subcommand takes which flag: each takes only its own, so a flag
+ * meant for another (show --force, check -o) is refused, not dropped. */
+enum {
+	P_FROM = 1 << 0, P_MODEL = 1 << 1, P_OUT = 1 << 2, P_FILE = 1 << 3,
+	P_ALLOW_SIM = 1 << 4, P_FORCE = 1 << 5, P_JSON = 1 << 6, P_TIMEOUT = 1 << 7,
+};
+#define P_INIT (P_FROM | P_MODEL | P_OUT | P_ALLOW_SIM | P_FORCE | P_TIMEOUT)
+#define P_SHOW (P_FILE | P_JSON)
+#define P_CHECK (P_FILE | P_FROM | P_MODEL | P_ALLOW_SIM | P_TIMEOUT)
+
+static const struct {
+	const char *name, *alt;
+	unsigned bit;
+	bool value;
+} POPTS[] = {
+	{"--from", NULL, P_FROM, true},       {"--model", NULL, P_MODEL, true},
+	{"-o", "--output", P_OUT, true},      {"--allow-sim", NULL, P_ALLOW_SIM, false},
+	{"--force", NULL, P_FORCE, false},    {"--json", NULL, P_JSON, false},
+	{"--timeout", NULL, P_TIMEOUT, true},
+};
+
+/* "init and check", "show": the subcommands that take flag bit. */
+static const char *takers(unsigned bit)
+{
+	static const char *const names[] = {"init", "show", "check"};
+	static const unsigned sets[] = {P_INIT, P_SHOW, P_CHECK};
+	static char out[40];
+	size_t n = 0;
+	int k = 0;
+
+	out[0] = '\0';
+	for (int i = 0; i < 3; i++)
+		if (sets[i] & bit)
+			k++;
+	for (int i = 0, j = 0; i < 3; i++) {
+		if (!(sets[i] & bit))
+			continue;
+		n += (size_t)snprintf(out + n, sizeof(out) - n, "%s%s",
+				      j == 0 ? "" : j == k - 1 ? " and " : ", ", names[i]);
+		j++;
+	}
+	return out;
+}
+
+static int parse(int argc, char **argv, struct popts *o, const char *sub, unsigned allowed)
 {
 	memset(o, 0, sizeof(*o));
 	o->timeout_ms = 30000;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		const char **slot = NULL;
+		unsigned bit = 0;
+		bool value = false;
 
-		if (!strcmp(a, "--allow-sim")) {
-			o->allow_sim = true;
-			continue;
-		}
-		if (!strcmp(a, "--force")) {
-			o->force = true;
-			continue;
-		}
-		if (!strcmp(a, "--json")) {
-			o->json = true;
-			continue;
-		}
 		if (a[0] != '-' || !a[1]) {
+			if (!(allowed & P_FILE)) {
+				fprintf(stderr, "veil policy %s: unexpected argument %s\n", sub, a);
+				return -1;
+			}
 			if (o->file) {
 				fprintf(stderr, "veil policy %s: more than one FILE\n", sub);
 				return -1;
@@ -291,32 +328,54 @@ static int parse(int argc, char **argv, struct popts *o, const char *sub)
 			o->file = a;
 			continue;
 		}
-		if (!strcmp(a, "--from"))
-			slot = &o->from;
-		else if (!strcmp(a, "--model"))
-			slot = &o->model;
-		else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
-			slot = &o->out;
-		else if (strcmp(a, "--timeout")) {
+		for (size_t k = 0; k < VEIL_ARRAY_LEN(POPTS); k++) {
+			if (!strcmp(a, POPTS[k].name) || (POPTS[k].alt && !strcmp(a, POPTS[k].alt))) {
+				bit = POPTS[k].bit;
+				value = POPTS[k].value;
+				break;
+			}
+		}
+		if (!bit) {
 			fprintf(stderr, "veil policy %s: unknown option %s\n", sub, a);
 			return -1;
+		}
+		if (!(allowed & bit)) {
+			fprintf(stderr, "veil policy %s: %s does not apply to %s (only to %s)\n", sub,
+				a, sub, takers(bit));
+			return -1;
+		}
+		if (!value) {
+			if (bit == P_ALLOW_SIM)
+				o->allow_sim = true;
+			else if (bit == P_FORCE)
+				o->force = true;
+			else
+				o->json = true;
+			continue;
 		}
 		if (i + 1 >= argc) {
 			fprintf(stderr, "veil policy %s: %s needs a value\n", sub, a);
 			return -1;
 		}
-		if (slot) {
-			*slot = argv[++i];
+		a = argv[++i];
+		if (bit == P_FROM) {
+			o->from = a;
+		} else if (bit == P_MODEL) {
+			o->model = a;
+		} else if (bit == P_OUT) {
+			o->out = a;
 		} else {
 			char *end;
-			long s = strtol(argv[++i], &end, 10);
+			long sec;
 
-			if (*end || s < 1 || s > 3600) {
+			errno = 0;
+			sec = strtol(a, &end, 10);
+			if (errno || end == a || *end || sec < 1 || sec > 3600) {
 				fprintf(stderr, "veil policy %s: --timeout must be 1..3600 seconds\n",
 					sub);
 				return -1;
 			}
-			o->timeout_ms = (unsigned)s * 1000;
+			o->timeout_ms = (unsigned)sec * 1000;
 		}
 	}
 	return 0;
@@ -371,16 +430,17 @@ static int cmd_init(int argc, char **argv)
 	struct seen s = {0};
 	json_t *j = NULL;
 	char *txt = NULL;
-	int status = 2;
+	int status = 2, rc;
 
 	if (veil_cli_wants_help(argc, argv)) {
 		usage(stdout);
 		return 0;
 	}
-	if (parse(argc, argv, &o, "init") < 0 || !o.from || !o.out || o.file) {
-		if (!o.from || !o.out)
+	if ((rc = parse(argc, argv, &o, "init", P_INIT)) < 0 || !o.from || !o.out) {
+		if (rc == 0) { /* else parse() said what is wrong */
 			fprintf(stderr, "veil policy init: --from URL and -o FILE are required\n");
-		usage(stderr);
+			usage(stderr);
+		}
 		return 2;
 	}
 	if (!o.force && access(o.out, F_OK) == 0) {
@@ -448,10 +508,11 @@ static int cmd_check(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (parse(argc, argv, &o, "check") < 0 || !o.from || !o.file || o.out) {
-		if (!o.from || !o.file)
+	if ((rc = parse(argc, argv, &o, "check", P_CHECK)) < 0 || !o.from || !o.file) {
+		if (rc == 0) { /* else parse() said what is wrong */
 			fprintf(stderr, "veil policy check: FILE and --from URL are required\n");
-		usage(stderr);
+			usage(stderr);
+		}
 		return 2;
 	}
 	if ((rc = veil_policy_load_file(o.file, &p)) < 0) {
@@ -480,6 +541,41 @@ static void show_list(const char *label, json_t *l)
 		printf("    %-15s %s\n", i ? "" : label, json_string_value(x));
 }
 
+/* The pins of a gateway or model entry (the canonical JSON's keys, in the
+ * format's order).  Every pin the entry has is printed.  "not pinned" is
+ * said only of what counts for the entry's TEE: a SEV-SNP pin (launch
+ * measurement, host_data) makes it a SEV-SNP entry, where the veil
+ * measurements and TDX registers are refused anyway; otherwise it is a
+ * TDX entry (the only TEE that checks the veil measurements), where an
+ * unpinned boot chain is what a reader must see.  An entry with no pin at
+ * all says so once: no TEE can be told. */
+static void show_entry(json_t *e, const char *const *veil_keys)
+{
+	static const char *const tdx[] = {"mrtd", "rtmr0", "rtmr1", "rtmr2", "mr_config_id", NULL};
+	static const char *const snp[] = {"snp_measurement", "host_data", NULL};
+	const char *const *groups[] = {veil_keys, tdx, snp};
+	bool is_snp = false;
+
+	if (!json_object_size(e)) {
+		printf("    (nothing pinned: any measurement is accepted)\n");
+		return;
+	}
+	for (size_t k = 0; snp[k]; k++)
+		is_snp |= json_object_get(e, snp[k]) != NULL;
+	if (is_snp)
+		printf("    (SEV-SNP: the launch measurement and host_data are what count)\n");
+	for (size_t g = 0; g < VEIL_ARRAY_LEN(groups); g++) {
+		bool counts = is_snp ? g == 2 : g != 2;
+
+		for (size_t k = 0; groups[g][k]; k++) {
+			json_t *l = json_object_get(e, groups[g][k]);
+
+			if (l || counts)
+				show_list(groups[g][k], l);
+		}
+	}
+}
+
 static void print_strings(json_t *a)
 {
 	size_t i;
@@ -491,6 +587,9 @@ static void print_strings(json_t *a)
 
 static int cmd_show(int argc, char **argv)
 {
+	static const char *const gw_keys[] = {"gateway_binary", "gateway_config", NULL};
+	static const char *const node_keys[] = {"node_binary", "node_config", "model",
+						"model_sha256", NULL};
 	struct popts o;
 	struct veil_policy *p = NULL;
 	json_t *j, *gpu, *gw, *ms, *e;
@@ -501,8 +600,11 @@ static int cmd_show(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (parse(argc, argv, &o, "show") < 0 || !o.file || o.from || o.out) {
-		usage(stderr);
+	if ((rc = parse(argc, argv, &o, "show", P_SHOW)) < 0 || !o.file) {
+		if (rc == 0) { /* else parse() said what is wrong */
+			fprintf(stderr, "veil policy show: FILE is required\n");
+			usage(stderr);
+		}
 		return 2;
 	}
 	if ((rc = veil_policy_load_file(o.file, &p)) < 0) {
@@ -554,17 +656,12 @@ static int cmd_show(int argc, char **argv)
 		print_strings(json_object_get(gpu, "arch"));
 	}
 	printf("\n  gateway:%s\n", json_object_size(gw) ? "" : "          any (nothing pinned)");
-	if (json_object_size(gw)) {
-		show_list("gateway_binary", json_object_get(gw, "gateway_binary"));
-		show_list("gateway_config", json_object_get(gw, "gateway_config"));
-	}
+	if (json_object_size(gw))
+		show_entry(gw, gw_keys);
 	printf("  models:%s\n", json_object_size(ms) ? "" : "           none pinned");
 	json_object_foreach(ms, name, e) {
 		printf("  - %s\n", name);
-		show_list("node_binary", json_object_get(e, "node_binary"));
-		show_list("node_config", json_object_get(e, "node_config"));
-		show_list("model", json_object_get(e, "model"));
-		show_list("model_sha256", json_object_get(e, "model_sha256"));
+		show_entry(e, node_keys);
 	}
 	printf("  other models:     %s\n", !other || !strcmp(other, "any") ? "accepted"
 									   : "refused");

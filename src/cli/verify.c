@@ -1,9 +1,13 @@
 /* veil verify: offline verification of attestation evidence.
  *
  *   veil verify FILE [--kind auto|tdx|sgx|snp|nvgpu|report|nearai]
- *                    [--collateral F] [--at RFC3339|UNIX] [--nonce HEX]
- *                    [--policy F] [--allow-sim] [--vcek F] [--certs F]
+ *                    [--collateral F] [--pccs URL [--pccs-cache DIR]]
+ *                    [--at RFC3339|UNIX] [--nonce HEX] [--policy F]
+ *                    [--allow-sim] [--max-vmpl N] [--vcek F] [--certs F]
  *                    [--rim F]... [--rim-time RFC3339|UNIX]
+ *
+ * Each flag applies to some kinds only (usage()); one given for another
+ * kind is a usage error, so that nothing the caller asked for is dropped.
  *
  * FILE may be binary or hex text.  Prints one JSON object as its last line
  * (ok, kind, status, advisories, error and the measured fields).  Exit 0
@@ -45,14 +49,20 @@ struct vopts {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: veil verify FILE [--kind auto|tdx|sgx|snp|nvgpu|report|nearai]\n"
-		"                        [--collateral F] [--at RFC3339|UNIX] [--nonce HEX]\n"
-		"                        [--policy F] [--allow-sim] [--vcek F] [--certs F] [--rim F]\n"
-		"                        [--rim-time T] [--pccs URL [--pccs-cache DIR]]\n"
-		"                        [--max-vmpl N]\n"
+		"usage: veil verify FILE [--kind auto|tdx|sgx|snp|nvgpu|report|nearai] [options]\n"
+		"The flags of each kind (any kind also takes --at T and --nonce HEX):\n"
+		"  tdx, sgx  --collateral F | --pccs URL [--pccs-cache DIR]\n"
+		"  snp       --vcek F [--certs F] [--max-vmpl N]\n"
+		"  nvgpu     [--certs F] [--rim F [--rim F]] [--rim-time T]\n"
+		"  report    [--collateral F | --pccs URL [--pccs-cache DIR]] [--policy F]\n"
+		"            [--allow-sim] [--max-vmpl N]\n"
+		"  nearai    [--collateral F]\n"
 		"\n"
 		"Verifies attestation evidence offline and prints a JSON verdict as the last line\n"
-		"(ok, kind, status, advisories, error, measured fields).  FILE may be binary or hex.\n"
+		"(ok, kind, status, advisories, error, measured fields).  FILE may be binary or\n"
+		"hex.\n"
+		"A flag that does not apply to FILE's kind is a usage error (exit 2): it would\n"
+		"otherwise be ignored, and a --policy ignored is a policy not enforced.\n"
 		"  --kind K        what FILE is; auto (default) looks at the content:\n"
 		"                  tdx/sgx  Intel DCAP quote (needs --collateral, dcap-qvl JSON)\n"
 		"                  snp      AMD SEV-SNP report (needs --vcek; --certs = ASK/ASVK)\n"
@@ -60,25 +70,93 @@ static void usage(FILE *f)
 		"                           NRAS-style JSON evidence list\n"
 		"                  report   veil attestation report (veil-report/1)\n"
 		"                  nearai   NEAR AI attestation report\n"
-		"  --pccs URL      fetch DCAP collateral for the quote from a PCCS or Intel PCS\n"
-		"                  base URL (when no --collateral); cached in --pccs-cache DIR\n"
-		"                  (default ~/.cache/veil/pccs) until its nextUpdate passes\n"
-		"  --at T          verification time (RFC 3339 UTC or unix seconds; default now)\n"
-		"  --nonce HEX     expected 32-byte nonce (report: required for freshness)\n"
-		"  --policy F      JSON: node_binary/node_config/model (SHA-384 hex), tcb_status[]\n"
-		"                  (strict), or a veil-policy/1 file (docs/policy.md)\n"
-		"  --allow-sim     accept SIMULATED TEE evidence (tests and demos only)\n"
-		"  --max-vmpl N    SEV-SNP: accept reports requested at VMPL 0..N (default 0:\n"
-		"                  the guest kernel; an SVSM guest's OS runs at VMPL 1 or more)\n"
-		"  --rim F         NVIDIA RIM golden values (first: driver, second: VBIOS); its\n"
-		"                  XML signature must verify to the pinned NVIDIA CoRIM root,\n"
-		"                  else the verdict fails (checks.rim_signature, rim_signatures)\n"
-		"  --rim-time T    time at which RIM signer certificates must be valid (RFC 3339\n"
-		"                  UTC or unix seconds; default: --at, else now).  NVIDIA's RIM\n"
-		"                  signing certificates expire; an older RIM verifies at a time\n"
-		"                  they were valid, e.g. --rim-time 2024-01-01T00:00:00Z\n"
-		"                  (revocation is not checked)\n"
+		"  --collateral F  tdx, sgx, report, nearai: DCAP collateral (dcap-qvl JSON);\n"
+		"                  for a report it replaces the collateral the report carries\n"
+		"  --pccs URL      tdx, sgx, report: fetch DCAP collateral for the quote (a TDX\n"
+		"                  report: the report's quote) from a PCCS or Intel PCS base URL\n"
+		"                  (instead of --collateral); cached in --pccs-cache DIR (default\n"
+		"                  ~/.cache/veil/pccs) until its nextUpdate passes\n"
+		"  --at T          any kind: verification time (RFC 3339 UTC or unix seconds;\n"
+		"                  default now)\n"
+		"  --nonce HEX     any kind: expected 32-byte nonce (report: required for\n"
+		"                  freshness)\n"
+		"  --policy F      report: JSON node_binary/node_config/model (SHA-384 hex),\n"
+		"                  tcb_status[] (strict), or a veil-policy/1 file\n"
+		"                  (docs/policy.md)\n"
+		"  --allow-sim     report: accept SIMULATED TEE evidence (tests and demos only)\n"
+		"  --max-vmpl N    snp, report: SEV-SNP reports requested at VMPL 0..N (default\n"
+		"                  0: the guest kernel; an SVSM guest's OS runs at VMPL 1+)\n"
+		"  --vcek F        snp: the chip's VCEK or VLEK certificate (DER or PEM)\n"
+		"  --certs F       snp: ASK/ASVK (PEM); nvgpu: the device certificate chain (PEM)\n"
+		"  --rim F         nvgpu: NVIDIA RIM golden values (first: driver, second:\n"
+		"                  VBIOS); its XML signature must verify to the pinned NVIDIA\n"
+		"                  CoRIM root, else the verdict fails (checks.rim_signature,\n"
+		"                  rim_signatures)\n"
+		"  --rim-time T    nvgpu: time at which RIM signer certificates must be valid\n"
+		"                  (RFC 3339 UTC or unix seconds; default: --at, else now).\n"
+		"                  NVIDIA's RIM signing certificates expire; an older RIM\n"
+		"                  verifies at a time they were valid, e.g.\n"
+		"                  --rim-time 2024-01-01T00:00:00Z (revocation is not checked)\n"
 		"Exit status: 0 verified, 1 not verified, 2 usage or I/O error.\n");
+}
+
+/* The kinds each flag applies to (a flag given for another kind is a
+ * usage error, never ignored). */
+enum {
+	K_TDX = 1 << 0, K_SGX = 1 << 1, K_SNP = 1 << 2, K_NVGPU = 1 << 3,
+	K_REPORT = 1 << 4, K_NEARAI = 1 << 5,
+};
+
+static unsigned kind_bit(const char *k)
+{
+	static const char *const names[] = {"tdx", "sgx", "snp", "nvgpu", "report", "nearai"};
+
+	for (unsigned i = 0; i < VEIL_ARRAY_LEN(names); i++)
+		if (!strcmp(k, names[i]))
+			return 1u << i;
+	return 0;
+}
+
+/* Refuses (exit 2) the first flag given that does not apply to kind. */
+static int check_flags(const struct vopts *o, const char *kind)
+{
+	const struct {
+		const char *flag;
+		bool given;
+		unsigned kinds;
+		const char *where;
+	} f[] = {
+		{"--collateral", o->collateral, K_TDX | K_SGX | K_REPORT | K_NEARAI,
+		 "tdx, sgx, report and nearai"},
+		{"--pccs", o->pccs, K_TDX | K_SGX | K_REPORT, "tdx, sgx and report"},
+		{"--pccs-cache", o->pccs_cache, K_TDX | K_SGX | K_REPORT, "tdx, sgx and report"},
+		{"--policy", o->policy, K_REPORT, "report"},
+		{"--allow-sim", o->allow_sim, K_REPORT, "report"},
+		{"--max-vmpl", o->vmpl, K_SNP | K_REPORT, "snp and report"},
+		{"--vcek", o->vcek, K_SNP, "snp"},
+		{"--certs", o->certs, K_SNP | K_NVGPU, "snp and nvgpu"},
+		{"--rim", o->n_rim > 0, K_NVGPU, "nvgpu"},
+		{"--rim-time", o->rim_at, K_NVGPU, "nvgpu"},
+	};
+	unsigned k = kind_bit(kind);
+
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(f); i++) {
+		if (f[i].given && !(f[i].kinds & k)) {
+			fprintf(stderr, "veil verify: %s does not apply to %s evidence (%s is for "
+				"%s; see veil verify --help)\n", f[i].flag, kind, f[i].flag, f[i].where);
+			return -1;
+		}
+	}
+	if (o->pccs_cache && !o->pccs) {
+		fprintf(stderr, "veil verify: --pccs-cache needs --pccs\n");
+		return -1;
+	}
+	if (o->pccs && o->collateral) {
+		/* one source of collateral: the other would be dropped */
+		fprintf(stderr, "veil verify: --collateral and --pccs are exclusive\n");
+		return -1;
+	}
+	return 0;
 }
 
 static int read_file(const char *path, struct veil_buf *b)
@@ -379,6 +457,38 @@ out:
 	return status;
 }
 
+/* --pccs with a report: the collateral of the report's own TDX quote,
+ * fetched as for a bare quote; it replaces what the report carries.
+ * VEIL_EINVAL (said on stderr): no TDX quote to fetch for. */
+static int report_collateral(const struct vopts *o, const uint8_t *raw, size_t rn,
+			     struct veil_tdx_collateral **out)
+{
+	struct veil_buf q = VEIL_BUF_INIT(VEIL_REPORT_MAX);
+	json_t *doc = json_loadb((const char *)raw, rn, 0, NULL);
+	const char *tee = json_string_value(json_object_get(doc, "tee"));
+	const char *hex = json_string_value(json_object_get(doc, "quote"));
+	int rc = VEIL_EINVAL;
+
+	if (json_is_true(json_object_get(doc, "sim")))
+		tee = "sim";
+	if (!tee || strcmp(tee, "tdx")) {
+		fprintf(stderr, "veil verify: --pccs: this report's TEE is %s, not tdx: no PCCS "
+			"has collateral for it\n", tee ? tee : "not named");
+		goto out;
+	}
+	if (!hex || veil_hex_text_decode(hex, strlen(hex), &q) < 0 || q.len == 0) {
+		fprintf(stderr, "veil verify: --pccs: the report has no hex \"quote\"\n");
+		goto out;
+	}
+	rc = fetch_collateral(o, q.data, q.len, out);
+	if (rc == VEIL_EINVAL)
+		rc = VEIL_EFORMAT; /* a quote the PCCS lookup cannot read: a failed verdict */
+out:
+	json_decref(doc);
+	veil_buf_free(&q);
+	return rc;
+}
+
 /* Whether a policy file is a veil-policy/1 document (it has "version");
  * the flat report policy has none. */
 static bool is_versioned_policy(const struct veil_buf *b)
@@ -458,6 +568,9 @@ static int do_report(const struct vopts *o, bool nearai, const uint8_t *raw, siz
 		veil_cli_error(o->collateral, rc);
 		return 2;
 	}
+	if (o->pccs && (rc = report_collateral(o, raw, rn, &c)) < 0)
+		return rc == VEIL_EINVAL ? 2 : emit(failure("report", "collateral: %s",
+							   veil_err_detail()), 1);
 	ro.collateral = c;
 	if (o->policy) {
 		struct veil_buf b = VEIL_BUF_INIT(1u << 20);
@@ -628,6 +741,8 @@ int veil_cli_verify(int argc, char **argv)
 		status = emit(failure("unknown", "unrecognised evidence format%s", ""), 1);
 		goto out;
 	}
+	if (check_flags(&o, kind) < 0)
+		goto out;
 	if (!strcmp(kind, "tdx") || !strcmp(kind, "sgx"))
 		status = do_quote(&o, kind, b, n);
 	else if (!strcmp(kind, "snp"))

@@ -5,9 +5,10 @@
  * prompt: sealed bodies pass through byte for byte.
  *
  *   veil-gateway --listen ADDR:PORT --db sqlite:PATH|postgres://... [options]
- *   veil-gateway keys create|list|revoke|limits --db URI [options]
+ *   veil-gateway keys create|list|revoke|limits --db URI [--secret-file F] [options]
  *
  * Operations: docs/gateway.md. */
+#include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
@@ -30,7 +31,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: veil-gateway --listen ADDR:PORT --db sqlite:PATH|postgres://... [options]\n"
-		"       veil-gateway keys create|list|revoke|limits --db URI [options]\n"
+		"       veil-gateway keys create|list|revoke|limits --db URI [--secret-file F] [options]\n"
 		"\n"
 		"One OpenAI-compatible endpoint in front of many attested veil-nodes: API keys,\n"
 		"usage from signed receipts, rate limits, routing, health and attestation\n"
@@ -74,9 +75,35 @@ static void usage(FILE *f)
 		"  --print-config            print the configuration this gateway measures (one\n"
 		"                            line of JSON; its SHA-384 is gateway_config) and exit\n"
 		"\n"
-		"keys: create [--name N] [--rpm N] [--tpm N] [--quota N] | list |\n"
+		"keys (each with --db URI [--secret-file F]; --secret-file is required with a\n"
+		"postgres database; veil-gateway keys --help for more):\n"
+		"      create [--name N] [--rpm N] [--tpm N] [--quota N] | list |\n"
 		"      revoke --id N | limits --id N [--rpm N] [--tpm N] [--quota N]\n"
 		"      `keys create` prints the new key alone on its last line, once.\n");
+}
+
+static void keys_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: veil-gateway keys create --db URI [--secret-file F] [--name N]\n"
+		"                                [--rpm N] [--tpm N] [--quota N]\n"
+		"       veil-gateway keys list   --db URI [--secret-file F]\n"
+		"       veil-gateway keys revoke --db URI [--secret-file F] --id N\n"
+		"       veil-gateway keys limits --db URI [--secret-file F] --id N\n"
+		"                                [--rpm N] [--tpm N] [--quota N]\n"
+		"\n"
+		"API keys in the gateway's database (the running gateways see a change within\n"
+		"their --key-cache-ms).\n"
+		"  --db URI          sqlite:PATH or postgres://... (as the gateway's --db)\n"
+		"  --secret-file F   API-key HMAC secret (created 0600 when absent; default\n"
+		"                    PATH.secret for sqlite; required with a postgres database:\n"
+		"                    the same file as the gateways')\n"
+		"  --name N          create: the key's label (default \"default\")\n"
+		"  --id N            revoke, limits: the key (an id from keys list)\n"
+		"  --rpm N, --tpm N  requests / tokens per minute (0 = unlimited)\n"
+		"  --quota N         total tokens (0 = unlimited)\n"
+		"  `keys create` prints the new key alone on its last line, once.\n"
+		"Exit status: 0 done, 1 failed, 2 usage error.\n");
 }
 
 /* Jansson holds request bodies (prompts) and answers: wipe on free. */
@@ -145,6 +172,18 @@ static int load_secret(const char *db, const char *file, struct veil_secret *out
 		return VEIL_EINVAL;
 	}
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0 && errno != EEXIST) {
+		int e = errno;
+
+		/* a missing directory, no write permission: say so, not
+		 * "cannot read" the file that could not be made (an existing
+		 * file on a read-only file system is read below) */
+		if (access(path, F_OK) != 0) {
+			fprintf(stderr, "veil-gateway: cannot create the API-key secret file "
+					"%s: %s\n", path, strerror(e));
+			return VEIL_EIO;
+		}
+	}
 	if (fd >= 0) {
 		uint8_t r[32];
 
@@ -185,13 +224,16 @@ out:
 
 static int keys_cmd(int argc, char **argv)
 {
-	const char *db = NULL, *secret_file = NULL, *name = "default", *sub;
+	const char *db = NULL, *secret_file = NULL, *name = NULL, *sub;
 	/* -1: not given (limits keeps the key's value; create sets 0) */
 	long long id = 0, rpm = -1, tpm = -1, quota = -1;
 	struct veil_store_limits lim = {0, 0, 0};
 	struct veil_secret secret = {0};
 	struct veil_store *s = NULL;
+	bool help = false;
 	const struct veil_opt opts[] = {
+		VEIL_OPT_STOP("-h", &help),
+		VEIL_OPT_STOP("--help", &help),
 		VEIL_OPT_STR("--db", &db),
 		VEIL_OPT_STR("--secret-file", &secret_file),
 		VEIL_OPT_STR("--name", &name),
@@ -203,26 +245,60 @@ static int keys_cmd(int argc, char **argv)
 	};
 	const struct veil_opt_cmd cmd = {"veil-gateway keys", opts, VEIL_ARRAY_LEN(opts),
 					 "missing value for "};
+	bool create, limits, with_id;
+	const char *wrong = NULL, *where = NULL;
 	int rc, code = 1;
 
 	if (argc < 3) {
-		fprintf(stderr, "usage: veil-gateway keys create|list|revoke|limits --db URI\n");
+		keys_usage(stderr);
 		return 2;
 	}
 	sub = argv[2];
+	if (!strcmp(sub, "-h") || !strcmp(sub, "--help") || !strcmp(sub, "help")) {
+		keys_usage(stdout);
+		return 0;
+	}
+	if (strcmp(sub, "create") && strcmp(sub, "list") && strcmp(sub, "revoke") &&
+	    strcmp(sub, "limits")) {
+		fprintf(stderr, "veil-gateway keys: unknown subcommand '%s': create, list, revoke "
+				"or limits\n", sub);
+		keys_usage(stderr);
+		return 2;
+	}
 	/* argv + 2: the subcommand is the walk's argv[0] */
 	if (veil_opt_parse(&cmd, argc - 2, argv + 2) < 0)
 		return 2;
+	if (help) {
+		keys_usage(stdout);
+		return 0;
+	}
+	/* each subcommand takes only its own flags: a --rpm given to list
+	 * would otherwise be dropped without a word */
+	create = !strcmp(sub, "create");
+	limits = !strcmp(sub, "limits");
+	with_id = limits || !strcmp(sub, "revoke");
+	if (name && !create)
+		wrong = "--name", where = "create";
+	else if (id && !with_id)
+		wrong = "--id", where = "revoke and limits";
+	else if (rpm >= 0 && !create && !limits)
+		wrong = "--rpm", where = "create and limits";
+	else if (tpm >= 0 && !create && !limits)
+		wrong = "--tpm", where = "create and limits";
+	else if (quota >= 0 && !create && !limits)
+		wrong = "--quota", where = "create and limits";
+	if (wrong) {
+		fprintf(stderr, "veil-gateway keys %s: %s does not apply to %s (only to %s)\n", sub,
+			wrong, sub, where);
+		return 2;
+	}
+	if (!name)
+		name = "default";
 	lim.requests_per_min = VEIL_MAX(rpm, 0);
 	lim.tokens_per_min = VEIL_MAX(tpm, 0);
 	lim.quota_tokens = VEIL_MAX(quota, 0);
 	if (!db) {
 		fprintf(stderr, "veil-gateway keys: --db URI is required\n");
-		return 2;
-	}
-	if (strcmp(sub, "create") && strcmp(sub, "list") && strcmp(sub, "revoke") &&
-	    strcmp(sub, "limits")) {
-		fprintf(stderr, "veil-gateway keys: create, list, revoke or limits\n");
 		return 2;
 	}
 	if ((!strcmp(sub, "revoke") || !strcmp(sub, "limits")) && !id) {
@@ -390,11 +466,12 @@ static int parse_args(int argc, char **argv, struct gw_opts *o, int *exit_code)
 	}
 	o->tee = tees[tee];
 	veil_log_setup((enum veil_log_level)lvl, json_log, stderr);
-	if (!o->db) {
+	/* --print-config opens nothing: the database URI is not measured */
+	if (!o->db && !print_config) {
 		fprintf(stderr, "veil-gateway: --db sqlite:PATH|postgres://... is required\n");
 		goto bad;
 	}
-	if (strncmp(o->db, "sqlite:", 7) && strncmp(o->db, "postgres://", 11) &&
+	if (o->db && strncmp(o->db, "sqlite:", 7) && strncmp(o->db, "postgres://", 11) &&
 	    strncmp(o->db, "postgresql://", 13)) {
 		fprintf(stderr, "veil-gateway: --db must be sqlite:PATH or postgres://...\n");
 		goto bad;

@@ -81,6 +81,31 @@ head -c 32 /dev/urandom >"$tmp/legacy.db?sync=full.secret"
 check "a secret file named after the whole --db (older versions) is not silently replaced" \
 	bash -c '[ $0 -ne 0 ] && grep -q "rename it" "$1" && [ ! -e "$2" ]' $? "$tmp/err" "$tmp/legacy.db.secret"
 
+# --print-config opens nothing, so it needs no --db (the URI is not measured)
+"$GW_BIN" --print-config --listen 127.0.0.1:0 >"$tmp/out" 2>"$tmp/err"
+check "--print-config without --db prints the measured config (exit 0)" \
+	bash -c '[ $0 -eq 0 ] && jq -e ".listen == \"127.0.0.1:0\"" "$1" >/dev/null' $? "$tmp/out"
+# keys: --help at both levels, each subcommand's own flags only, the real
+# reason a secret file cannot be made, --secret-file in the synopsis
+"$GW_BIN" --help | grep -q -- "keys create|list|revoke|limits --db URI \[--secret-file F\]"
+check "veil-gateway --help shows --secret-file in the keys synopsis" test $? -eq 0
+for a in "keys --help" "keys -h" "keys create --help" "keys list -h" "keys limits --id 1 --help"; do
+	# shellcheck disable=SC2086
+	"$GW_BIN" $a >"$tmp/out" 2>"$tmp/err"
+	check "veil-gateway $a prints the keys usage (exit 0)" \
+		bash -c '[ $0 -eq 0 ] && grep -q "usage: veil-gateway keys create" "$1" && grep -q -- "--secret-file F" "$1"' $? "$tmp/out"
+done
+for a in "list --rpm 5" "list --name zz" "revoke --id 1 --quota 5" "create --id 3" "list --id 3"; do
+	# shellcheck disable=SC2086
+	"$GW_BIN" keys $a --db "sqlite:$tmp/flags.db" >/dev/null 2>"$tmp/err"
+	check "veil-gateway keys $a: a flag of another subcommand is refused (exit 2)" \
+		bash -c '[ $0 -eq 2 ] && grep -q "does not apply to" "$1"' $? "$tmp/err"
+done
+check "... before touching the database" test ! -e "$tmp/flags.db"
+"$GW_BIN" keys create --db "sqlite:$tmp/nodir/x.db" >/dev/null 2>"$tmp/err"
+check "keys create in a missing directory names the real problem (cannot create: No such file or directory)" \
+	bash -c '[ $0 -eq 2 ] && grep -q "cannot create the API-key secret file .*No such file or directory" "$1"' $? "$tmp/err"
+
 DB="sqlite:$tmp/gw.db"
 "$GW_BIN" keys create --db "$DB" --name alice >"$tmp/create.out" 2>&1
 KEY="$(tail -1 "$tmp/create.out")"

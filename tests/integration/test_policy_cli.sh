@@ -76,6 +76,44 @@ check "policy show validates and summarises (exit 0)" \
 "$VEIL" policy show --json "$tmp/p.json" >"$tmp/show.json"
 check "policy show --json is the file's canonical form" \
 	bash -c 'diff <(jq -S . "$0") <(jq -S . "$1") >/dev/null' "$tmp/p.json" "$tmp/show.json"
+# every pin is shown: init pinned the (sim) boot chain, which show hid
+for k in mrtd rtmr0 rtmr1 rtmr2 mr_config_id; do
+	v="$(jq -r --arg k "$k" ".models.stories260K[\$k][0] // empty" "$tmp/p.json")"
+	check "policy show prints the model's $k pin" \
+		bash -c '[ -n "$0" ] && grep -Eq "^ +$1 +$0\$" "$2"' "$v" "$k" "$tmp/show.out"
+done
+# a SEV-SNP entry shows its launch measurement and host_data, and no "not
+# pinned" for the veil measurements SEV-SNP cannot check; a gateway entry
+# with boot pins only shows them (and "not pinned" for what TDX checks)
+H96() { printf '%096d' "$1"; }
+cat >"$tmp/boot.json" <<EOF
+{"version": "veil-policy/1", "tee": ["tdx", "sev-snp"], "gateway": {"mrtd": ["$(H96 1)"]},
+ "models": {"snpm": {"snp_measurement": ["$(H96 2)"], "host_data": ["$(printf '%064d' 3)"]}, "any": {}}}
+EOF
+"$VEIL" policy show "$tmp/boot.json" >"$tmp/boot.out" 2>&1
+check "policy show prints a gateway's mrtd pin" \
+	bash -c '[ $0 = 0 ] && grep -Eq "^ +mrtd +$1\$" "$2" && grep -Eq "^ +rtmr0 +not pinned" "$2"' "$?" "$(H96 1)" "$tmp/boot.out"
+check "policy show prints a SEV-SNP entry's snp_measurement and host_data" \
+	bash -c 'grep -Eq "^ +snp_measurement +$0\$" "$2" && grep -Eq "^ +host_data +$1\$" "$2"' \
+	"$(H96 2)" "$(printf '%064d' 3)" "$tmp/boot.out"
+check "... and no \"not pinned\" for the veil measurements a SEV-SNP entry cannot check" \
+	bash -c 'sed -n "/- snpm/,\$p" "$0" | { ! grep -q "node_binary"; }' "$tmp/boot.out"
+check "... and an entry with no pin says so once" \
+	bash -c 'sed -n "/- any/,/- snpm/p" "$0" | grep -q "nothing pinned" && ! sed -n "/- any/,/- snpm/p" "$0" | grep -q "not pinned"' "$tmp/boot.out"
+# each subcommand takes only its own flags (show took --force, --allow-sim
+# and --timeout and ignored them)
+"$VEIL" policy show "$tmp/p.json" --force --allow-sim --timeout 5 >/dev/null 2>"$tmp/err"
+check "policy show --force is a usage error naming the flag (exit 2)" \
+	bash -c '[ $0 = 2 ] && grep -q -- "--force does not apply to show" "$1"' "$?" "$tmp/err"
+"$VEIL" policy show "$tmp/p.json" --timeout 5 >/dev/null 2>"$tmp/err"
+check "policy show --timeout is a usage error (exit 2)" \
+	bash -c '[ $0 = 2 ] && grep -q -- "--timeout does not apply to show" "$1"' "$?" "$tmp/err"
+"$VEIL" policy init --from "$A" --allow-sim -o "$tmp/pj.json" --json >/dev/null 2>"$tmp/err"
+check "policy init --json is a usage error, nothing written (exit 2)" \
+	bash -c '[ $0 = 2 ] && grep -q -- "--json does not apply to init" "$1" && [ ! -e "$2" ]' "$?" "$tmp/err" "$tmp/pj.json"
+"$VEIL" policy check "$tmp/p.json" --from "$A" --force >/dev/null 2>"$tmp/err"
+check "policy check --force is a usage error (exit 2)" \
+	bash -c '[ $0 = 2 ] && grep -q -- "--force does not apply to check" "$1"' "$?" "$tmp/err"
 jq '.models.stories260K.modle = ["x"]' "$tmp/p.json" >"$tmp/typo.json"
 "$VEIL" policy show "$tmp/typo.json" >"$tmp/typo.out" 2>&1
 check "a policy with a typo is refused (exit 1, key named)" \

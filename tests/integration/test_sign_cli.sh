@@ -11,6 +11,9 @@ for sub in keygen sign verify; do
 		bash -c '"$0" sign "$1" --help | grep -qi "usage"' "$VEIL" "$sub"
 done
 "$VEIL" sign >/dev/null 2>&1; check "sign without a subcommand exits 2" test $? -eq 2
+# ecdsa verify prints the recovered address, not "valid": the top help said so
+check "sign --help says ecdsa verify prints the recovered signer address" \
+	bash -c '"$0" sign --help | grep -q "recovered signer address (ecdsa)"' "$VEIL"
 "$VEIL" sign sign --message x >/dev/null 2>&1; check "sign without --algo exits 2" test $? -eq 2
 "$VEIL" sign keygen --algo rsa >/dev/null 2>&1; check "unknown --algo exits 2" test $? -eq 2
 "$VEIL" sign frob >/dev/null 2>&1; check "unknown sign subcommand exits 2" test $? -eq 2

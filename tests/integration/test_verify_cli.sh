@@ -45,6 +45,27 @@ run() {
 "$VEIL" verify /nonexistent/file >/dev/null 2>&1; [ $? -eq 2 ] && ok "verify of a missing file exits 2" || notok "verify of a missing file exits 2"
 "$VEIL" verify x --kind frob >/dev/null 2>&1; [ $? -eq 2 ] && ok "unknown --kind exits 2" || notok "unknown --kind exits 2"
 "$VEIL" attest sim-report >/dev/null 2>&1; [ $? -eq 2 ] && ok "sim-report without --nonce exits 2" || notok "sim-report without --nonce exits 2"
+# --help says which flags go with which kind (a flag for another kind is
+# refused below)
+"$VEIL" verify --help >"$tmp/help" 2>&1
+grep -q -- "--policy F *report:" "$tmp/help" && grep -q -- "--rim F *nvgpu:" "$tmp/help" &&
+	grep -q -- "--vcek F *snp:" "$tmp/help" && grep -q -- "--pccs URL *tdx, sgx, report:" "$tmp/help" &&
+	ok "verify --help names the kinds each flag applies to" || notok "verify --help per-kind flags" "$(head -c 300 "$tmp/help")"
+# integer options parse strictly: "two" GPUs was 0 GPUs (atoi), "nan" tokens
+# was accepted (strtod)
+for g in two "" 1x; do
+	"$VEIL" attest sim-report --nonce "$(printf '%064d' 0)" --state-dir "$tmp/simg" --gpus "$g" >/dev/null 2>"$tmp/err"
+	rc=$?
+	[ $rc -eq 2 ] && grep -q -- "--gpus must be 0..8" "$tmp/err" && ok "sim-report --gpus '$g' exits 2" ||
+		notok "sim-report --gpus '$g' exits 2" "exit $rc: $(head -c 200 "$tmp/err")"
+done
+for a in "-n nan" "-n 2.5" "--seed 1.5" "--top-k 1e3" "--ctx nan"; do
+	# shellcheck disable=SC2086
+	"$VEIL" model run /nonexistent/model.gguf $a >/dev/null 2>"$tmp/err"
+	rc=$?
+	[ $rc -eq 2 ] && grep -q "bad value" "$tmp/err" && ok "model run $a exits 2 (not truncated)" ||
+		notok "model run $a exits 2" "exit $rc: $(head -c 200 "$tmp/err")"
+done
 
 # ---- simulated TEE round trip (needs nothing from ../shared) ---------------------
 N=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -82,6 +103,18 @@ if run "sim report refused without --allow-sim" 1 "$tmp/sim.json" --nonce "$N"; 
 	field error <<<"$out" | grep -q "simulated TEE evidence refused" &&
 		ok "sim report refused without --allow-sim, with the reason" || notok "sim refusal reason" "$out"
 fi
+# a flag that does not apply to a report is refused, not ignored
+for f in "--rim $tmp/sim.json" "--vcek $tmp/sim.json" "--certs $tmp/sim.json" "--rim-time 2025-01-01T00:00:00Z"; do
+	# shellcheck disable=SC2086
+	if run "sim report with ${f%% *}" 2 "$tmp/sim.json" --nonce "$N" --allow-sim $f; then
+		grep -q -- "${f%% *} does not apply to report evidence" "$tmp/err" &&
+			ok "verify of a report with ${f%% *} exits 2 naming the flag" || notok "${f%% *} message" "$(cat "$tmp/err")"
+	fi
+done
+run "--pccs-cache without --pccs" 2 "$tmp/sim.json" --nonce "$N" --allow-sim --pccs-cache "$tmp/pc" &&
+	grep -q -- "--pccs-cache needs --pccs" "$tmp/err" && ok "verify --pccs-cache without --pccs exits 2"
+run "sim report with --pccs" 2 "$tmp/sim.json" --nonce "$N" --allow-sim --pccs http://127.0.0.1:9 --pccs-cache "$tmp/pc" &&
+	grep -q -- "--pccs: this report's TEE is sim" "$tmp/err" && ok "verify --pccs with a sim report exits 2 (no PCCS has its collateral)"
 M=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 run "sim report with another nonce exits 1" 1 "$tmp/sim.json" --nonce "$M" --allow-sim && ok "sim report with another nonce exits 1"
 run "sim report auto-detected as --kind report" 0 "$tmp/sim.json" --kind report --nonce "$N" --allow-sim &&
@@ -235,6 +268,52 @@ while IFS=$'\t' read -r id quote col time want; do
 	if [ "$got" = "$want" ] && { [ "$kind" = tdx ] || [ "$kind" = sgx ]; }; then ok "$name"; else notok "$name" "got $got kind $kind"; fi
 done <"$tmp/cases"
 run "tdx quote without collateral exits 2" 2 "$VEC/attest/tdx/dcap-qvl/tdx_quote" && ok "tdx quote without --collateral exits 2"
+# --policy was never opened for a quote: a missing file, or a policy the
+# quote does not meet (OutOfDate demanded of an UpToDate quote), verified ok
+Q="$VEC/attest/tdx/dcap-qvl"
+printf '{"tcb_status":["OutOfDate"]}' >"$tmp/pol-ood.json"
+for pol in /nonexistent/policy.json "$tmp/pol-ood.json"; do
+	if run "tdx quote with --policy $pol" 2 "$Q/tdx_quote" --collateral "$Q/tdx_quote_collateral.json" \
+		--at 2025-07-01T00:00:00Z --policy "$pol"; then
+		grep -q -- "--policy does not apply to tdx evidence" "$tmp/err" &&
+			ok "verify of a tdx quote with --policy $(basename "$pol") exits 2 (never silently unenforced)" ||
+			notok "tdx --policy message" "$(cat "$tmp/err")"
+	fi
+done
+run "tdx quote with --allow-sim" 2 "$Q/tdx_quote" --collateral "$Q/tdx_quote_collateral.json" --at 2025-07-01T00:00:00Z --allow-sim &&
+	grep -q -- "--allow-sim does not apply to tdx" "$tmp/err" && ok "verify of a tdx quote with --allow-sim exits 2"
+run "tdx quote with --collateral and --pccs" 2 "$Q/tdx_quote" --collateral "$Q/tdx_quote_collateral.json" --at 2025-07-01T00:00:00Z \
+	--pccs http://127.0.0.1:9 --pccs-cache "$tmp/pccs-x" &&
+	grep -q -- "--collateral and --pccs are exclusive" "$tmp/err" && ok "verify --collateral with --pccs exits 2 (one would be dropped)"
+run "tdx quote with --rim" 2 "$Q/tdx_quote" --collateral "$Q/tdx_quote_collateral.json" --at 2025-07-01T00:00:00Z --rim "$Q/tdx_quote" &&
+	grep -q -- "--rim does not apply to tdx" "$tmp/err" && ok "verify of a tdx quote with --rim exits 2"
+# --pccs with a TDX report: the collateral of the report's own quote, fetched
+# (here: read from a fresh --pccs-cache) as for a bare quote; before, --pccs
+# was ignored and the report failed for want of collateral
+N2=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+"$VEIL" attest sim-report --nonce "$N2" --state-dir "$tmp/sim" --gpus 0 >"$tmp/sim0.json" 2>/dev/null
+python3 - "$tmp/sim0.json" "$Q/tdx_quote" "$tmp/tdx-rep.json" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+r.update(tee="tdx", sim=False, quote=open(sys.argv[2], "rb").read().hex())
+r.pop("collateral", None)
+json.dump(r, open(sys.argv[3], "w"))
+PYEOF
+if run "tdx report with --pccs (unreachable)" 2 "$tmp/tdx-rep.json" --nonce "$N2" --at 2025-07-01T00:00:00Z \
+	--pccs http://127.0.0.1:9 --pccs-cache "$tmp/pccs-rep"; then
+	grep -q 'certification/v4/tcb?fmspc=' <<<"$out" && ok "verify --kind report --pccs fetches the report's quote's collateral (unreachable PCCS: exit 2 naming the URL)" ||
+		notok "report --pccs error" "$out"
+fi
+mkdir -p "$tmp/pccs-rep"
+for ca in processor platform; do cp "$Q/tdx_quote_collateral.json" "$tmp/pccs-rep/tdx-b0c06f000000-$ca.json"; done
+# the quote is real, the rest of the report is not its own: the quote stage
+# passes (UpToDate) and the report fails later, at report_data
+if run "tdx report with --pccs (cached)" 1 "$tmp/tdx-rep.json" --nonce "$N2" --at 2025-07-01T00:00:00Z \
+	--pccs http://127.0.0.1:9 --pccs-cache "$tmp/pccs-rep"; then
+	[ "$(field status <<<"$out")|$(field checks.quote <<<"$out")" = "UpToDate|true" ] &&
+		ok "verify --kind report --pccs uses the PCCS collateral for the report's quote" ||
+		notok "report --pccs cached verdict" "$out"
+fi
 
 # ---- SEV-SNP ---------------------------------------------------------------------------
 G="$VEC/attest/sev-snp/go-sev-guest"
@@ -243,6 +322,10 @@ if run "snp with --vcek" 0 "$T/test-report.bin" --vcek "$T/test-vcek.der" --at 2
 	[ "$(field kind <<<"$out")|$(field ok <<<"$out")" = "snp|true" ] && ok "snp report verifies with --vcek" || notok "snp kind" "$out"
 fi
 run "snp without --vcek" 2 "$T/test-report.bin" && ok "snp report without --vcek exits 2"
+run "snp with --policy" 2 "$T/test-report.bin" --vcek "$T/test-vcek.der" --at 2025-07-01T00:00:00Z --policy "$tmp/pol-ood.json" &&
+	grep -q -- "--policy does not apply to snp" "$tmp/err" && ok "snp report with --policy exits 2"
+run "snp with --collateral" 2 "$T/test-report.bin" --vcek "$T/test-vcek.der" --collateral "$Q/tdx_quote_collateral.json" &&
+	grep -q -- "--collateral does not apply to snp" "$tmp/err" && ok "snp report with --collateral exits 2"
 run "snp with another VCEK" 1 "$T/test-report.bin" --vcek "$G/vcek.testcer" --at 2025-07-01T00:00:00Z &&
 	ok "snp report with another chip's VCEK exits 1"
 if run "snp debug guest" 1 "$G/attestation.bin" --vcek "$G/vcek.testcer" --at 2025-07-01T00:00:00Z; then
@@ -262,6 +345,10 @@ if run "nvgpu with --certs" 0 "$NV/hopperAttestationReport.txt" --certs "$NV/hop
 fi
 run "nvgpu wrong nonce" 1 "$NV/hopperAttestationReport.txt" --certs "$NV/hopperCertChain.txt" --nonce "$M" &&
 	ok "nvgpu evidence with another --nonce exits 1"
+run "nvgpu with --vcek" 2 "$NV/hopperAttestationReport.txt" --certs "$NV/hopperCertChain.txt" --vcek "$NV/hopperCertChain.txt" &&
+	grep -q -- "--vcek does not apply to nvgpu" "$tmp/err" && ok "nvgpu evidence with --vcek exits 2"
+run "nvgpu with --allow-sim" 2 "$NV/hopperAttestationReport.txt" --certs "$NV/hopperCertChain.txt" --allow-sim &&
+	grep -q -- "--allow-sim does not apply to nvgpu" "$tmp/err" && ok "nvgpu evidence with --allow-sim exits 2"
 run "nvgpu root-only chain" 1 "$NV/hopperAttestationReport.txt" --certs "$VEC/attest/nvidia/trustee/hopper_cert_chain_case2.txt" &&
 	ok "nvgpu evidence with a root-only chain exits 1"
 
@@ -290,6 +377,13 @@ if run "nearai dstack quote + event log + app_compose" 0 "$tmp/dstack.json" --ki
 	[ "$(field checks.event_log <<<"$out")|$(field checks.mr_config_id <<<"$out")" = "true|true" ] &&
 		ok "nearai dstack report: RTMR replay and mr_config_id = 01||sha256(app_compose)" || notok "dstack fields" "$out"
 fi
+# NEAR AI reports are not judged by a flat policy (nor a veil-policy/1 file):
+# a tcb_status list an "unknown" status cannot meet verified ok
+printf '{"tcb_status":["UpToDate"]}' >"$tmp/pol-utd.json"
+run "nearai with --policy" 2 "$NA/private-ml-sdk-report.json" --at 2026-03-01T00:00:00Z --policy "$tmp/pol-utd.json" &&
+	grep -q -- "--policy does not apply to nearai" "$tmp/err" && ok "nearai report with --policy exits 2 (it would not be enforced)"
+run "nearai with --pccs" 2 "$NA/private-ml-sdk-report.json" --pccs http://127.0.0.1:9 &&
+	grep -q -- "--pccs does not apply to nearai" "$tmp/err" && ok "nearai report with --pccs exits 2"
 run "nearai unbound signing address" 1 "$tmp/dstack-addr.json" && ok "nearai report with a signing address the quote does not bind exits 1"
 
 # --pccs: an unreachable PCCS is an I/O error naming the URL, never a pass
