@@ -7,7 +7,11 @@
  * 127.0.0.1, with a generated admin token, a fresh API key and a policy that
  * pins exactly what was launched: the SHA-384 of the node and gateway
  * binaries and of their configurations (computed here the way each server
- * measures itself), and the model file's SHA-384 and SHA-256.  Then one chat
+ * measures itself), and the model file's SHA-384 and SHA-256.  Before the
+ * policy is written, each node's report (a fresh one, for veil up's nonce)
+ * is read and its RTMR3 events are compared with those values: a difference
+ * stops veil up, naming the measurement; a SEV-SNP guest is refused there
+ * (check_node_report says why).  Then one chat
  * goes through the proxy as a self-check (the same code as `veil chat`), the
  * receipts log is re-verified offline, the proxy's URL is printed, and the
  * stack serves until SIGINT/SIGTERM, or until any child dies; every child is
@@ -46,7 +50,9 @@
 
 #include "cli.h"
 #include "veil/base.h"
+#include "veil/eventlog.h"
 #include "veil/policy.h"
+#include "veil/report.h"
 #include "veil/store.h"
 
 extern char **environ;
@@ -77,9 +83,7 @@ struct kid {
 	bool reported;          /* its exit was already reported */
 	char log[PATH_MAX];
 	char url[128];          /* scheme://127.0.0.1:port, once listening */
-	char tee[16];           /* nodes: what the attester picked */
-	uint8_t measured[3][48]; /* nodes: binary, config, model from its log */
-	bool has_measured;
+	char tee[16];           /* nodes: what the attester picked (its report) */
 };
 
 struct up {
@@ -135,8 +139,9 @@ static void usage(FILE *f)
 		"\n"
 		"  --model PATH      GGUF model (default: $VEIL_MODEL, ./models/stories260K.gguf,\n"
 		"                    ../shared/models/stories260K.gguf)\n"
-		"  --tee auto|sim    auto (default): a real TDX / SEV-SNP guest when there is\n"
-		"                    one, else the SIMULATED TEE; sim: always simulated\n"
+		"  --tee auto|sim    auto (default): a real TDX guest when there is one, else\n"
+		"                    the SIMULATED TEE (a SEV-SNP guest is refused: veil up's\n"
+		"                    policy cannot be met there); sim: always simulated\n"
 		"  --nodes N         veil-node processes (default 1, at most %d)\n"
 		"  --port P          the proxy's port on 127.0.0.1 (default 8080)\n"
 		"  --state-dir DIR   keep the database, policy, keys, logs, receipts and\n"
@@ -821,9 +826,10 @@ static int start_nodes(struct up *u)
 	return 0;
 }
 
-/* Scans a child's log for "listening on http(s)://ADDR:PORT" (and, for a
- * node, "attestation: KIND, event log [...]").  Returns 1 when the
- * listening line is there. */
+/* Scans a child's log for "listening on http(s)://ADDR:PORT" (a short
+ * line, far below the logger's 1023-byte cap).  What a node measured is not
+ * read from its log but from its report (check_node_report).  Returns 1
+ * when the listening line is there. */
 static int scan_log(struct kid *k)
 {
 	struct veil_buf b = VEIL_BUF_INIT(UP_LOG_SCAN);
@@ -833,7 +839,7 @@ static int scan_log(struct kid *k)
 
 	if (fd < 0)
 		return 0;
-	/* the first UP_LOG_SCAN bytes: both lines come at start */
+	/* the first UP_LOG_SCAN bytes: the line comes at start */
 	while (b.len < UP_LOG_SCAN) {
 		ssize_t r;
 
@@ -849,36 +855,6 @@ static int scan_log(struct kid *k)
 	if (!b.data)
 		return 0;
 	s = (const char *)b.data;
-	/* "... node: attestation: KIND, event log [...]" on one line */
-	if (k->role == KID_NODE && !k->tee[0] && (p = strstr(s, ", event log ["))) {
-		const char *comma = p, *kind = p;
-		const char *arr = p + strlen(", event log ");
-		const char *eol = strchr(arr, '\n');
-		json_t *log;
-
-		while (kind > s && kind[-1] != ' ' && kind[-1] != '\n')
-			kind--;
-		if (kind - s >= 13 && !strncmp(kind - 13, "attestation: ", 13) &&
-		    comma - kind < (long)sizeof(k->tee) && eol) {
-			snprintf(k->tee, sizeof(k->tee), "%.*s", (int)(comma - kind), kind);
-			log = json_loadb(arr, (size_t)(eol - arr), 0, NULL);
-			if (json_is_array(log) && json_array_size(log) == 3) {
-				size_t got = 0;
-
-				for (size_t i = 0; i < 3; i++) {
-					const char *h = json_string_value(
-						json_object_get(json_array_get(log, i), "event_payload"));
-					size_t n = 0;
-
-					if (h && strlen(h) == 96 &&
-					    veil_hex_decode(h, 96, k->measured[i], 48, &n) == 0)
-						got++;
-				}
-				k->has_measured = got == 3;
-			}
-			json_decref(log);
-		}
-	}
 	for (p = s; (p = strstr(p, "listening on http")); p++) {
 		char scheme[8];
 		unsigned port;
@@ -929,51 +905,6 @@ static int wait_listening(struct up *u, int from, int to, unsigned ms)
 			break;
 		}
 	}
-}
-
-/* Every node must run the TEE kind the others run, and must have measured
- * exactly what veil up computed: a difference means veil up and veil-node
- * disagree on the configuration's form, and the policy would refuse it. */
-static int check_nodes(struct up *u)
-{
-	const char *what[3] = {"binary", "configuration", "model"};
-	const char *mine[3] = {u->node_bin_h, u->node_cfg_h, u->model_h};
-
-	for (int i = 0; i < u->n_kids; i++) {
-		struct kid *k = &u->kids[i];
-
-		if (k->role != KID_NODE)
-			continue;
-		if (!k->tee[0]) {
-			fprintf(stderr, "veil up: %s did not log which TEE it uses\n", k->name);
-			return -1;
-		}
-		if (!u->tee_kind[0])
-			snprintf(u->tee_kind, sizeof(u->tee_kind), "%s", k->tee);
-		else if (strcmp(u->tee_kind, k->tee)) {
-			fprintf(stderr, "veil up: nodes use different TEEs (%s, %s)\n",
-				u->tee_kind, k->tee);
-			return -1;
-		}
-		if (!k->has_measured)
-			continue; /* the policy check in the gateway decides */
-		for (int j = 0; j < 3; j++) {
-			char hex[97];
-
-			veil_hex_encode(k->measured[j], 48, hex, sizeof(hex));
-			if (strcmp(hex, mine[j])) {
-				fprintf(stderr, "veil up: %s measured its %s as %s, veil up "
-					"computed %s: the policy would refuse it (is veil-node "
-					"from the same build as veil?)\n", k->name, what[j], hex,
-					mine[j]);
-				return -1;
-			}
-		}
-	}
-	if (!strcmp(u->tee_kind, "sim"))
-		fprintf(stdout, "veil up: TEE: SIMULATED (no TDX / SEV-SNP guest here): "
-			"reports prove nothing about hardware\n");
-	return 0;
 }
 
 static int write_nodes_json(const struct up *u, char *path, size_t cap)
@@ -1208,6 +1139,164 @@ static int poll_step(struct up *u, struct kid *k, uint64_t deadline, const char 
 	default:
 		return 0;
 	}
+}
+
+/* What a node measures into RTMR3 (eventlog.h), in the order it extends
+ * them and the policy pins them, with what veil up computed for each. */
+struct node_meas {
+	const char *what;       /* how the message names it */
+	const char *event;      /* the runtime event's name */
+	const char *mine;       /* veil up's value, lower-case hex */
+	const char *hint;       /* the likely cause */
+};
+
+/* Fetches node k's report (GET /v1/attestation/report?nonce=..., a fresh
+ * one, as the gateway does) and compares the veil runtime events of its
+ * event log (name, payload; their digests checked against the payloads)
+ * with what veil up computed, naming the first measurement that differs.
+ * The report, not the node's log, is what the gateway and the proxy judge:
+ * this is their check made early, with a message that says which
+ * measurement and why.  Not a verification of the evidence (the gateway
+ * does that): only whether the policy veil up is about to write can pass.
+ * Sets k->tee from the report; a SEV-SNP node is refused (see below).
+ * 0 or -1 (reported). */
+static int check_node_report(struct up *u, struct kid *k, uint64_t deadline)
+{
+	const struct node_meas meas[] = {
+		{"binary", VEIL_EVLOG_NODE_BINARY, u->node_bin_h,
+		 "is veil-node the file veil up hashed, from the same build as veil?"},
+		{"configuration", VEIL_EVLOG_NODE_CONFIG, u->node_cfg_h,
+		 "veil up and veil-node disagree on the configuration's form: "
+		 "src/node/main.c config_json"},
+		{"model file", VEIL_EVLOG_MODEL, u->model_h,
+		 "did the model file change while veil up started?"},
+		{"model sha256", VEIL_EVLOG_MODEL_SHA256, u->model_sha256,
+		 "did the model file change while veil up started?"},
+	};
+	struct veil_buf b = VEIL_BUF_INIT(VEIL_REPORT_MAX);
+	struct veil_evlog log = VEIL_EVLOG_INIT;
+	uint8_t nonce[32];
+	char nhex[65], url[256];
+	const char *tee, *rn;
+	json_t *j = NULL;
+	long code;
+	int rc = -1, e;
+
+	veil_random(nonce, sizeof(nonce));
+	veil_hex_encode(nonce, sizeof(nonce), nhex, sizeof(nhex));
+	snprintf(url, sizeof(url), "%s/v1/attestation/report?nonce=%s", k->url, nhex);
+	for (;;) {
+		code = http_get(url, NULL, &b);
+		if (code == 200)
+			break;
+		/* 503: reports being made (attestation_busy), try again */
+		if (code != 503 && code != -1) {
+			fprintf(stderr, "veil up: %s answered HTTP %ld to GET "
+				"/v1/attestation/report: %.*s\n", k->name, code,
+				(int)VEIL_MIN(b.len, 300), b.data ? (const char *)b.data : "");
+			goto out;
+		}
+		if (poll_step(u, k, deadline, "no attestation report in time") < 0)
+			goto out;
+	}
+	j = b.data ? json_loadb((const char *)b.data, b.len, JSON_REJECT_DUPLICATES, NULL)
+		   : NULL;
+	tee = json_string_value(json_object_get(j, "tee"));
+	rn = json_string_value(json_object_get(j, "nonce"));
+	if (!json_is_object(j) ||
+	    !json_is_string(json_object_get(j, "version")) ||
+	    strcmp(json_string_value(json_object_get(j, "version")), VEIL_REPORT_VERSION) ||
+	    !tee || (strcmp(tee, "tdx") && strcmp(tee, "sev-snp") && strcmp(tee, "sim")) ||
+	    !rn || strcmp(rn, nhex)) {
+		fprintf(stderr, "veil up: %s did not answer a %s report for veil up's nonce "
+			"(tee tdx, sev-snp or sim)\n", k->name, VEIL_REPORT_VERSION);
+		goto out;
+	}
+	snprintf(k->tee, sizeof(k->tee), "%s", tee);
+	/* SEV-SNP is refused before anything else: the policy veil up writes
+	 * pins the servers' RTMR3 measurements and min_tcb_status, and a
+	 * SEV-SNP report has no RTMRs (its event log is unauthenticated JSON)
+	 * and no DCAP TCB status, so the policy code refuses both for it
+	 * (src/lib/attest/policy.c check_pin, check_tcb) and the gateway would
+	 * refuse every node at step 4.  A policy of snp_measurement, host_data
+	 * and snp_min_tcb would pass the gateway and the proxy, but the
+	 * self-check would not: veil chat requires the model hash the quote
+	 * binds, which SEV-SNP cannot bind (model_sha256_bound false). */
+	if (!strcmp(tee, "sev-snp")) {
+		fprintf(stderr, "veil up: %s runs in a SEV-SNP guest, which veil up does not "
+			"support: its policy pins RTMR3 measurements, which a SEV-SNP report cannot "
+			"authenticate (no RTMRs), so the gateway would refuse every node.  Use --tee "
+			"sim for a demo, or start the servers yourself with a policy of "
+			"snp_measurement, host_data and snp_min_tcb (veil policy init; "
+			"docs/policy.md)\n", k->name);
+		goto out;
+	}
+	if ((e = veil_evlog_from_json(json_object_get(j, "event_log"), &log)) < 0 ||
+	    (e = veil_evlog_check_runtime(&log)) < 0) {
+		fprintf(stderr, "veil up: %s's event log: %s (%s)\n", k->name, veil_strerror(e),
+			veil_err_detail());
+		goto out;
+	}
+	for (size_t i = 0; i < VEIL_ARRAY_LEN(meas); i++) {
+		const struct veil_evlog_event *ev = NULL;
+		char hex[2 * 48 + 1] = "";
+
+		e = veil_evlog_find_runtime(&log, meas[i].event, &ev);
+		if (e == VEIL_ENOENT) {
+			fprintf(stderr, "veil up: %s's %s measurement is missing: its event log has "
+				"no %s event, so the policy would refuse it (is veil-node from "
+				"the same build as veil?)\n", k->name, meas[i].what, meas[i].event);
+			goto out;
+		}
+		if (e < 0) {
+			fprintf(stderr, "veil up: %s's %s measurement: %s\n", k->name, meas[i].what,
+				veil_err_detail());
+			goto out;
+		}
+		if (ev->payload_len <= 48)
+			veil_hex_encode(ev->payload, ev->payload_len, hex, sizeof(hex));
+		if (strcmp(hex, meas[i].mine)) {
+			fprintf(stderr, "veil up: %s's %s measurement differs: the node measured "
+				"%s (event %s), veil up computed %s; the policy would refuse it "
+				"(%s)\n", k->name, meas[i].what, hex[0] ? hex : "(not a digest)",
+				meas[i].event, meas[i].mine, meas[i].hint);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	veil_evlog_free(&log);
+	json_decref(j);
+	veil_buf_free(&b);
+	return rc;
+}
+
+/* Step 2.  Every node must run the TEE kind the others run (not SEV-SNP),
+ * and must have measured exactly what veil up computed
+ * (check_node_report). */
+static int check_nodes(struct up *u)
+{
+	uint64_t deadline = veil_now_ns() + (uint64_t)UP_SERVER_START_MS * 1000000ull;
+
+	for (int i = 0; i < u->n_kids; i++) {
+		struct kid *k = &u->kids[i];
+
+		if (k->role != KID_NODE)
+			continue;
+		if (check_node_report(u, k, deadline) < 0)
+			return -1;
+		if (!u->tee_kind[0])
+			snprintf(u->tee_kind, sizeof(u->tee_kind), "%s", k->tee);
+		else if (strcmp(u->tee_kind, k->tee)) {
+			fprintf(stderr, "veil up: nodes use different TEEs (%s, %s)\n",
+				u->tee_kind, k->tee);
+			return -1;
+		}
+	}
+	if (!strcmp(u->tee_kind, "sim"))
+		fprintf(stdout, "veil up: TEE: SIMULATED (no TDX / SEV-SNP guest here): "
+			"reports prove nothing about hardware\n");
+	return 0;
 }
 
 static int read_admin_token(const struct up *u, char *out, size_t cap)

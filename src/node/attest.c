@@ -9,7 +9,9 @@
  * could keep it stalled, so one reporter thread owns the attester once
  * node_attest_init is done: the loop hands it (request, nonce), the report
  * comes back through a channel and is answered on the loop.  The report
- * without a nonce (made at start) is served from the loop. */
+ * without a nonce (made at start) is served from the loop.  Both carry the
+ * DCAP collateral collateral.c fetched, when the node fetches it (--pccs),
+ * in place of any the attester put in. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +50,46 @@ static void sha384(const void *p, size_t n, uint8_t out[48])
 	unsigned len = 48;
 
 	EVP_Digest(p, n, out, &len, EVP_sha384(), NULL);
+}
+
+/* The event log in the node's log: one short line naming the events, then
+ * one line per event with its payload and digest.  The whole JSON log on one
+ * line was cut at the logger's cap (1023 bytes) once the node measured a
+ * fourth event, so the log showed neither the last events nor all of the
+ * model's.  Each line here stays far below the cap: names are at most
+ * VEIL_EVLOG_MAX_NAME bytes (the node's are short), and a payload longer
+ * than a SHA-384 is logged by its length only (the node's are 48 and 32
+ * bytes).  The authoritative log is the report's (GET
+ * /v1/attestation/report), which is what veil up compares. */
+static void log_events(const char *kind, const struct veil_evlog *log)
+{
+	char names[640];
+	size_t off = 0;
+
+	names[0] = '\0';
+	for (size_t i = 0; i < log->n && off < sizeof(names); i++) {
+		int w = snprintf(names + off, sizeof(names) - off, "%s%.64s", i ? ", " : "",
+				 log->ev[i].name[0] ? log->ev[i].name : "(boot)");
+
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+	if (off >= sizeof(names)) /* snprintf truncated: say so */
+		memcpy(names + sizeof(names) - 5, " ...", 5);
+	VEIL_INFO(NODE_MOD, "attestation: %s, event log of %zu events: %s", kind, log->n, names);
+	for (size_t i = 0; i < log->n; i++) {
+		const struct veil_evlog_event *e = &log->ev[i];
+		char dig[2 * VEIL_EVLOG_DIGEST_LEN + 1], pay[2 * 48 + 1];
+
+		veil_hex_encode(e->digest, VEIL_EVLOG_DIGEST_LEN, dig, sizeof(dig));
+		if (e->payload_len <= 48)
+			veil_hex_encode(e->payload, e->payload_len, pay, sizeof(pay));
+		else
+			snprintf(pay, sizeof(pay), "(%zu bytes)", e->payload_len);
+		VEIL_INFO(NODE_MOD, "attestation: event %zu/%zu imr %u %.64s payload %s digest %s",
+			  i + 1, log->n, e->imr, e->name[0] ? e->name : "(boot)", pay, dig);
+	}
 }
 
 static int report(struct node *n, const uint8_t nonce[32], json_t **out)
@@ -91,6 +133,9 @@ static void report_run(struct node_job *j, bool stopping)
 
 	r->rc = stopping || atomic_load(&r->gone) ? VEIL_ECANCELED
 						  : report(r->n, r->nonce, &r->report);
+	/* the fetched DCAP collateral (collateral.c), never waited for */
+	if (r->rc == 0)
+		r->rc = node_collateral_apply(r->n, r->report, NULL);
 	if (r->rc < 0 && r->rc != VEIL_ECANCELED)
 		VEIL_WARN(NODE_MOD, "attestation: report failed: %s (%s)",
 			  veil_strerror(r->rc), veil_err_detail());
@@ -127,12 +172,12 @@ int node_attest_init(struct node *n)
 	struct veil_attester_opts ao = {0};
 	struct veil_attester *a = NULL;
 	uint8_t d[3][48];
-	struct veil_buf log = VEIL_BUF_INIT(1 << 20);
 	uint8_t nonce[32];
 	int rc;
 
 	ao.tee = n->o.tee;
 	ao.allow_sim_fallback = !strcmp(n->o.tee, "auto");
+	ao.state_dir = n->o.sim_state; /* used by the sim TEE only */
 	if ((rc = veil_attester_open(&ao, &a)) < 0) {
 		VEIL_ERROR(NODE_MOD, "attestation: %s (%s)", veil_strerror(rc),
 			   veil_err_detail());
@@ -170,16 +215,15 @@ int node_attest_init(struct node *n)
 			   veil_strerror(rc), veil_err_detail());
 		return rc;
 	}
-	if (veil_evlog_encode_json(veil_attester_log(a), &log) == 0)
-		VEIL_INFO(NODE_MOD, "attestation: %s, event log %s", veil_attester_kind(a),
-			  (const char *)log.data);
-	veil_buf_free(&log);
+	log_events(veil_attester_kind(a), veil_attester_log(a));
 	veil_random(nonce, sizeof(nonce));
 	if ((rc = report(n, nonce, &n->cached_report)) < 0) {
 		VEIL_ERROR(NODE_MOD, "attestation: report failed: %s (%s)", veil_strerror(rc),
 			   veil_err_detail());
 		return rc;
 	}
+	if ((rc = node_collateral_start(n, veil_attester_kind(a))) < 0)
+		return rc;
 	/* one thread: the TEE makes one quote at a time anyway */
 	return node_workers_start(n, "attestation reporter", 1, ATTEST_MAX_PENDING + 1,
 				  &n->reporter);
@@ -196,6 +240,24 @@ static void on_gone(struct veil_http_req *req, void *arg)
 	veil_http_reply(req, 499, "text/plain", "", 0); /* nobody reads it */
 }
 
+/* The report made at start gets the collateral fetched since (or loses
+ * one past its nextUpdate): a copy, so a reply still holding the old one
+ * is not changed under it.  Parsed only when the collateral changed. */
+static void refresh_cached(struct node *n)
+{
+	json_t *r;
+
+	if (node_collateral_stamp(n) == n->cached_coll ||
+	    !(r = json_copy(n->cached_report)))
+		return;
+	if (node_collateral_apply(n, r, &n->cached_coll) < 0) {
+		json_decref(r);
+		return;
+	}
+	json_decref(n->cached_report);
+	n->cached_report = r;
+}
+
 static void h_report(struct veil_http_req *req, void *arg)
 {
 	struct node *n = arg;
@@ -205,6 +267,7 @@ static void h_report(struct veil_http_req *req, void *arg)
 	size_t got;
 
 	if (!hex) {
+		refresh_cached(n);
 		node_metrics_status(n, 200);
 		veil_http_reply_json(req, 200, json_incref(n->cached_report));
 		return;
@@ -251,6 +314,7 @@ void node_attest_free(struct node *n)
 {
 	node_workers_stop(n->reporter);
 	n->reporter = NULL;
+	node_collateral_stop(n); /* after the reporter, which reads it */
 	json_decref(n->cached_report);
 	n->cached_report = NULL;
 	veil_attester_free(n->attester);

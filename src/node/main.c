@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -46,7 +47,8 @@ static void usage(FILE *f)
 		"  --allow-plaintext     accept unsealed request bodies\n"
 		"  --max-batch N         sequences decoded together (default 8)\n"
 		"  --max-queue N         requests waiting beyond them (default 64; over: 429)\n"
-		"  --ctx N               context positions per sequence (default: model, max 4096)\n"
+		"  --ctx N               context positions per sequence (default: the model's,\n"
+		"                        at most 4096; up to 1048576)\n"
 		"  --threads N           inference threads (default: all cores)\n"
 		"  --lazy-kv             KV cache pages made resident as written, not at start\n"
 		"  --max-body BYTES      request body cap (default 1048576; over: 413)\n"
@@ -55,6 +57,11 @@ static void usage(FILE *f)
 		"  --receipts-max N      receipts kept for GET /v1/signature (default 131072)\n"
 		"  --request-timeout-ms N  whole request head+body (default 30000; over: 408)\n"
 		"  --idle-timeout-ms N   keep-alive idle (default 30000)\n"
+		"  --pccs URL|none       DCAP collateral for the reports from a PCCS or Intel PCS\n"
+		"                        (default on TDX: " NODE_PCCS_DEFAULT ";\n"
+		"                        sim: none, the sim's own)\n"
+		"  --pccs-cache DIR      keep fetched collateral in DIR (an existing directory)\n"
+		"  --sim-state DIR       sim TEE: keep its keys in DIR/sim-tee.pem across restarts\n"
 		"  --log-level L         debug|info|warn|error (default info)\n"
 		"  --log-json            one JSON object per log line\n"
 		"  --print-config        print the configuration this node measures (one line of\n"
@@ -73,6 +80,26 @@ static void wiping_free(void *p)
 		veil_wipe(p, malloc_usable_size(p));
 		free(p);
 	}
+}
+
+/* --pccs: an http(s) base URL, or "none". */
+static int pccs_url(const char *v, void *dst)
+{
+	if (strcmp(v, "none") && strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
+		return VEIL_EINVAL;
+	*(const char **)dst = v;
+	return 0;
+}
+
+/* --pccs-cache, --sim-state: an existing directory. */
+static int dir_arg(const char *v, void *dst)
+{
+	struct stat st;
+
+	if (stat(v, &st) < 0 || !S_ISDIR(st.st_mode))
+		return VEIL_EINVAL;
+	*(const char **)dst = v;
+	return 0;
 }
 
 /* --upstream: only an http(s) engine is relayed to. */
@@ -105,6 +132,12 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 		VEIL_OPT_FN("--upstream", upstream_url, &o->upstream,
 			    "--upstream must be http(s)://host:port"),
 		VEIL_OPT_FN("--log-level", veil_opt_log_level, &lvl, "unknown log level"),
+		VEIL_OPT_FN("--pccs", pccs_url, &o->pccs,
+			    "--pccs must be http(s)://host[:port][/prefix] or none"),
+		VEIL_OPT_FN("--pccs-cache", dir_arg, &o->pccs_cache,
+			    "--pccs-cache must name an existing directory"),
+		VEIL_OPT_FN("--sim-state", dir_arg, &o->sim_state,
+			    "--sim-state must name an existing directory"),
 		VEIL_OPT_INT("--max-batch", &o->max_batch, 1, 1024),
 		VEIL_OPT_INT("--max-queue", &o->max_queue, 1, 65536),
 		VEIL_OPT_INT("--ctx", &o->ctx, 16, 1 << 20),
@@ -169,7 +202,18 @@ static bool is_loopback(const char *addr)
 }
 
 /* The measured configuration: every flag that changes behaviour, as JSON
- * with sorted keys and no spaces. */
+ * with sorted keys and no spaces.  Not measured, like the log flags:
+ * --pccs and --pccs-cache, which change only where the reports' DCAP
+ * collateral comes from, not what the node attests to or does with a
+ * request: the collateral is public and signed by Intel, verified against
+ * Intel's root by every verifier, so any URL or cache can make a report
+ * fail verification but never pass; the request carries only the FMSPC and
+ * CA type, which the quote shows anyway; and measuring a deployment's PCCS
+ * address would give each site another node_config for policies to pin.
+ * (How fresh the collateral is rests on the operator either way: a
+ * verifier that wants the newest fetches its own, docs/security.md.)
+ * --sim-state neither: it keeps the sim TEE's keys, and sim reports prove
+ * nothing about the node anyway. */
 static char *config_json(const struct node_opts *o)
 {
 	json_t *c = json_pack("{s:b, s:i, s:b, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:b, s:I, s:I, s:I, s:s, s:i, s:s?}",

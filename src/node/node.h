@@ -9,7 +9,10 @@
  * only its queued requests' nonces and reports and its channel, and the
  * tokenizer threads in api.c, which touch only their own prompt jobs (a
  * parsed body no other thread touches meanwhile, their own id buffer), the
- * tokenizer and chat template (read-only after load) and their channel. */
+ * tokenizer and chat template (read-only after load) and their channel,
+ * and the collateral fetcher in collateral.c (one thread), which touches
+ * only its struct node_coll (the loop and the reporter read it under its
+ * lock). */
 #ifndef VEIL_NODE_H
 #define VEIL_NODE_H
 
@@ -34,6 +37,9 @@
 #define NODE_RECEIPTS_MAX 131072
 #define NODE_RECEIPTS_KEEP_MS (60ull * 60 * 1000)
 
+/* --pccs on a TDX node when not given (collateral.c). */
+#define NODE_PCCS_DEFAULT "https://api.trustedservices.intel.com"
+
 struct node_opts {
 	const char *model;
 	char model_name[128];
@@ -53,6 +59,9 @@ struct node_opts {
 	unsigned idle_timeout_ms;
 	size_t max_header_bytes;
 	size_t receipts_max;      /* receipts kept for GET /v1/signature */
+	const char *pccs;         /* --pccs URL or "none"; NULL: the TEE's default */
+	const char *pccs_cache;   /* --pccs-cache DIR, or NULL */
+	const char *sim_state;    /* --sim-state DIR (sim TEE keys), or NULL */
 	char *config_json;        /* canonical JSON of the flags (measured) */
 };
 
@@ -86,6 +95,7 @@ struct rstore;
 struct node_signer;
 struct node_workers;
 struct job;
+struct node_coll;
 
 struct node {
 	struct node_opts o;
@@ -127,6 +137,9 @@ struct node {
 	struct node_workers *reporter;     /* nonce reports, off the loop */
 	struct node_workers *tokenizer;    /* big prompts' tokenization (api.c) */
 	json_t *cached_report;
+	struct node_coll *coll;            /* collateral.c; NULL: not fetched */
+	uint64_t cached_coll;              /* node_collateral_stamp() of
+					    * cached_report's collateral */
 
 	/* The loop's scratch space for one stream event at a time (api.c):
 	 * its plaintext (secret, wiped after each event), sealed chunk, and
@@ -227,5 +240,27 @@ void node_attest_routes(struct node *n);
  * answers or drops what it handed back; after the server is freed (every
  * pending request's close callback has fired by then). */
 void node_attest_free(struct node *n);
+
+/* collateral.c: DCAP collateral for the node's quotes (--pccs). */
+/* After the report made at start exists (its quote names what to fetch),
+ * for the attester of kind `kind`: starts the fetcher thread when the node
+ * fetches (TDX unless --pccs none; the sim with an explicit --pccs) and
+ * takes the collateral out of n->cached_report until one is fetched.  0
+ * also when nothing is fetched; < 0 when the quote names nothing to fetch
+ * or the thread cannot start. */
+int node_collateral_start(struct node *n, const char *kind);
+/* Sets report's "collateral" to the last good one while before its
+ * nextUpdate, else removes it; no-op when the node does not fetch.  Any
+ * thread.  *stamp (may be NULL) gets what node_collateral_stamp() said for
+ * the collateral put in. */
+int node_collateral_apply(struct node *n, json_t *report, uint64_t *stamp);
+/* Changes whenever the collateral reports should carry changes (a new one,
+ * or the last one past its nextUpdate: 0); any thread. */
+uint64_t node_collateral_stamp(const struct node *n);
+/* Prometheus lines (none when the node does not fetch); any thread. */
+void node_collateral_metrics(const struct node *n, struct veil_buf *b);
+/* Stops the fetcher (waits up to 2 s for a fetch in progress, then leaves
+ * it to end on its own).  NULL coll is a no-op. */
+void node_collateral_stop(struct node *n);
 
 #endif

@@ -2,11 +2,14 @@
 # veil up end to end: the whole stack (veil-node, veil-gateway, veil-proxy)
 # brought up by `veil up` on 127.0.0.1 as a user runs it, then checked from
 # outside: --once from the repository root with the default model lookup,
-# --state-dir files, the policy pins against what the servers attest, a
-# second proxy with one pin changed (refused), serving mode with two nodes,
-# `veil chat`, the official openai npm client on the printed URL, SIGINT
-# (every child gone, by pid), a killed child, PR_SET_PDEATHSIG, and the
-# failures a user meets (bad model, port taken, state dir in use).
+# --state-dir files, the node's logged RTMR3 events, step 2's check of each
+# node's report against what veil up computed (a veil-node that is not the
+# file veil up hashed is named before the gateway starts), the policy pins
+# against what the servers attest, a second proxy with one pin changed
+# (refused), serving mode with two nodes, `veil chat`, the official openai
+# npm client on the printed URL, SIGINT (every child gone, by pid), a killed
+# child, PR_SET_PDEATHSIG, and the failures a user meets (bad model, port
+# taken, state dir in use).
 # Env: VEIL_BIN (dir with veil, veil-node, veil-gateway, veil-proxy),
 # VEIL_SHARED (default ../shared).
 set -uo pipefail
@@ -113,6 +116,40 @@ check "... keeps the API key and forgets the first run's node" \
 	bash -c '[ "$(jq -r .api_key "$0/up.json")" = "$1" ] && grep -q "forgot 1 node" "$2"' "$S" "$key1" "$tmp/s2.out"
 check "... and its gateway never tried the old node" \
 	bash -c '! grep -q "FAILED" "$0/logs/gateway.log"' "$S"
+
+# The node logs its event log: every RTMR3 event (binary, config, model,
+# model sha256), no line cut at the logger's 1023-byte cap (the whole log on
+# one line was, and lost its last events).
+check "node 0 logs its four RTMR3 events, each line below the log's 1023-byte cap" \
+	bash -c 'L="$0/logs/node-0.log"
+		grep -q "event log of 4 events: veil-node-binary, veil-node-config, veil-model, veil-model-sha256" "$L" &&
+		for e in veil-node-binary veil-node-config veil-model veil-model-sha256; do
+			grep -Eq "attestation: event [1-4]/4 imr 3 $e payload [0-9a-f]{64,96} digest [0-9a-f]{96}$" "$L" || exit 1
+		done && [ "$(grep attestation: "$L" | awk "length > 1000" | wc -l)" -eq 0 ]' "$S"
+
+# Step 2: veil up reads each node's report and compares its RTMR3 events
+# with what it computed.  A veil-node that is not the file veil up hashed (a
+# wrapper script that runs the real binary, which then measures itself)
+# must stop veil up there, naming the binary, before any gateway starts;
+# not at step 4 with the gateway's refusal.
+W="$tmp/wrapbin"
+mkdir -p "$W"
+cp "$VEIL_BIN/veil" "$W/veil"  # a copy: veil up runs the servers next to /proc/self/exe
+ln -s "$VEIL_BIN/veil-gateway" "$VEIL_BIN/veil-proxy" "$W/"
+printf '#!/bin/sh\nexec "%s/veil-node" "$@"\n' "$VEIL_BIN" >"$W/veil-node"
+chmod +x "$W/veil-node"
+SW="$tmp/state-wrap"
+"$W/veil" up --once --model "$MODEL" --port "$(free_port)" --state-dir "$SW" >"$tmp/wrap.out" 2>"$tmp/wrap.err"
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "node 0's binary measurement differs: the node measured $(sha384 "$VEIL_BIN/veil-node") (event veil-node-binary), veil up computed $(sha384 "$W/veil-node")" "$tmp/wrap.err"; then
+	ok "a node measuring another binary than veil up hashed: exit 1 at step 2, naming the binary"
+else
+	notok "a node measuring another binary than veil up hashed: exit 1 at step 2, naming the binary" "rc $rc"
+	sed 's/^/#   /' "$tmp/wrap.out" "$tmp/wrap.err" | tail -20
+fi
+check "... before the gateway started (no gateway log, no gateway refusal)" \
+	bash -c '[ ! -e "$0/logs/gateway.log" ] && ! grep -q "gateway refused" "$1" && grep -q "every process stopped" "$2"' \
+	"$SW" "$tmp/wrap.err" "$tmp/wrap.out"
 
 # a state directory others may write to could hand veil up their admin token
 # or a symlink for its secrets: refused before anything starts
