@@ -18,10 +18,13 @@
  * always RTMR3): digest = SHA-384(u32le(0x08000001) || ":" || name || ":" ||
  * payload).  veil's node measures three things this way, with the raw
  * 48-byte SHA-384 of the thing as payload (so the JSON "event_payload" is
- * its 96-char hex):
+ * its 96-char hex), then names its model file's SHA-256:
  *   "veil-node-binary"  the node executable
  *   "veil-node-config"  its canonical configuration
  *   "veil-model"        the model file
+ *   "veil-model-sha256" the model file's SHA-256 (32-byte payload; when the
+ *                       node has a local model file)
+ * (a gateway: "veil-gateway-binary", "veil-gateway-config").
  *
  * veil's own JSON event log has exactly dstack's shape, so one parser and
  * one replay serve both:
@@ -206,7 +209,8 @@ struct veil_evlog_value {
 
 /* The runtime events a policy looks at.  dstack: compose-hash (SHA-256 of
  * app-compose.json), app-id, instance-id, os-image-hash, key-provider (JSON
- * text); veil: its three 48-byte measurements. */
+ * text); veil: the node's three 48-byte measurements (its model SHA-256
+ * event is read by veil_evlog_find_runtime). */
 struct veil_evlog_claims {
 	struct veil_evlog_value compose_hash;
 	struct veil_evlog_value app_id;
