@@ -79,6 +79,19 @@ js() {
 "$NODE_BIN" --listen 127.0.0.1:0 >/dev/null 2>&1; check "veil-node without --model exits 2" test $? -eq 2
 "$NODE_BIN" --model "$MODEL" --plain-http --listen 0.0.0.0:0 >/dev/null 2>&1
 check "--plain-http on a non-loopback address is refused (exit 2)" test $? -eq 2
+# A model name receipts and gateways cannot carry (a control byte made every
+# receipt fail; a long one was cut silently): refused at start, named.
+"$NODE_BIN" --model "$MODEL" --model-name "$(printf 'm\tx')" --print-config >/dev/null 2>"$tmp/name.err"
+check "--model-name with a control character is refused (exit 2), saying why" \
+	bash -c '[ "$0" -eq 2 ] && grep -q "printable ASCII" "$1"' $? "$tmp/name.err"
+"$NODE_BIN" --model "$MODEL" --model-name "$(printf 'a%.0s' $(seq 1 200))" --print-config >/dev/null 2>&1
+check "--model-name over 127 bytes is refused (exit 2), not cut" test $? -eq 2
+ln -s "$MODEL" "$tmp/my model.gguf"
+"$NODE_BIN" --model "$tmp/my model.gguf" --print-config >/dev/null 2>"$tmp/name.err"
+check "a model file name with a space needs --model-name (exit 2, said)" \
+	bash -c '[ "$0" -eq 2 ] && grep -q -- "--model-name" "$1"' $? "$tmp/name.err"
+"$NODE_BIN" --model "$tmp/my model.gguf" --model-name "llama3:8b" --print-config >/dev/null 2>&1
+check "... and runs with one (a name with ':' is fine)" test $? -eq 0
 
 # ---- node A: plain HTTP, plaintext allowed ------------------------------------
 if ! start_node a --model "$MODEL" --plain-http --allow-plaintext --max-queue 256; then
