@@ -496,7 +496,7 @@ out:
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"usage: veil model quantize IN.gguf OUT.gguf TYPE [--pure] [-t N]\n"
+		"usage: veil model quantize IN.gguf OUT.gguf TYPE [--pure] [-t N] [-q]\n"
 		"\n"
 		"Converts a model's weights as llama-quantize does (same file, byte\n"
 		"for byte, for q8_0 and q4_0 from an F16/F32 model).\n"

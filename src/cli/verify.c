@@ -226,6 +226,18 @@ static const char *detect(const uint8_t *raw, size_t rn, const uint8_t *b, size_
 	return NULL;
 }
 
+/* A veil-gateway-report/1 document (it holds veil-report/1 objects, so
+ * the report sniffing takes it for one). */
+static bool gateway_doc(const uint8_t *raw, size_t rn)
+{
+	json_t *d = json_loadb((const char *)raw, rn, 0, NULL);
+	const char *v = json_string_value(json_object_get(d, "version"));
+	bool yes = v && !strcmp(v, "veil-gateway-report/1");
+
+	json_decref(d);
+	return yes;
+}
+
 /* Prints the verdict as the last line; returns the exit status. */
 static int emit(json_t *v, int usage_err)
 {
@@ -743,6 +755,15 @@ int veil_cli_verify(int argc, char **argv)
 	}
 	if (check_flags(&o, kind) < 0)
 		goto out;
+	if (!strcmp(kind, "report") && gateway_doc(raw.data, raw.len)) {
+		/* one document, several reports for one nonce: each verifies on
+		 * its own (a node's with its role's policy) */
+		fprintf(stderr, "veil verify: %s is a gateway's veil-gateway-report/1 (its own "
+			"report and its nodes'): verify each veil-report/1 in it (jq .gateway, "
+			"jq '.nodes[0].report') with --nonce, or check a live gateway with "
+			"'veil policy check POLICY --from URL'\n", o.file);
+		goto out;
+	}
 	if (!strcmp(kind, "tdx") || !strcmp(kind, "sgx"))
 		status = do_quote(&o, kind, b, n);
 	else if (!strcmp(kind, "snp"))

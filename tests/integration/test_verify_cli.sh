@@ -74,6 +74,12 @@ if "$VEIL" attest sim-report --nonce "$N" --state-dir "$tmp/sim" --gpus 2 >"$tmp
 else
 	notok "attest sim-report writes a report" "$(cat "$tmp/err")"
 fi
+# a gateway's document holds reports but is not one: said, not "malformed"
+jq '{version: "veil-gateway-report/1", gateway: ., nodes: []}' "$tmp/sim.json" >"$tmp/gwdoc.json"
+if run "a veil-gateway-report/1 is a usage error" 2 "$tmp/gwdoc.json" --nonce "$N" --allow-sim; then
+	grep -q "jq .gateway" "$tmp/err" && ok "a veil-gateway-report/1 is a usage error that says how to verify its reports" ||
+		notok "gateway document hint" "$(cat "$tmp/err")"
+fi
 if run "sim report verifies with --allow-sim" 0 "$tmp/sim.json" --nonce "$N" --allow-sim; then
 	if [ "$(field ok <<<"$out")|$(field kind <<<"$out")|$(field status <<<"$out")|$(field sim <<<"$out")" = "true|report|UpToDate|true" ] &&
 		[ "$(field checks.gpus <<<"$out")" = true ] && field warning <<<"$out" | grep -q SIMULATED; then
