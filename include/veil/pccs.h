@@ -59,6 +59,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "veil/base.h"
 
 enum veil_pccs_tee {
@@ -100,8 +102,11 @@ int veil_pccs_fetch(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
 
 /* What to fetch for a quote: the FMSPC and the CA type ("processor" or
  * "platform", a static string) from the PCK leaf certificate the quote
- * carries (certification data type 5), and the TEE from its header.  The
- * certificate is not verified here (veil_tdx_verify() does that).
+ * carries (certification data type 5): its issuer's CN is Intel's "Intel
+ * SGX PCK Processor CA" / "... Platform CA", or the sim TEE's "veil
+ * SIMULATED SGX PCK Processor CA" / "... Platform CA" (the same mapping);
+ * and the TEE from its header.  The certificate is not verified here
+ * (veil_tdx_verify() does that).
  * VEIL_EFORMAT / VEIL_ENOTSUP with the detail naming what is missing. */
 int veil_pccs_quote_target(const uint8_t *quote, size_t n, uint8_t fmspc[6],
 			   const char **ca, enum veil_pccs_tee *tee);
@@ -116,5 +121,94 @@ int veil_pccs_cache_path(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
  * nextUpdate.  VEIL_EFORMAT when one is missing or malformed. */
 int veil_pccs_collateral_next_update(const uint8_t *p, size_t n,
 				     int64_t *out);
+
+/* Writes collateral (n bytes, dcap-qvl JSON) to the cache file of (fmspc,
+ * ca, tee) under o->cache_dir the way veil_pccs_fetch() does: a temporary
+ * file in the same directory, fsync, rename.  VEIL_EIO with the detail. */
+int veil_pccs_cache_write(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
+			  const char *ca, enum veil_pccs_tee tee, const uint8_t *p,
+			  size_t n);
+
+/* ---- a background fetcher for a server's own quotes (pccs_fetcher.c) -------
+ *
+ * veil-node and veil-gateway put Intel's collateral for their own TDX quote
+ * into every attestation report they serve (docs/operations.md "DCAP
+ * collateral"): a verifier given a TDX report without it refuses it.  The
+ * fetcher keeps the last good copy, fetched on a thread of its own; the
+ * server's loop and report threads read it (apply / text / stamp) and never
+ * wait for a fetch.  The schedule, the logging and the shutdown are in
+ * pccs_fetcher.c's header comment. */
+
+/* --pccs when not given on a TDX machine: Intel PCS. */
+#define VEIL_PCCS_DEFAULT_URL "https://api.trustedservices.intel.com"
+
+struct veil_pccs_fetcher;
+
+struct veil_pccs_fetcher_opts {
+	const char *base_url;     /* required (copied) */
+	const char *cache_dir;    /* NULL: no cache (copied) */
+	/* what to fetch: from this quote's PCK certificate
+	 * (veil_pccs_quote_target) when quote is set, else (fmspc, ca, tee) */
+	const uint8_t *quote;
+	size_t quote_len;
+	uint8_t fmspc[6];
+	const char *ca;           /* "processor" or "platform" */
+	enum veil_pccs_tee tee;
+	/* log module and the quote's owner in messages ("node", "gateway");
+	 * NULL: "pccs".  A static string. */
+	const char *log_mod;
+	unsigned timeout_ms;      /* per GET; 0: 10 s */
+	unsigned connect_timeout_ms; /* 0: 5 s */
+};
+
+/* The base URL a server's `--pccs URL|none` flag (NULL when not given)
+ * means for an attester of `kind` (veil_attester_kind): NULL (fetch
+ * nothing) for "none", for SEV-SNP (no DCAP collateral; a given URL is
+ * logged as ignored, with log_mod) and for the sim without a URL (its own
+ * collateral stays); VEIL_PCCS_DEFAULT_URL for TDX without one; else the
+ * URL.  The result is `flag` or a static string. */
+const char *veil_pccs_fetcher_base(const char *flag, const char *kind, const char *log_mod);
+
+/* Starts the fetcher thread (the first fetch at once; a fresh cache file is
+ * used as is).  *out is NULL (and 0 returned) when the quote names nothing
+ * to fetch (certification data other than a PCK chain, an unknown PCK
+ * issuer): that is logged as a warning and the server serves on, its
+ * reports without fetched collateral.  VEIL_EINVAL, VEIL_ENOMEM,
+ * VEIL_EINTERNAL (no thread) otherwise, with the detail. */
+int veil_pccs_fetcher_start(const struct veil_pccs_fetcher_opts *o,
+			    struct veil_pccs_fetcher **out);
+
+/* Sets report's "collateral" to a copy of the last good collateral while
+ * it is before its nextUpdate, else removes it ("collateral" from the
+ * attester included: a server that fetches serves only what it fetched).
+ * *stamp (may be NULL) gets what veil_pccs_fetcher_stamp() said for the
+ * collateral put in.  A NULL fetcher is a no-op (report unchanged, *stamp
+ * 0).  Any thread; never waits for a fetch. */
+int veil_pccs_fetcher_apply(struct veil_pccs_fetcher *f, json_t *report, uint64_t *stamp);
+
+/* A malloc'd copy of the last good collateral (dcap-qvl JSON) while before
+ * its nextUpdate, else NULL; *stamp (may be NULL) as above. Any thread. */
+char *veil_pccs_fetcher_text(struct veil_pccs_fetcher *f, uint64_t *stamp);
+
+/* Changes whenever the collateral reports should carry changes (a new one;
+ * 0 when none, or the last one is past its nextUpdate).  0 for NULL. */
+uint64_t veil_pccs_fetcher_stamp(struct veil_pccs_fetcher *f);
+
+/* Failed fetches so far, and seconds until the collateral reports carry
+ * reaches its nextUpdate (0: they carry none).  Zeros for NULL. */
+void veil_pccs_fetcher_stats(struct veil_pccs_fetcher *f, uint64_t *failures,
+			     int64_t *next_update_s);
+
+/* Prometheus lines PREFIX_collateral_fetch_failures_total and
+ * PREFIX_collateral_next_update_seconds (prefix e.g. "veil_node"); nothing
+ * for NULL. */
+void veil_pccs_fetcher_metrics(struct veil_pccs_fetcher *f, const char *prefix,
+			       struct veil_buf *b);
+
+/* Stops the fetcher: waits up to 2 s for a fetch in progress, then leaves
+ * the thread to end on its own (it frees what is left).  After it, f is
+ * gone for the caller: no apply, text, stamp or stats may run or follow.
+ * NULL is a no-op. */
+void veil_pccs_fetcher_stop(struct veil_pccs_fetcher *f);
 
 #endif

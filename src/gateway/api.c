@@ -1,7 +1,8 @@
 /* The gateway's own endpoints: /v1/models, /v1/usage, /v1/signature/{id},
  * /v1/attestation/report (the gateway's report and its nodes'), /healthz,
  * /readyz, /metrics; and the gateway's attestation (keys born at start,
- * RTMR3 events veil-gateway-binary / veil-gateway-config). */
+ * RTMR3 events veil-gateway-binary / veil-gateway-config, the DCAP
+ * collateral for its own quote: --pccs). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -379,6 +380,69 @@ out:
 	return rc;
 }
 
+/* DCAP collateral for the gateway's own quote (--pccs, --pccs-cache;
+ * docs/operations.md "DCAP collateral"), as veil-node does for its own: a
+ * TDX report without it is refused by every verifier that has none of its
+ * own (a veil-proxy among them).  The library's fetcher
+ * (src/lib/attest/pccs_fetcher.c) fetches on a thread of its own and keeps
+ * the last good copy; reports take it and never wait for a fetch.  What to
+ * fetch comes from the PCK certificate in the quote of the report made at
+ * start. */
+static int collateral_start(struct gw *g, const char *kind)
+{
+	struct veil_pccs_fetcher_opts fo = {0};
+	const char *qhex = json_string_value(json_object_get(g->cached_report, "quote"));
+	uint8_t *quote = NULL;
+	size_t qlen = 0, cap;
+	int rc;
+
+	if (!(fo.base_url = veil_pccs_fetcher_base(g->o.pccs, kind, GW_MOD)))
+		return 0;
+	if (!qhex) {
+		rc = veil_errf(VEIL_EINTERNAL, "collateral: the report has no quote");
+		goto fail;
+	}
+	cap = strlen(qhex) / 2 + 1;
+	if (!(quote = malloc(cap))) {
+		rc = VEIL_ENOMEM;
+		goto fail;
+	}
+	if ((rc = veil_hex_decode(qhex, strlen(qhex), quote, cap, &qlen)) < 0)
+		goto fail;
+	fo.quote = quote;
+	fo.quote_len = qlen;
+	fo.cache_dir = g->o.pccs_cache;
+	fo.log_mod = GW_MOD;
+	if ((rc = veil_pccs_fetcher_start(&fo, &g->coll)) < 0)
+		goto fail;
+	free(quote);
+	/* the report made at start has none yet (with the sim: not its own) */
+	veil_pccs_fetcher_apply(g->coll, g->cached_report, &g->cached_coll);
+	return 0;
+fail:
+	free(quote);
+	VEIL_ERROR(GW_MOD, "collateral: %s (%s)", veil_strerror(rc), veil_err_detail());
+	return rc;
+}
+
+/* The report made at start gets the collateral fetched since (or loses one
+ * past its nextUpdate): a copy, so a reply still holding the old one is not
+ * changed under it.  Parsed only when the collateral changed.  Loop only. */
+static void refresh_cached(struct gw *g)
+{
+	json_t *r;
+
+	if (veil_pccs_fetcher_stamp(g->coll) == g->cached_coll ||
+	    !(r = json_copy(g->cached_report)))
+		return;
+	if (veil_pccs_fetcher_apply(g->coll, r, &g->cached_coll) < 0) {
+		json_decref(r);
+		return;
+	}
+	json_decref(g->cached_report);
+	g->cached_report = r;
+}
+
 int gw_attest_init(struct gw *g)
 {
 	struct veil_attester_opts ao = {0};
@@ -414,6 +478,7 @@ int gw_attest_init(struct gw *g)
 	ao.tee = g->o.tee;
 	ao.allow_sim_fallback = !strcmp(g->o.tee, "auto");
 	ao.no_gpu = true; /* the gateway needs no GPU */
+	ao.state_dir = g->o.sim_state; /* used by the sim TEE only */
 	if ((rc = veil_attester_open(&ao, &a)) < 0) {
 		VEIL_ERROR(GW_MOD, "attestation: %s (%s)", veil_strerror(rc), veil_err_detail());
 		return rc;
@@ -440,6 +505,8 @@ int gw_attest_init(struct gw *g)
 			   veil_err_detail());
 		return rc;
 	}
+	if ((rc = collateral_start(g, veil_attester_kind(a))) < 0)
+		return rc;
 	VEIL_INFO(GW_MOD, "attestation: %s; keys: ethereum %s", veil_attester_kind(a),
 		  g->eth_address);
 	return 0;
@@ -447,6 +514,9 @@ int gw_attest_init(struct gw *g)
 
 void gw_attest_free(struct gw *g)
 {
+	/* waits up to 2 s for a fetch in progress, then leaves it */
+	veil_pccs_fetcher_stop(g->coll);
+	g->coll = NULL;
 	json_decref(g->cached_report);
 	g->cached_report = NULL;
 	veil_attester_free(g->attester);
@@ -617,6 +687,12 @@ static void own_report_run(struct gw_job *j, struct veil_store *s)
 	(void)s;
 	j->rc = veil_attester_report(f->g->attester, f->g->keyset_enc, f->g->keyset_len,
 				     f->nonce, NULL, &f->own);
+	/* the fetched DCAP collateral, never waited for (g->coll is set
+	 * before any request and stopped after the loop) */
+	if (j->rc == 0 && (j->rc = veil_pccs_fetcher_apply(f->g->coll, f->own, NULL)) < 0) {
+		json_decref(f->own);
+		f->own = NULL;
+	}
 }
 
 static void own_report_done(struct gw_job *j)
@@ -672,6 +748,7 @@ static void h_report(struct veil_http_req *req, void *arg)
 	}
 	if (!hex) {
 		/* cached reports: NOT fresh (documented) */
+		refresh_cached(g);
 		nodes = json_array();
 		for (struct gw_node *n = g->nodes; n; n = n->next)
 			if (gw_node_usable(n) && n->report && (!model || !strcmp(model, n->model)))
@@ -837,6 +914,7 @@ static void h_metrics(struct veil_http_req *req, void *arg)
 	for (struct gw_node *n = g->nodes; n; n = n->next)
 		veil_buf_appendf(&b, "veil_gateway_node_requests_total{node=\"%s\",model=\"%s\"} %llu\n",
 				 n->id, n->model, (unsigned long long)n->requests);
+	veil_pccs_fetcher_metrics(g->coll, "veil_gateway", &b);
 	hist_out(&b, "veil_gateway_usage_write_seconds",
 		 "Receipt check + durable usage write, per record.", &m->usage_write);
 	hist_out(&b, "veil_gateway_added_seconds",

@@ -18,7 +18,10 @@
  *
  * Threading: everything here runs on the one event-loop thread except the
  * `run` functions of worker jobs (worker.c), which touch only their job and
- * their thread's store handle, and the policy (read-only after start). */
+ * their thread's store handle, and the policy (read-only after start) - a
+ * fresh gateway report's job the attester and the collateral fetcher too,
+ * both locked inside - and the collateral fetcher's own thread (api.c,
+ * --pccs), which touches only its struct veil_pccs_fetcher. */
 #ifndef VEIL_GATEWAY_H
 #define VEIL_GATEWAY_H
 
@@ -35,6 +38,7 @@
 #include "veil/hconn.h"
 #include "veil/http.h"
 #include "veil/keyset.h"
+#include "veil/pccs.h"
 #include "veil/policy.h"
 #include "veil/report.h"
 #include "veil/sign.h"
@@ -54,6 +58,9 @@ struct gw_opts {
 	const char *admin_token_file;
 	const char *secret_file;
 	const char *tee;
+	const char *pccs;         /* --pccs URL or "none"; NULL: the TEE's default */
+	const char *pccs_cache;   /* --pccs-cache DIR, or NULL */
+	const char *sim_state;    /* --sim-state DIR (sim TEE keys), or NULL */
 	bool allow_sim;
 	bool plain_http;
 	bool affinity;            /* --affinity prefix */
@@ -200,7 +207,11 @@ struct gw {
 	uint8_t keyset_enc[VEIL_KEYSET_MAX];
 	size_t keyset_len;
 	void *attester;                     /* struct veil_attester * */
-	json_t *cached_report;
+	json_t *cached_report;              /* loop only */
+	struct veil_pccs_fetcher *coll;     /* DCAP collateral for the gateway's
+					     * own quote (api.c); NULL: not fetched */
+	uint64_t cached_coll;               /* veil_pccs_fetcher_stamp() of
+					     * cached_report's collateral */
 	char eth_address[VEIL_ETH_ADDRESS_STR_LEN];
 
 	/* admin */

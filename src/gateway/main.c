@@ -47,6 +47,12 @@ static void usage(FILE *f)
 		"  --plain-http              no TLS on the listener (loopback only)\n"
 		"  --admin-token-file F      enables /admin/... with this bearer token\n"
 		"  --tee auto|tdx|sev-snp|sim   the gateway's own attestation (default auto)\n"
+		"  --pccs URL|none           DCAP collateral for the gateway's own reports from a\n"
+		"                            PCCS or Intel PCS (default on TDX:\n"
+		"                            " VEIL_PCCS_DEFAULT_URL ";\n"
+		"                            with the sim TEE only when given)\n"
+		"  --pccs-cache DIR          keep fetched collateral in DIR (an existing directory)\n"
+		"  --sim-state DIR           sim TEE: keep its keys in DIR/sim-tee.pem across restarts\n"
 		"  --affinity none|prefix    prefix affinity for plaintext requests (default none)\n"
 		"  --affinity-slack N        extra requests an affinity node may have (default 4)\n"
 		"  --health-interval-ms N    active /readyz checks (default 2000)\n"
@@ -393,6 +399,26 @@ out:
 /* --print-config: print the measured configuration and exit. */
 static bool print_config;
 
+/* --pccs: an http(s) base URL, or "none". */
+static int pccs_url(const char *v, void *dst)
+{
+	if (strcmp(v, "none") && strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
+		return VEIL_EINVAL;
+	*(const char **)dst = v;
+	return 0;
+}
+
+/* --pccs-cache, --sim-state: an existing directory. */
+static int dir_arg(const char *v, void *dst)
+{
+	struct stat st;
+
+	if (stat(v, &st) < 0 || !S_ISDIR(st.st_mode))
+		return VEIL_EINVAL;
+	*(const char **)dst = v;
+	return 0;
+}
+
 static int parse_args(int argc, char **argv, struct gw_opts *o, int *exit_code)
 {
 	static const char *const tees[] = {"auto", "tdx", "sev-snp", "sim", NULL};
@@ -415,6 +441,12 @@ static int parse_args(int argc, char **argv, struct gw_opts *o, int *exit_code)
 		VEIL_OPT_STR("--admin-token-file", &o->admin_token_file),
 		VEIL_OPT_STR("--secret-file", &o->secret_file),
 		VEIL_OPT_CHOICE("--tee", &tee, tees),
+		VEIL_OPT_FN("--pccs", pccs_url, &o->pccs,
+			    "--pccs must be http(s)://host[:port][/prefix] or none"),
+		VEIL_OPT_FN("--pccs-cache", dir_arg, &o->pccs_cache,
+			    "--pccs-cache must name an existing directory"),
+		VEIL_OPT_FN("--sim-state", dir_arg, &o->sim_state,
+			    "--sim-state must name an existing directory"),
 		VEIL_OPT_CHOICE("--affinity", &o->affinity, affinities),
 		VEIL_OPT_CHOICE("--receipt-check", &o->receipt_check, checks),
 		VEIL_OPT_FN("--log-level", veil_opt_log_level, &lvl, "unknown log level"),
@@ -484,7 +516,18 @@ bad:
 
 /* The measured configuration: the flags that change what the gateway
  * accepts or where it sends traffic, as sorted compact JSON.  The database
- * URI is left out (it may hold a password). */
+ * URI is left out (it may hold a password).  Left out too, as veil-node
+ * leaves them out of its own: --pccs and --pccs-cache, which change only
+ * where the gateway's reports' DCAP collateral comes from, not what the
+ * gateway attests to or does with a request: the collateral is public and
+ * signed by Intel, verified against Intel's root by every verifier, so any
+ * URL or cache can make a report fail verification but never pass; the
+ * request carries only the FMSPC and CA type, which the quote shows anyway;
+ * and measuring a deployment's PCCS address would give each site another
+ * gateway_config for policies to pin.  (How fresh the collateral is rests
+ * on the operator either way: a verifier that wants the newest fetches its
+ * own, docs/security.md.)  --sim-state neither: it keeps the sim TEE's
+ * keys, and sim reports prove nothing about the gateway anyway. */
 static char *config_json(const struct gw_opts *o)
 {
 	json_t *c = json_pack("{s:b, s:b, s:b, s:s, s:s?, s:s?, s:s?, s:I, s:I, s:I, s:I}",

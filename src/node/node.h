@@ -10,9 +10,9 @@
  * tokenizer threads in api.c, which touch only their own prompt jobs (a
  * parsed body no other thread touches meanwhile, their own id buffer), the
  * tokenizer and chat template (read-only after load) and their channel,
- * and the collateral fetcher in collateral.c (one thread), which touches
- * only its struct node_coll (the loop and the reporter read it under its
- * lock). */
+ * and the collateral fetcher collateral.c starts (one thread, the
+ * library's struct veil_pccs_fetcher), which touches only that struct (the
+ * loop and the reporter read it under its lock). */
 #ifndef VEIL_NODE_H
 #define VEIL_NODE_H
 
@@ -27,6 +27,7 @@
 #include "veil/hpke.h"
 #include "veil/http.h"
 #include "veil/keyset.h"
+#include "veil/pccs.h"
 #include "veil/sign.h"
 
 #define NODE_MOD "node"
@@ -38,7 +39,7 @@
 #define NODE_RECEIPTS_KEEP_MS (60ull * 60 * 1000)
 
 /* --pccs on a TDX node when not given (collateral.c). */
-#define NODE_PCCS_DEFAULT "https://api.trustedservices.intel.com"
+#define NODE_PCCS_DEFAULT VEIL_PCCS_DEFAULT_URL
 
 struct node_opts {
 	const char *model;
@@ -95,7 +96,7 @@ struct rstore;
 struct node_signer;
 struct node_workers;
 struct job;
-struct node_coll;
+struct veil_pccs_fetcher;
 
 struct node {
 	struct node_opts o;
@@ -137,7 +138,7 @@ struct node {
 	struct node_workers *reporter;     /* nonce reports, off the loop */
 	struct node_workers *tokenizer;    /* big prompts' tokenization (api.c) */
 	json_t *cached_report;
-	struct node_coll *coll;            /* collateral.c; NULL: not fetched */
+	struct veil_pccs_fetcher *coll;    /* collateral.c; NULL: not fetched */
 	uint64_t cached_coll;              /* node_collateral_stamp() of
 					    * cached_report's collateral */
 
@@ -241,13 +242,15 @@ void node_attest_routes(struct node *n);
  * pending request's close callback has fired by then). */
 void node_attest_free(struct node *n);
 
-/* collateral.c: DCAP collateral for the node's quotes (--pccs). */
+/* collateral.c: DCAP collateral for the node's quotes (--pccs), through the
+ * library's fetcher (include/veil/pccs.h, struct veil_pccs_fetcher). */
 /* After the report made at start exists (its quote names what to fetch),
  * for the attester of kind `kind`: starts the fetcher thread when the node
  * fetches (TDX unless --pccs none; the sim with an explicit --pccs) and
  * takes the collateral out of n->cached_report until one is fetched.  0
- * also when nothing is fetched; < 0 when the quote names nothing to fetch
- * or the thread cannot start. */
+ * also when nothing is fetched, and when the quote names nothing to fetch
+ * (a warning; reports then carry what the attester put in); < 0 when the
+ * thread cannot start. */
 int node_collateral_start(struct node *n, const char *kind);
 /* Sets report's "collateral" to the last good one while before its
  * nextUpdate, else removes it; no-op when the node does not fetch.  Any

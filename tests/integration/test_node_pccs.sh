@@ -12,7 +12,8 @@
 # `veil verify` refuses unless given --collateral; a tampered PCCS makes
 # reports fail, never pass; a PCCS that hangs holds up neither reports nor
 # shutdown; the sim without --pccs is unchanged, and the flags are not in
-# the measured configuration.
+# the measured configuration; `veil verify --kind tdx --pccs` finds what to
+# fetch for a sim quote (the sim's PCK issuer) as for a real one.
 # Env: VEIL_BIN (dir with veil and veil-node), VEIL_SHARED (default ../shared).
 # shellcheck disable=SC2016,SC2034  # the eval strings expand (and read c0, c1, vrc) when run
 set -uo pipefail
@@ -126,6 +127,15 @@ nonce_report b1
 check "a nonce report carries the served collateral" served b1
 check "... and verifies (veil verify --kind report --allow-sim)" verify b1
 check "... UpToDate" jqt -e '.ok == true and .status == "UpToDate"' "$tmp/b1.verdict"
+# veil verify --pccs on the bare sim quote: what to fetch is found from the
+# sim's PCK issuer as from Intel's (the verdict then fails: the sim's root
+# is not Intel's)
+jq -r '.quote' "$tmp/b1.json" | python3 -c 'import sys; sys.stdout.buffer.write(bytes.fromhex(sys.stdin.read().strip()))' >"$tmp/b1.quote"
+mkdir -p "$tmp/vcache"
+"$VEIL" verify "$tmp/b1.quote" --kind tdx --pccs "$GOOD" --pccs-cache "$tmp/vcache" >"$tmp/b1q.verdict" 2>&1
+check "veil verify --kind tdx --pccs fetches collateral for a sim quote (sim PCK issuer)" \
+	eval 'test -s "$tmp/vcache/tdx-$(printf "%s" "$fm" | tr A-F a-f)-platform.json" &&
+	      jqt -e ".ok == false and (.error | test(\"not the pinned trust anchor\"))" "$tmp/b1q.verdict"'
 cf="$tmp/cache/tdx-$(printf '%s' "$fm" | tr 'A-F' 'a-f')-platform.json"
 check "the collateral is cached in --pccs-cache ($(basename "$cf"))" \
 	jqt -e --slurpfile s "$tmp/col.json" '.tcb_info == $s[0].tcb_info' "$cf"

@@ -25,7 +25,9 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "veil/attester.h"
 #include "veil/base.h"
+#include "veil/keyset.h"
 #include "veil/pccs.h"
 #include "veil/tdx.h"
 #include "veil/x509.h"
@@ -775,6 +777,140 @@ static void test_quote_target_then_fetch_verifies(void **state)
 	veil_buf_free(&out);
 }
 
+/* A PCK chain that does not parse: the detail is the prefix once, then the
+ * parser's own detail, whole (veil_errf must not read the buffer it writes:
+ * formatting veil_err_detail() into itself repeated or garbled it). */
+static void test_quote_target_bad_pck_chain_detail_is_whole(void **state)
+{
+	struct veil_tdx_quote q;
+	STACK_OF(X509) *chain = NULL;
+	enum veil_pccs_tee tee;
+	const char *ca = NULL;
+	uint8_t fm[6], *qb = NULL, *at;
+	size_t qn = 0;
+	char inner[512], want[600];
+
+	(void)state;
+	NEED_VECTORS();
+	assert_int_equal(veil_tdx_quote_load(g_quote_path, &qb, &qn), 0);
+	assert_int_equal(veil_tdx_quote_parse(qb, qn, &q), 0);
+	assert_int_equal(q.pck_cert_type, 5);
+	/* "BEGIN CERTIFICATE" -> "BEGIN XERTIFICATE" in the quote's chain */
+	at = memmem(q.pck_data, q.pck_data_len, "BEGIN CERTIFICATE", 17);
+	assert_non_null(at);
+	at[6] = 'X';
+	assert_int_equal(veil_tdx_quote_parse(qb, qn, &q), 0);
+	assert_true(veil_x509_pem_chain_parse(q.pck_data, q.pck_data_len, &chain) < 0);
+	snprintf(inner, sizeof(inner), "%s", veil_err_detail());
+	assert_true(strlen(inner) > 10);
+	snprintf(want, sizeof(want), "quote: PCK chain: %s", inner);
+	assert_true(veil_pccs_quote_target(qb, qn, fm, &ca, &tee) < 0);
+	assert_string_equal(veil_err_detail(), want);
+	free(qb);
+}
+
+/* The sim TEE's quotes name its own PCK CA ("veil SIMULATED SGX PCK
+ * Platform CA"): what to fetch is found as for Intel's, the sim's FMSPC
+ * (the one in its TCB info) and the platform CA. */
+static void test_quote_target_takes_the_sim_pck_issuer(void **state)
+{
+	struct veil_attester_opts ao = {0};
+	struct veil_attester *a = NULL;
+	struct veil_keyset k = {0};
+	uint8_t nonce[32] = {1}, ks[VEIL_KEYSET_MAX], fm[6], *q = NULL, tfm[6];
+	const char *qhex, *ca = NULL, *tfmhex;
+	enum veil_pccs_tee tee = VEIL_PCCS_SGX;
+	json_t *r = NULL, *ti;
+	size_t qn = 0, got = 0, kn = 0;
+
+	(void)state;
+	ao.tee = "sim";
+	ao.no_gpu = true;
+	memset(k.ed25519, 7, sizeof(k.ed25519));
+	k.present = VEIL_KEYSET_HAS(VEIL_KEY_ED25519);
+	assert_int_equal(veil_keyset_encode(&k, ks, sizeof(ks), &kn), 0);
+	assert_int_equal(veil_attester_open(&ao, &a), 0);
+	if (veil_attester_report(a, ks, kn, nonce, NULL, &r) != 0)
+		fail_msg("sim report: %s", veil_err_detail());
+	qhex = json_string_value(json_object_get(r, "quote"));
+	assert_non_null(qhex);
+	q = malloc(strlen(qhex) / 2 + 1);
+	assert_non_null(q);
+	assert_int_equal(veil_hex_decode(qhex, strlen(qhex), q, strlen(qhex) / 2 + 1, &qn), 0);
+	if (veil_pccs_quote_target(q, qn, fm, &ca, &tee) != 0)
+		fail_msg("sim quote: %s", veil_err_detail());
+	assert_string_equal(ca, "platform");
+	assert_int_equal(tee, VEIL_PCCS_TDX);
+	ti = json_loads(json_string_value(json_object_get(json_object_get(r, "collateral"),
+							  "tcb_info")), 0, NULL);
+	tfmhex = json_string_value(json_object_get(ti, "fmspc"));
+	assert_non_null(tfmhex);
+	assert_int_equal(veil_hex_decode(tfmhex, strlen(tfmhex), tfm, sizeof(tfm), &got), 0);
+	assert_int_equal(got, 6);
+	assert_memory_equal(fm, tfm, 6);
+	json_decref(ti);
+	json_decref(r);
+	free(q);
+	veil_attester_free(a);
+}
+
+/* The background fetcher (veil-node's and veil-gateway's --pccs): the
+ * fixture's collateral is long past its nextUpdate, so every fetch fails;
+ * reports then carry none (not even one the attester put in), the
+ * failures are counted, and stop returns at once. */
+static void test_fetcher_refuses_collateral_past_next_update(void **state)
+{
+	struct veil_pccs_fetcher_opts fo = {0};
+	struct veil_pccs_fetcher *f = NULL;
+	struct veil_buf m = VEIL_BUF_INIT(1 << 16);
+	uint64_t fails = 0, stamp = 7;
+	int64_t left = 1;
+	json_t *r;
+	uint64_t t0;
+
+	(void)state;
+	NEED_VECTORS();
+	/* NULL: no fetcher, everything a no-op */
+	r = json_pack("{s:{}}", "collateral");
+	assert_int_equal(veil_pccs_fetcher_apply(NULL, r, &stamp), 0);
+	assert_int_equal(stamp, 0);
+	assert_non_null(json_object_get(r, "collateral"));
+	assert_int_equal(veil_pccs_fetcher_stamp(NULL), 0);
+	veil_pccs_fetcher_stop(NULL);
+	assert_null(veil_pccs_fetcher_base("none", "tdx", NULL));
+	assert_string_equal(veil_pccs_fetcher_base(NULL, "tdx", NULL), VEIL_PCCS_DEFAULT_URL);
+	assert_null(veil_pccs_fetcher_base(NULL, "sim", NULL));
+	assert_null(veil_pccs_fetcher_base("http://x", "sev-snp", NULL));
+	assert_string_equal(veil_pccs_fetcher_base("http://x", "sim", NULL), "http://x");
+
+	fo.base_url = g_ctx.base;
+	memcpy(fo.fmspc, FMSPC, 6);
+	fo.ca = "platform";
+	fo.tee = VEIL_PCCS_TDX;
+	assert_int_equal(veil_pccs_fetcher_start(&fo, &f), 0);
+	assert_non_null(f);
+	for (int i = 0; i < 100 && fails == 0; i++) {
+		usleep(50000);
+		veil_pccs_fetcher_stats(f, &fails, &left);
+	}
+	assert_int_equal(fails, 1);
+	assert_int_equal(left, 0);
+	assert_int_equal(requests(), 4); /* it was fetched, then refused */
+	assert_int_equal(veil_pccs_fetcher_stamp(f), 0);
+	assert_null(veil_pccs_fetcher_text(f, &stamp));
+	assert_int_equal(veil_pccs_fetcher_apply(f, r, &stamp), 0);
+	assert_null(json_object_get(r, "collateral"));
+	veil_pccs_fetcher_metrics(f, "veil_x", &m);
+	assert_int_equal(veil_buf_append(&m, "", 1), 0);
+	assert_non_null(strstr((char *)m.data, "\nveil_x_collateral_fetch_failures_total 1\n"));
+	assert_non_null(strstr((char *)m.data, "\nveil_x_collateral_next_update_seconds 0\n"));
+	t0 = veil_wall_ms();
+	veil_pccs_fetcher_stop(f); /* waiting 30 s for the retry: woken */
+	assert_true(veil_wall_ms() - t0 < 1000);
+	veil_buf_free(&m);
+	json_decref(r);
+}
+
 static void test_bad_arguments_are_einval(void **state)
 {
 	struct veil_buf out = VEIL_BUF_INIT(VEIL_PCCS_COLLATERAL_MAX);
@@ -842,6 +978,9 @@ int main(void)
 		T(test_smaller_response_cap_is_enforced),
 		T(test_wrong_fmspc_in_tcbinfo_is_rejected),
 		T(test_quote_target_then_fetch_verifies),
+		T(test_quote_target_bad_pck_chain_detail_is_whole),
+		T(test_quote_target_takes_the_sim_pck_issuer),
+		T(test_fetcher_refuses_collateral_past_next_update),
 		T(test_bad_arguments_are_einval),
 		T(test_refused_connection_names_the_url),
 #undef T

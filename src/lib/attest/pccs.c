@@ -272,9 +272,14 @@ static int issuer_chain(const char *url, const struct resp *r,
 				 r->status, names[0]);
 	if ((rc = url_decode(url, name, v, vl, out)) < 0)
 		return rc;
-	if ((rc = veil_x509_pem_chain_parse(out->data, out->len, &chain)) < 0)
+	if ((rc = veil_x509_pem_chain_parse(out->data, out->len, &chain)) < 0) {
+		char why[256];
+
+		/* a copy: veil_errf writes the buffer veil_err_detail() reads */
+		snprintf(why, sizeof(why), "%s", veil_err_detail());
 		return veil_errf(rc, "GET %s: header %s is not a PEM chain: %s",
-				 url, name, veil_err_detail());
+				 url, name, why);
+	}
 	sk_X509_pop_free(chain, X509_free);
 	return 0;
 }
@@ -697,6 +702,20 @@ fail:
 	return rc;
 }
 
+int veil_pccs_cache_write(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
+			  const char *ca, enum veil_pccs_tee tee, const uint8_t *p,
+			  size_t n)
+{
+	char path[4096];
+	int rc;
+
+	if (!o || !o->cache_dir || !*o->cache_dir || (!p && n))
+		return veil_errf(VEIL_EINVAL, "pccs: no cache directory");
+	if ((rc = veil_pccs_cache_path(o, fmspc, ca, tee, path, sizeof(path))) < 0)
+		return rc;
+	return write_atomic(o->cache_dir, path, p, n);
+}
+
 /* ---- fetch ----------------------------------------------------------------- */
 
 static int make_url(char *out, const char *base, const char *fmt, ...)
@@ -897,8 +916,10 @@ int veil_pccs_fetch(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
 		goto out;
 	/* What goes into the cache must be readable by the verifier. */
 	if ((rc = veil_tdx_collateral_parse(doc.data, doc.len, &c)) < 0) {
-		rc = veil_errf(rc, "pccs: fetched collateral does not parse: %s",
-			       veil_err_detail());
+		char why[384];
+
+		snprintf(why, sizeof(why), "%s", veil_err_detail()); /* see issuer_chain */
+		rc = veil_errf(rc, "pccs: fetched collateral does not parse: %s", why);
 		goto out;
 	}
 	if ((rc = collateral_facts(doc.data, doc.len, &f)) < 0)
@@ -1003,16 +1024,27 @@ int veil_pccs_quote_target(const uint8_t *quote, size_t n, uint8_t fmspc[6],
 		return veil_errf(VEIL_ENOTSUP,
 				 "quote: certification data type %u (only 5, a PEM PCK chain)",
 				 q.pck_cert_type);
-	if ((rc = veil_x509_pem_chain_parse(q.pck_data, q.pck_data_len, &chain)) < 0)
-		return veil_errf(rc, "quote: PCK chain: %s", veil_err_detail());
+	if ((rc = veil_x509_pem_chain_parse(q.pck_data, q.pck_data_len, &chain)) < 0) {
+		char why[384];
+
+		snprintf(why, sizeof(why), "%s", veil_err_detail()); /* see issuer_chain */
+		return veil_errf(rc, "quote: PCK chain: %s", why);
+	}
 	if (X509_NAME_get_text_by_NID(X509_get_issuer_name(sk_X509_value(chain, 0)),
 				      NID_commonName, cn, sizeof(cn)) < 0) {
 		rc = veil_errf(VEIL_EFORMAT, "PCK certificate: issuer has no CN");
 		goto out;
 	}
-	if (!strcmp(cn, "Intel SGX PCK Processor CA"))
+	/* veil's sim TEE (src/lib/attest/gen/sim.c) issues its PCK
+	 * certificates under the same names with its own prefix: what to
+	 * fetch for a sim quote is then found as for a real one (a PCCS
+	 * serving the sim's collateral, in tests and demos); whether the
+	 * collateral is Intel's is for veil_tdx_verify() to say */
+	if (!strcmp(cn, "Intel SGX PCK Processor CA") ||
+	    !strcmp(cn, "veil SIMULATED SGX PCK Processor CA"))
 		c = "processor";
-	else if (!strcmp(cn, "Intel SGX PCK Platform CA"))
+	else if (!strcmp(cn, "Intel SGX PCK Platform CA") ||
+		 !strcmp(cn, "veil SIMULATED SGX PCK Platform CA"))
 		c = "platform";
 	else {
 		rc = veil_errf(VEIL_EFORMAT, "PCK certificate: unknown issuer \"%.64s\"",
