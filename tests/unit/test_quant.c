@@ -506,8 +506,23 @@ static void test_quantize_q8_0_simd_bytes_equal_scalar_on_edge_values(void **sta
 		if (b % 8 < 3)
 			xb[b % 32] = (b & 1) ? 127 * sc : -127 * sc;
 	}
+	/* NaN / Inf activations (a model's weights can make them): defined
+	 * bytes, the same on every path (the scalar cast of a NaN was
+	 * undefined: UBSan in the asan suite) */
+	x[7 * 32 + 3] = NAN;
+	x[15 * 32 + 5] = INFINITY;
+	x[23 * 32] = -INFINITY;
+	x[23 * 32 + 1] = NAN;
 	veil_isa_force(VEIL_ISA_SCALAR);
+	{
+		struct veil_block_q4_0 *q4 = malloc(sizeof(*q4) * nblk);
+
+		assert_non_null(q4);
+		assert_int_equal(veil_quantize_row(VEIL_DT_Q4_0, x, q4, n), 0);
+		free(q4);
+	}
 	assert_int_equal(veil_quantize_row(VEIL_DT_Q8_0, x, want, n), 0);
+	assert_int_equal(want[7].qs[3], 0); /* the NaN lane */
 	for (size_t p = 1; p < VEIL_ARRAY_LEN(all_isas); p++) {
 		if (veil_isa_force(all_isas[p]) < 0)
 			continue;

@@ -390,8 +390,14 @@ static void s_quantize_q8_0(const float *x, struct veil_block_q8_0 *y,
 		const float d = amax / 127.0f;
 		const float id = d != 0.0f ? 1.0f / d : 0.0f;
 		y[i].d = veil_fp32_to_fp16(d);
-		for (int j = 0; j < VEIL_QK8_0; j++)
-			y[i].qs[j] = (int8_t)roundf(xb[j] * id);
+		/* a NaN (from a NaN / Inf activation: a model file's weights
+		 * can make them) is 0, as the SIMD paths' low byte of INT_MIN,
+		 * instead of an undefined cast; finite values are in range */
+		for (int j = 0; j < VEIL_QK8_0; j++) {
+			const float r = roundf(xb[j] * id);
+
+			y[i].qs[j] = r == r ? (int8_t)r : 0;
+		}
 	}
 }
 
@@ -412,10 +418,10 @@ static void quantize_q4_0(const float *x, struct veil_block_q4_0 *y,
 		const float id = d != 0.0f ? 1.0f / d : 0.0f;
 		y[i].d = veil_fp32_to_fp16(d);
 		for (int j = 0; j < VEIL_QK4_0 / 2; j++) {
-			int q0 = (int)(xb[j] * id + 8.5f);
-			int q1 = (int)(xb[j + VEIL_QK4_0 / 2] * id + 8.5f);
-			q0 = VEIL_MIN(15, q0);
-			q1 = VEIL_MIN(15, q1);
+			/* as ggml for finite values (min(15, trunc)); clamped
+			 * before the cast, so a NaN weight is not undefined */
+			int q0 = (int)fmaxf(0.0f, fminf(15.0f, xb[j] * id + 8.5f));
+			int q1 = (int)fmaxf(0.0f, fminf(15.0f, xb[j + VEIL_QK4_0 / 2] * id + 8.5f));
 			y[i].qs[j] = (uint8_t)(q0 | (q1 << 4));
 		}
 	}
