@@ -124,6 +124,10 @@ int veil_opt_int(const char *s, long long min, long long max, long long *out);
  * "info", "warn", "error", "off", any case) into *(int *)dst. */
 int veil_opt_log_level(const char *value, void *dst);
 
+/* An FN callback for a flag naming an existing directory: the value as
+ * given into *(const char **)dst; VEIL_EINVAL when it is not one. */
+int veil_opt_dir(const char *value, void *dst);
+
 /* Splits a --listen value "ADDR:PORT" or "[V6ADDR]:PORT" at its last ':'
  * into `addr` (NUL-terminated, brackets removed, at most cap - 1 bytes)
  * and a port 0..65535 (veil_opt_int).  VEIL_EINVAL when malformed, empty

@@ -178,6 +178,21 @@ const char *veil_pccs_fetcher_base(const char *flag, const char *kind, const cha
 int veil_pccs_fetcher_start(const struct veil_pccs_fetcher_opts *o,
 			    struct veil_pccs_fetcher **out);
 
+/* What a server (veil-node, veil-gateway) does with its `--pccs URL|none`
+ * and `--pccs-cache DIR` flags once the report it made at start exists:
+ * the base URL from veil_pccs_fetcher_base(flag, kind, log_mod); none: 0,
+ * *out NULL.  Else the fetcher is started for the quote in `report` (hex
+ * "quote") and the report is made to carry what it has (none yet: with the
+ * sim, not its own either), *stamp set as by veil_pccs_fetcher_apply.
+ * Errors as veil_pccs_fetcher_start, logged with log_mod. */
+int veil_pccs_fetcher_start_report(const char *flag, const char *kind, const char *cache_dir,
+				   const char *log_mod, json_t *report,
+				   struct veil_pccs_fetcher **out, uint64_t *stamp);
+
+/* An FN callback (include/veil/opt.h) for --pccs: an http(s) base URL or
+ * "none", stored as given into *(const char **)dst. */
+int veil_pccs_opt_url(const char *value, void *dst);
+
 /* Sets report's "collateral" to a copy of the last good collateral while
  * it is before its nextUpdate, else removes it ("collateral" from the
  * attester included: a server that fetches serves only what it fetched).

@@ -380,51 +380,6 @@ out:
 	return rc;
 }
 
-/* DCAP collateral for the gateway's own quote (--pccs, --pccs-cache;
- * docs/operations.md "DCAP collateral"), as veil-node does for its own: a
- * TDX report without it is refused by every verifier that has none of its
- * own (a veil-proxy among them).  The library's fetcher
- * (src/lib/attest/pccs_fetcher.c) fetches on a thread of its own and keeps
- * the last good copy; reports take it and never wait for a fetch.  What to
- * fetch comes from the PCK certificate in the quote of the report made at
- * start. */
-static int collateral_start(struct gw *g, const char *kind)
-{
-	struct veil_pccs_fetcher_opts fo = {0};
-	const char *qhex = json_string_value(json_object_get(g->cached_report, "quote"));
-	uint8_t *quote = NULL;
-	size_t qlen = 0, cap;
-	int rc;
-
-	if (!(fo.base_url = veil_pccs_fetcher_base(g->o.pccs, kind, GW_MOD)))
-		return 0;
-	if (!qhex) {
-		rc = veil_errf(VEIL_EINTERNAL, "collateral: the report has no quote");
-		goto fail;
-	}
-	cap = strlen(qhex) / 2 + 1;
-	if (!(quote = malloc(cap))) {
-		rc = VEIL_ENOMEM;
-		goto fail;
-	}
-	if ((rc = veil_hex_decode(qhex, strlen(qhex), quote, cap, &qlen)) < 0)
-		goto fail;
-	fo.quote = quote;
-	fo.quote_len = qlen;
-	fo.cache_dir = g->o.pccs_cache;
-	fo.log_mod = GW_MOD;
-	if ((rc = veil_pccs_fetcher_start(&fo, &g->coll)) < 0)
-		goto fail;
-	free(quote);
-	/* the report made at start has none yet (with the sim: not its own) */
-	veil_pccs_fetcher_apply(g->coll, g->cached_report, &g->cached_coll);
-	return 0;
-fail:
-	free(quote);
-	VEIL_ERROR(GW_MOD, "collateral: %s (%s)", veil_strerror(rc), veil_err_detail());
-	return rc;
-}
-
 /* The report made at start gets the collateral fetched since (or loses one
  * past its nextUpdate): a copy, so a reply still holding the old one is not
  * changed under it.  Parsed only when the collateral changed.  Loop only. */
@@ -505,7 +460,14 @@ int gw_attest_init(struct gw *g)
 			   veil_err_detail());
 		return rc;
 	}
-	if ((rc = collateral_start(g, veil_attester_kind(a))) < 0)
+	/* DCAP collateral for the gateway's own quote, as veil-node does for
+	 * its own (--pccs, --pccs-cache; docs/operations.md): a TDX report
+	 * without it is refused by every verifier that has none of its own,
+	 * a veil-proxy among them.  Reports take the last good copy and never
+	 * wait for a fetch. */
+	if ((rc = veil_pccs_fetcher_start_report(g->o.pccs, veil_attester_kind(a),
+						 g->o.pccs_cache, GW_MOD, g->cached_report,
+						 &g->coll, &g->cached_coll)) < 0)
 		return rc;
 	VEIL_INFO(GW_MOD, "attestation: %s; keys: ethereum %s", veil_attester_kind(a),
 		  g->eth_address);

@@ -22,6 +22,7 @@
 #include <event2/thread.h>
 
 #include "veil/opt.h"
+#include "veil/pccs.h"
 
 #include "gateway.h"
 
@@ -399,26 +400,6 @@ out:
 /* --print-config: print the measured configuration and exit. */
 static bool print_config;
 
-/* --pccs: an http(s) base URL, or "none". */
-static int pccs_url(const char *v, void *dst)
-{
-	if (strcmp(v, "none") && strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
-		return VEIL_EINVAL;
-	*(const char **)dst = v;
-	return 0;
-}
-
-/* --pccs-cache, --sim-state: an existing directory. */
-static int dir_arg(const char *v, void *dst)
-{
-	struct stat st;
-
-	if (stat(v, &st) < 0 || !S_ISDIR(st.st_mode))
-		return VEIL_EINVAL;
-	*(const char **)dst = v;
-	return 0;
-}
-
 static int parse_args(int argc, char **argv, struct gw_opts *o, int *exit_code)
 {
 	static const char *const tees[] = {"auto", "tdx", "sev-snp", "sim", NULL};
@@ -441,11 +422,11 @@ static int parse_args(int argc, char **argv, struct gw_opts *o, int *exit_code)
 		VEIL_OPT_STR("--admin-token-file", &o->admin_token_file),
 		VEIL_OPT_STR("--secret-file", &o->secret_file),
 		VEIL_OPT_CHOICE("--tee", &tee, tees),
-		VEIL_OPT_FN("--pccs", pccs_url, &o->pccs,
+		VEIL_OPT_FN("--pccs", veil_pccs_opt_url, &o->pccs,
 			    "--pccs must be http(s)://host[:port][/prefix] or none"),
-		VEIL_OPT_FN("--pccs-cache", dir_arg, &o->pccs_cache,
+		VEIL_OPT_FN("--pccs-cache", veil_opt_dir, &o->pccs_cache,
 			    "--pccs-cache must name an existing directory"),
-		VEIL_OPT_FN("--sim-state", dir_arg, &o->sim_state,
+		VEIL_OPT_FN("--sim-state", veil_opt_dir, &o->sim_state,
 			    "--sim-state must name an existing directory"),
 		VEIL_OPT_CHOICE("--affinity", &o->affinity, affinities),
 		VEIL_OPT_CHOICE("--receipt-check", &o->receipt_check, checks),

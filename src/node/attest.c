@@ -10,7 +10,7 @@
  * node_attest_init is done: the loop hands it (request, nonce), the report
  * comes back through a channel and is answered on the loop.  The report
  * without a nonce (made at start) is served from the loop.  Both carry the
- * DCAP collateral collateral.c fetched, when the node fetches it (--pccs),
+ * DCAP collateral the library's fetcher got, when the node fetches it (--pccs),
  * in place of any the attester put in. */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -133,9 +133,9 @@ static void report_run(struct node_job *j, bool stopping)
 
 	r->rc = stopping || atomic_load(&r->gone) ? VEIL_ECANCELED
 						  : report(r->n, r->nonce, &r->report);
-	/* the fetched DCAP collateral (collateral.c), never waited for */
+	/* the fetched DCAP collateral, never waited for */
 	if (r->rc == 0)
-		r->rc = node_collateral_apply(r->n, r->report, NULL);
+		r->rc = veil_pccs_fetcher_apply(r->n->coll, r->report, NULL);
 	if (r->rc < 0 && r->rc != VEIL_ECANCELED)
 		VEIL_WARN(NODE_MOD, "attestation: report failed: %s (%s)",
 			  veil_strerror(r->rc), veil_err_detail());
@@ -222,7 +222,15 @@ int node_attest_init(struct node *n)
 			   veil_err_detail());
 		return rc;
 	}
-	if ((rc = node_collateral_start(n, veil_attester_kind(a))) < 0)
+	/* DCAP collateral for the node's own quotes (--pccs, --pccs-cache;
+	 * docs/operations.md "DCAP collateral"): a TDX report without it is
+	 * refused by every verifier that has none of its own, gateways and
+	 * proxies among them.  Fetched on a thread of its own
+	 * (src/lib/attest/pccs_fetcher.c); reports take the last good copy
+	 * and never wait. */
+	if ((rc = veil_pccs_fetcher_start_report(n->o.pccs, veil_attester_kind(a),
+						 n->o.pccs_cache, NODE_MOD, n->cached_report,
+						 &n->coll, &n->cached_coll)) < 0)
 		return rc;
 	/* one thread: the TEE makes one quote at a time anyway */
 	return node_workers_start(n, "attestation reporter", 1, ATTEST_MAX_PENDING + 1,
@@ -247,10 +255,10 @@ static void refresh_cached(struct node *n)
 {
 	json_t *r;
 
-	if (node_collateral_stamp(n) == n->cached_coll ||
+	if (veil_pccs_fetcher_stamp(n->coll) == n->cached_coll ||
 	    !(r = json_copy(n->cached_report)))
 		return;
-	if (node_collateral_apply(n, r, &n->cached_coll) < 0) {
+	if (veil_pccs_fetcher_apply(n->coll, r, &n->cached_coll) < 0) {
 		json_decref(r);
 		return;
 	}
@@ -314,7 +322,8 @@ void node_attest_free(struct node *n)
 {
 	node_workers_stop(n->reporter);
 	n->reporter = NULL;
-	node_collateral_stop(n); /* after the reporter, which reads it */
+	veil_pccs_fetcher_stop(n->coll); /* after the reporter, which reads it */
+	n->coll = NULL;
 	json_decref(n->cached_report);
 	n->cached_report = NULL;
 	veil_attester_free(n->attester);

@@ -10,7 +10,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -58,7 +57,7 @@ static void usage(FILE *f)
 		"  --request-timeout-ms N  whole request head+body (default 30000; over: 408)\n"
 		"  --idle-timeout-ms N   keep-alive idle (default 30000)\n"
 		"  --pccs URL|none       DCAP collateral for the reports from a PCCS or Intel PCS\n"
-		"                        (default on TDX: " NODE_PCCS_DEFAULT ";\n"
+		"                        (default on TDX: " VEIL_PCCS_DEFAULT_URL ";\n"
 		"                        sim: none, the sim's own)\n"
 		"  --pccs-cache DIR      keep fetched collateral in DIR (an existing directory)\n"
 		"  --sim-state DIR       sim TEE: keep its keys in DIR/sim-tee.pem across restarts\n"
@@ -80,26 +79,6 @@ static void wiping_free(void *p)
 		veil_wipe(p, malloc_usable_size(p));
 		free(p);
 	}
-}
-
-/* --pccs: an http(s) base URL, or "none". */
-static int pccs_url(const char *v, void *dst)
-{
-	if (strcmp(v, "none") && strncmp(v, "http://", 7) && strncmp(v, "https://", 8))
-		return VEIL_EINVAL;
-	*(const char **)dst = v;
-	return 0;
-}
-
-/* --pccs-cache, --sim-state: an existing directory. */
-static int dir_arg(const char *v, void *dst)
-{
-	struct stat st;
-
-	if (stat(v, &st) < 0 || !S_ISDIR(st.st_mode))
-		return VEIL_EINVAL;
-	*(const char **)dst = v;
-	return 0;
 }
 
 /* --upstream: only an http(s) engine is relayed to. */
@@ -150,11 +129,11 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 		VEIL_OPT_FN("--upstream", upstream_url, &o->upstream,
 			    "--upstream must be http(s)://host:port"),
 		VEIL_OPT_FN("--log-level", veil_opt_log_level, &lvl, "unknown log level"),
-		VEIL_OPT_FN("--pccs", pccs_url, &o->pccs,
+		VEIL_OPT_FN("--pccs", veil_pccs_opt_url, &o->pccs,
 			    "--pccs must be http(s)://host[:port][/prefix] or none"),
-		VEIL_OPT_FN("--pccs-cache", dir_arg, &o->pccs_cache,
+		VEIL_OPT_FN("--pccs-cache", veil_opt_dir, &o->pccs_cache,
 			    "--pccs-cache must name an existing directory"),
-		VEIL_OPT_FN("--sim-state", dir_arg, &o->sim_state,
+		VEIL_OPT_FN("--sim-state", veil_opt_dir, &o->sim_state,
 			    "--sim-state must name an existing directory"),
 		VEIL_OPT_INT("--max-batch", &o->max_batch, 1, 1024),
 		VEIL_OPT_INT("--max-queue", &o->max_queue, 1, 65536),

@@ -131,7 +131,7 @@ static void h_metrics(struct veil_http_req *req, void *arg)
 		"# TYPE veil_node_receipts_dropped_early_total counter\n"
 		"veil_node_receipts_dropped_early_total %llu\n",
 		rs.n, (unsigned long long)rs.early);
-	node_collateral_metrics(n, &b);
+	veil_pccs_fetcher_metrics(n->coll, "veil_node", &b);
 	hist_out(&b, "veil_node_ttft_seconds", "Time to first token.", &n->m.ttft);
 	hist_out(&b, "veil_node_token_latency_seconds",
 		 "Time between generated tokens.", &n->m.tpot);

@@ -10,7 +10,7 @@
  * tokenizer threads in api.c, which touch only their own prompt jobs (a
  * parsed body no other thread touches meanwhile, their own id buffer), the
  * tokenizer and chat template (read-only after load) and their channel,
- * and the collateral fetcher collateral.c starts (one thread, the
+ * and the collateral fetcher attest.c starts (one thread, the
  * library's struct veil_pccs_fetcher), which touches only that struct (the
  * loop and the reporter read it under its lock). */
 #ifndef VEIL_NODE_H
@@ -37,9 +37,6 @@
  * raises it; about 400 bytes each). */
 #define NODE_RECEIPTS_MAX 131072
 #define NODE_RECEIPTS_KEEP_MS (60ull * 60 * 1000)
-
-/* --pccs on a TDX node when not given (collateral.c). */
-#define NODE_PCCS_DEFAULT VEIL_PCCS_DEFAULT_URL
 
 struct node_opts {
 	const char *model;
@@ -138,8 +135,9 @@ struct node {
 	struct node_workers *reporter;     /* nonce reports, off the loop */
 	struct node_workers *tokenizer;    /* big prompts' tokenization (api.c) */
 	json_t *cached_report;
-	struct veil_pccs_fetcher *coll;    /* collateral.c; NULL: not fetched */
-	uint64_t cached_coll;              /* node_collateral_stamp() of
+	struct veil_pccs_fetcher *coll;    /* DCAP collateral (attest.c); NULL:
+					    * not fetched */
+	uint64_t cached_coll;              /* veil_pccs_fetcher_stamp() of
 					    * cached_report's collateral */
 
 	/* The loop's scratch space for one stream event at a time (api.c):
@@ -241,29 +239,5 @@ void node_attest_routes(struct node *n);
  * answers or drops what it handed back; after the server is freed (every
  * pending request's close callback has fired by then). */
 void node_attest_free(struct node *n);
-
-/* collateral.c: DCAP collateral for the node's quotes (--pccs), through the
- * library's fetcher (include/veil/pccs.h, struct veil_pccs_fetcher). */
-/* After the report made at start exists (its quote names what to fetch),
- * for the attester of kind `kind`: starts the fetcher thread when the node
- * fetches (TDX unless --pccs none; the sim with an explicit --pccs) and
- * takes the collateral out of n->cached_report until one is fetched.  0
- * also when nothing is fetched, and when the quote names nothing to fetch
- * (a warning; reports then carry what the attester put in); < 0 when the
- * thread cannot start. */
-int node_collateral_start(struct node *n, const char *kind);
-/* Sets report's "collateral" to the last good one while before its
- * nextUpdate, else removes it; no-op when the node does not fetch.  Any
- * thread.  *stamp (may be NULL) gets what node_collateral_stamp() said for
- * the collateral put in. */
-int node_collateral_apply(struct node *n, json_t *report, uint64_t *stamp);
-/* Changes whenever the collateral reports should carry changes (a new one,
- * or the last one past its nextUpdate: 0); any thread. */
-uint64_t node_collateral_stamp(const struct node *n);
-/* Prometheus lines (none when the node does not fetch); any thread. */
-void node_collateral_metrics(const struct node *n, struct veil_buf *b);
-/* Stops the fetcher (waits up to 2 s for a fetch in progress, then leaves
- * it to end on its own).  NULL coll is a no-op. */
-void node_collateral_stop(struct node *n);
 
 #endif

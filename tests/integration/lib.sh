@@ -292,6 +292,32 @@ tls_spki_sha256() {
 		openssl pkey -pubin -outform DER | sha256sum | cut -d' ' -f1
 }
 
+# start_pccs NAME ARGS...: the PCCS stand-in (tests/integration/pccs_server.py,
+# ARGS its options) logging its requests to $tmp/NAME.req; sets S (its URL)
+# and SPID.
+start_pccs() {
+	local name="$1"
+	shift
+	: >"$tmp/$name.req"
+	start_server "$name" python3 tests/integration/pccs_server.py --log "$tmp/$name.req" "$@" ||
+		return 1
+	S="$URL"
+	SPID=$PID
+}
+
+# collateral_is REPORT COL: the "collateral" of the report in file REPORT is
+# the dcap-qvl collateral in file COL (the CRLs compared as DER, whatever
+# the hex case).
+collateral_is() {
+	jq -e --slurpfile s "$2" '
+		.collateral as $r | $s[0] as $c |
+		all("tcb_info", "tcb_info_signature", "tcb_info_issuer_chain", "qe_identity",
+		    "qe_identity_signature", "qe_identity_issuer_chain", "pck_crl_issuer_chain";
+		    $r[.] == $c[.]) and
+		all("pck_crl", "root_ca_crl"; ($r[.] | ascii_downcase) == ($c[.] | ascii_downcase))' \
+		"$1" >/dev/null 2>&1
+}
+
 # metric URL NAME: the value of the sample NAME (with its labels, if any) of
 # GET URL/metrics; nothing when it is absent.
 metric() { curl -s -m 10 "$1/metrics" | awk -v m="$2" '$1 == m { print $2 }'; }

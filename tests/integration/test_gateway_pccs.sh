@@ -36,17 +36,6 @@ start_gw() {
 }
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
 
-# start_pccs NAME ARGS...: a PCCS stand-in logging requests to $tmp/NAME.req;
-# sets S (its URL) and SPID.
-start_pccs() {
-	local name="$1"
-	shift
-	: >"$tmp/$name.req"
-	start_server "$name" python3 tests/integration/pccs_server.py --log "$tmp/$name.req" "$@" ||
-		return 1
-	S="$URL"
-	SPID=$PID
-}
 
 # cached NAME: the gateway's own report from the cached answer (no nonce)
 # into $tmp/NAME.json.
@@ -68,16 +57,7 @@ verify() {
 	"$VEIL" verify "$tmp/$f.json" --kind report --nonce "$N" --allow-sim "$@" >"$tmp/$f.verdict" 2>&1
 }
 # served NAME: $tmp/NAME.json's collateral is what the PCCS served ($tmp/col.json).
-served() {
-	jq -e --slurpfile s "$tmp/col.json" '
-		.collateral as $r | $s[0] as $c |
-		all("tcb_info", "tcb_info_signature", "tcb_info_issuer_chain", "qe_identity",
-		    "qe_identity_signature", "qe_identity_issuer_chain", "pck_crl_issuer_chain";
-		    $r[.] == $c[.]) and
-		all("pck_crl", "root_ca_crl"; ($r[.] | ascii_downcase) == ($c[.] | ascii_downcase))' \
-		"$tmp/$1.json" >/dev/null 2>&1
-}
-metric() { curl -sf -m 10 "$U/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+served() { collateral_is "$tmp/$1.json" "$tmp/col.json"; }
 
 # ---- 1. a sim gateway without --pccs: its own collateral, to serve --------------------
 if ! start_gw a; then
@@ -90,7 +70,7 @@ jq '.collateral' "$tmp/a0.json" >"$tmp/col.json"
 nonce_report a1
 check "without --pccs its nonce report verifies with its own collateral" verify a1
 check "the sim gateway without --pccs has no collateral metrics" \
-	eval '[ -z "$(metric veil_gateway_collateral_fetch_failures_total)" ]'
+	eval '[ -z "$(metric "$U" veil_gateway_collateral_fetch_failures_total)" ]'
 stop "$GPID"
 c0="$("$GW_BIN" --tee sim --print-config 2>/dev/null)"
 c1="$("$GW_BIN" --tee sim --print-config --pccs http://127.0.0.1:1 --pccs-cache "$tmp/cache" \
@@ -127,9 +107,9 @@ cf="$tmp/cache/tdx-$(printf '%s' "$fm" | tr 'A-F' 'a-f')-platform.json"
 check "the collateral is cached in --pccs-cache ($(basename "$cf"))" \
 	jqt -e --slurpfile s "$tmp/col.json" '.tcb_info == $s[0].tcb_info' "$cf"
 check "metrics: veil_gateway_collateral_fetch_failures_total 0" \
-	[ "$(metric veil_gateway_collateral_fetch_failures_total)" = 0 ]
+	[ "$(metric "$U" veil_gateway_collateral_fetch_failures_total)" = 0 ]
 check "metrics: veil_gateway_collateral_next_update_seconds more than a day" \
-	eval '[ "$(metric veil_gateway_collateral_next_update_seconds)" -gt 86400 ]'
+	eval '[ "$(metric "$U" veil_gateway_collateral_next_update_seconds)" -gt 86400 ]'
 check "the gateway logs what it fetched" \
 	grep -q "gateway.*collateral: DCAP collateral for FMSPC $fm" "$tmp/b.log"
 stop "$GPID"
@@ -154,9 +134,9 @@ if start_pccs down --status 500 && start_gw c --pccs "$S"; then
 		'[ $vrc = 1 ] && jqt -e ".ok == false and (.error | test(\"no collateral in the report\"))" "$tmp/c1.verdict"'
 	check "PCCS 500: ... and accepts it with --collateral" verify c1 --collateral "$tmp/col.json"
 	check "PCCS 500: metrics count the failure" \
-		eval '[ "$(metric veil_gateway_collateral_fetch_failures_total)" -ge 1 ]'
+		eval '[ "$(metric "$U" veil_gateway_collateral_fetch_failures_total)" -ge 1 ]'
 	check "PCCS 500: metrics: no collateral (0 s to nextUpdate)" \
-		[ "$(metric veil_gateway_collateral_next_update_seconds)" = 0 ]
+		[ "$(metric "$U" veil_gateway_collateral_next_update_seconds)" = 0 ]
 	check "the PCCS answering 500 was asked" grep -q "^GET /tdx/certification/v4/tcb" "$tmp/down.req"
 	stop "$GPID"
 else

@@ -37,17 +37,6 @@ start_node() {
 }
 stop() { kill "$1" 2>/dev/null; wait "$1" 2>/dev/null; }
 
-# start_pccs NAME ARGS...: a PCCS stand-in logging requests to $tmp/NAME.req;
-# sets S (its URL) and SPID.
-start_pccs() {
-	local name="$1"
-	shift
-	: >"$tmp/$name.req"
-	start_server "$name" python3 tests/integration/pccs_server.py --log "$tmp/$name.req" "$@" ||
-		return 1
-	S="$URL"
-	SPID=$PID
-}
 
 # cached NAME: the report without a nonce into $tmp/NAME.json.
 cached() { curl -sf -m 10 -o "$tmp/$1.json" "$U/v1/attestation/report"; }
@@ -65,19 +54,8 @@ verify() {
 	shift
 	"$VEIL" verify "$tmp/$f.json" --kind report --nonce "$N" --allow-sim "$@" >"$tmp/$f.verdict" 2>&1
 }
-# served NAME: $tmp/NAME.json's collateral is what the PCCS served (the one
-# in $tmp/col.json; CRLs compared as DER, whatever the hex case).
-served() {
-	jq -e --slurpfile s "$tmp/col.json" '
-		.collateral as $r | $s[0] as $c |
-		all("tcb_info", "tcb_info_signature", "tcb_info_issuer_chain", "qe_identity",
-		    "qe_identity_signature", "qe_identity_issuer_chain", "pck_crl_issuer_chain";
-		    $r[.] == $c[.]) and
-		all("pck_crl", "root_ca_crl"; ($r[.] | ascii_downcase) == ($c[.] | ascii_downcase))' \
-		"$tmp/$1.json" >/dev/null 2>&1
-}
-# metric NAME: the value of metric NAME.
-metric() { curl -sf -m 10 "$U/metrics" | awk -v m="$1" '$1 == m { print $2 }'; }
+# served NAME: $tmp/NAME.json's collateral is what the PCCS served ($tmp/col.json).
+served() { collateral_is "$tmp/$1.json" "$tmp/col.json"; }
 
 # ---- 1. a sim node without --pccs: unchanged, its collateral to serve -------------
 if ! start_node a; then
@@ -90,7 +68,7 @@ jq '.collateral' "$tmp/a0.json" >"$tmp/col.json"
 nonce_report a1
 check "without --pccs a nonce report verifies with its own collateral" verify a1
 check "the sim node without --pccs has no collateral metrics" \
-	eval '[ -z "$(metric veil_node_collateral_fetch_failures_total)" ]'
+	eval '[ -z "$(metric "$U" veil_node_collateral_fetch_failures_total)" ]'
 stop "$NPID"
 c0="$("$NODE_BIN" --model "$MODEL" --tee sim --print-config 2>/dev/null)"
 c1="$("$NODE_BIN" --model "$MODEL" --tee sim --print-config --pccs http://127.0.0.1:1 \
@@ -139,9 +117,9 @@ check "veil verify --kind tdx --pccs fetches collateral for a sim quote (sim PCK
 cf="$tmp/cache/tdx-$(printf '%s' "$fm" | tr 'A-F' 'a-f')-platform.json"
 check "the collateral is cached in --pccs-cache ($(basename "$cf"))" \
 	jqt -e --slurpfile s "$tmp/col.json" '.tcb_info == $s[0].tcb_info' "$cf"
-check "metrics: no fetch failure" [ "$(metric veil_node_collateral_fetch_failures_total)" = 0 ]
+check "metrics: no fetch failure" [ "$(metric "$U" veil_node_collateral_fetch_failures_total)" = 0 ]
 check "metrics: nextUpdate more than a day away" \
-	eval '[ "$(metric veil_node_collateral_next_update_seconds)" -gt 86400 ]'
+	eval '[ "$(metric "$U" veil_node_collateral_next_update_seconds)" -gt 86400 ]'
 check "the node logs what it fetched" grep -q "collateral: DCAP collateral for FMSPC $fm" "$tmp/b.log"
 stop "$NPID"
 stop "$GOOD_PID" # its port is unreachable from here on
@@ -175,9 +153,9 @@ for what in 500 unreachable; do
 		'[ $vrc = 1 ] && jqt -e ".ok == false and (.error | test(\"no collateral in the report\"))" "$tmp/c$what-1.verdict"'
 	check "PCCS $what: ... and accepts it with --collateral" verify "c$what-1" --collateral "$tmp/col.json"
 	check "PCCS $what: metrics count the failure" \
-		eval '[ "$(metric veil_node_collateral_fetch_failures_total)" -ge 1 ]'
+		eval '[ "$(metric "$U" veil_node_collateral_fetch_failures_total)" -ge 1 ]'
 	check "PCCS $what: metrics: no collateral (0 s to nextUpdate)" \
-		[ "$(metric veil_node_collateral_next_update_seconds)" = 0 ]
+		[ "$(metric "$U" veil_node_collateral_next_update_seconds)" = 0 ]
 	stop "$NPID"
 done
 check "the PCCS answering 500 was asked" grep -q "^GET /tdx/certification/v4/tcb" "$tmp/down.req"
@@ -190,7 +168,7 @@ if start_node d --pccs "$DEAD" --pccs-cache "$tmp/cache"; then
 	nonce_report d1
 	check "... a nonce report with it verifies" verify d1
 	check "... no warning" eval '! grep -q "collateral.*failed" "$tmp/d.log"'
-	check "... metrics: no fetch failure" [ "$(metric veil_node_collateral_fetch_failures_total)" = 0 ]
+	check "... metrics: no fetch failure" [ "$(metric "$U" veil_node_collateral_fetch_failures_total)" = 0 ]
 	stop "$NPID"
 else
 	notok "PCCS gone, cache fresh: the node starts"

@@ -435,3 +435,53 @@ void veil_pccs_fetcher_stop(struct veil_pccs_fetcher *f)
 	}
 	release(f);
 }
+
+int veil_pccs_fetcher_start_report(const char *flag, const char *kind, const char *cache_dir,
+				   const char *log_mod, json_t *report,
+				   struct veil_pccs_fetcher **out, uint64_t *stamp)
+{
+	struct veil_pccs_fetcher_opts fo = {0};
+	const char *qhex = json_string_value(json_object_get(report, "quote"));
+	uint8_t *quote = NULL;
+	size_t qlen = 0, cap;
+	int rc;
+
+	*out = NULL;
+	if (!(fo.base_url = veil_pccs_fetcher_base(flag, kind, log_mod)))
+		return 0;
+	if (!qhex) {
+		rc = veil_errf(VEIL_EINTERNAL, "collateral: the report has no quote");
+		goto fail;
+	}
+	cap = strlen(qhex) / 2 + 1;
+	if (!(quote = malloc(cap))) {
+		rc = VEIL_ENOMEM;
+		goto fail;
+	}
+	if ((rc = veil_hex_decode(qhex, strlen(qhex), quote, cap, &qlen)) < 0)
+		goto fail;
+	fo.quote = quote;
+	fo.quote_len = qlen;
+	fo.cache_dir = cache_dir;
+	fo.log_mod = log_mod;
+	if ((rc = veil_pccs_fetcher_start(&fo, out)) < 0)
+		goto fail;
+	free(quote);
+	/* the report made at start has none yet (with the sim: not its own) */
+	veil_pccs_fetcher_apply(*out, report, stamp);
+	return 0;
+fail:
+	free(quote);
+	VEIL_ERROR(log_mod ? log_mod : "pccs", "collateral: %s (%s)", veil_strerror(rc),
+		   veil_err_detail());
+	return rc;
+}
+
+int veil_pccs_opt_url(const char *value, void *dst)
+{
+	if (strcmp(value, "none") && strncmp(value, "http://", 7) &&
+	    strncmp(value, "https://", 8))
+		return VEIL_EINVAL;
+	*(const char **)dst = value;
+	return 0;
+}

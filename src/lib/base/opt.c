@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "veil/base.h"
 #include "veil/opt.h"
@@ -31,6 +32,16 @@ int veil_opt_log_level(const char *value, void *dst)
 	if (lvl < 0)
 		return VEIL_EINVAL;
 	*(int *)dst = lvl;
+	return 0;
+}
+
+int veil_opt_dir(const char *value, void *dst)
+{
+	struct stat st;
+
+	if (stat(value, &st) < 0 || !S_ISDIR(st.st_mode))
+		return VEIL_EINVAL;
+	*(const char **)dst = value;
 	return 0;
 }
 
