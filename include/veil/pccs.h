@@ -85,16 +85,21 @@ struct veil_pccs_opts {
 	unsigned connect_timeout_ms; /* 10 s */
 	size_t max_response;         /* VEIL_PCCS_MAX_RESPONSE */
 	const char *ca_file;         /* TLS trust for https; NULL: system */
+	bool quiet;                  /* a stale cache file and stale fetched
+					collateral are logged at debug level
+					(a caller that retries logs once) */
 };
 
 /* Appends the collateral for (fmspc, ca, tee) in the dcap-qvl JSON layout to
  * `collateral_json` (its max caps it), from the cache when fresh, else from
- * the server (then written to the cache).  `ca` is "processor" or
- * "platform".  Errors: VEIL_EINVAL (arguments), VEIL_ENOENT (HTTP 404),
- * VEIL_EIO (transfer failed, other status, cache write failed),
+ * the server (then written to the cache, unless already past its
+ * nextUpdate: a fresh file is never replaced by staler data; a cache that
+ * cannot be written is a warning, not an error: the collateral is good).
+ * `ca` is "processor" or "platform".  Errors: VEIL_EINVAL (arguments),
+ * VEIL_ENOENT (HTTP 404), VEIL_EIO (transfer failed, other status),
  * VEIL_ETIMEDOUT, VEIL_ERANGE (a response over the cap), VEIL_EFORMAT (a
- * response not in the expected shape, missing header); the detail names the
- * URL and status.  Thread-safe (concurrent writers of one cache file: the
+ * response not in the expected shape, missing header, or collateral for
+ * another FMSPC); the detail names the URL and status.  Thread-safe (concurrent writers of one cache file: the
  * last rename wins, each file whole). */
 int veil_pccs_fetch(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
 		    const char *ca, enum veil_pccs_tee tee,

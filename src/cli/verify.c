@@ -151,6 +151,11 @@ static int check_flags(const struct vopts *o, const char *kind)
 		fprintf(stderr, "veil verify: --pccs-cache needs --pccs\n");
 		return -1;
 	}
+	if (o->rim_at && !o->n_rim) {
+		fprintf(stderr, "veil verify: --rim-time needs --rim (it dates the RIMs' "
+			"signatures)\n");
+		return -1;
+	}
 	if (o->pccs && o->collateral) {
 		/* one source of collateral: the other would be dropped */
 		fprintf(stderr, "veil verify: --collateral and --pccs are exclusive\n");

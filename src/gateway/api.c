@@ -476,13 +476,11 @@ int gw_attest_init(struct gw *g)
 
 void gw_attest_free(struct gw *g)
 {
-	/* waits up to 2 s for a fetch in progress, then leaves it */
-	veil_pccs_fetcher_stop(g->coll);
-	g->coll = NULL;
-	json_decref(g->cached_report);
-	g->cached_report = NULL;
-	veil_attester_free(g->attester);
-	g->attester = NULL;
+	/* Only the signing and TLS keys: the CPU workers are not stopped at
+	 * exit (main.c), and one may still be making a report with the
+	 * attester, the key set and the collateral fetcher, which the
+	 * process's end takes with it (the fetcher's thread too).  No
+	 * worker uses these keys. */
 	veil_ed25519_key_free(g->ed);
 	veil_secp256k1_key_free(g->k1);
 	EVP_PKEY_free(g->tls_key);
@@ -650,7 +648,7 @@ static void own_report_run(struct gw_job *j, struct veil_store *s)
 	j->rc = veil_attester_report(f->g->attester, f->g->keyset_enc, f->g->keyset_len,
 				     f->nonce, NULL, &f->own);
 	/* the fetched DCAP collateral, never waited for (g->coll is set
-	 * before any request and stopped after the loop) */
+	 * before any request and never freed: gw_attest_free) */
 	if (j->rc == 0 && (j->rc = veil_pccs_fetcher_apply(f->g->coll, f->own, NULL)) < 0) {
 		json_decref(f->own);
 		f->own = NULL;

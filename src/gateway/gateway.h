@@ -379,6 +379,9 @@ int gw_attest_init(struct gw *g);
 /* Starts the fresh node reports whose wait is over (a busy node's retry);
  * on every tick (nodes.c). */
 void gw_fresh_tick(void);
+/* At exit: wipes the gateway's signing and TLS keys; leaves the attester,
+ * the cached report and the collateral fetcher, which a CPU worker may
+ * still be using, to the process's end. */
 void gw_attest_free(struct gw *g);
 void gw_status(struct gw *g, int status);
 void gw_hist_add(struct gw_hist *h, double seconds);

@@ -178,6 +178,11 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 		len = strlen(base);
 		if (len > 5 && !strcmp(base + len - 5, ".gguf"))
 			len -= 5;
+		if (len >= sizeof(o->model_name)) {
+			fprintf(stderr, "veil-node: the model file's name is over %zu bytes: give "
+				"the model a name with --model-name\n", sizeof(o->model_name) - 1);
+			goto bad;
+		}
 		snprintf(o->model_name, sizeof(o->model_name), "%.*s", (int)len, base);
 	} else if (name) {
 		snprintf(o->model_name, sizeof(o->model_name), "%s", name);

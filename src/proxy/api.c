@@ -677,6 +677,11 @@ static void up_done(void *arg, int rc, int status, const uint8_t *body, size_t l
 		p->stats.failed++;
 		VEIL_WARN(PROXY_MOD, "request %llu: the node ended the stream with an error",
 			  (unsigned long long)r->rid);
+		/* with a receipt (tokens were sent) its check logs the line;
+		 * without one (none generated, or a relay dropped it) the
+		 * failed exchange is logged here */
+		if (!r->receipt_ok && !r->check)
+			log_fail(r, NULL, "the node ended the stream with an error and no receipt");
 		veil_http_stream_end(r->req);
 		r->req = NULL;
 		goto out;

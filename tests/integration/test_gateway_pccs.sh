@@ -155,7 +155,10 @@ if start_pccs slow --collateral "$tmp/col.json" --delay 30 && start_gw f --pccs 
 	frc=$?
 	check "hanging PCCS: SIGTERM stops the gateway in under 5 s, exit 0 (took $((SECONDS - t0)) s, rc $frc)" \
 		eval '[ $frc = 0 ] && [ $((SECONDS - t0)) -lt 5 ]'
-	check "hanging PCCS: ... without waiting for the fetch" grep -q "not waiting for it" "$tmp/f.log"
+	# at exit the gateway leaves the fetcher (a CPU worker may still be
+	# using it) to the process's end: no wait at all
+	check "hanging PCCS: ... without waiting for the fetch (under 2 s)" \
+		eval '[ $((SECONDS - t0)) -lt 2 ]'
 else
 	notok "hanging PCCS: the PCCS and the gateway start"
 fi

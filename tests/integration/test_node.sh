@@ -92,6 +92,10 @@ check "a model file name with a space needs --model-name (exit 2, said)" \
 	bash -c '[ "$0" -eq 2 ] && grep -q -- "--model-name" "$1"' $? "$tmp/name.err"
 "$NODE_BIN" --model "$tmp/my model.gguf" --model-name "llama3:8b" --print-config >/dev/null 2>&1
 check "... and runs with one (a name with ':' is fine)" test $? -eq 0
+ln -s "$MODEL" "$tmp/$(printf 'a%.0s' $(seq 1 150)).gguf"
+"$NODE_BIN" --model "$tmp/$(printf 'a%.0s' $(seq 1 150)).gguf" --print-config >/dev/null 2>"$tmp/name.err"
+check "a model file name over 127 bytes needs --model-name (exit 2), not cut" \
+	bash -c '[ "$0" -eq 2 ] && grep -q -- "--model-name" "$1"' $? "$tmp/name.err"
 
 # ---- node A: plain HTTP, plaintext allowed ------------------------------------
 if ! start_node a --model "$MODEL" --plain-http --allow-plaintext --max-queue 256; then

@@ -122,6 +122,18 @@ check "metrics: nextUpdate more than a day away" \
 	eval '[ "$(metric "$U" veil_node_collateral_next_update_seconds)" -gt 86400 ]'
 check "the node logs what it fetched" grep -q "collateral: DCAP collateral for FMSPC $fm" "$tmp/b.log"
 stop "$NPID"
+# A cache directory that cannot be written (/proc: not even root creates a
+# file there) costs only the cache: the collateral is good and served (it
+# used to count as a failed fetch, retried for ever).
+if start_node bro --pccs "$GOOD" --pccs-cache /proc; then
+	for _ in $(seq 1 50); do cached_has bro0 2>/dev/null && served bro0 && break; sleep 0.1; done
+	check "an unwritable --pccs-cache: reports still carry the served collateral, no failure counted" \
+		eval 'served bro0 && [ "$(metric "$U" veil_node_collateral_fetch_failures_total)" = 0 ]'
+	check "... and the log says it was not cached" grep -q "collateral not cached" "$tmp/bro.log"
+	stop "$NPID"
+else
+	notok "a node with --pccs-cache /proc starts"
+fi
 stop "$GOOD_PID" # its port is unreachable from here on
 DEAD="$GOOD"
 

@@ -255,11 +255,14 @@ curl -sN -m 30 -H 'Content-Type: application/json' \
 cpid=$!
 for _ in $(seq 1 250); do grep -q '"text":"[^"]' "$tmp/down.sse" 2>/dev/null && break; sleep 0.02; done
 kill -TERM "$PID_A" 2>/dev/null
-sleep 0.05
+# the second signal only once the first was handled (two pending ones merge
+# into one: a graceful drain that ends the stream with [DONE])
+for _ in $(seq 1 100); do grep -q "signal 15: shutting down" "$tmp/a.log" && break; sleep 0.02; done
 kill -TERM "$PID_A" 2>/dev/null
 wait "$cpid"
 wait "$PID_A" 2>/dev/null
-sleep 0.3 # the receipt checker logs the line after the stream ends
+# the receipt checker logs the line after the stream ends
+for _ in $(seq 1 100); do grep -q '"node_error"' "$tmp/receipts.jsonl" && break; sleep 0.05; done
 check "a node stopped mid-stream: its shutting_down error reaches the client (no [DONE]); the log's receipt line is verified and says node_error shutting_down" \
 	bash -c 'grep -q "\"code\":\"shutting_down\"" "$0" && ! grep -q "\[DONE\]" "$0" &&
 		jq -s -e "map(select(.type == \"receipt\")) | last | .ok and .node_error == \"shutting_down\" and .receipt != null" "$1" >/dev/null' \

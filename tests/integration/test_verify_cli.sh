@@ -349,6 +349,11 @@ NV="$VEC/attest/nvidia/nvtrust"
 if run "nvgpu with --certs" 0 "$NV/hopperAttestationReport.txt" --certs "$NV/hopperCertChain.txt"; then
 	[ "$(field kind <<<"$out")|$(field arch <<<"$out")" = "nvgpu|hopper" ] && ok "nvgpu hex evidence verifies with --certs" || notok "nvgpu fields" "$out"
 fi
+if run "nvgpu --rim-time without --rim" 2 "$NV/hopperAttestationReport.txt" --certs "$NV/hopperCertChain.txt" \
+	--rim-time 2024-01-01T00:00:00Z; then
+	grep -q -- "--rim-time needs --rim" "$tmp/err" && ok "verify --rim-time without --rim exits 2 (it would be ignored)" ||
+		notok "rim-time without rim message" "$(cat "$tmp/err")"
+fi
 run "nvgpu wrong nonce" 1 "$NV/hopperAttestationReport.txt" --certs "$NV/hopperCertChain.txt" --nonce "$M" &&
 	ok "nvgpu evidence with another --nonce exits 1"
 run "nvgpu with --vcek" 2 "$NV/hopperAttestationReport.txt" --certs "$NV/hopperCertChain.txt" --vcek "$NV/hopperCertChain.txt" &&

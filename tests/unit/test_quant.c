@@ -513,6 +513,9 @@ static void test_quantize_q8_0_simd_bytes_equal_scalar_on_edge_values(void **sta
 	x[15 * 32 + 5] = INFINITY;
 	x[23 * 32] = -INFINITY;
 	x[23 * 32 + 1] = NAN;
+	/* a block so small that 1/d is infinite: x * id is +-inf */
+	for (int j = 0; j < 32; j++)
+		x[31 * 32 + j] = (float)(j - 16) * 1e-38f;
 	veil_isa_force(VEIL_ISA_SCALAR);
 	{
 		struct veil_block_q4_0 *q4 = malloc(sizeof(*q4) * nblk);

@@ -900,7 +900,7 @@ int veil_pccs_fetch(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
 				   tee_name(tee), hex, ca);
 			goto done;
 		}
-		if (rc == 0)
+		if (rc == 0 && !o->quiet)
 			VEIL_INFO(MOD, "cached collateral %s is stale or unusable; refetching",
 				  path);
 		veil_buf_reset(&doc);
@@ -924,12 +924,26 @@ int veil_pccs_fetch(const struct veil_pccs_opts *o, const uint8_t fmspc[6],
 	}
 	if ((rc = collateral_facts(doc.data, doc.len, &f)) < 0)
 		goto out;
-	if (f.next_update <= now)
-		VEIL_WARN(MOD, "collateral for %s FMSPC %s from %s is already past its nextUpdate",
-			  tee_name(tee), hex, o->base_url);
-	if (have_path && (rc = write_atomic(o->cache_dir, path, doc.data,
-					    doc.len)) < 0)
+	if (strcmp(f.fmspc, hex)) {
+		/* a misconfigured server: kept, it would replace good collateral */
+		rc = veil_errf(VEIL_EFORMAT, "pccs: %s answered collateral for FMSPC %s, not %s",
+			       o->base_url, f.fmspc[0] ? f.fmspc : "(none)", hex);
 		goto out;
+	}
+	if (f.next_update <= now) {
+		/* returned (the caller judges it), never cached over a file
+		 * that may still be fresh for a restart */
+		if (o->quiet)
+			VEIL_DEBUG(MOD, "collateral for %s FMSPC %s from %s is already past its "
+				   "nextUpdate", tee_name(tee), hex, o->base_url);
+		else
+			VEIL_WARN(MOD, "collateral for %s FMSPC %s from %s is already past its "
+				  "nextUpdate", tee_name(tee), hex, o->base_url);
+	} else if (have_path && write_atomic(o->cache_dir, path, doc.data, doc.len) < 0) {
+		/* the collateral is good: an unwritable cache only costs a
+		 * fetch next time */
+		VEIL_WARN(MOD, "collateral not cached: %s", veil_err_detail());
+	}
 done:
 	rc = veil_buf_append(collateral_json, doc.data, doc.len);
 out:

@@ -114,11 +114,12 @@ static int fetch_once(const struct veil_pccs_fetcher *f, bool refresh, char **te
 	po.cache_dir = refresh ? NULL : f->cache_dir;
 	po.timeout_ms = f->timeout_ms;
 	po.connect_timeout_ms = f->connect_timeout_ms;
+	po.quiet = true; /* retried: the fetcher logs a state change once */
 	if ((rc = veil_pccs_fetch(&po, f->fmspc, f->ca, f->tee, &b)) < 0 ||
 	    (rc = veil_pccs_collateral_next_update(b.data, b.len, nu)) < 0 ||
 	    (rc = veil_buf_append(&b, "", 1)) < 0)
 		goto out;
-	if (refresh && f->cache_dir) {
+	if (refresh && f->cache_dir && *nu > now_s()) {
 		po.cache_dir = f->cache_dir;
 		/* the collateral is good; a cache that cannot be written only
 		 * costs a fetch at the next start */

@@ -390,13 +390,14 @@ static void s_quantize_q8_0(const float *x, struct veil_block_q8_0 *y,
 		const float d = amax / 127.0f;
 		const float id = d != 0.0f ? 1.0f / d : 0.0f;
 		y[i].d = veil_fp32_to_fp16(d);
-		/* a NaN (from a NaN / Inf activation: a model file's weights
-		 * can make them) is 0, as the SIMD paths' low byte of INT_MIN,
-		 * instead of an undefined cast; finite values are in range */
+		/* a NaN or an infinity (a NaN / Inf activation, which a model
+		 * file's weights can make, or id = inf for a block of tiny
+		 * values) is 0, as the SIMD paths' low byte of INT_MIN,
+		 * instead of an undefined cast */
 		for (int j = 0; j < VEIL_QK8_0; j++) {
 			const float r = roundf(xb[j] * id);
 
-			y[i].qs[j] = r == r ? (int8_t)r : 0;
+			y[i].qs[j] = fabsf(r) <= 127.0f ? (int8_t)r : 0;
 		}
 	}
 }
