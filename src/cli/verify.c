@@ -443,8 +443,15 @@ static int do_nvgpu(const struct vopts *o, const uint8_t *raw, size_t rn, const 
 	while (i < rn && isspace(raw[i]))
 		i++;
 	if (i < rn && (raw[i] == '{' || raw[i] == '[')) {
-		json_t *arr = json_array();
+		json_t *arr;
 
+		if (o->certs) {
+			/* each entry carries its own chain: --certs would be ignored */
+			fprintf(stderr, "veil verify: --certs does not apply to an evidence list "
+				"(each entry carries its certificate_chain)\n");
+			goto out;
+		}
+		arr = json_array();
 		rc = veil_nvgpu_verify_list((const char *)raw, rn, &no, &res, &count);
 		for (size_t k = 0; arr && res && k < count; k++)
 			json_array_append_new(arr, veil_nvgpu_verdict_json(&res[k], res[k].error[0] ? VEIL_EBADMSG : 0));
@@ -566,6 +573,32 @@ static int do_report_policy1(const struct vopts *o, const struct veil_buf *pb,
 	return emit(j, 0);
 }
 
+/* Flags that apply to some reports only, by their TEE: --max-vmpl to a
+ * SEV-SNP one, --collateral to a TDX or sim one.  -1 (said) when one is
+ * given for a report it would be ignored for. */
+static int report_tee_refuses(const struct vopts *o, const uint8_t *raw, size_t rn)
+{
+	json_t *doc;
+	const char *tee;
+	int rc = 0;
+
+	if (!o->vmpl && !o->collateral)
+		return 0;
+	doc = json_loadb((const char *)raw, rn, 0, NULL);
+	tee = json_string_value(json_object_get(doc, "tee"));
+	if (tee && o->vmpl && strcmp(tee, "sev-snp")) {
+		fprintf(stderr, "veil verify: --max-vmpl does not apply to this report: its TEE "
+			"is %.16s, not sev-snp\n", tee);
+		rc = -1;
+	} else if (tee && o->collateral && !strcmp(tee, "sev-snp")) {
+		fprintf(stderr, "veil verify: --collateral does not apply to this report: SEV-SNP "
+			"evidence has no DCAP collateral\n");
+		rc = -1;
+	}
+	json_decref(doc);
+	return rc;
+}
+
 static int do_report(const struct vopts *o, bool nearai, const uint8_t *raw, size_t rn)
 {
 	struct veil_report_opts ro;
@@ -575,6 +608,8 @@ static int do_report(const struct vopts *o, bool nearai, const uint8_t *raw, siz
 	json_t *j;
 	int rc;
 
+	if (!nearai && report_tee_refuses(o, raw, rn) < 0)
+		return 2;
 	memset(&ro, 0, sizeof(ro));
 	ro.now = o->now;
 	ro.allow_sim = o->allow_sim;

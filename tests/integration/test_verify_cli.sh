@@ -175,9 +175,22 @@ EOF
 		field error <<<"$out" | grep -q "SEV-SNP report has no TCB status" &&
 		ok "a flat tcb_status policy refuses a SEV-SNP report (no TCB status), not after its quote verified" ||
 		notok "SEV-SNP under a flat tcb_status policy" "$out"
+	# flags a report of this TEE would ignore are usage errors
+	run "SEV-SNP report with --collateral" 2 "$tmp/snp-rep.json" --kind report --nonce "$N" \
+		--collateral "$VEC/attest/tdx/dcap-qvl/tdx_quote_collateral.json" &&
+		grep -q -- "--collateral does not apply to this report" "$tmp/err" &&
+		ok "a SEV-SNP report with --collateral exits 2 (no DCAP collateral to use)"
 else
 	skip "SEV-SNP under a flat tcb_status policy" "$SNPV absent (set VEIL_SHARED)"
 fi
+
+jq '.gpu_evidence' "$tmp/sim.json" >"$tmp/gpulist.json"
+run "nvgpu evidence list with --certs" 2 "$tmp/gpulist.json" --kind nvgpu --certs "$tmp/gpulist.json" &&
+	grep -q -- "--certs does not apply to an evidence list" "$tmp/err" &&
+	ok "an nvgpu evidence list with --certs exits 2 (each entry carries its chain)"
+run "sim report with --max-vmpl" 2 "$tmp/sim.json" --nonce "$N" --allow-sim --max-vmpl 1 &&
+	grep -q -- "--max-vmpl does not apply to this report" "$tmp/err" &&
+	ok "a TDX/sim report with --max-vmpl exits 2 (only SEV-SNP has a VMPL)"
 
 # ---- model.sha256 is bound by the quote (veil-model-sha256 event) -------------
 head -c 4096 /dev/urandom >"$tmp/model.bin"
