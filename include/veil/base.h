@@ -120,6 +120,11 @@ int veil_random(void *buf, size_t n);
 uint64_t veil_now_ns(void);   /* CLOCK_MONOTONIC */
 uint64_t veil_wall_ms(void);  /* CLOCK_REALTIME, ms since the epoch */
 
+/* The rule for model names wherever veil routes or signs by them (a
+ * gateway's routing and store, a node's receipts): 1..max bytes of
+ * printable ASCII without spaces, quotes or backslashes. */
+bool veil_model_name_ok(const char *m, size_t len, size_t max);
+
 /* ---- hex / base64 ------------------------------------------------------ */
 
 /* Lower-case hex of n bytes plus NUL into out (outcap >= 2n+1). */

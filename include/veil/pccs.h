@@ -206,6 +206,14 @@ int veil_pccs_opt_url(const char *value, void *dst);
  * 0).  Any thread; never waits for a fetch. */
 int veil_pccs_fetcher_apply(struct veil_pccs_fetcher *f, json_t *report, uint64_t *stamp);
 
+/* A server's cached report (*report, the one made at start) gets the
+ * collateral fetched since, or loses one past its nextUpdate, when the
+ * stamp says it changed (*stamp: the one it carries): replaced by a
+ * changed copy, so a reply still holding the old one is not changed under
+ * it.  Left as it is when nothing changed or on failure.  The caller's
+ * thread owns *report and *stamp. */
+void veil_pccs_fetcher_refresh(struct veil_pccs_fetcher *f, json_t **report, uint64_t *stamp);
+
 /* A malloc'd copy of the last good collateral (dcap-qvl JSON) while before
  * its nextUpdate, else NULL; *stamp (may be NULL) as above. Any thread. */
 char *veil_pccs_fetcher_text(struct veil_pccs_fetcher *f, uint64_t *stamp);

@@ -380,24 +380,6 @@ out:
 	return rc;
 }
 
-/* The report made at start gets the collateral fetched since (or loses one
- * past its nextUpdate): a copy, so a reply still holding the old one is not
- * changed under it.  Parsed only when the collateral changed.  Loop only. */
-static void refresh_cached(struct gw *g)
-{
-	json_t *r;
-
-	if (veil_pccs_fetcher_stamp(g->coll) == g->cached_coll ||
-	    !(r = json_copy(g->cached_report)))
-		return;
-	if (veil_pccs_fetcher_apply(g->coll, r, &g->cached_coll) < 0) {
-		json_decref(r);
-		return;
-	}
-	json_decref(g->cached_report);
-	g->cached_report = r;
-}
-
 int gw_attest_init(struct gw *g)
 {
 	struct veil_attester_opts ao = {0};
@@ -708,7 +690,7 @@ static void h_report(struct veil_http_req *req, void *arg)
 	}
 	if (!hex) {
 		/* cached reports: NOT fresh (documented) */
-		refresh_cached(g);
+		veil_pccs_fetcher_refresh(g->coll, &g->cached_report, &g->cached_coll);
 		nodes = json_array();
 		for (struct gw_node *n = g->nodes; n; n = n->next)
 			if (gw_node_usable(n) && n->report && (!model || !strcmp(model, n->model)))

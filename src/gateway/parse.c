@@ -99,15 +99,7 @@ bool gw_node_id_valid(const char *id)
 
 bool gw_model_valid(const char *m, size_t len)
 {
-	if (!m || len < 1 || len > VEIL_STORE_MODEL_MAX)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)m[i];
-
-		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
-			return false;
-	}
-	return true;
+	return veil_model_name_ok(m, len, VEIL_STORE_MODEL_MAX);
 }
 
 void gw_node_default_id(const char *url, char out[GW_NODE_ID_MAX + 1])

@@ -40,8 +40,8 @@ int gw_url_check(const char *url, size_t len, char *out, size_t cap,
 /* A node id given by an operator: 1..GW_NODE_ID_MAX of [A-Za-z0-9._-]. */
 bool gw_node_id_valid(const char *id);
 
-/* A model name: 1..VEIL_STORE_MODEL_MAX printable ASCII bytes without
- * spaces, quotes or backslashes (it travels in headers and logs). */
+/* A model name (veil_model_name_ok) of at most VEIL_STORE_MODEL_MAX bytes
+ * (it travels in headers and logs). */
 bool gw_model_valid(const char *m, size_t len);
 
 /* The default id of a node: "n-" + the first 12 hex of SHA-256(url). */

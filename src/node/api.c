@@ -1736,12 +1736,9 @@ static void tok_offload(struct job *j, struct veil_http_req *req, json_t *b,
 	struct tokjob *t = NULL;
 
 	if (!n->tokenizer || n->m.tok_pending >= TOK_MAX_PENDING) {
-		n->m.tok_busy++;
-		node_metrics_status(n, 503);
-		veil_http_set_retry_after(req, TOK_RETRY_AFTER_S);
-		veil_http_reply_error(req, 503, NULL, "tokenizer_busy",
-				      "%d large prompts are being tokenized; retry later",
-				      TOK_MAX_PENDING);
+		node_reply_busy(n, req, &n->m.tok_busy, TOK_RETRY_AFTER_S, "tokenizer_busy",
+				"%d large prompts are being tokenized; retry later",
+				TOK_MAX_PENDING);
 		goto fail;
 	}
 	if (!(t = calloc(1, sizeof(*t))) || !(t->ids = calloc(cap, sizeof(*t->ids)))) {

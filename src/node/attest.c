@@ -248,24 +248,6 @@ static void on_gone(struct veil_http_req *req, void *arg)
 	veil_http_reply(req, 499, "text/plain", "", 0); /* nobody reads it */
 }
 
-/* The report made at start gets the collateral fetched since (or loses
- * one past its nextUpdate): a copy, so a reply still holding the old one
- * is not changed under it.  Parsed only when the collateral changed. */
-static void refresh_cached(struct node *n)
-{
-	json_t *r;
-
-	if (veil_pccs_fetcher_stamp(n->coll) == n->cached_coll ||
-	    !(r = json_copy(n->cached_report)))
-		return;
-	if (veil_pccs_fetcher_apply(n->coll, r, &n->cached_coll) < 0) {
-		json_decref(r);
-		return;
-	}
-	json_decref(n->cached_report);
-	n->cached_report = r;
-}
-
 static void h_report(struct veil_http_req *req, void *arg)
 {
 	struct node *n = arg;
@@ -275,7 +257,7 @@ static void h_report(struct veil_http_req *req, void *arg)
 	size_t got;
 
 	if (!hex) {
-		refresh_cached(n);
+		veil_pccs_fetcher_refresh(n->coll, &n->cached_report, &n->cached_coll);
 		node_metrics_status(n, 200);
 		veil_http_reply_json(req, 200, json_incref(n->cached_report));
 		return;
@@ -288,12 +270,10 @@ static void h_report(struct veil_http_req *req, void *arg)
 		return;
 	}
 	if (!n->reporter || n->m.reports_pending >= ATTEST_MAX_PENDING) {
-		n->m.reports_busy++;
-		node_metrics_status(n, 503);
-		veil_http_set_retry_after(req, ATTEST_RETRY_AFTER_S);
-		veil_http_reply_error(req, 503, NULL, "attestation_busy",
-				      "%d attestation reports are being made; retry later",
-				      ATTEST_MAX_PENDING);
+		node_reply_busy(n, req, &n->m.reports_busy, ATTEST_RETRY_AFTER_S,
+				"attestation_busy",
+				"%d attestation reports are being made; retry later",
+				ATTEST_MAX_PENDING);
 		return;
 	}
 	if (!(r = calloc(1, sizeof(*r)))) {

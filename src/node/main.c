@@ -90,24 +90,6 @@ static int upstream_url(const char *v, void *dst)
 	return 0;
 }
 
-/* The rule a gateway routes by (gw_model_valid) and receipts carry: a name
- * with a control byte or invalid UTF-8 made every receipt fail to build or
- * parse, and a longer one was cut silently. */
-static bool model_name_ok(const char *m, size_t cap)
-{
-	size_t n = strlen(m);
-
-	if (n < 1 || n >= cap)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)m[i];
-
-		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
-			return false;
-	}
-	return true;
-}
-
 static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code)
 {
 	static const char *const tees[] = {"auto", "tdx", "sev-snp", "sim", NULL};
@@ -191,7 +173,10 @@ static int parse_args(int argc, char **argv, struct node_opts *o, int *exit_code
 		fprintf(stderr, "veil-node: --model-name is required with --upstream and no --model\n");
 		goto bad;
 	}
-	if (!model_name_ok(name ? name : o->model_name, sizeof(o->model_name))) {
+	/* the gateways' rule: a name with a control byte or invalid UTF-8 made
+	 * every receipt fail to build or parse, a longer one was cut */
+	if (!veil_model_name_ok(name ? name : o->model_name,
+				strlen(name ? name : o->model_name), sizeof(o->model_name) - 1)) {
 		fprintf(stderr, "veil-node: the model name '%.*s' (%s) must be 1..%zu bytes of "
 			"printable ASCII without spaces, quotes or backslashes, as clients and "
 			"gateways name models: give one with --model-name\n",

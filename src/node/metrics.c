@@ -1,4 +1,5 @@
 /* Operations endpoints: /healthz, /readyz, /metrics (Prometheus text). */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,21 @@ void node_hist_add(struct node_hist *h, double s)
 			h->bucket[i]++;
 	h->count++;
 	h->sum += s;
+}
+
+void node_reply_busy(struct node *n, struct veil_http_req *req, uint64_t *busy_total,
+		     unsigned retry_s, const char *code, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	(*busy_total)++;
+	node_metrics_status(n, 503);
+	veil_http_set_retry_after(req, retry_s);
+	veil_http_reply_error(req, 503, NULL, code, "%s", msg);
 }
 
 void node_metrics_status(struct node *n, int status)

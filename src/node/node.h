@@ -179,6 +179,12 @@ void node_api_abort_all(struct node *n, const char *why);
 
 /* metrics.c */
 void node_metrics_status(struct node *n, int status);
+/* A 503 for work refused because too much of its kind is pending (big
+ * prompts, nonce reports): counted in *busy_total and the status
+ * metrics, with Retry-After: retry_s and an OpenAI-shaped error of `code`
+ * whose message is fmt's.  Loop only. */
+void node_reply_busy(struct node *n, struct veil_http_req *req, uint64_t *busy_total,
+		     unsigned retry_s, const char *code, const char *fmt, ...) VEIL_PRINTF(6, 7);
 void node_hist_add(struct node_hist *h, double seconds);
 void node_ops_routes(struct node *n);
 

@@ -437,6 +437,20 @@ void veil_pccs_fetcher_stop(struct veil_pccs_fetcher *f)
 	release(f);
 }
 
+void veil_pccs_fetcher_refresh(struct veil_pccs_fetcher *f, json_t **report, uint64_t *stamp)
+{
+	json_t *r;
+
+	if (veil_pccs_fetcher_stamp(f) == *stamp || !(r = json_copy(*report)))
+		return;
+	if (veil_pccs_fetcher_apply(f, r, stamp) < 0) {
+		json_decref(r);
+		return;
+	}
+	json_decref(*report);
+	*report = r;
+}
+
 int veil_pccs_fetcher_start_report(const char *flag, const char *kind, const char *cache_dir,
 				   const char *log_mod, json_t *report,
 				   struct veil_pccs_fetcher **out, uint64_t *stamp)

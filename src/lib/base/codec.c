@@ -241,3 +241,16 @@ bad:
 		i++;
 	return veil_errf(VEIL_EFORMAT, "base64: bad character at %zu", i);
 }
+
+bool veil_model_name_ok(const char *m, size_t len, size_t max)
+{
+	if (!m || len < 1 || len > max)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)m[i];
+
+		if (c <= 0x20 || c >= 0x7f || c == '"' || c == '\\')
+			return false;
+	}
+	return true;
+}
